@@ -1,0 +1,17 @@
+# Generates a C++ source holding every migrations/*.sql file, so the daemon
+# carries its schema and never looks for SQL files at run time.
+file(GLOB files "${MIGRATIONS_DIR}/*.sql")
+list(SORT files)
+set(body "// Generated from migrations/*.sql by cmake/embed_migrations.cmake. Do not edit.\n")
+string(APPEND body "#include \"store/migrations.hpp\"\n\nnamespace wxrecon::store {\n\n")
+string(APPEND body "const std::vector<migration>& embedded_migrations() {\n    static const std::vector<migration> all = {\n")
+foreach(f IN LISTS files)
+  get_filename_component(name "${f}" NAME)
+  string(REGEX MATCH "^[0-9]+" number "${name}")
+  math(EXPR version "${number}")
+  file(READ "${f}" sql)
+  string(APPEND body "        {${version}, \"${name}\", R\"wxsql(${sql})wxsql\"},\n")
+endforeach()
+string(APPEND body "    };\n    return all;\n}\n\n}  // namespace wxrecon::store\n")
+file(WRITE "${OUTPUT}.tmp" "${body}")
+file(COPY_FILE "${OUTPUT}.tmp" "${OUTPUT}" ONLY_IF_DIFFERENT)

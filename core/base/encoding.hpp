@@ -1,0 +1,24 @@
+// Byte-string encodings used on the wire (Base64, hex) and a constant-time
+// comparison for secrets and signatures.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace wxrecon {
+
+std::string base64_encode(std::string_view bytes);
+// Strict standard Base64 with padding; whitespace or stray characters give nullopt.
+std::optional<std::string> base64_decode(std::string_view text);
+
+std::string hex_upper(std::string_view bytes);
+std::string hex_lower(std::string_view bytes);
+
+// Runs in time that depends only on the lengths, never on where the inputs differ.
+bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
+
+// Case-insensitive ASCII equality (HTTP header names, hex serials).
+bool iequals(std::string_view a, std::string_view b) noexcept;
+
+}  // namespace wxrecon

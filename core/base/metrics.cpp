@@ -1,0 +1,145 @@
+#include "base/metrics.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+namespace wxrecon {
+namespace {
+
+void append_escaped(std::string& out, std::string_view v) {
+    for (char c : v) {
+        if (c == '\\') out += "\\\\";
+        else if (c == '"') out += "\\\"";
+        else if (c == '\n') out += "\\n";
+        else out.push_back(c);
+    }
+}
+
+std::string format_double(double v) {
+    if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+}
+
+const std::vector<double> latency_bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 4, 10};
+
+}  // namespace
+
+std::string render_labels(const metrics::labels& l) {
+    if (l.empty()) return {};
+    std::string out = "{";
+    for (std::size_t i = 0; i < l.size(); ++i) {
+        if (i) out.push_back(',');
+        out += l[i].first;
+        out += "=\"";
+        append_escaped(out, l[i].second);
+        out.push_back('"');
+    }
+    out.push_back('}');
+    return out;
+}
+
+void metrics::describe(std::string_view name, std::string_view type, std::string_view help) {
+    std::lock_guard lock(mutex_);
+    auto& f = families_[std::string(name)];
+    f.type = type;
+    f.help = help;
+    if (type == "histogram" && !f.hist) {
+        f.hist = std::make_unique<histogram>();
+        f.hist->bounds = latency_bounds;
+        f.hist->buckets = std::make_unique<std::atomic<std::uint64_t>[]>(latency_bounds.size());
+    }
+}
+
+metrics::family& metrics::get(std::string_view name) {
+    auto it = families_.find(name);
+    if (it == families_.end()) it = families_.emplace(std::string(name), family{"counter", "", {}, {}, {}}).first;
+    return it->second;
+}
+
+const metrics::family* metrics::find(std::string_view name) const {
+    auto it = families_.find(name);
+    return it == families_.end() ? nullptr : &it->second;
+}
+
+void metrics::add(std::string_view name, const labels& l, std::uint64_t n) {
+    const std::string key = render_labels(l);
+    std::lock_guard lock(mutex_);
+    auto& slot = get(name).counters[key];
+    if (!slot) slot = std::make_unique<std::atomic<std::uint64_t>>(0);
+    slot->fetch_add(n, std::memory_order_relaxed);
+}
+
+void metrics::set(std::string_view name, const labels& l, double value) {
+    const std::string key = render_labels(l);
+    std::lock_guard lock(mutex_);
+    auto& slot = get(name).gauges[key];
+    if (!slot) slot = std::make_unique<std::atomic<double>>(0);
+    slot->store(value, std::memory_order_relaxed);
+}
+
+void metrics::observe(std::string_view name, double value) {
+    std::lock_guard lock(mutex_);
+    auto& f = get(name);
+    if (!f.hist) return;
+    auto& h = *f.hist;
+    for (std::size_t i = 0; i < h.bounds.size(); ++i)
+        if (value <= h.bounds[i]) h.buckets[i].fetch_add(1, std::memory_order_relaxed);
+    h.count.fetch_add(1, std::memory_order_relaxed);
+    h.sum.store(h.sum.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
+}
+
+std::uint64_t metrics::counter_value(std::string_view name, const labels& l) const {
+    std::lock_guard lock(mutex_);
+    const family* f = find(name);
+    if (!f) return 0;
+    auto it = f->counters.find(render_labels(l));
+    return it == f->counters.end() ? 0 : it->second->load();
+}
+
+std::uint64_t metrics::histogram_count(std::string_view name) const {
+    std::lock_guard lock(mutex_);
+    const family* f = find(name);
+    return f && f->hist ? f->hist->count.load() : 0;
+}
+
+std::string metrics::render() const {
+    std::lock_guard lock(mutex_);
+    std::string out;
+    for (const auto& [name, f] : families_) {
+        if (!f.help.empty()) out += "# HELP " + name + " " + f.help + "\n";
+        out += "# TYPE " + name + " " + f.type + "\n";
+        for (const auto& [l, v] : f.counters) out += name + l + " " + std::to_string(v->load()) + "\n";
+        for (const auto& [l, v] : f.gauges) out += name + l + " " + format_double(v->load()) + "\n";
+        if (f.hist) {
+            // Buckets are kept cumulative at observe time.
+            for (std::size_t i = 0; i < f.hist->bounds.size(); ++i)
+                out += name + "_bucket{le=\"" + format_double(f.hist->bounds[i]) + "\"} " +
+                       std::to_string(f.hist->buckets[i].load()) + "\n";
+            out += name + "_bucket{le=\"+Inf\"} " + std::to_string(f.hist->count.load()) + "\n";
+            out += name + "_sum " + format_double(f.hist->sum.load()) + "\n";
+            out += name + "_count " + std::to_string(f.hist->count.load()) + "\n";
+        }
+    }
+    return out;
+}
+
+std::shared_ptr<metrics> metrics::make_standard() {
+    auto m = std::make_shared<metrics>();
+    m->describe("wxrecon_notifications_total", "counter", "Notifications received, by API, kind and result.");
+    m->describe("wxrecon_signature_probes_total", "counter", "WeChat Pay WECHATPAY/SIGNTEST/ signature probes.");
+    m->describe("wxrecon_notification_seconds", "histogram", "Time from receiving a notification to replying.");
+    m->describe("wxrecon_rejected_sampled_total", "counter",
+                "Rejected notifications counted but not written, to bound the write rate under a flood.");
+    m->describe("wxrecon_queries_total", "counter", "Outbound order queries, by API and result.");
+    m->describe("wxrecon_orders", "gauge", "Orders per state.");
+    m->describe("wxrecon_stuck_orders", "gauge", "Orders stuck past expiry.");
+    m->describe("wxrecon_poll_lag_seconds", "gauge", "How overdue the most overdue scheduled query is.");
+    m->describe("wxrecon_db_up", "gauge", "1 when PostgreSQL answers, else 0.");
+    m->describe("wxrecon_http_requests_total", "counter", "HTTP requests by listener and status.");
+    m->describe("wxrecon_build_info", "gauge", "Build information.");
+    return m;
+}
+
+}  // namespace wxrecon

@@ -1,0 +1,29 @@
+// Calendar arithmetic without the C library's locale and TZ state: RFC 3339
+// timestamps as WeChat Pay writes them, and civil (proleptic Gregorian) dates
+// converted to Unix seconds for certificates and APIv2 Beijing times.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/result.hpp"
+
+namespace wxrecon {
+
+// "2018-06-08T10:34:56+08:00", "2018-06-08T02:34:56.123Z" -> Unix seconds. The offset (Z or +hh:mm /
+// -hh:mm) is required; fractional seconds are accepted and dropped. Anything else is
+// errc::invalid_argument with a message saying what is wrong.
+result<std::int64_t> parse_rfc3339(std::string_view text);
+
+// Unix seconds -> "2018-06-08T10:34:56+08:00" in the given offset (default Beijing time); always a
+// numeric offset, never "Z", so every time wxrecon writes reads the same way.
+std::string format_rfc3339(std::int64_t unix_seconds, int offset_minutes = 480);
+
+// A civil date and wall-clock time taken as UTC -> Unix seconds; nullopt when the fields do not name a
+// real instant (month 13, 30 February, hour 24, second 60, year outside 0..9999).
+std::optional<std::int64_t> civil_to_unix(int year, int month, int day, int hour, int minute,
+                                          int second) noexcept;
+
+}  // namespace wxrecon

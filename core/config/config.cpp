@@ -1,0 +1,794 @@
+#include "config/config.hpp"
+
+#include <arpa/inet.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+namespace wxrecon::config {
+
+namespace {
+
+// Every parser a limit: a config or secret file larger than this is a mistake, not data.
+constexpr std::size_t max_config_bytes = 4u * 1024u * 1024u;
+constexpr std::size_t max_secret_bytes = 64u * 1024u;
+constexpr std::int64_t max_body_limit = 16 * 1024 * 1024;
+constexpr std::int64_t uint32_max = std::numeric_limits<std::uint32_t>::max();
+constexpr std::int64_t int64_max = std::numeric_limits<std::int64_t>::max();
+
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+bool is_alpha(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_hex(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+bool is_space_or_control(char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f;
+}
+bool all_digits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), is_digit);
+}
+
+char to_lower_ascii(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+char to_upper_ascii(char c) {
+    return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return to_lower_ascii(x) == to_lower_ascii(y);
+           });
+}
+
+// Values are echoed in messages; escaping keeps a stray control byte from corrupting a log line.
+std::string quote(std::string_view text) {
+    static constexpr char hex_digits[] = "0123456789ABCDEF";
+    std::string out = "\"";
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20 || u == 0x7f) {
+            out += "\\x";
+            out += hex_digits[u >> 4];
+            out += hex_digits[u & 0xf];
+        } else {
+            out += c;
+        }
+    }
+    out += '"';
+    return out;
+}
+
+// --- host, port and URL checks --------------------------------------------------------------------------
+
+bool is_ipv4_literal(std::string_view text, in_addr* out = nullptr) {
+    in_addr addr{};
+    const bool ok = inet_pton(AF_INET, std::string(text).c_str(), &addr) == 1;
+    if (ok && out != nullptr) *out = addr;
+    return ok;
+}
+
+bool is_ipv6_literal(std::string_view text, in6_addr* out = nullptr) {
+    in6_addr addr{};
+    const bool ok = inet_pton(AF_INET6, std::string(text).c_str(), &addr) == 1;
+    if (ok && out != nullptr) *out = addr;
+    return ok;
+}
+
+// A DNS name or dotted IPv4 address. Underscores are tolerated because container and
+// compose service names use them.
+bool is_host_name(std::string_view host) {
+    return !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+        return is_alpha(c) || is_digit(c) || c == '.' || c == '-' || c == '_';
+    });
+}
+
+// http:// is acceptable only where the traffic cannot leave the machine.
+bool is_loopback_host(std::string_view host, bool bracketed) {
+    if (bracketed) {
+        in6_addr addr{};
+        if (!is_ipv6_literal(host, &addr)) return false;
+        if (IN6_IS_ADDR_LOOPBACK(&addr)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&addr) && addr.s6_addr[12] == 127;
+    }
+    if (iequals(host, "localhost")) return true;
+    in_addr addr{};
+    if (!is_ipv4_literal(host, &addr)) return false;
+    return (ntohl(addr.s_addr) >> 24) == 127;
+}
+
+std::optional<std::string> port_problem(std::string_view port, bool allow_zero) {
+    if (port.empty()) return "the port is missing";
+    const std::string range = allow_zero ? "0..65535" : "1..65535";
+    if (!all_digits(port) || port.size() > 5)
+        return "the port must be a number " + range + ", got " + quote(port);
+    const long value = std::stol(std::string(port));
+    if (value > 65535 || (!allow_zero && value == 0))
+        return "the port must be a number " + range + ", got " + quote(port);
+    return std::nullopt;
+}
+
+struct host_port {
+    std::string_view host;
+    std::optional<std::string_view> port;  // absent: no ":port" part at all
+    bool bracketed = false;
+};
+
+// Splits "host", "host:port", "[v6]" or "[v6]:port"; the caller decides whether a port is required.
+result<host_port> split_host_port(std::string_view text) {
+    host_port out;
+    if (!text.empty() && text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos) {
+            return make_error(errc::invalid_argument, "unterminated \"[\" in " + quote(text));
+        }
+        out.host = text.substr(1, close - 1);
+        out.bracketed = true;
+        const auto rest = text.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':') {
+                return make_error(errc::invalid_argument,
+                                  "expected \":port\" after the IPv6 address in " + quote(text));
+            }
+            out.port = rest.substr(1);
+        }
+        if (!is_ipv6_literal(out.host)) {
+            return make_error(errc::invalid_argument, quote(out.host) + " is not an IPv6 address");
+        }
+        return out;
+    }
+    const auto colon = text.rfind(':');
+    out.host = text.substr(0, colon);
+    if (colon != std::string_view::npos) out.port = text.substr(colon + 1);
+    if (out.host.find(':') != std::string_view::npos) {
+        return make_error(
+            errc::invalid_argument,
+            "an IPv6 address must be written in brackets, e.g. \"[::1]:8080\", got " + quote(text));
+    }
+    if (out.host.empty()) return make_error(errc::invalid_argument, "the host is missing in " + quote(text));
+    if (!is_host_name(out.host)) return make_error(errc::invalid_argument, "invalid host " + quote(out.host));
+    return out;
+}
+
+std::optional<std::string> listen_problem(std::string_view text) {
+    auto parts = split_host_port(text);
+    if (!parts) return parts.err().message;
+    if (!parts->port) return "expected \"host:port\" (IPv6 as \"[::1]:8080\"), got " + quote(text);
+    return port_problem(*parts->port, true);
+}
+
+enum class url_rule {
+    http_or_https,         // our own addresses: a reverse proxy may terminate TLS in front of us
+    https_unless_loopback  // WeChat endpoints: plain http only to a local simulator
+};
+
+// Returns the URL without trailing slashes (callers append "/v3/..." paths), or what is wrong with it.
+result<std::string> check_url(std::string_view text, url_rule rule) {
+    auto bad = [&](const std::string& why) { return make_error(errc::invalid_argument, why); };
+    if (std::any_of(text.begin(), text.end(), is_space_or_control)) {
+        return bad("must not contain whitespace or control characters");
+    }
+    bool https = false;
+    std::string_view rest;
+    if (text.starts_with("https://")) {
+        https = true;
+        rest = text.substr(8);
+    } else if (text.starts_with("http://")) {
+        rest = text.substr(7);
+    } else {
+        return bad("must be an http:// or https:// URL, got " + quote(text));
+    }
+    const auto authority_end = rest.find_first_of("/?#");
+    const auto authority = rest.substr(0, authority_end);
+    if (authority_end != std::string_view::npos &&
+        rest.find_first_of("?#", authority_end) != std::string_view::npos) {
+        return bad("must not contain a query or fragment, got " + quote(text));
+    }
+    if (authority.find('@') != std::string_view::npos) {
+        return bad("must not contain user credentials, got " + quote(text));
+    }
+    if (authority.empty()) return bad("the host is missing in " + quote(text));
+    auto parts = split_host_port(authority);
+    if (!parts) return parts.err();
+    if (parts->port) {
+        if (auto problem = port_problem(*parts->port, false)) return bad(*problem);
+    }
+    if (rule == url_rule::https_unless_loopback && !https &&
+        !is_loopback_host(parts->host, parts->bracketed)) {
+        return bad(
+            "http:// is allowed only for a loopback host (127.0.0.0/8, [::1], localhost); use https://, "
+            "got " +
+            quote(text));
+    }
+    std::string out(text);
+    while (out.back() == '/') out.pop_back();  // the authority is non-empty, so this stops before "//"
+    return out;
+}
+
+// --- files ---------------------------------------------------------------------------------------------
+
+struct file_closer {
+    void operator()(std::FILE* f) const noexcept { std::fclose(f); }
+};
+
+// Reads a whole file in binary mode; the error text is the reason only, callers add who wanted it.
+result<std::string> read_whole_file(const path& file, std::size_t max_bytes) {
+    errno = 0;
+    std::unique_ptr<std::FILE, file_closer> f(std::fopen(file.c_str(), "rb"));
+    if (!f) return make_error(errc::io_error, std::strerror(errno));
+    std::string data;
+    char buffer[8192];
+    while (true) {
+        const std::size_t n = std::fread(buffer, 1, sizeof buffer, f.get());
+        data.append(buffer, n);
+        if (data.size() > max_bytes) {
+            return make_error(errc::io_error, "larger than " + std::to_string(max_bytes) + " bytes");
+        }
+        if (n < sizeof buffer) break;
+    }
+    if (std::ferror(f.get())) return make_error(errc::io_error, std::strerror(errno));
+    return data;
+}
+
+// --- TOML access -----------------------------------------------------------------------------------------
+
+const char* describe(toml::node_type type) {
+    switch (type) {
+        case toml::node_type::none:
+            return "nothing";
+        case toml::node_type::table:
+            return "a table";
+        case toml::node_type::array:
+            return "an array";
+        case toml::node_type::string:
+            return "a string";
+        case toml::node_type::integer:
+            return "an integer";
+        case toml::node_type::floating_point:
+            return "a floating-point number";
+        case toml::node_type::boolean:
+            return "a boolean";
+        case toml::node_type::date:
+            return "a date";
+        case toml::node_type::time:
+            return "a time";
+        case toml::node_type::date_time:
+            return "a date-time";
+    }
+    return "an unknown value";
+}
+
+// Keys are printed the way TOML would accept them back, so `a."b c"` stays unambiguous.
+std::string key_segment(std::string_view key) {
+    const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+        return is_alpha(c) || is_digit(c) || c == '_' || c == '-';
+    });
+    return bare ? std::string(key) : quote(key);
+}
+
+std::string indexed(std::string_view key_path, std::size_t index) {
+    return std::string(key_path) + "[" + std::to_string(index) + "]";
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0u : 1u)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// One TOML table and the key path that leads to it ("" for the document root).
+struct scope {
+    const toml::table* table;
+    std::string prefix;
+
+    std::string path_of(std::string_view key) const {
+        return prefix.empty() ? key_segment(key) : prefix + "." + key_segment(key);
+    }
+};
+
+enum class need { optional, required };
+enum class sign { non_negative, positive };
+
+// Reads typed values out of TOML tables. The first problem found is kept and later reads become
+// no-ops, so parse code can read straight through without checking after every key.
+class reader {
+public:
+    reader(std::string file_label, path base_dir)
+        : file_label_(std::move(file_label)), base_dir_(std::move(base_dir)) {}
+
+    bool failed() const noexcept { return error_.has_value(); }
+    error take_error() { return std::move(*error_); }
+
+    void fail(std::string_view key_path, std::string_view what) {
+        if (error_) return;
+        error_ = make_error(errc::config_error,
+                            file_label_ + ": " + std::string(key_path) + ": " + std::string(what));
+    }
+
+    // A typo must not silently fall back to a default, so any key not listed is an error.
+    void reject_unknown(const scope& s, std::initializer_list<std::string_view> known) {
+        if (failed()) return;
+        const toml::key* first = nullptr;
+        for (const auto& [key, node] : *s.table) {
+            if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
+            if (first == nullptr || earlier(key, *first)) first = &key;
+        }
+        if (first == nullptr) return;
+        std::string what = "unknown key";
+        for (const auto candidate : known) {
+            if (edit_distance(first->str(), candidate) <= 2) {
+                what += " (did you mean " + std::string(candidate) + "?)";
+                break;
+            }
+        }
+        fail(s.path_of(first->str()), what);
+    }
+
+    // A section that is absent reads as empty, so its required keys are reported by their full path.
+    scope section(const toml::table& root, std::string_view name) {
+        static const toml::table empty;
+        const toml::node* node = failed() ? nullptr : root.get(name);
+        if (node == nullptr) return scope{&empty, std::string(name)};
+        if (const toml::table* t = node->as_table()) return scope{t, std::string(name)};
+        wrong_type(key_segment(name), *node, "a table ([" + std::string(name) + "])");
+        return scope{&empty, std::string(name)};
+    }
+
+    const toml::node* lookup(const scope& s, std::string_view key, need n) {
+        if (failed()) return nullptr;
+        const toml::node* node = s.table->get(key);
+        if (node == nullptr && n == need::required) fail(s.path_of(key), "required key is missing");
+        return node;
+    }
+
+    bool present(const scope& s, std::string_view key) const { return s.table->get(key) != nullptr; }
+
+    void wrong_type(std::string_view key_path, const toml::node& node, std::string_view expected) {
+        fail(key_path, "expected " + std::string(expected) + ", found " + describe(node.type()));
+    }
+
+    std::optional<std::string> string_from(const toml::node& node, std::string_view key_path) {
+        const auto* v = node.as_string();
+        if (v == nullptr) {
+            wrong_type(key_path, node, "a string");
+            return std::nullopt;
+        }
+        if (v->get().empty()) {
+            fail(key_path, "must not be empty");
+            return std::nullopt;
+        }
+        return v->get();
+    }
+
+    std::optional<std::string> get_string(const scope& s, std::string_view key, need n) {
+        const toml::node* node = lookup(s, key, n);
+        return node ? string_from(*node, s.path_of(key)) : std::nullopt;
+    }
+
+    template <class T>
+    void get_integer(const scope& s, std::string_view key, T& out, std::int64_t min, std::int64_t max) {
+        const toml::node* node = lookup(s, key, need::optional);
+        if (node == nullptr) return;
+        const auto* v = node->as_integer();
+        if (v == nullptr) return wrong_type(s.path_of(key), *node, "an integer");
+        const std::int64_t value = v->get();
+        if (value < min || value > max) {
+            const std::string got = ", got " + std::to_string(value);
+            if (value < min && (max == int64_max || max == uint32_max)) {
+                return fail(s.path_of(key), "must be at least " + std::to_string(min) + got);
+            }
+            return fail(s.path_of(key),
+                        "must be between " + std::to_string(min) + " and " + std::to_string(max) + got);
+        }
+        out = static_cast<T>(value);
+    }
+
+    void get_bool(const scope& s, std::string_view key, bool& out) {
+        const toml::node* node = lookup(s, key, need::optional);
+        if (node == nullptr) return;
+        const auto* v = node->as_boolean();
+        if (v == nullptr) return wrong_type(s.path_of(key), *node, "a boolean");
+        out = v->get();
+    }
+
+    std::optional<duration> duration_from(const toml::node& node, std::string_view key_path, sign sg) {
+        const auto* v = node.as_string();
+        if (v == nullptr) {
+            wrong_type(key_path, node, "a duration string such as \"30s\"");
+            return std::nullopt;
+        }
+        auto parsed = parse_duration(v->get());
+        if (!parsed) {
+            fail(key_path, parsed.err().message);
+            return std::nullopt;
+        }
+        if (sg == sign::positive && parsed->count() == 0) {
+            fail(key_path, "must be greater than zero, got " + quote(v->get()));
+            return std::nullopt;
+        }
+        return *parsed;
+    }
+
+    void get_duration(const scope& s, std::string_view key, duration& out, sign sg) {
+        const toml::node* node = lookup(s, key, need::optional);
+        if (node == nullptr) return;
+        if (auto d = duration_from(*node, s.path_of(key), sg)) out = *d;
+    }
+
+    std::optional<std::string> get_listen(const scope& s, std::string_view key, need n) {
+        auto text = get_string(s, key, n);
+        if (!text) return std::nullopt;
+        if (auto problem = listen_problem(*text)) {
+            fail(s.path_of(key), *problem);
+            return std::nullopt;
+        }
+        return text;
+    }
+
+    std::optional<std::string> get_url(const scope& s, std::string_view key, url_rule rule) {
+        auto text = get_string(s, key, need::optional);
+        if (!text) return std::nullopt;
+        auto url = check_url(*text, rule);
+        if (!url) {
+            fail(s.path_of(key), url.err().message);
+            return std::nullopt;
+        }
+        return std::move(*url);
+    }
+
+    // Relative paths hang off the config file's folder so the daemon behaves the same whatever
+    // directory systemd or an operator starts it from.
+    std::optional<path> path_from(const toml::node& node, std::string_view key_path) {
+        auto text = string_from(node, key_path);
+        if (!text) return std::nullopt;
+        const path p(*text);
+        return (p.is_absolute() ? p : base_dir_ / p).lexically_normal();
+    }
+
+    std::optional<path> get_path(const scope& s, std::string_view key, need n) {
+        const toml::node* node = lookup(s, key, n);
+        return node ? path_from(*node, s.path_of(key)) : std::nullopt;
+    }
+
+    const toml::array* get_array(const scope& s, std::string_view key, std::string_view element) {
+        const toml::node* node = lookup(s, key, need::optional);
+        if (node == nullptr) return nullptr;
+        const toml::array* arr = node->as_array();
+        if (arr == nullptr) wrong_type(s.path_of(key), *node, "an array of " + std::string(element));
+        return arr;
+    }
+
+    // For settings that are useless alone, e.g. a TLS certificate without its key.
+    void require_together(const scope& s, std::string_view a, std::string_view b) {
+        if (failed()) return;
+        if (present(s, a) && !present(s, b)) fail(s.path_of(b), "required when " + s.path_of(a) + " is set");
+        if (present(s, b) && !present(s, a)) fail(s.path_of(a), "required when " + s.path_of(b) + " is set");
+    }
+
+private:
+    static bool earlier(const toml::key& a, const toml::key& b) {
+        const auto& pa = a.source().begin;
+        const auto& pb = b.source().begin;
+        if (pa.line != pb.line) return pa.line < pb.line;
+        if (pa.column != pb.column) return pa.column < pb.column;
+        return a.str() < b.str();
+    }
+
+    std::string file_label_;
+    path base_dir_;
+    std::optional<error> error_;
+};
+
+// --- sections, in the order of interfaces.md section 2 -------------------------------------------------
+
+void read_server(reader& r, const scope& s, server_config& out) {
+    r.reject_unknown(s, {"listen", "public_base_url", "max_body_bytes", "read_timeout", "shutdown_grace",
+                         "max_connections", "tls_cert_file", "tls_key_file"});
+    if (auto v = r.get_listen(s, "listen", need::required)) out.listen = std::move(*v);
+    if (auto v = r.get_url(s, "public_base_url", url_rule::http_or_https))
+        out.public_base_url = std::move(*v);
+    r.get_integer(s, "max_body_bytes", out.max_body_bytes, 1, max_body_limit);
+    r.get_duration(s, "read_timeout", out.read_timeout, sign::positive);
+    r.get_duration(s, "shutdown_grace", out.shutdown_grace, sign::non_negative);
+    r.get_integer(s, "max_connections", out.max_connections, 1, 1'000'000);
+    out.tls_cert_file = r.get_path(s, "tls_cert_file", need::optional);
+    out.tls_key_file = r.get_path(s, "tls_key_file", need::optional);
+    r.require_together(s, "tls_cert_file", "tls_key_file");
+}
+
+void read_admin(reader& r, const scope& s, admin_config& out) {
+    r.reject_unknown(s, {"listen"});
+    if (auto v = r.get_listen(s, "listen", need::required)) out.listen = std::move(*v);
+}
+
+void read_api(reader& r, const scope& s, api_config& out) {
+    r.reject_unknown(s, {"token_file", "listen"});
+    if (auto v = r.get_path(s, "token_file", need::required)) out.token_file = std::move(*v);
+    out.listen = r.get_listen(s, "listen", need::optional);
+}
+
+void read_database(reader& r, const scope& s, database_config& out) {
+    r.reject_unknown(s, {"url", "pool_size", "auto_migrate"});
+    if (auto v = r.get_string(s, "url", need::required)) out.url = std::move(*v);
+    r.get_integer(s, "pool_size", out.pool_size, 1, 256);
+    r.get_bool(s, "auto_migrate", out.auto_migrate);
+}
+
+void read_delays(reader& r, const scope& s, std::vector<duration>& out) {
+    const toml::array* arr = r.get_array(s, "delays", "duration strings");
+    if (arr == nullptr) return;
+    const std::string key_path = s.path_of("delays");
+    if (arr->empty()) return r.fail(key_path, "must list at least one delay");
+    std::vector<duration> delays;
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+        const auto d = r.duration_from(*arr->get(i), indexed(key_path, i), sign::non_negative);
+        if (!d) return;
+        // The schedule is "query i at created_at + delays[i]"; a non-increasing list would fire queries
+        // back to back, which is almost certainly a typo.
+        if (!delays.empty() && *d <= delays.back()) {
+            return r.fail(indexed(key_path, i), quote(arr->get(i)->as_string()->get()) +
+                                                    " is not greater than the previous delay " +
+                                                    quote(arr->get(i - 1)->as_string()->get()) +
+                                                    " (delays must be strictly increasing)");
+        }
+        delays.push_back(*d);
+    }
+    out = std::move(delays);
+}
+
+void read_poller(reader& r, const scope& s, poller_config& out) {
+    r.reject_unknown(s, {"delays", "interval_after", "close_after_expire", "concurrency", "rate_per_second",
+                         "default_expiry"});
+    read_delays(r, s, out.delays);
+    // Zero here would mean polling in a tight loop, or orders that expire on arrival.
+    r.get_duration(s, "interval_after", out.interval_after, sign::positive);
+    r.get_duration(s, "close_after_expire", out.close_after_expire, sign::non_negative);
+    r.get_integer(s, "concurrency", out.concurrency, 1, uint32_max);
+    r.get_integer(s, "rate_per_second", out.rate_per_second, 1, uint32_max);
+    r.get_duration(s, "default_expiry", out.default_expiry, sign::positive);
+}
+
+void read_alerts(reader& r, const scope& s, alerts_config& out) {
+    r.reject_unknown(s, {"stuck_after", "webhook_url"});
+    r.get_duration(s, "stuck_after", out.stuck_after, sign::non_negative);
+    out.webhook_url = r.get_url(s, "webhook_url", url_rule::http_or_https);
+}
+
+void read_notifications(reader& r, const scope& s, notifications_config& out) {
+    r.reject_unknown(s, {"rejected_keep"});
+    r.get_integer(s, "rejected_keep", out.rejected_keep, 1, int64_max);
+}
+
+merchant_config read_merchant(reader& r, const scope& s) {
+    merchant_config m;
+    r.reject_unknown(s, {"mchid", "appid", "api_version", "api_base", "api_backup_base", "ca_file",
+                         "apiv3_key_file", "apiv2_key_file", "merchant_private_key_file",
+                         "merchant_cert_serial", "wechatpay_public_key_file", "wechatpay_public_key_id",
+                         "platform_cert_files", "app_secret_file", "mp_api_base"});
+    if (auto v = r.get_string(s, "mchid", need::required)) {
+        if (!all_digits(*v)) r.fail(s.path_of("mchid"), "must contain only digits, got " + quote(*v));
+        m.mchid = std::move(*v);
+    }
+    if (auto v = r.get_string(s, "appid", need::required)) {
+        if (std::any_of(v->begin(), v->end(), is_space_or_control)) {
+            r.fail(s.path_of("appid"), "must not contain whitespace or control characters, got " + quote(*v));
+        }
+        m.appid = std::move(*v);
+    }
+    if (auto v = r.get_string(s, "api_version", need::required)) {
+        if (*v == "v3") {
+            m.version = api_version::v3;
+        } else if (*v == "v2") {
+            m.version = api_version::v2;
+        } else {
+            r.fail(s.path_of("api_version"), "must be \"v3\" or \"v2\", got " + quote(*v));
+        }
+    }
+    if (auto v = r.get_url(s, "api_base", url_rule::https_unless_loopback)) m.api_base = std::move(*v);
+    m.api_backup_base = r.get_url(s, "api_backup_base", url_rule::https_unless_loopback);
+    m.ca_file = r.get_path(s, "ca_file", need::optional);
+    m.apiv3_key_file = r.get_path(s, "apiv3_key_file", need::optional);
+    m.apiv2_key_file = r.get_path(s, "apiv2_key_file", need::optional);
+    m.merchant_private_key_file = r.get_path(s, "merchant_private_key_file", need::optional);
+    if (auto v = r.get_string(s, "merchant_cert_serial", need::optional)) {
+        if (!std::all_of(v->begin(), v->end(), is_hex)) {
+            r.fail(s.path_of("merchant_cert_serial"), "must be hexadecimal, got " + quote(*v));
+        }
+        // WeChat Pay prints serials in upper case; normalising lets them be compared as strings.
+        std::transform(v->begin(), v->end(), v->begin(), to_upper_ascii);
+        m.merchant_cert_serial = std::move(*v);
+    }
+    m.wechatpay_public_key_file = r.get_path(s, "wechatpay_public_key_file", need::optional);
+    m.wechatpay_public_key_id = r.get_string(s, "wechatpay_public_key_id", need::optional);
+    // The key id is what Wechatpay-Serial names; a key without its id (or the reverse) can never match.
+    r.require_together(s, "wechatpay_public_key_file", "wechatpay_public_key_id");
+    if (const toml::array* arr = r.get_array(s, "platform_cert_files", "file names")) {
+        for (std::size_t i = 0; i < arr->size(); ++i) {
+            if (auto p = r.path_from(*arr->get(i), indexed(s.path_of("platform_cert_files"), i))) {
+                m.platform_cert_files.push_back(std::move(*p));
+            }
+        }
+    }
+    m.app_secret_file = r.get_path(s, "app_secret_file", need::optional);
+    if (auto v = r.get_url(s, "mp_api_base", url_rule::https_unless_loopback)) m.mp_api_base = std::move(*v);
+    return m;
+}
+
+void read_merchants(reader& r, const toml::table& root, std::vector<merchant_config>& out) {
+    if (r.failed()) return;
+    const toml::node* node = root.get("merchants");
+    const toml::array* arr = node ? node->as_array() : nullptr;
+    if (node != nullptr && arr == nullptr)
+        return r.wrong_type("merchants", *node, "an array of tables ([[merchants]])");
+    if (arr == nullptr || arr->empty())
+        return r.fail("merchants", "at least one [[merchants]] entry is required");
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+        const std::string prefix = indexed("merchants", i);
+        const toml::table* t = arr->get(i)->as_table();
+        if (t == nullptr) return r.wrong_type(prefix, *arr->get(i), "a table");
+        merchant_config m = read_merchant(r, scope{t, prefix});
+        if (r.failed()) return;
+        // Notifications and queries are routed by mchid; two entries would make the route ambiguous.
+        for (std::size_t j = 0; j < out.size(); ++j) {
+            if (out[j].mchid == m.mchid) {
+                return r.fail(prefix + ".mchid", "duplicate mchid " + quote(m.mchid) + " (also in " +
+                                                     indexed("merchants", j) + ")");
+            }
+        }
+        out.push_back(std::move(m));
+    }
+}
+
+}  // namespace
+
+const merchant_config* config::find_merchant(std::string_view mchid) const noexcept {
+    for (const auto& m : merchants) {
+        if (m.mchid == mchid) return &m;
+    }
+    return nullptr;
+}
+
+result<duration> parse_duration(std::string_view text) {
+    auto bad = [&](const std::string& why) {
+        return make_error(errc::invalid_argument, "invalid duration " + quote(text) + ": " + why);
+    };
+    if (text.empty()) return bad("empty (expected e.g. \"500ms\", \"5s\", \"1h30m\")");
+    constexpr std::int64_t limit = std::numeric_limits<duration::rep>::max();
+    std::int64_t total_ms = 0;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const std::size_t number_start = i;
+        std::uint64_t number = 0;
+        bool too_large = false;
+        for (; i < text.size() && is_digit(text[i]); ++i) {
+            const auto digit = static_cast<std::uint64_t>(text[i] - '0');
+            if (number > (static_cast<std::uint64_t>(limit) - digit) / 10) too_large = true;
+            if (!too_large) number = number * 10 + digit;
+        }
+        if (i == number_start) {
+            const char c = text[i];
+            if (c == '-') return bad("negative durations are not allowed");
+            if (is_space_or_control(c)) return bad("whitespace is not allowed");
+            if (is_alpha(c)) return bad("a unit must follow a number, e.g. \"5s\"");
+            return bad("unexpected character " + quote(text.substr(i, 1)));
+        }
+        const std::size_t unit_start = i;
+        while (i < text.size() && is_alpha(text[i])) ++i;
+        const std::string_view unit = text.substr(unit_start, i - unit_start);
+        if (unit.empty()) {
+            if (i == text.size())
+                return bad("missing unit after " + std::string(text.substr(number_start)) +
+                           " (units: ms, s, m, h, d)");
+            if (is_space_or_control(text[i])) return bad("whitespace is not allowed");
+            return bad("unexpected character " + quote(text.substr(i, 1)));
+        }
+        std::int64_t unit_ms = 0;
+        if (unit == "ms") {
+            unit_ms = 1;
+        } else if (unit == "s") {
+            unit_ms = 1000;
+        } else if (unit == "m") {
+            unit_ms = 60 * 1000;
+        } else if (unit == "h") {
+            unit_ms = 60 * 60 * 1000;
+        } else if (unit == "d") {
+            unit_ms = 24 * 60 * 60 * 1000;
+        } else {
+            return bad("unknown unit " + quote(unit) + " (units: ms, s, m, h, d)");
+        }
+        if (too_large || number > static_cast<std::uint64_t>(limit / unit_ms)) return bad("too large");
+        const auto part = static_cast<std::int64_t>(number) * unit_ms;
+        if (total_ms > limit - part) return bad("too large");
+        total_ms += part;
+    }
+    return duration(total_ms);
+}
+
+result<config> parse_config(std::string_view toml_text, const path& source_file) {
+    const std::string label = source_file.string();
+    if (source_file.empty()) return make_error(errc::config_error, "config file path is empty");
+    std::error_code ec;
+    const path absolute_file = std::filesystem::absolute(source_file, ec).lexically_normal();
+    if (ec) return make_error(errc::config_error, label + ": cannot make the path absolute: " + ec.message());
+
+    toml::table root;
+    try {
+        root = toml::parse(toml_text, label);
+    } catch (const toml::parse_error& e) {
+        const auto& at = e.source().begin;
+        return make_error(errc::config_error, label + ":" + std::to_string(at.line) + ":" +
+                                                  std::to_string(at.column) + ": " +
+                                                  std::string(e.description()));
+    }
+
+    config cfg;
+    cfg.source_file = absolute_file;
+    reader r(label, absolute_file.parent_path());
+    r.reject_unknown(scope{&root, ""}, {"server", "admin", "api", "database", "poller", "alerts",
+                                        "notifications", "merchants"});
+    read_server(r, r.section(root, "server"), cfg.server);
+    read_admin(r, r.section(root, "admin"), cfg.admin);
+    if (!r.failed() && root.contains("api")) {
+        // [api] is optional as a whole, but once present its token is what protects it.
+        cfg.api.emplace();
+        read_api(r, r.section(root, "api"), *cfg.api);
+    }
+    read_database(r, r.section(root, "database"), cfg.database);
+    read_poller(r, r.section(root, "poller"), cfg.poller);
+    read_alerts(r, r.section(root, "alerts"), cfg.alerts);
+    read_notifications(r, r.section(root, "notifications"), cfg.notifications);
+    read_merchants(r, root, cfg.merchants);
+    if (r.failed()) return r.take_error();
+    return cfg;
+}
+
+result<config> load_config(const path& file) {
+    auto text = read_whole_file(file, max_config_bytes);
+    if (!text)
+        return make_error(errc::config_error,
+                          file.string() + ": cannot read the config file: " + text.err().message);
+    return parse_config(*text, file);
+}
+
+result<std::string> read_secret_file(const path& file, std::string_view key_name) {
+    const std::string who = std::string(key_name) + ": " + quote(file.string());
+    auto data = read_whole_file(file, max_secret_bytes);
+    if (!data) return make_error(errc::config_error, who + ": cannot read: " + data.err().message);
+    std::string secret = std::move(*data);
+    // Editors add one final newline; more than one, or other whitespace, is kept because it may be key
+    // material.
+    if (secret.ends_with("\r\n")) {
+        secret.resize(secret.size() - 2);
+    } else if (secret.ends_with('\n')) {
+        secret.pop_back();
+    }
+    if (secret.empty()) return make_error(errc::config_error, who + ": the file is empty");
+    return secret;
+}
+
+}  // namespace wxrecon::config

@@ -1,0 +1,112 @@
+// Typed configuration (interfaces.md section 2): parsed from TOML, defaults
+// applied, every value validated, unknown keys rejected, relative paths
+// resolved against the folder of the config file.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.hpp"
+
+namespace wxrecon::config {
+
+using duration = std::chrono::milliseconds;
+using path = std::filesystem::path;
+
+struct server_config {
+    std::string listen;                 // "host:port"
+    std::string public_base_url;        // required when any merchant places orders; validated as http(s) URL
+    std::uint64_t max_body_bytes = 65536;
+    duration read_timeout = std::chrono::seconds(10);
+    duration shutdown_grace = std::chrono::seconds(15);
+    std::uint32_t max_connections = 1024;
+    std::optional<path> tls_cert_file;
+    std::optional<path> tls_key_file;
+};
+
+struct admin_config {
+    std::string listen;
+};
+
+struct api_config {
+    path token_file;
+    std::optional<std::string> listen;  // unset: served on server.listen
+};
+
+struct database_config {
+    std::string url;
+    std::uint32_t pool_size = 8;
+    bool auto_migrate = true;
+};
+
+struct poller_config {
+    std::vector<duration> delays = {std::chrono::seconds(5),  std::chrono::seconds(30), std::chrono::minutes(1),
+                                    std::chrono::minutes(3),  std::chrono::minutes(5),  std::chrono::minutes(10),
+                                    std::chrono::minutes(30)};
+    duration interval_after = std::chrono::minutes(30);
+    duration close_after_expire = std::chrono::minutes(1);
+    std::uint32_t concurrency = 16;
+    std::uint32_t rate_per_second = 50;
+    duration default_expiry = std::chrono::hours(2);
+};
+
+struct alerts_config {
+    duration stuck_after = std::chrono::minutes(30);
+    std::optional<std::string> webhook_url;
+};
+
+struct notifications_config {
+    std::uint64_t rejected_keep = 10000;
+};
+
+enum class api_version { v3, v2 };
+
+struct merchant_config {
+    std::string mchid;
+    std::string appid;
+    api_version version = api_version::v3;
+    std::string api_base = "https://api.mch.weixin.qq.com";
+    std::optional<std::string> api_backup_base;
+    std::optional<path> ca_file;
+    std::optional<path> apiv3_key_file;
+    std::optional<path> apiv2_key_file;
+    std::optional<path> merchant_private_key_file;
+    std::optional<std::string> merchant_cert_serial;   // upper-case hex after parsing
+    std::optional<path> wechatpay_public_key_file;
+    std::optional<std::string> wechatpay_public_key_id;
+    std::vector<path> platform_cert_files;
+    std::optional<path> app_secret_file;
+    std::string mp_api_base = "https://api.weixin.qq.com";
+};
+
+struct config {
+    path source_file;                   // absolute path of the file this came from
+    server_config server;
+    admin_config admin;
+    std::optional<api_config> api;      // absent: the internal API is disabled
+    database_config database;
+    poller_config poller;
+    alerts_config alerts;
+    notifications_config notifications;
+    std::vector<merchant_config> merchants;
+
+    const merchant_config* find_merchant(std::string_view mchid) const noexcept;
+};
+
+// "500ms", "5s", "1h30m", "0s": one or more <integer><unit> parts, units ms s m h d.
+result<duration> parse_duration(std::string_view text);
+
+// Parses TOML text; source_file names the file in messages and anchors relative paths.
+// Errors (errc::config_error) read "<file>: <key>: <what is wrong>".
+result<config> parse_config(std::string_view toml_text, const path& source_file);
+result<config> load_config(const path& file);
+
+// Reads a secret file; exactly one trailing "\n" or "\r\n" is dropped. Errors name the key and file.
+result<std::string> read_secret_file(const path& file, std::string_view key_name);
+
+}  // namespace wxrecon::config

@@ -1,0 +1,40 @@
+// APIv2 wire format: flat <xml> documents, MD5 / HMAC-SHA256 signatures, the
+// payment notification and the AES-256-ECB encrypted refund notification.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/result.hpp"
+
+namespace wxrecon::protocol::v2 {
+
+using fields = std::map<std::string, std::string, std::less<>>;  // name -> value, sorted by byte order
+
+enum class sign_type { md5, hmac_sha256 };
+
+// Parses <xml><name>value</name>...</xml> (text or CDATA). Refuses with errc::forbidden_xml any
+// document that contains a DOCTYPE, DTD or entity declaration (checked before parsing), with
+// errc::parse_error anything that is not a flat XML document. max_bytes bounds the input.
+result<fields> parse_xml(std::string_view xml, std::string_view root = "xml", std::size_t max_bytes = 65536);
+// Serialises as <xml><k><![CDATA[v]]></k>...</xml>; values containing "]]>" are split safely.
+std::string to_xml(const fields& f);
+
+// §7.2: all fields except "sign" with non-empty values, sorted, "k=v&...&key=<api key>";
+// MD5 -> upper hex (32), HMAC-SHA256 (keyed with the API key) -> upper hex (64).
+std::string sign(const fields& f, std::string_view api_key, sign_type type);
+// Verifies f["sign"] in constant time. The algorithm comes from f["sign_type"] when present,
+// otherwise from the signature's length (32 hex = MD5, 64 hex = HMAC-SHA256).
+bool verify(const fields& f, std::string_view api_key);
+
+// Refund req_info: AES-256-ECB with key = lower-hex MD5 of the APIv2 key; returns the inner XML text.
+result<std::string> decrypt_req_info(std::string_view req_info_base64, std::string_view api_key);
+std::string encrypt_req_info(std::string_view inner_xml, std::string_view api_key);
+
+// "yyyyMMddHHmmss" and "yyyy-MM-dd HH:mm:ss" Beijing time -> Unix seconds.
+result<std::int64_t> parse_beijing_time(std::string_view text);
+
+}  // namespace wxrecon::protocol::v2

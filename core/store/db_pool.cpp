@@ -1,0 +1,91 @@
+#include "store/db_pool.hpp"
+
+#include <chrono>
+#include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
+
+namespace wxrecon::store {
+
+db_pool::db_pool(std::string url, unsigned connections, std::size_t max_queued,
+                 std::function<void(pqxx::connection_base&)> prepare)
+    : url_(std::move(url)), max_queued_(max_queued), prepare_(std::move(prepare)) {
+    workers_.reserve(connections);
+    for (unsigned i = 0; i < connections; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+db_pool::~db_pool() { stop(); }
+
+void db_pool::stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_)
+        if (t.joinable()) t.join();
+}
+
+std::size_t db_pool::queued() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+}
+
+void db_pool::submit(std::unique_ptr<job> j) {
+    {
+        std::unique_lock lock(mutex_);
+        if (!stopping_ && queue_.size() < max_queued_) {
+            queue_.push_back(std::move(j));
+            lock.unlock();
+            cv_.notify_one();
+            return;
+        }
+    }
+    const char* why = "database queue is full";
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_) why = "database pool is stopping";
+    }
+    j->run(nullptr, std::make_exception_ptr(database_overloaded(why)));
+}
+
+void db_pool::worker_loop() {
+    std::unique_ptr<pqxx::connection> conn;
+    auto last_failure = std::chrono::steady_clock::time_point{};
+    for (;;) {
+        std::unique_ptr<job> next;
+        {
+            std::unique_lock lock(mutex_);
+            cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) return;  // stopping and drained
+            next = std::move(queue_.front());
+            queue_.pop_front();
+        }
+        if (!conn || !conn->is_open()) {
+            conn.reset();
+            // While PostgreSQL is down, fail fast instead of hammering it with connects.
+            if (std::chrono::steady_clock::now() - last_failure < std::chrono::milliseconds(200)) {
+                next->run(nullptr, std::make_exception_ptr(database_unavailable("PostgreSQL is unreachable")));
+                continue;
+            }
+            try {
+                conn = std::make_unique<pqxx::connection>(url_);
+                if (prepare_) prepare_(*conn);
+                up_.store(true, std::memory_order_relaxed);
+            } catch (const std::exception& e) {
+                conn.reset();
+                last_failure = std::chrono::steady_clock::now();
+                if (up_.exchange(false, std::memory_order_relaxed))
+                    spdlog::warn("db: connect failed error=\"{}\"", e.what());
+                next->run(nullptr, std::make_exception_ptr(database_unavailable(e.what())));
+                continue;
+            }
+        }
+        next->run(conn.get(), nullptr);
+        if (!conn->is_open()) {
+            if (up_.exchange(false, std::memory_order_relaxed)) spdlog::warn("db: connection lost");
+            conn.reset();
+        }
+    }
+}
+
+}  // namespace wxrecon::store

@@ -1,0 +1,67 @@
+#include "store/migrations.hpp"
+
+#include <pqxx/pqxx>
+
+namespace wxrecon::store {
+namespace {
+
+// Arbitrary but fixed: identifies wxrecon's migration lock among other advisory locks.
+constexpr long long migration_lock_key = 0x7778726563306e31LL;
+
+}  // namespace
+
+int latest_migration_version() {
+    const auto& all = embedded_migrations();
+    return all.empty() ? 0 : all.back().version;
+}
+
+int current_schema_version(pqxx::connection_base& conn) {
+    pqxx::nontransaction tx(conn);
+    const auto exists = tx.exec1("SELECT to_regclass('wxrecon.schema_migrations') IS NOT NULL");
+    if (!exists[0].as<bool>()) return 0;
+    return tx.exec1("SELECT coalesce(max(version), 0) FROM wxrecon.schema_migrations")[0].as<int>();
+}
+
+migrate_report migrate(pqxx::connection_base& conn) {
+    {
+        pqxx::nontransaction tx(conn);
+        tx.exec("SELECT pg_advisory_lock(" + std::to_string(migration_lock_key) + ")");
+    }
+    migrate_report report;
+    try {
+        {
+            pqxx::work tx(conn);
+            tx.exec("CREATE SCHEMA IF NOT EXISTS wxrecon");
+            tx.exec(
+                "CREATE TABLE IF NOT EXISTS wxrecon.schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())");
+            tx.commit();
+        }
+        int version = current_schema_version(conn);
+        for (const auto& m : embedded_migrations()) {
+            if (m.version <= version) continue;
+            pqxx::work tx(conn);
+            tx.exec(m.sql);
+            tx.exec("INSERT INTO wxrecon.schema_migrations (version, name) VALUES (" + std::to_string(m.version) +
+                    ", " + tx.quote(m.name) + ")");
+            tx.commit();
+            report.applied.emplace_back(m.name);
+            version = m.version;
+        }
+        report.version = version;
+    } catch (...) {
+        try {
+            pqxx::nontransaction tx(conn);
+            tx.exec("SELECT pg_advisory_unlock(" + std::to_string(migration_lock_key) + ")");
+        } catch (...) {
+            // The session ends with the connection, and the lock with it.
+        }
+        throw;
+    }
+    pqxx::nontransaction tx(conn);
+    tx.exec("SELECT pg_advisory_unlock(" + std::to_string(migration_lock_key) + ")");
+    return report;
+}
+
+}  // namespace wxrecon::store

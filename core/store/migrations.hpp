@@ -1,0 +1,35 @@
+// Schema migrations: numbered SQL files from migrations/, embedded at build
+// time, applied in order under an advisory lock, each in its own transaction.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace pqxx {
+class connection_base;
+}
+
+namespace wxrecon::store {
+
+struct migration {
+    int version;
+    const char* name;
+    const char* sql;
+};
+
+const std::vector<migration>& embedded_migrations();
+int latest_migration_version();
+
+struct migrate_report {
+    std::vector<std::string> applied;  // names of the files applied by this call
+    int version = 0;                   // schema version afterwards
+};
+
+// Safe when several instances start at once: a session advisory lock serialises them, and the
+// ones that wait find the work done. Throws on failure (the caller exits with status 3).
+migrate_report migrate(pqxx::connection_base& conn);
+
+// The highest applied version, or 0 when the schema does not exist yet.
+int current_schema_version(pqxx::connection_base& conn);
+
+}  // namespace wxrecon::store

@@ -1,0 +1,49 @@
+// The bounded record of rejected notifications. Writes go through their own
+// single connection and a token bucket, so a flood of forgeries is sampled
+// and counted instead of competing with genuine facts for the database.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "base/metrics.hpp"
+
+namespace wxrecon::store {
+
+class db_pool;
+
+struct rejected_entry {
+    std::string path;
+    std::string mchid;
+    std::string reason;
+    std::string remote_addr;
+    std::string headers_json;
+    std::string body;  // cut to 16 KiB of valid UTF-8 before writing
+};
+
+class rejected_log {
+public:
+    // pool should be dedicated to this log (one connection is plenty).
+    rejected_log(db_pool& pool, std::uint64_t keep, double rows_per_second, double burst,
+                 std::shared_ptr<metrics> m);
+
+    // Never blocks and never fails the caller: queued for writing, or counted as sampled.
+    void record(rejected_entry e);
+
+private:
+    bool take_token();
+
+    db_pool& pool_;
+    std::uint64_t keep_;
+    double rate_;
+    double burst_;
+    std::shared_ptr<metrics> metrics_;
+    std::mutex mutex_;
+    double tokens_;
+    std::chrono::steady_clock::time_point refilled_;
+};
+
+}  // namespace wxrecon::store

@@ -1,0 +1,334 @@
+#include "workflow/notify_intake.hpp"
+
+#include <charconv>
+#include <spdlog/spdlog.h>
+
+#include "base/encoding.hpp"
+#include "base/json_writer.hpp"
+#include "protocol/v2.hpp"
+#include "protocol/v3.hpp"
+#include "store/db_pool.hpp"
+
+namespace wxrecon::workflow {
+namespace {
+
+using namespace std::chrono;
+
+std::int64_t system_now_micros() {
+    return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::string_view v3_kind(std::string_view event_type) {
+    if (event_type.starts_with("TRANSACTION.")) return "payment";
+    if (event_type.starts_with("REFUND.")) return "refund";
+    return "unknown";
+}
+
+bool handled_v3_event(std::string_view event_type) {
+    return event_type == "TRANSACTION.SUCCESS" || event_type == "REFUND.SUCCESS" ||
+           event_type == "REFUND.ABNORMAL" || event_type == "REFUND.CLOSED";
+}
+
+std::string_view reason_of(errc code) {
+    switch (code) {
+    case errc::stale_timestamp: return "stale_timestamp";
+    case errc::unknown_serial: return "unknown_serial";
+    case errc::bad_signature: return "bad_signature";
+    case errc::forbidden_xml: return "forbidden_xml";
+    case errc::decrypt_failed: return "decrypt_failed";
+    case errc::invalid_argument: return "missing_signature";
+    default: return "malformed";
+    }
+}
+
+std::optional<std::int64_t> parse_fen(std::string_view text) {
+    std::int64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v < 0) return std::nullopt;
+    return v;
+}
+
+std::string field(const protocol::v2::fields& f, std::string_view name) {
+    auto it = f.find(name);
+    return it == f.end() ? std::string() : it->second;
+}
+
+std::string fields_json(const protocol::v2::fields& f) {
+    json_object o;
+    for (const auto& [k, v] : f)
+        if (k != "sign") o.add(k, v);
+    return o.str();
+}
+
+}  // namespace
+
+std::string_view inbound_request::header(std::string_view name) const noexcept {
+    for (const auto& [k, v] : headers)
+        if (iequals(k, name)) return v;
+    return {};
+}
+
+std::string inbound_request::headers_json() const {
+    json_object o;
+    for (const auto& [k, v] : headers) o.add(k, v);
+    return o.str();
+}
+
+notification_intake::notification_intake(key_holder& keys, store::ledger& ledger, store::rejected_log& rejected,
+                                         std::shared_ptr<metrics> m, clock_fn now)
+    : keys_(keys),
+      ledger_(ledger),
+      rejected_(rejected),
+      metrics_(std::move(m)),
+      now_(now ? std::move(now) : clock_fn(system_now_micros)) {}
+
+reply notification_intake::v3_failure(int status, std::string_view message) {
+    return reply{status, "application/json", json_object().add("code", "FAIL").add("message", message).str()};
+}
+
+reply notification_intake::v2_failure(std::string_view message) {
+    protocol::v2::fields f{{"return_code", "FAIL"}, {"return_msg", std::string(message)}};
+    return reply{200, "application/xml", protocol::v2::to_xml(f)};
+}
+
+reply notification_intake::v2_success() {
+    return reply{200, "application/xml",
+                 "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"};
+}
+
+void notification_intake::count(std::string_view api, std::string_view kind, std::string_view result) {
+    metrics_->add("wxrecon_notifications_total",
+                  {{"api", std::string(api)}, {"kind", std::string(kind)}, {"result", std::string(result)}});
+}
+
+reply notification_intake::reject(const inbound_request& req, std::string_view mchid, std::string_view api,
+                                  std::string_view kind, std::string_view reason, int v3_status, std::string message,
+                                  bool v2) {
+    count(api, kind, "rejected");
+    spdlog::info("notify: rejected api={} mchid={} reason={} remote={} detail=\"{}\"", api, mchid, reason,
+                 req.remote_addr, message);
+    rejected_.record(store::rejected_entry{req.path, std::string(mchid), std::string(reason), req.remote_addr,
+                                           req.headers_json(), req.body});
+    return v2 ? v2_failure(message) : v3_failure(v3_status, message);
+}
+
+boost::asio::awaitable<reply> notification_intake::apply(const domain::fact& f, std::string_view api, std::string_view kind,
+                                                         bool v2, steady_clock::time_point started) {
+    const std::string mchid = f.mchid;
+    const std::string out_trade_no = f.out_trade_no();
+    std::string failure;
+    try {
+        const auto until = started + notification_deadline;
+        const auto r = co_await ledger_.apply(f, until);
+        std::string_view result = "duplicate";
+        if (r.outcome == domain::outcome::applied || r.outcome == domain::outcome::regression) result = "accepted";
+        if (r.outcome == domain::outcome::unmatched) co_return reply{};  // handled by the caller
+        count(api, kind, result);
+        spdlog::info("notify: {} api={} kind={} mchid={} out_trade_no={} outcome={} opened={}", result, api, kind,
+                     mchid, out_trade_no, static_cast<int>(r.outcome), r.opened.size());
+        co_return v2 ? v2_success() : reply{204, "", ""};
+    } catch (const store::database_unavailable& e) {
+        failure = std::string("database unavailable: ") + e.what();
+    } catch (const store::database_overloaded& e) {
+        failure = std::string("database overloaded: ") + e.what();
+    } catch (const store::commit_not_confirmed& e) {
+        failure = std::string("not committed: ") + e.what();
+    } catch (const std::exception& e) {
+        failure = std::string("not applied: ") + e.what();
+    }
+    count(api, kind, "error");
+    spdlog::warn("notify: error api={} kind={} mchid={} out_trade_no={} error=\"{}\"", api, kind, mchid, out_trade_no,
+                 failure);
+    // WeChat Pay retries on any non-success: nothing was acknowledged, nothing is lost.
+    co_return v2 ? reply{503, "application/xml", v2_failure("temporarily unavailable").body}
+                 : v3_failure(503, "temporarily unavailable, retry later");
+}
+
+boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_request& req, std::string mchid) {
+    const auto started = steady_clock::now();
+    const auto keys = keys_.get();
+    const config::merchant_keys* merchant = keys->find(mchid);
+    if (merchant == nullptr) {
+        count("v3", "unknown", "rejected");
+        co_return v3_failure(404, "unknown merchant");
+    }
+
+    // Verify before anything in the body is trusted.
+    const std::string_view signature = req.header("Wechatpay-Signature");
+    if (protocol::v3::is_probe(signature)) {
+        metrics_->add("wxrecon_signature_probes_total");
+        co_return reject(req, mchid, "v3", "unknown", "probe", 401, "signature probe refused", false);
+    }
+    const protocol::v3::signature_headers sig{req.header("Wechatpay-Timestamp"), req.header("Wechatpay-Nonce"),
+                                              signature, req.header("Wechatpay-Serial")};
+    const auto now_us = now_();
+    if (auto ok = protocol::v3::verify_signature(sig, req.body, now_us / 1'000'000,
+                                                 [merchant](std::string_view s) { return merchant->find_wechatpay_key(s); });
+        !ok) {
+        co_return reject(req, mchid, "v3", "unknown", reason_of(ok.err().code), 401, ok.err().message, false);
+    }
+
+    auto env = protocol::v3::parse_envelope(req.body);
+    if (!env) co_return reject(req, mchid, "v3", "unknown", "malformed", 400, env.err().message, false);
+    const std::string_view kind = v3_kind(env->event_type);
+    if (!handled_v3_event(env->event_type)) {
+        count("v3", kind, "ignored");
+        spdlog::info("notify: ignored api=v3 mchid={} event_type={}", mchid, env->event_type);
+        co_return reply{204, "", ""};
+    }
+    if (!merchant->apiv3_key) {
+        count("v3", kind, "error");
+        spdlog::error("notify: no apiv3 key configured mchid={}", mchid);
+        co_return v3_failure(503, "merchant has no APIv3 key configured");
+    }
+    auto plain = protocol::v3::decrypt_resource(env->res, *merchant->apiv3_key);
+    if (!plain) co_return reject(req, mchid, "v3", kind, "decrypt_failed", 400, plain.err().message, false);
+
+    domain::fact f;
+    f.mchid = mchid;
+    f.source = domain::fact_source::notify_v3;
+    f.event_type = env->event_type;
+    f.notify_id = env->id;
+    f.observed_at = now_us;
+    f.raw_body = req.body;
+    f.raw_headers_json = req.headers_json();
+    if (kind == "payment") {
+        auto tx = protocol::v3::parse_transaction(*plain);
+        if (!tx) co_return reject(req, mchid, "v3", kind, "malformed", 400, tx.err().message, false);
+        if (tx->mchid != mchid)
+            co_return reject(req, mchid, "v3", kind, "mchid_mismatch", 400, "decrypted mchid differs from the path",
+                             false);
+        f.occurred_at = tx->payment.success_time;
+        f.body = std::move(tx->payment);
+    } else {
+        auto rf = protocol::v3::parse_refund(*plain);
+        if (!rf) co_return reject(req, mchid, "v3", kind, "malformed", 400, rf.err().message, false);
+        if (rf->mchid != mchid)
+            co_return reject(req, mchid, "v3", kind, "mchid_mismatch", 400, "decrypted mchid differs from the path",
+                             false);
+        f.occurred_at = rf->refund.success_time;
+        f.body = std::move(rf->refund);
+    }
+    f.payload_json = std::move(*plain);
+    reply out = co_await apply(f, "v3", kind, false, started);
+    co_return out;
+}
+
+boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbound_request& req, std::string mchid) {
+    const auto started = steady_clock::now();
+    const auto keys = keys_.get();
+    const config::merchant_keys* merchant = keys->find(mchid);
+    if (merchant == nullptr || !merchant->apiv2_key) {
+        count("v2", "unknown", "rejected");
+        co_return reply{404, "application/xml", v2_failure("unknown merchant").body};
+    }
+    if (!is_valid_utf8(req.body)) co_return reject(req, mchid, "v2", "unknown", "malformed", 400, "body is not UTF-8", true);
+    auto fields = protocol::v2::parse_xml(req.body);
+    if (!fields) co_return reject(req, mchid, "v2", "unknown", reason_of(fields.err().code), 400, fields.err().message, true);
+    if (field(*fields, "return_code") != "SUCCESS")
+        co_return reject(req, mchid, "v2", "unknown", "malformed", 400, "return_code is not SUCCESS", true);
+    if (!protocol::v2::verify(*fields, *merchant->apiv2_key))
+        co_return reject(req, mchid, "v2", "unknown", "bad_signature", 401, "sign does not verify", true);
+    if (field(*fields, "mch_id") != mchid)
+        co_return reject(req, mchid, "v2", "payment", "mchid_mismatch", 400, "mch_id differs from the path", true);
+    if (field(*fields, "result_code") != "SUCCESS") {
+        count("v2", "payment", "ignored");
+        co_return v2_success();
+    }
+
+    domain::payment_fact p;
+    p.out_trade_no = field(*fields, "out_trade_no");
+    p.transaction_id = field(*fields, "transaction_id");
+    p.state = domain::trade_state::success;
+    p.appid = field(*fields, "appid");
+    p.trade_type = field(*fields, "trade_type");
+    p.bank_type = field(*fields, "bank_type");
+    p.payer_openid = field(*fields, "openid");
+    p.currency = field(*fields, "fee_type");
+    p.amount_total = parse_fen(field(*fields, "total_fee"));
+    const std::string cash_fee = field(*fields, "cash_fee");
+    p.payer_total = cash_fee.empty() ? p.amount_total : parse_fen(cash_fee);
+    auto time_end = protocol::v2::parse_beijing_time(field(*fields, "time_end"));
+    if (p.out_trade_no.empty() || p.transaction_id.empty() || !p.amount_total || !p.payer_total || !time_end)
+        co_return reject(req, mchid, "v2", "payment", "malformed", 400,
+                         "out_trade_no, transaction_id, total_fee, cash_fee or time_end missing or invalid", true);
+    p.success_time = *time_end * 1'000'000;
+
+    domain::fact f;
+    f.mchid = mchid;
+    f.source = domain::fact_source::notify_v2;
+    f.event_type = "TRANSACTION.SUCCESS";
+    f.observed_at = now_();
+    f.occurred_at = p.success_time;
+    f.payload_json = fields_json(*fields);
+    f.raw_body = req.body;
+    f.raw_headers_json = req.headers_json();
+    f.body = std::move(p);
+    reply out = co_await apply(f, "v2", "payment", true, started);
+    co_return out;
+}
+
+boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inbound_request& req, std::string mchid) {
+    const auto started = steady_clock::now();
+    const auto keys = keys_.get();
+    const config::merchant_keys* merchant = keys->find(mchid);
+    if (merchant == nullptr || !merchant->apiv2_key) {
+        count("v2", "unknown", "rejected");
+        co_return reply{404, "application/xml", v2_failure("unknown merchant").body};
+    }
+    if (!is_valid_utf8(req.body)) co_return reject(req, mchid, "v2", "refund", "malformed", 400, "body is not UTF-8", true);
+    auto outer = protocol::v2::parse_xml(req.body);
+    if (!outer) co_return reject(req, mchid, "v2", "refund", reason_of(outer.err().code), 400, outer.err().message, true);
+    if (field(*outer, "return_code") != "SUCCESS" || field(*outer, "req_info").empty())
+        co_return reject(req, mchid, "v2", "refund", "malformed", 400, "return_code not SUCCESS or req_info missing",
+                         true);
+    if (field(*outer, "mch_id") != mchid)
+        co_return reject(req, mchid, "v2", "refund", "mchid_mismatch", 400, "mch_id differs from the path", true);
+    auto inner_xml = protocol::v2::decrypt_req_info(field(*outer, "req_info"), *merchant->apiv2_key);
+    if (!inner_xml) co_return reject(req, mchid, "v2", "refund", "decrypt_failed", 400, inner_xml.err().message, true);
+    auto inner = protocol::v2::parse_xml(*inner_xml, "root");
+    if (!inner) co_return reject(req, mchid, "v2", "refund", "malformed", 400, inner.err().message, true);
+
+    domain::refund_fact r;
+    r.out_trade_no = field(*inner, "out_trade_no");
+    r.out_refund_no = field(*inner, "out_refund_no");
+    r.refund_id = field(*inner, "refund_id");
+    r.transaction_id = field(*inner, "transaction_id");
+    r.require_paid_order_match = true;
+    const std::string status = field(*inner, "refund_status");
+    std::string event_type;
+    if (status == "SUCCESS") r.status = domain::refund_status::success, event_type = "REFUND.SUCCESS";
+    else if (status == "CHANGE") r.status = domain::refund_status::abnormal, event_type = "REFUND.ABNORMAL";
+    else if (status == "REFUNDCLOSE") r.status = domain::refund_status::closed, event_type = "REFUND.CLOSED";
+    const auto refund_fee = parse_fen(field(*inner, "refund_fee"));
+    r.amount_total = parse_fen(field(*inner, "total_fee"));
+    if (r.out_trade_no.empty() || r.out_refund_no.empty() || r.transaction_id.empty() || event_type.empty() ||
+        !refund_fee || !r.amount_total)
+        co_return reject(req, mchid, "v2", "refund", "malformed", 400,
+                         "req_info lacks out_trade_no, out_refund_no, transaction_id, refund_status or amounts", true);
+    r.amount_refund = *refund_fee;
+    if (const std::string t = field(*inner, "success_time"); !t.empty()) {
+        auto parsed = protocol::v2::parse_beijing_time(t);
+        if (!parsed) co_return reject(req, mchid, "v2", "refund", "malformed", 400, parsed.err().message, true);
+        r.success_time = *parsed * 1'000'000;
+    }
+
+    domain::fact f;
+    f.mchid = mchid;
+    f.source = domain::fact_source::notify_v2;
+    f.event_type = event_type;
+    f.observed_at = now_();
+    f.occurred_at = r.success_time;
+    f.payload_json = fields_json(*inner);
+    f.raw_body = req.body;
+    f.raw_headers_json = req.headers_json();
+    f.body = std::move(r);
+
+    auto result = co_await apply(f, "v2", "refund", true, started);
+    if (result.status == 200 && result.body.empty())
+        co_return reject(req, mchid, "v2", "refund", "refund_unmatched", 400,
+                         "refund matches no paid order on record", true);
+    co_return result;
+}
+
+}  // namespace wxrecon::workflow

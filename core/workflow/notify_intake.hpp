@@ -1,0 +1,91 @@
+// Notification intake: an HTTP request from WeChat Pay becomes a committed
+// fact or a precise refusal. Verify first, then parse, then apply through the
+// ledger, and only then reply success (interfaces.md section 3).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+
+#include "base/metrics.hpp"
+#include "config/key_material.hpp"
+#include "store/ledger.hpp"
+#include "store/rejected_log.hpp"
+
+namespace wxrecon::workflow {
+
+// The parts of an HTTP request the intake needs, independent of the HTTP library.
+struct inbound_request {
+    std::string path;
+    std::string remote_addr;
+    std::vector<std::pair<std::string, std::string>> headers;  // in arrival order
+    std::string body;
+
+    std::string_view header(std::string_view name) const noexcept;  // case-insensitive; "" when absent
+    std::string headers_json() const;
+};
+
+struct reply {
+    int status = 200;
+    std::string content_type;
+    std::string body;
+};
+
+// Key material that SIGHUP can replace while requests are in flight.
+class key_holder {
+public:
+    explicit key_holder(std::shared_ptr<const config::key_store> keys) : keys_(std::move(keys)) {}
+    std::shared_ptr<const config::key_store> get() const {
+        std::lock_guard lock(mutex_);
+        return keys_;
+    }
+    void set(std::shared_ptr<const config::key_store> keys) {
+        std::lock_guard lock(mutex_);
+        keys_ = std::move(keys);
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::shared_ptr<const config::key_store> keys_;
+};
+
+inline constexpr std::chrono::seconds notification_deadline{4};
+
+class notification_intake {
+public:
+    using clock_fn = std::function<std::int64_t()>;  // Unix microseconds; injected for tests
+
+    notification_intake(key_holder& keys, store::ledger& ledger, store::rejected_log& rejected,
+                        std::shared_ptr<metrics> m, clock_fn now = {});
+
+    boost::asio::awaitable<reply> handle_v3(const inbound_request& req, std::string mchid);
+    boost::asio::awaitable<reply> handle_v2_payment(const inbound_request& req, std::string mchid);
+    boost::asio::awaitable<reply> handle_v2_refund(const inbound_request& req, std::string mchid);
+
+    // Replies for failures detected before the intake sees the request (body too large, ...).
+    static reply v3_failure(int status, std::string_view message);
+    static reply v2_failure(std::string_view message);
+    static reply v2_success();
+
+private:
+    boost::asio::awaitable<reply> apply(const domain::fact& f, std::string_view api, std::string_view kind,
+                                        bool v2, std::chrono::steady_clock::time_point started);
+    reply reject(const inbound_request& req, std::string_view mchid, std::string_view api, std::string_view kind,
+                 std::string_view reason, int v3_status, std::string message, bool v2);
+    void count(std::string_view api, std::string_view kind, std::string_view result);
+
+    key_holder& keys_;
+    store::ledger& ledger_;
+    store::rejected_log& rejected_;
+    std::shared_ptr<metrics> metrics_;
+    clock_fn now_;
+};
+
+}  // namespace wxrecon::workflow

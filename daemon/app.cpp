@@ -1,0 +1,246 @@
+#include "app.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include "base/metrics.hpp"
+#include "http_server.hpp"
+#include "store/db_pool.hpp"
+#include "store/ledger.hpp"
+#include "store/migrations.hpp"
+#include "store/rejected_log.hpp"
+#include "workflow/notify_intake.hpp"
+
+namespace wxrecon::daemon {
+
+namespace asio = boost::asio;
+using workflow::reply;
+
+namespace {
+
+// Where rejected notifications may go: enough for a genuine misconfiguration to be visible,
+// far below what a forgery flood would need to crowd out genuine facts.
+constexpr double rejected_rows_per_second = 20;
+constexpr double rejected_burst = 100;
+constexpr std::size_t fact_queue_per_connection = 512;
+
+bool is_mchid(std::string_view s) {
+    return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+void migrate_database(const std::string& url) {
+    try {
+        pqxx::connection conn(url);
+        const auto report = store::migrate(conn);
+        for (const auto& name : report.applied) spdlog::info("migrate: applied file={}", name);
+        spdlog::info("migrate: schema current version={}", report.version);
+    } catch (const pqxx::broken_connection& e) {
+        throw startup_error(exit_database, std::string("database unreachable: ") + e.what());
+    } catch (const std::exception& e) {
+        throw startup_error(exit_database, std::string("migration failed: ") + e.what());
+    }
+}
+
+struct application::impl {
+    config::config cfg;
+    workflow::key_holder keys;
+    std::shared_ptr<metrics> stats = metrics::make_standard();
+    asio::io_context io{1};
+    std::unique_ptr<store::db_pool> fact_pool;
+    std::unique_ptr<store::db_pool> side_pool;  // readiness checks and rejected rows: never the fact path
+    std::unique_ptr<store::ledger> ledger;
+    std::unique_ptr<store::rejected_log> rejected;
+    std::unique_ptr<workflow::notification_intake> intake;
+    std::unique_ptr<http_server> public_server;
+    std::unique_ptr<http_server> admin_server;
+    std::atomic<bool> stopping{false};
+
+    impl(config::config c, std::shared_ptr<const config::key_store> k) : cfg(std::move(c)), keys(std::move(k)) {}
+
+    asio::awaitable<reply> handle_public(http_request& req) {
+        const std::string_view path = req.in.path;
+        struct route {
+            std::string_view prefix;
+            asio::awaitable<reply> (workflow::notification_intake::*handler)(const workflow::inbound_request&,
+                                                                           std::string);
+            bool v2;
+        };
+        static constexpr route routes[] = {
+            {"/wxpay/v3/notify/", &workflow::notification_intake::handle_v3, false},
+            {"/wxpay/v2/notify/", &workflow::notification_intake::handle_v2_payment, true},
+            {"/wxpay/v2/refund-notify/", &workflow::notification_intake::handle_v2_refund, true},
+        };
+        for (const auto& r : routes) {
+            if (!path.starts_with(r.prefix)) continue;
+            const std::string_view mchid = path.substr(r.prefix.size());
+            if (!is_mchid(mchid)) break;
+            if (req.method != "POST") co_return reply{405, "text/plain", "method not allowed\n"};
+            const auto started = std::chrono::steady_clock::now();
+            std::string merchant(mchid);
+            reply out = co_await (intake.get()->*r.handler)(req.in, std::move(merchant));
+            stats->observe("wxrecon_notification_seconds",
+                           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+            co_return out;
+        }
+        co_return workflow::notification_intake::v3_failure(404, "no such endpoint");
+    }
+
+    reply too_large(std::string_view target) {
+        const bool v2 = target.starts_with("/wxpay/v2/");
+        stats->add("wxrecon_notifications_total",
+                   {{"api", v2 ? "v2" : "v3"}, {"kind", "unknown"}, {"result", "rejected"}});
+        if (v2) return reply{413, "application/xml", workflow::notification_intake::v2_failure("body too large").body};
+        return workflow::notification_intake::v3_failure(413, "body too large");
+    }
+
+    asio::awaitable<reply> handle_admin(http_request& req) {
+        if (req.method != "GET") co_return reply{405, "text/plain", "method not allowed\n"};
+        if (req.in.path == "/healthz") co_return reply{200, "text/plain", "ok\n"};
+        if (req.in.path == "/metrics") {
+            stats->set("wxrecon_db_up", fact_pool->up() ? 1 : 0);
+            co_return reply{200, "text/plain; version=0.0.4; charset=utf-8", stats->render()};
+        }
+        if (req.in.path == "/readyz") {
+            std::string why;
+            try {
+                auto job = [](pqxx::connection_base& c) { return store::current_schema_version(c); };
+                const int version = co_await side_pool->run<int>(std::move(job));
+                if (version < store::latest_migration_version())
+                    why = "migrations pending: schema at " + std::to_string(version) + ", need " +
+                          std::to_string(store::latest_migration_version());
+            } catch (const std::exception& e) {
+                why = std::string("database: ") + e.what();
+            }
+            if (keys.get()->merchants.empty()) why = "no key material loaded";
+            if (!why.empty()) co_return reply{503, "text/plain", why + "\n"};
+            co_return reply{200, "text/plain", "ready\n"};
+        }
+        co_return reply{404, "text/plain", "not found\n"};
+    }
+
+    asio::awaitable<void> shutdown() {
+        if (stopping.exchange(true)) co_return;
+        sd_notify(0, "STOPPING=1");
+        spdlog::info("wxrecond: stopping grace_ms={}", cfg.server.shutdown_grace.count());
+        co_await public_server->shutdown(cfg.server.shutdown_grace);
+        co_await admin_server->shutdown(std::chrono::milliseconds(100));
+        io.stop();
+    }
+};
+
+application::application(config::config cfg, std::shared_ptr<const config::key_store> keys)
+    : impl_(std::make_unique<impl>(std::move(cfg), std::move(keys))) {}
+
+application::~application() {
+    if (impl_->fact_pool) impl_->fact_pool->stop();
+    if (impl_->side_pool) impl_->side_pool->stop();
+}
+
+void application::start() {
+    auto& s = *impl_;
+    if (s.cfg.database.auto_migrate) migrate_database(s.cfg.database.url);
+    s.fact_pool = std::make_unique<store::db_pool>(s.cfg.database.url, s.cfg.database.pool_size,
+                                                   s.cfg.database.pool_size * fact_queue_per_connection,
+                                                   store::prepare_ledger_connection);
+    s.side_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 256);
+    s.ledger = std::make_unique<store::ledger>(*s.fact_pool);
+    s.rejected = std::make_unique<store::rejected_log>(*s.side_pool, s.cfg.notifications.rejected_keep,
+                                                       rejected_rows_per_second, rejected_burst, s.stats);
+    s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats);
+    s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
+
+    http_limits limits;
+    limits.max_body_bytes = s.cfg.server.max_body_bytes;
+    limits.read_timeout = s.cfg.server.read_timeout;
+    limits.max_connections = s.cfg.server.max_connections;
+    try {
+        s.public_server = std::make_unique<http_server>(
+            s.io.get_executor(), parse_endpoint(s.cfg.server.listen), limits,
+            [&s](http_request& r) { return s.handle_public(r); }, [&s](std::string_view t) { return s.too_large(t); },
+            s.stats, "public");
+        http_limits admin_limits;
+        admin_limits.max_body_bytes = 4096;
+        admin_limits.max_connections = 64;
+        s.admin_server = std::make_unique<http_server>(
+            s.io.get_executor(), parse_endpoint(s.cfg.admin.listen), admin_limits,
+            [&s](http_request& r) { return s.handle_admin(r); },
+            [](std::string_view) { return reply{413, "text/plain", "too large\n"}; }, s.stats, "admin");
+    } catch (const std::exception& e) {
+        throw startup_error(exit_failure, std::string("cannot listen: ") + e.what());
+    }
+    s.public_server->start();
+    s.admin_server->start();
+    spdlog::info("wxrecond: listening public={} admin={}", public_port(), admin_port());
+}
+
+void application::run(bool handle_signals) {
+    auto& s = *impl_;
+    asio::signal_set stop_signals(s.io);
+    asio::signal_set reload_signal(s.io);
+    if (handle_signals) {
+        stop_signals.add(SIGTERM);
+        stop_signals.add(SIGINT);
+        reload_signal.add(SIGHUP);
+        stop_signals.async_wait([&s](const boost::system::error_code& ec, int) {
+            if (!ec) asio::co_spawn(s.io, s.shutdown(), asio::detached);
+        });
+        std::function<void(const boost::system::error_code&, int)> on_hup;
+        on_hup = [this, &reload_signal, &on_hup](const boost::system::error_code& ec, int) {
+            if (ec) return;
+            reload_keys();
+            reload_signal.async_wait(on_hup);
+        };
+        reload_signal.async_wait(on_hup);
+        sd_notify(0, "READY=1");
+        s.io.run();
+    } else {
+        s.io.run();
+    }
+    // Queued database work (facts already acknowledged are committed; the rest) finishes before exit.
+    s.fact_pool->stop();
+    s.side_pool->stop();
+    spdlog::info("wxrecond: stopped");
+}
+
+void application::request_stop() {
+    asio::post(impl_->io, [this] { asio::co_spawn(impl_->io, impl_->shutdown(), asio::detached); });
+}
+
+bool application::reload_keys() {
+    sd_notify(0, "RELOADING=1");
+    auto loaded = config::load_key_store(impl_->cfg, unix_now());
+    bool ok = loaded.has_value();
+    if (ok) {
+        for (const auto& w : loaded->warnings) spdlog::warn("keys: {}", w.message);
+        impl_->keys.set(std::make_shared<const config::key_store>(std::move(*loaded)));
+        spdlog::info("keys: reloaded");
+    } else {
+        spdlog::error("keys: reload failed, keeping the previous keys: {}", loaded.err().message);
+    }
+    sd_notify(0, "READY=1");
+    return ok;
+}
+
+unsigned short application::public_port() const { return impl_->public_server->local_endpoint().port(); }
+unsigned short application::admin_port() const { return impl_->admin_server->local_endpoint().port(); }
+
+}  // namespace wxrecon::daemon

@@ -1,0 +1,51 @@
+// The daemon's wiring: configuration and keys in, PostgreSQL pools, the public
+// and admin listeners, signal handling and the orderly shutdown out.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "config/config.hpp"
+#include "config/key_material.hpp"
+
+namespace wxrecon::daemon {
+
+// A startup failure with the process exit status it maps to (interfaces.md section 1).
+struct startup_error : std::runtime_error {
+    startup_error(int status, const std::string& what) : std::runtime_error(what), exit_status(status) {}
+    int exit_status;
+};
+
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_failure = 1;
+inline constexpr int exit_bad_config = 2;
+inline constexpr int exit_database = 3;
+
+class application {
+public:
+    application(config::config cfg, std::shared_ptr<const config::key_store> keys);
+    ~application();
+
+    // Migrates (when auto_migrate), connects and binds the listeners. Throws startup_error.
+    void start();
+    // Runs the event loop until SIGTERM/SIGINT (when handle_signals) or request_stop(), then drains.
+    void run(bool handle_signals = true);
+    // Thread-safe: begins the graceful shutdown.
+    void request_stop();
+    // Thread-safe: reloads key material from the configured files (what SIGHUP does).
+    bool reload_keys();
+
+    unsigned short public_port() const;
+    unsigned short admin_port() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+// Applies pending migrations. Throws startup_error(exit_database) when PostgreSQL is unreachable or a
+// migration fails.
+void migrate_database(const std::string& url);
+
+}  // namespace wxrecon::daemon

@@ -1,0 +1,181 @@
+#include "http_server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+namespace wxrecon::daemon {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct http_server::session_state {
+    beast::tcp_stream* stream = nullptr;
+    bool busy = false;  // a request is being handled or its reply written
+};
+
+tcp::endpoint parse_endpoint(const std::string& listen) {
+    const auto colon = listen.rfind(':');
+    if (colon == std::string::npos) throw std::invalid_argument("listen address lacks a port: " + listen);
+    std::string host = listen.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const int port = std::stoi(listen.substr(colon + 1));
+    boost::system::error_code ec;
+    auto address = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+    if (ec) throw std::invalid_argument("listen address is not an IP address: " + listen);
+    return {address, static_cast<unsigned short>(port)};
+}
+
+http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& endpoint, http_limits limits,
+                         http_handler handler, too_large_handler too_large, std::shared_ptr<metrics> m,
+                         std::string name)
+    : executor_(ex),
+      acceptor_(ex),
+      limits_(limits),
+      handler_(std::move(handler)),
+      too_large_(std::move(too_large)),
+      metrics_(std::move(m)),
+      name_(std::move(name)) {
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+}
+
+http_server::~http_server() = default;
+
+tcp::endpoint http_server::local_endpoint() const { return acceptor_.local_endpoint(); }
+
+void http_server::start() { asio::co_spawn(executor_, accept_loop(), asio::detached); }
+
+asio::awaitable<void> http_server::accept_loop() {
+    while (!stopping_) {
+        auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+            if (stopping_ || ec == asio::error::operation_aborted) break;
+            spdlog::warn("http: accept failed listener={} error=\"{}\"", name_, ec.message());
+            continue;
+        }
+        if (sessions_.size() >= limits_.max_connections) {
+            // Over the cap: refuse at once rather than queue work we cannot bound.
+            metrics_->add("wxrecon_http_connections_refused_total", {{"listener", name_}});
+            boost::system::error_code ignored;
+            socket.close(ignored);
+            continue;
+        }
+        asio::co_spawn(executor_, run_session(std::move(socket)), asio::detached);
+    }
+}
+
+namespace {
+
+http::response<http::string_body> to_response(const workflow::reply& r, unsigned version, bool keep_alive) {
+    http::response<http::string_body> res{static_cast<http::status>(r.status), version};
+    if (!r.content_type.empty()) res.set(http::field::content_type, r.content_type);
+    res.body() = r.body;
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    return res;
+}
+
+}  // namespace
+
+asio::awaitable<void> http_server::run_session(tcp::socket socket) {
+    beast::tcp_stream stream(std::move(socket));
+    session_state state;
+    state.stream = &stream;
+    sessions_.push_back(&state);
+    const auto self = std::prev(sessions_.end());
+    std::string remote;
+    {
+        boost::system::error_code ec;
+        const auto ep = stream.socket().remote_endpoint(ec);
+        if (!ec) remote = ep.address().to_string();
+    }
+    beast::flat_buffer buffer;
+    try {
+        while (!stopping_) {
+            http::request_parser<http::string_body> parser;
+            parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+            parser.body_limit(limits_.max_body_bytes);
+            stream.expires_after(limits_.read_timeout);
+            auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+            (void)bytes;
+            if (ec == http::error::body_limit) {
+                state.busy = true;
+                const std::string target(parser.get().target());
+                const auto res = to_response(too_large_(target), parser.get().version(), false);
+                metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", "413"}});
+                stream.expires_after(limits_.read_timeout);
+                co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+                break;
+            }
+            if (ec == http::error::header_limit) {
+                state.busy = true;
+                const auto res = to_response({431, "text/plain", "request header fields too large\n"}, 11, false);
+                stream.expires_after(limits_.read_timeout);
+                co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+                break;
+            }
+            if (ec) break;  // closed, timed out, or garbage: nothing was accepted, nothing to answer
+
+            state.busy = true;
+            auto& msg = parser.get();
+            http_request req;
+            req.method = std::string(msg.method_string());
+            req.target = std::string(msg.target());
+            req.in.path = req.target.substr(0, req.target.find('?'));
+            req.in.remote_addr = remote;
+            for (const auto& h : msg) req.in.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
+            req.in.body = std::move(msg.body());
+            stream.expires_never();
+            const workflow::reply r = co_await handler_(req);
+            const bool keep_alive = msg.keep_alive() && !stopping_;
+            const auto res = to_response(r, msg.version(), keep_alive);
+            metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", std::to_string(r.status)}});
+            stream.expires_after(limits_.read_timeout);
+            auto [wec, written] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+            (void)written;
+            state.busy = false;
+            if (wec || !keep_alive) break;
+        }
+    } catch (const std::exception& e) {
+        spdlog::error("http: session failed listener={} remote={} error=\"{}\"", name_, remote, e.what());
+    }
+    boost::system::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.socket().close(ignored);
+    sessions_.erase(self);
+}
+
+asio::awaitable<void> http_server::shutdown(std::chrono::milliseconds grace) {
+    stopping_ = true;
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    const auto give_up = std::chrono::steady_clock::now() + grace;
+    asio::steady_timer timer(executor_);
+    for (;;) {
+        // Idle keep-alive connections are closed; busy ones finish their request first.
+        for (auto* s : sessions_)
+            if (!s->busy) s->stream->socket().cancel(ignored);
+        if (sessions_.empty() || std::chrono::steady_clock::now() >= give_up) break;
+        timer.expires_after(std::chrono::milliseconds(10));
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    for (auto* s : sessions_) s->stream->socket().close(ignored);
+    // A session still waiting on the database ends when its transaction does (bounded by its deadline).
+    const auto hard_stop = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (!sessions_.empty() && std::chrono::steady_clock::now() < hard_stop) {
+        timer.expires_after(std::chrono::milliseconds(5));
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+}
+
+}  // namespace wxrecon::daemon

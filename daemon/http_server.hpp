@@ -1,0 +1,70 @@
+// An HTTP/1.1 listener on Boost.Beast and C++20 coroutines: keep-alive,
+// bounded header and body sizes, a read timeout against slow clients, a
+// connection cap, and a graceful shutdown that drains in-flight requests.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "base/metrics.hpp"
+#include "workflow/notify_intake.hpp"
+
+namespace wxrecon::daemon {
+
+struct http_request {
+    std::string method;
+    std::string target;
+    workflow::inbound_request in;
+};
+
+using http_handler = std::function<boost::asio::awaitable<workflow::reply>(http_request&)>;
+// The reply to a request whose body exceeds the limit (413), given its target.
+using too_large_handler = std::function<workflow::reply(std::string_view target)>;
+
+struct http_limits {
+    std::size_t max_body_bytes = 65536;
+    std::size_t max_header_bytes = 16 * 1024;
+    std::chrono::milliseconds read_timeout{10000};
+    std::size_t max_connections = 1024;
+};
+
+class http_server {
+public:
+    http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& endpoint, http_limits limits,
+                http_handler handler, too_large_handler too_large, std::shared_ptr<metrics> m, std::string name);
+    ~http_server();
+
+    boost::asio::ip::tcp::endpoint local_endpoint() const;
+    void start();
+    // Stops accepting, closes idle connections, lets in-flight requests finish (and their replies be
+    // written) for up to grace, then closes whatever is left. Must run on the server's executor.
+    boost::asio::awaitable<void> shutdown(std::chrono::milliseconds grace);
+    std::size_t connections() const noexcept { return sessions_.size(); }
+
+private:
+    struct session_state;
+    boost::asio::awaitable<void> accept_loop();
+    boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket);
+
+    boost::asio::any_io_executor executor_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    http_limits limits_;
+    http_handler handler_;
+    too_large_handler too_large_;
+    std::shared_ptr<metrics> metrics_;
+    std::string name_;
+    bool stopping_ = false;
+    std::list<session_state*> sessions_;  // touched only on executor_, which is single-threaded
+};
+
+// "host:port" -> endpoint; "[::1]:80" for IPv6. Throws std::invalid_argument on a bad value.
+boost::asio::ip::tcp::endpoint parse_endpoint(const std::string& listen);
+
+}  // namespace wxrecon::daemon

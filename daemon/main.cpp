@@ -1,0 +1,91 @@
+// wxrecond: parse the command line, load the configuration, hand over to the
+// application. Exit statuses follow interfaces.md section 1.
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "app.hpp"
+
+namespace {
+
+using namespace wxrecon;
+
+constexpr const char* usage =
+    "usage: wxrecond [--config PATH] [serve|migrate|check-config]\n"
+    "       wxrecond --version\n"
+    "  serve         run the daemon until SIGTERM/SIGINT (default)\n"
+    "  migrate       apply pending database migrations and exit\n"
+    "  check-config  load and validate the configuration and every key file\n"
+    "default config: /etc/wxrecond/wxrecond.toml\n";
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+int run(int argc, char** argv) {
+    std::string config_path = "/etc/wxrecond/wxrecond.toml";
+    std::string command = "serve";
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--version") {
+            std::printf("wxrecond %s\n", WXRECON_VERSION);
+            return daemon::exit_ok;
+        } else if (arg == "--help" || arg == "-h") {
+            std::fputs(usage, stdout);
+            return daemon::exit_ok;
+        } else if (arg == "--config" && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (arg.starts_with("--config=")) {
+            config_path = arg.substr(std::strlen("--config="));
+        } else if (arg == "serve" || arg == "migrate" || arg == "check-config") {
+            command = arg;
+        } else {
+            std::fprintf(stderr, "wxrecond: unknown argument \"%s\"\n%s", arg.c_str(), usage);
+            return daemon::exit_failure;
+        }
+    }
+
+    auto cfg = config::load_config(config_path);
+    if (!cfg) {
+        spdlog::error("config: {}", cfg.err().message);
+        return daemon::exit_bad_config;
+    }
+    if (command == "migrate") {
+        daemon::migrate_database(cfg->database.url);
+        return daemon::exit_ok;
+    }
+    auto keys = config::load_key_store(*cfg, unix_now());
+    if (!keys) {
+        spdlog::error("keys: {}", keys.err().message);
+        return daemon::exit_bad_config;
+    }
+    for (const auto& w : keys->warnings) spdlog::warn("keys: {}", w.message);
+    if (command == "check-config") {
+        std::printf("%s: configuration and key material OK (%zu merchant%s)\n", config_path.c_str(),
+                    cfg->merchants.size(), cfg->merchants.size() == 1 ? "" : "s");
+        return daemon::exit_ok;
+    }
+    daemon::application app(std::move(*cfg), std::make_shared<const config::key_store>(std::move(*keys)));
+    app.start();
+    app.run();
+    return daemon::exit_ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
+    try {
+        return run(argc, argv);
+    } catch (const wxrecon::daemon::startup_error& e) {
+        spdlog::error("wxrecond: {}", e.what());
+        return e.exit_status;
+    } catch (const std::exception& e) {
+        spdlog::error("wxrecond: {}", e.what());
+        return wxrecon::daemon::exit_failure;
+    }
+}

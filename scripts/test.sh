@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds with warnings as errors, starts
+# a throwaway PostgreSQL 15 and runs the whole suite with ctest; then, when
+# WXRECON_SANITIZE_RUN is not 0, the unit and PostgreSQL tiers under ASan+UBSan.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+jobs=$(nproc)
+
+"$root/scripts/bootstrap.sh"
+# shellcheck source=pg-cluster.sh
+source "$root/scripts/pg-cluster.sh"
+trap pg_cluster_stop EXIT
+pg_cluster_start
+
+build="${WXRECON_BUILD_DIR:-$root/build}"
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWXRECON_WERROR=ON >/dev/null
+cmake --build "$build" -j "$jobs"
+ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 600
+
+if [ "${WXRECON_SANITIZE_RUN:-1}" != 0 ]; then
+  asan="${build}-asan"
+  cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWXRECON_WERROR=ON -DWXRECON_SANITIZE=ON >/dev/null
+  cmake --build "$asan" -j "$jobs" --target unit_tests pg_tests
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    ctest --test-dir "$asan" --output-on-failure -j "$jobs" -L 'unit|pg' --timeout 900
+fi
+echo "test: all suites passed"

@@ -1,0 +1,386 @@
+// Notification intake end to end against a real PostgreSQL: every row of the
+// reply table of interfaces.md section 3, checked on the HTTP reply and on the
+// rows it leaves behind.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "base/encoding.hpp"
+#include "base/time.hpp"
+#include "protocol/v2.hpp"
+#include "protocol/v3.hpp"
+#include "store/migrations.hpp"
+#include "test_env.hpp"
+
+namespace wxrecon::testing {
+namespace {
+
+using headers = std::vector<std::pair<std::string, std::string>>;
+
+std::int64_t now_unix() { return std::time(nullptr); }
+
+class NotifyTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        merchant_ = make_merchant_fixture();
+        daemon_ = std::make_unique<running_daemon>(make_config(*merchant_, db_.url()));
+        conn_ = std::make_unique<pqxx::connection>(db_.url());
+    }
+    void TearDown() override {
+        daemon_.reset();
+        conn_.reset();
+    }
+
+    void register_order(const std::string& out_trade_no, std::int64_t total) {
+        pqxx::work tx(*conn_);
+        tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid) VALUES ($1,$2,$3,$4)",
+                       test_mchid, out_trade_no, total, test_appid);
+        tx.commit();
+    }
+
+    std::string scalar(const std::string& sql) {
+        pqxx::nontransaction tx(*conn_);
+        const auto r = tx.exec(sql);
+        return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
+    }
+    long count(const std::string& sql) { return std::stol(scalar(sql)); }
+
+    domain::payment_fact payment(const std::string& out_trade_no, std::int64_t total, const std::string& txid) {
+        domain::payment_fact p;
+        p.out_trade_no = out_trade_no;
+        p.state = domain::trade_state::success;
+        p.state_desc = "支付成功";
+        p.appid = test_appid;
+        p.transaction_id = txid;
+        p.trade_type = "JSAPI";
+        p.bank_type = "OTHERS";
+        p.payer_openid = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o";
+        p.amount_total = total;
+        p.payer_total = total;
+        p.success_time = now_unix() * 1'000'000;
+        return p;
+    }
+
+    protocol::v3::signed_notification notification(const std::string& plaintext, const std::string& event_type,
+                                                   const std::string& id, std::int64_t ts = 0,
+                                                   const std::string& serial = test_pub_key_id) {
+        protocol::v3::notification_spec spec;
+        spec.id = id;
+        spec.create_time = format_rfc3339(now_unix());
+        spec.event_type = event_type;
+        spec.summary = "支付成功";
+        const bool refund = event_type.starts_with("REFUND.");
+        spec.original_type = refund ? "refund" : "transaction";
+        spec.associated_data = refund ? "refund" : "transaction";
+        spec.plaintext = plaintext;
+        auto n = protocol::v3::make_notification(spec, merchant_->apiv3_key, merchant_->wechatpay_key, serial,
+                                                 ts ? ts : now_unix());
+        EXPECT_TRUE(n.has_value());
+        return *n;
+    }
+
+    http_response send(const protocol::v3::signed_notification& n, const std::string& mchid = test_mchid) {
+        return http_post(daemon_->port(), "/wxpay/v3/notify/" + mchid,
+                         {{"Content-Type", "application/json"},
+                          {"Wechatpay-Timestamp", n.timestamp},
+                          {"Wechatpay-Nonce", n.nonce},
+                          {"Wechatpay-Signature", n.signature},
+                          {"Wechatpay-Serial", n.serial},
+                          {"Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048"}},
+                         n.body);
+    }
+
+    // Rejected rows are written off the fact path, asynchronously: wait for them.
+    long rejected_with(const std::string& reason, long expected) {
+        long n = 0;
+        for (int i = 0; i < 200; ++i) {
+            n = count("SELECT count(*) FROM wxrecon.rejected_notifications WHERE reason = '" + reason + "'");
+            if (n >= expected) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        return n;
+    }
+
+    scratch_database db_;
+    std::unique_ptr<merchant_fixture> merchant_;
+    std::unique_ptr<running_daemon> daemon_;
+    std::unique_ptr<pqxx::connection> conn_;
+};
+
+TEST_F(NotifyTest, PaymentIsAppliedOnceAndDuplicatesChangeNothing) {
+    register_order("T1", 100);
+    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T1", 100, "4200000001")),
+                                "TRANSACTION.SUCCESS", "EV-1");
+    EXPECT_EQ(send(n).status, 204);
+    EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "SUCCESS");
+    EXPECT_EQ(scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "notify");
+    EXPECT_EQ(scalar("SELECT transaction_id FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "4200000001");
+    EXPECT_EQ(scalar("SELECT notified_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "t");
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 1);
+    EXPECT_EQ(scalar("SELECT raw_body FROM wxrecon.payment_events"), n.body);
+    EXPECT_EQ(scalar("SELECT payload->>'out_trade_no' FROM wxrecon.payment_events"), "T1");
+    EXPECT_EQ(scalar("SELECT raw_headers->>'Wechatpay-Signature' FROM wxrecon.payment_events"), n.signature);
+
+    // The same notification again, and a re-signed copy with a new id but the same fact identity.
+    EXPECT_EQ(send(n).status, 204);
+    const auto resent = notification(protocol::v3::transaction_json(test_mchid, payment("T1", 100, "4200000001")),
+                                     "TRANSACTION.SUCCESS", "EV-1-retry");
+    EXPECT_EQ(send(resent).status, 204);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 1);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.discrepancies"), 0);
+}
+
+TEST_F(NotifyTest, ConcurrentDeliveriesProduceOneEventAndOneStateChange) {
+    register_order("T2", 100);
+    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T2", 100, "4200000002")),
+                                "TRANSACTION.SUCCESS", "EV-2");
+    std::vector<std::thread> senders;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < 12; ++i)
+        senders.emplace_back([&] {
+            if (send(n).status == 204) ++ok;
+        });
+    for (auto& t : senders) t.join();
+    EXPECT_EQ(ok.load(), 12);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 1);
+    EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'T2'"), "SUCCESS");
+}
+
+TEST_F(NotifyTest, UnknownOrderIsCreatedAndFlagged) {
+    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("NOBODY", 250, "4200000003")),
+                                "TRANSACTION.SUCCESS", "EV-3");
+    EXPECT_EQ(send(n).status, 204);
+    EXPECT_EQ(scalar("SELECT origin || ' ' || state || ' ' || amount_total FROM wxrecon.orders"),
+              "notify SUCCESS 250");
+    EXPECT_EQ(scalar("SELECT kind FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), "unknown_order");
+}
+
+TEST_F(NotifyTest, AmountAndAppidMismatchesAreAppliedAndFlagged) {
+    register_order("T4", 100);
+    auto p = payment("T4", 90, "4200000004");
+    p.appid = "wxsomeoneelse";
+    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, p), "TRANSACTION.SUCCESS", "EV-4")).status,
+              204);
+    EXPECT_EQ(scalar("SELECT state || ' ' || amount_total || ' ' || payer_total FROM wxrecon.orders"),
+              "SUCCESS 100 90");
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind IN ('amount_mismatch','appid_mismatch')"),
+              2);
+}
+
+TEST_F(NotifyTest, RefundMovesThePaidOrderToRefund) {
+    register_order("T5", 100);
+    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, payment("T5", 100, "4200000005")),
+                                "TRANSACTION.SUCCESS", "EV-5"))
+                  .status,
+              204);
+    domain::refund_fact r;
+    r.out_trade_no = "T5";
+    r.out_refund_no = "R5";
+    r.refund_id = "50000000005";
+    r.transaction_id = "4200000005";
+    r.status = domain::refund_status::abnormal;
+    r.amount_refund = 40;
+    r.amount_total = 100;
+    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.ABNORMAL", "EV-5a")).status, 204);
+    EXPECT_EQ(scalar("SELECT kind FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), "refund_abnormal");
+    r.status = domain::refund_status::success;
+    r.success_time = now_unix() * 1'000'000;
+    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.SUCCESS", "EV-5b")).status, 204);
+    EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders"), "REFUND");
+    EXPECT_EQ(scalar("SELECT status || ' ' || amount_refund FROM wxrecon.refunds"), "SUCCESS 40");
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), 0);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 3);
+}
+
+TEST_F(NotifyTest, RefundForAnUnpaidOrderIsStoredAndFlagged) {
+    register_order("T6", 100);
+    domain::refund_fact r;
+    r.out_trade_no = "T6";
+    r.out_refund_no = "R6";
+    r.transaction_id = "4200000006";
+    r.status = domain::refund_status::success;
+    r.amount_refund = 100;
+    r.amount_total = 100;
+    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.SUCCESS", "EV-6")).status, 204);
+    EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders"), "NOTPAY");
+    EXPECT_EQ(scalar("SELECT kind FROM wxrecon.discrepancies"), "refund_without_payment");
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.refunds"), 1);
+}
+
+TEST_F(NotifyTest, VerifiedEventOfAnotherTypeIsAcknowledgedAndIgnored) {
+    EXPECT_EQ(send(notification("{}", "PAYSCORE.USER_OPEN_SERVICE", "EV-7")).status, 204);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 0);
+}
+
+TEST_F(NotifyTest, RefusalsGetTheDocumentedStatusAndARejectedRow) {
+    register_order("T8", 100);
+    const std::string plain = protocol::v3::transaction_json(test_mchid, payment("T8", 100, "4200000008"));
+
+    auto forged = notification(plain, "TRANSACTION.SUCCESS", "EV-8");
+    forged.body.back() = ' ';  // one changed byte after signing
+    EXPECT_EQ(send(forged).status, 401);
+    EXPECT_EQ(rejected_with("bad_signature", 1), 1);
+
+    auto probe = notification(plain, "TRANSACTION.SUCCESS", "EV-8p");
+    probe.signature = "WECHATPAY/SIGNTEST/" + probe.signature;
+    EXPECT_EQ(send(probe).status, 401);
+    EXPECT_EQ(rejected_with("probe", 1), 1);
+
+    EXPECT_EQ(send(notification(plain, "TRANSACTION.SUCCESS", "EV-8s", now_unix() - 301)).status, 401);
+    EXPECT_EQ(rejected_with("stale_timestamp", 1), 1);
+
+    EXPECT_EQ(send(notification(plain, "TRANSACTION.SUCCESS", "EV-8u", 0, "PUB_KEY_ID_0000000000000000000000000000000009"))
+                  .status,
+              401);
+    EXPECT_EQ(rejected_with("unknown_serial", 1), 1);
+
+    auto unsigned_n = notification(plain, "TRANSACTION.SUCCESS", "EV-8n");
+    unsigned_n.signature.clear();
+    EXPECT_EQ(send(unsigned_n).status, 401);
+    EXPECT_EQ(rejected_with("missing_signature", 1), 1);
+
+    // Signed correctly but not a notification.
+    auto not_json = notification(plain, "TRANSACTION.SUCCESS", "EV-8j");
+    not_json.body = "this is not json";
+    auto sig = crypto::rsa_sha256_sign(merchant_->wechatpay_key,
+                                       protocol::v3::message_to_verify(not_json.timestamp, not_json.nonce, not_json.body));
+    not_json.signature = base64_encode(*sig);
+    EXPECT_EQ(send(not_json).status, 400);
+    EXPECT_EQ(rejected_with("malformed", 1), 1);
+
+    // Encrypted with another APIv3 key.
+    const std::string real_key = merchant_->apiv3_key;
+    merchant_->apiv3_key = std::string(32, 'x');
+    const auto wrong_key = notification(plain, "TRANSACTION.SUCCESS", "EV-8k");
+    merchant_->apiv3_key = real_key;
+    EXPECT_EQ(send(wrong_key).status, 400);
+    EXPECT_EQ(rejected_with("decrypt_failed", 1), 1);
+
+    // Decrypts, but names another merchant than the path.
+    const auto other = notification(protocol::v3::transaction_json("1900000999", payment("T8", 100, "4200000008")),
+                                    "TRANSACTION.SUCCESS", "EV-8m");
+    EXPECT_EQ(send(other).status, 400);
+    EXPECT_EQ(rejected_with("mchid_mismatch", 1), 1);
+
+    EXPECT_EQ(send(notification(plain, "TRANSACTION.SUCCESS", "EV-8x"), "1234567").status, 404);
+    const auto huge = http_post(daemon_->port(), std::string("/wxpay/v3/notify/") + test_mchid, {},
+                                std::string(70000, '{'));
+    EXPECT_EQ(huge.status, 413);
+
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 0);
+    EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders"), "NOTPAY");
+    const auto metrics = http_get(daemon_->admin_port(), "/metrics").body;
+    EXPECT_NE(metrics.find("wxrecon_signature_probes_total 1"), std::string::npos) << metrics;
+}
+
+std::string v2_payment_xml(const std::string& api_key, const std::string& out_trade_no, const std::string& txid,
+                           std::int64_t total, protocol::v2::sign_type type) {
+    protocol::v2::fields f{{"return_code", "SUCCESS"},  {"result_code", "SUCCESS"}, {"appid", test_appid},
+                           {"mch_id", test_mchid},      {"nonce_str", "5d2b6c2a8db53831f7eda20af46e531c"},
+                           {"openid", "oUpF8uMEb4qRXf22hE3X68TekukE"},
+                           {"trade_type", "JSAPI"},     {"bank_type", "CFT"},       {"total_fee", std::to_string(total)},
+                           {"cash_fee", std::to_string(total)}, {"fee_type", "CNY"}, {"transaction_id", txid},
+                           {"out_trade_no", out_trade_no},      {"time_end", "20261126120000"}};
+    if (type == protocol::v2::sign_type::hmac_sha256) f["sign_type"] = "HMAC-SHA256";
+    f["sign"] = protocol::v2::sign(f, api_key, type);
+    return protocol::v2::to_xml(f);
+}
+
+TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
+    register_order("V1", 300);
+    const std::string path = std::string("/wxpay/v2/notify/") + test_mchid;
+    auto r = http_post(daemon_->port(), path, {},
+                       v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 300, protocol::v2::sign_type::hmac_sha256));
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
+    EXPECT_EQ(scalar("SELECT state || ' ' || state_source FROM wxrecon.orders WHERE out_trade_no = 'V1'"),
+              "SUCCESS notify");
+    EXPECT_EQ(scalar("SELECT source FROM wxrecon.payment_events"), "notify_v2");
+    EXPECT_EQ(scalar("SELECT to_char(success_time AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS') FROM wxrecon.orders"),
+              "20261126120000");
+
+    // Bad sign and a DTD: APIv2 convention, 200 with FAIL.
+    auto bad = v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 1, protocol::v2::sign_type::md5);
+    bad.replace(bad.find("<total_fee><![CDATA[1]]>"), 24, "<total_fee><![CDATA[2]]>");
+    r = http_post(daemon_->port(), path, {}, bad);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("FAIL"), std::string::npos);
+    EXPECT_EQ(rejected_with("bad_signature", 1), 1);
+    r = http_post(daemon_->port(), path, {},
+                  "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY a \"aaaa\">]><xml><a>&a;</a></xml>");
+    EXPECT_NE(r.body.find("FAIL"), std::string::npos);
+    EXPECT_EQ(rejected_with("forbidden_xml", 1), 1);
+
+    // Refund notification: applied when it matches the paid order, refused otherwise.
+    auto refund_xml = [&](const std::string& txid, std::int64_t total) {
+        const std::string inner = "<root><out_refund_no><![CDATA[RV1]]></out_refund_no><out_trade_no><![CDATA[V1]]>"
+                                  "</out_trade_no><refund_id><![CDATA[5000001]]></refund_id><refund_fee><![CDATA[100]]>"
+                                  "</refund_fee><refund_status><![CDATA[SUCCESS]]></refund_status><success_time>"
+                                  "<![CDATA[2026-11-26 12:30:00]]></success_time><total_fee><![CDATA[" +
+                                  std::to_string(total) + "]]></total_fee><transaction_id><![CDATA[" + txid +
+                                  "]]></transaction_id></root>";
+        protocol::v2::fields f{{"return_code", "SUCCESS"}, {"appid", test_appid}, {"mch_id", test_mchid},
+                               {"nonce_str", "abc"}, {"req_info", protocol::v2::encrypt_req_info(inner, merchant_->apiv2_key)}};
+        return protocol::v2::to_xml(f);
+    };
+    const std::string refund_path = std::string("/wxpay/v2/refund-notify/") + test_mchid;
+    r = http_post(daemon_->port(), refund_path, {}, refund_xml("4200000999", 300));
+    EXPECT_NE(r.body.find("FAIL"), std::string::npos);
+    EXPECT_EQ(rejected_with("refund_unmatched", 1), 1);
+    r = http_post(daemon_->port(), refund_path, {}, refund_xml("4200000100", 300));
+    EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
+    EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'V1'"), "REFUND");
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 2);
+}
+
+TEST_F(NotifyTest, PaymentEventsRefuseUpdateAndDelete) {
+    register_order("T9", 100);
+    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, payment("T9", 100, "4200000009")),
+                                "TRANSACTION.SUCCESS", "EV-9"))
+                  .status,
+              204);
+    {
+        pqxx::nontransaction tx(*conn_);
+        EXPECT_THROW(tx.exec("UPDATE wxrecon.payment_events SET amount_total = 1"), pqxx::sql_error);
+        EXPECT_THROW(tx.exec("DELETE FROM wxrecon.payment_events"), pqxx::sql_error);
+        EXPECT_THROW(tx.exec("TRUNCATE wxrecon.payment_events"), pqxx::sql_error);
+    }
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events WHERE amount_total = 100"), 1);
+}
+
+TEST_F(NotifyTest, HealthReadinessAndMetrics) {
+    EXPECT_EQ(http_get(daemon_->admin_port(), "/healthz").status, 200);
+    EXPECT_EQ(http_get(daemon_->admin_port(), "/readyz").status, 200);
+    const auto m = http_get(daemon_->admin_port(), "/metrics");
+    EXPECT_EQ(m.status, 200);
+    EXPECT_NE(m.body.find("wxrecon_db_up 1"), std::string::npos) << m.body;
+}
+
+TEST(Migrations, ConcurrentInstancesApplyEachFileOnce) {
+    scratch_database db;
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (int i = 0; i < 4; ++i)
+        threads.emplace_back([&] {
+            try {
+                pqxx::connection c(db.url());
+                store::migrate(c);
+            } catch (...) {
+                ++failures;
+            }
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(failures.load(), 0);
+    pqxx::connection c(db.url());
+    EXPECT_EQ(store::current_schema_version(c), store::latest_migration_version());
+    pqxx::nontransaction tx(c);
+    EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.schema_migrations")[0].as<int>(),
+              static_cast<int>(store::embedded_migrations().size()));
+}
+
+}  // namespace
+}  // namespace wxrecon::testing

@@ -1,0 +1,165 @@
+#include "test_env.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <pqxx/pqxx>
+
+#include "config/key_material.hpp"
+
+namespace wxrecon::testing {
+
+namespace fs = std::filesystem;
+
+std::string base_database_url() {
+    const char* url = std::getenv("WXRECON_TEST_PG_URL");
+    if (url == nullptr || *url == '\0')
+        throw std::runtime_error("WXRECON_TEST_PG_URL is not set: run the tests through scripts/test.sh");
+    return url;
+}
+
+namespace {
+
+std::string random_suffix() {
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    return std::to_string(rng() % 1000000000000ULL);
+}
+
+std::string with_database(const std::string& url, const std::string& name) {
+    const auto slash = url.rfind('/');
+    return url.substr(0, slash + 1) + name;
+}
+
+void run(const std::string& command) {
+    if (std::system((command + " >/dev/null 2>&1").c_str()) != 0) throw std::runtime_error("failed: " + command);
+}
+
+std::string read_file(const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_file(const fs::path& p, const std::string& content) {
+    std::ofstream out(p, std::ios::binary);
+    out << content;
+}
+
+}  // namespace
+
+scratch_database::scratch_database() : name_("wxrecon_test_" + random_suffix()) {
+    pqxx::connection conn(base_database_url());
+    pqxx::nontransaction tx(conn);
+    tx.exec("CREATE DATABASE " + name_);
+    url_ = with_database(base_database_url(), name_);
+}
+
+scratch_database::~scratch_database() {
+    try {
+        pqxx::connection conn(base_database_url());
+        pqxx::nontransaction tx(conn);
+        tx.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+    } catch (...) {
+    }
+}
+
+merchant_fixture::~merchant_fixture() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+}
+
+std::unique_ptr<merchant_fixture> make_merchant_fixture() {
+    auto m = std::make_unique<merchant_fixture>();
+    m->dir = fs::temp_directory_path() / ("wxrecon-keys-" + random_suffix());
+    fs::create_directories(m->dir);
+    const std::string d = m->dir.string();
+    run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/apiclient_key.pem");
+    run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/wechatpay_key.pem");
+    run("openssl pkey -in " + d + "/wechatpay_key.pem -pubout -out " + d + "/pub_key.pem");
+    m->apiv3_key = crypto::random_alnum(32);
+    m->apiv2_key = crypto::random_alnum(32);
+    write_file(m->dir / "apiv3.key", m->apiv3_key + "\n");
+    write_file(m->dir / "apiv2.key", m->apiv2_key);
+    auto key = crypto::load_private_key_pem(read_file(m->dir / "wechatpay_key.pem"));
+    if (!key) throw std::runtime_error(key.err().message);
+    m->wechatpay_key = *key;
+    return m;
+}
+
+config::config make_config(const merchant_fixture& m, const std::string& database_url) {
+    const std::string toml = std::string("[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n") +
+                             "[admin]\nlisten = \"127.0.0.1:0\"\n" + "[database]\nurl = \"" + database_url +
+                             "\"\npool_size = 4\n" + "[[merchants]]\nmchid = \"" + test_mchid + "\"\nappid = \"" +
+                             test_appid + "\"\napi_version = \"v3\"\napi_base = \"http://127.0.0.1:1\"\n" +
+                             "apiv3_key_file = \"apiv3.key\"\napiv2_key_file = \"apiv2.key\"\n" +
+                             "merchant_private_key_file = \"apiclient_key.pem\"\n" +
+                             "merchant_cert_serial = \"3775B6A45ACD588826D15E583A95F5DD12345678\"\n" +
+                             "wechatpay_public_key_file = \"pub_key.pem\"\nwechatpay_public_key_id = \"" +
+                             test_pub_key_id + "\"\n";
+    write_file(m.dir / "wxrecond.toml", toml);
+    auto cfg = config::load_config(m.dir / "wxrecond.toml");
+    if (!cfg) throw std::runtime_error(cfg.err().message);
+    return *cfg;
+}
+
+running_daemon::running_daemon(config::config cfg) {
+    auto keys = config::load_key_store(cfg, std::time(nullptr));
+    if (!keys) throw std::runtime_error(keys.err().message);
+    app_ = std::make_unique<daemon::application>(std::move(cfg),
+                                                 std::make_shared<const config::key_store>(std::move(*keys)));
+    app_->start();
+    public_port_ = app_->public_port();
+    admin_port_ = app_->admin_port();
+    thread_ = std::thread([this] { app_->run(false); });
+}
+
+running_daemon::~running_daemon() { stop(); }
+
+void running_daemon::stop() {
+    if (!thread_.joinable()) return;
+    app_->request_stop();
+    thread_.join();
+}
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+http_response exchange(unsigned short port, http::request<http::string_body> req) {
+    boost::asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
+    req.set(http::field::host, "127.0.0.1");
+    req.prepare_payload();
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(1 << 24);
+    http::read(stream, buffer, parser);
+    beast::error_code ec;
+    stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
+    return {static_cast<int>(parser.get().result_int()), parser.get().body()};
+}
+
+}  // namespace
+
+http_response http_post(unsigned short port, const std::string& target,
+                        const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body) {
+    http::request<http::string_body> req{http::verb::post, target, 11};
+    for (const auto& [k, v] : headers) req.set(k, v);
+    req.body() = body;
+    return exchange(port, std::move(req));
+}
+
+http_response http_get(unsigned short port, const std::string& target) {
+    return exchange(port, http::request<http::string_body>{http::verb::get, target, 11});
+}
+
+}  // namespace wxrecon::testing

@@ -1,0 +1,75 @@
+// Test support for the PostgreSQL and HTTP tiers: a fresh database per test,
+// throw-away key material made with the openssl CLI, an in-process daemon on
+// port 0, and a small HTTP client.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "app.hpp"
+#include "config/config.hpp"
+#include "crypto/crypto.hpp"
+
+namespace wxrecon::testing {
+
+// The server from WXRECON_TEST_PG_URL; tests skip nothing: without it they fail loudly.
+std::string base_database_url();
+
+// CREATE DATABASE on construction, DROP on destruction.
+class scratch_database {
+public:
+    scratch_database();
+    ~scratch_database();
+    const std::string& url() const { return url_; }
+
+private:
+    std::string name_;
+    std::string url_;
+};
+
+inline constexpr const char* test_mchid = "1900000109";
+inline constexpr const char* test_appid = "wxd678efh567hg6787";
+inline constexpr const char* test_pub_key_id = "PUB_KEY_ID_0119000001092026112600000001";
+
+// Key files for one merchant in a temp folder, plus the WeChat Pay private key that signs notifications.
+struct merchant_fixture {
+    std::filesystem::path dir;
+    std::string apiv3_key;
+    std::string apiv2_key;
+    crypto::private_key wechatpay_key;
+    ~merchant_fixture();
+};
+std::unique_ptr<merchant_fixture> make_merchant_fixture();
+
+// A config with both listeners on port 0 and the fixture's merchant.
+config::config make_config(const merchant_fixture& m, const std::string& database_url);
+
+// Runs the application on its own thread.
+class running_daemon {
+public:
+    running_daemon(config::config cfg);
+    ~running_daemon();
+    unsigned short port() const { return public_port_; }
+    unsigned short admin_port() const { return admin_port_; }
+    daemon::application& app() { return *app_; }
+    void stop();
+
+private:
+    std::unique_ptr<daemon::application> app_;
+    std::thread thread_;
+    unsigned short public_port_ = 0;
+    unsigned short admin_port_ = 0;
+};
+
+struct http_response {
+    int status = 0;
+    std::string body;
+};
+http_response http_post(unsigned short port, const std::string& target,
+                        const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body);
+http_response http_get(unsigned short port, const std::string& target);
+
+}  // namespace wxrecon::testing
