@@ -57,13 +57,12 @@ result<std::optional<domain::micros>> optional_time(element obj, std::string_vie
     return std::optional<domain::micros>{*t * 1'000'000};
 }
 
-element sub_object(element obj, std::string_view key) {
+// A nested object, or nullopt when absent or not an object (a default element must never be touched).
+std::optional<element> sub_object(element obj, std::string_view key) {
     element v;
-    if (obj.at_key(key).get(v) != simdjson::SUCCESS || !v.is_object()) return element{};
+    if (obj.at_key(key).get(v) != simdjson::SUCCESS || !v.is_object()) return std::nullopt;
     return v;
 }
-
-bool present(element obj) { return obj.type() == simdjson::dom::element_type::OBJECT; }
 
 }  // namespace
 
@@ -113,8 +112,9 @@ result<envelope> parse_envelope(std::string_view body) {
     env.create_time = optional_string(*doc, "create_time");
     env.resource_type = optional_string(*doc, "resource_type");
     env.summary = optional_string(*doc, "summary");
-    const element res = sub_object(*doc, "resource");
-    if (!present(res)) return parse_failure("field \"resource\" missing or not an object");
+    const auto resource_obj = sub_object(*doc, "resource");
+    if (!resource_obj) return parse_failure("field \"resource\" missing or not an object");
+    const element res = *resource_obj;
     auto algorithm = required_string(res, "algorithm");
     auto ciphertext = required_string(res, "ciphertext");
     auto nonce = required_string(res, "nonce");
@@ -160,11 +160,12 @@ result<decrypted_payment> parse_transaction(std::string_view plaintext) {
     p.transaction_id = optional_string(*doc, "transaction_id");
     p.trade_type = optional_string(*doc, "trade_type");
     p.bank_type = optional_string(*doc, "bank_type");
-    p.payer_openid = optional_string(sub_object(*doc, "payer"), "openid");
+    if (const auto payer = sub_object(*doc, "payer")) p.payer_openid = optional_string(*payer, "openid");
     auto success_time = optional_time(*doc, "success_time");
     if (!success_time) return success_time.err();
     p.success_time = *success_time;
-    if (const element amount = sub_object(*doc, "amount"); present(amount)) {
+    if (const auto amount_obj = sub_object(*doc, "amount")) {
+        const element amount = *amount_obj;
         auto total = optional_int(amount, "total");
         auto payer_total = optional_int(amount, "payer_total");
         if (!total) return total.err();
@@ -204,8 +205,9 @@ result<decrypted_refund> parse_refund(std::string_view plaintext) {
     auto success_time = optional_time(*doc, "success_time");
     if (!success_time) return success_time.err();
     r.success_time = *success_time;
-    const element amount = sub_object(*doc, "amount");
-    if (!present(amount)) return parse_failure("field \"amount\" missing or not an object");
+    const auto amount_obj = sub_object(*doc, "amount");
+    if (!amount_obj) return parse_failure("field \"amount\" missing or not an object");
+    const element amount = *amount_obj;
     auto refund = optional_int(amount, "refund");
     auto total = optional_int(amount, "total");
     if (!refund) return refund.err();

@@ -360,6 +360,37 @@ TEST_F(NotifyTest, HealthReadinessAndMetrics) {
     EXPECT_NE(m.body.find("wxrecon_db_up 1"), std::string::npos) << m.body;
 }
 
+TEST(RejectedNotifications, BoundedInRowsAndSampledUnderAFlood) {
+    scratch_database db;
+    auto m = make_merchant_fixture();
+    auto cfg = make_config(*m, db.url());
+    cfg.notifications.rejected_keep = 5;
+    running_daemon d(std::move(cfg));
+    const headers forged{{"Wechatpay-Timestamp", std::to_string(now_unix())},
+                         {"Wechatpay-Nonce", "n"},
+                         {"Wechatpay-Signature", "Zm9yZ2Vk"},
+                         {"Wechatpay-Serial", test_pub_key_id}};
+    const int flood = 400;
+    for (int i = 0; i < flood; ++i)
+        EXPECT_EQ(http_post(d.port(), std::string("/wxpay/v3/notify/") + test_mchid, forged, "{}").status, 401);
+    pqxx::connection c(db.url());
+    long rows = 0;
+    for (int i = 0; i < 300; ++i) {  // written asynchronously: let the writer catch up
+        pqxx::nontransaction tx(c);
+        rows = tx.exec1("SELECT count(*) FROM wxrecon.rejected_notifications")[0].as<long>();
+        const long max_id = tx.exec1("SELECT coalesce(max(id), 0) FROM wxrecon.rejected_notifications")[0].as<long>();
+        if (rows <= 5 && max_id >= 50) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_LE(rows, 5);
+    EXPECT_GE(rows, 1);
+    // Far fewer rows were written than forgeries arrived; the rest were counted.
+    const auto metrics = http_get(d.admin_port(), "/metrics").body;
+    EXPECT_NE(metrics.find("wxrecon_rejected_sampled_total{reason=\"bad_signature\"}"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("wxrecon_notifications_total{api=\"v3\",kind=\"unknown\",result=\"rejected\"} 400"),
+              std::string::npos);
+}
+
 TEST(Migrations, ConcurrentInstancesApplyEachFileOnce) {
     scratch_database db;
     std::vector<std::thread> threads;

@@ -1,0 +1,173 @@
+// Load program for the notification path: registers N orders, pre-signs and
+// pre-encrypts N distinct APIv3 payment notifications, sends them over
+// keep-alive connections at a fixed concurrency and prints throughput,
+// latency percentiles and the daemon's peak RSS.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <pqxx/pqxx>
+
+#include "base/time.hpp"
+#include "protocol/v3.hpp"
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using namespace wxrecon;
+using clock_type = std::chrono::steady_clock;
+
+struct options {
+    std::string host = "127.0.0.1";
+    unsigned short port = 8080;
+    std::string mchid = "1900000109";
+    std::string appid = "wxd678efh567hg6787";
+    std::string apiv3_key_file, wechatpay_key_file, serial, database_url;
+    int orders = 20000;
+    int concurrency = 64;
+    int daemon_pid = 0;
+};
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot read " + path);
+    std::string s(std::istreambuf_iterator<char>(in), {});
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+}
+
+long peak_rss_kib(int pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
+    return -1;
+}
+
+int run(const options& o) {
+    const std::string apiv3_key = slurp(o.apiv3_key_file);
+    auto key = crypto::load_private_key_pem(slurp(o.wechatpay_key_file) + "\n");
+    if (!key) throw std::runtime_error(key.err().message);
+
+    const std::string prefix = "L" + std::to_string(std::time(nullptr)) + "-";
+    {
+        pqxx::connection c(o.database_url);
+        pqxx::work tx(c);
+        tx.exec_params(
+            "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid)"
+            " SELECT $1, $2 || g, 100, $3 FROM generate_series(1, $4) g",
+            o.mchid, prefix, o.appid, o.orders);
+        tx.commit();
+    }
+    std::printf("registered %d orders\n", o.orders);
+
+    // Pre-sign on every core: signing is WeChat Pay's cost, not the daemon's.
+    std::vector<protocol::v3::signed_notification> notes(o.orders);
+    const auto now = std::time(nullptr);
+    {
+        std::vector<std::thread> signers;
+        const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+        for (unsigned t = 0; t < n; ++t)
+            signers.emplace_back([&, t] {
+                for (int i = static_cast<int>(t); i < o.orders; i += static_cast<int>(n)) {
+                    domain::payment_fact p;
+                    p.out_trade_no = prefix + std::to_string(i + 1);
+                    p.state = domain::trade_state::success;
+                    p.appid = o.appid;
+                    p.transaction_id = "42" + std::to_string(now) + std::to_string(i);
+                    p.amount_total = 100;
+                    p.payer_total = 100;
+                    p.success_time = now * 1'000'000LL;
+                    const protocol::v3::notification_spec spec{
+                        "EV-" + p.transaction_id, format_rfc3339(now), "TRANSACTION.SUCCESS", "支付成功",
+                        "transaction", "transaction", protocol::v3::transaction_json(o.mchid, p)};
+                    notes[i] = *protocol::v3::make_notification(spec, apiv3_key, *key, o.serial, now);
+                }
+            });
+        for (auto& t : signers) t.join();
+    }
+    std::printf("pre-signed %d notifications\n", o.orders);
+
+    std::atomic<int> next{0};
+    std::atomic<int> failures{0};
+    std::vector<std::vector<double>> latencies(o.concurrency);
+    const auto started = clock_type::now();
+    std::vector<std::thread> workers;
+    for (int w = 0; w < o.concurrency; ++w)
+        workers.emplace_back([&, w] {
+            boost::asio::io_context io;
+            beast::tcp_stream stream(io);
+            stream.connect({boost::asio::ip::make_address(o.host), o.port});
+            beast::flat_buffer buffer;
+            const std::string target = "/wxpay/v3/notify/" + o.mchid;
+            for (int i; (i = next.fetch_add(1)) < o.orders;) {
+                const auto& n = notes[i];
+                http::request<http::string_body> req{http::verb::post, target, 11};
+                req.set(http::field::host, o.host);
+                req.set(http::field::content_type, "application/json");
+                req.set("Wechatpay-Timestamp", n.timestamp);
+                req.set("Wechatpay-Nonce", n.nonce);
+                req.set("Wechatpay-Signature", n.signature);
+                req.set("Wechatpay-Serial", n.serial);
+                req.body() = n.body;
+                req.prepare_payload();
+                const auto t0 = clock_type::now();
+                http::write(stream, req);
+                http::response<http::string_body> res;
+                http::read(stream, buffer, res);
+                latencies[w].push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+                if (res.result_int() != 204) ++failures;
+            }
+        });
+    for (auto& t : workers) t.join();
+    const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
+
+    std::vector<double> all;
+    for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+    std::sort(all.begin(), all.end());
+    auto pct = [&](double p) { return all.empty() ? 0.0 : all[static_cast<std::size_t>(p * (all.size() - 1))]; };
+    std::printf("notifications: %d in %.2f s = %.0f/s, concurrency %d, non-204 replies: %d\n", o.orders, seconds,
+                o.orders / seconds, o.concurrency, failures.load());
+    std::printf("latency ms: p50 %.2f  p99 %.2f  max %.2f\n", pct(0.50), pct(0.99), all.empty() ? 0 : all.back());
+    if (o.daemon_pid > 0) std::printf("daemon peak RSS: %.1f MiB\n", peak_rss_kib(o.daemon_pid) / 1024.0);
+    return failures.load() == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string k = argv[i], v = argv[i + 1];
+        if (k == "--port") o.port = static_cast<unsigned short>(std::stoi(v));
+        else if (k == "--mchid") o.mchid = v;
+        else if (k == "--appid") o.appid = v;
+        else if (k == "--apiv3-key-file") o.apiv3_key_file = v;
+        else if (k == "--wechatpay-key-file") o.wechatpay_key_file = v;
+        else if (k == "--serial") o.serial = v;
+        else if (k == "--database-url") o.database_url = v;
+        else if (k == "--orders") o.orders = std::stoi(v);
+        else if (k == "--concurrency") o.concurrency = std::stoi(v);
+        else if (k == "--daemon-pid") o.daemon_pid = std::stoi(v);
+        else {
+            std::fprintf(stderr, "notify_load: unknown option %s\n", k.c_str());
+            return 2;
+        }
+    }
+    try {
+        return run(o);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "notify_load: %s\n", e.what());
+        return 1;
+    }
+}
