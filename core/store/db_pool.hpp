@@ -8,6 +8,7 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -19,6 +20,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 namespace pqxx {
@@ -35,6 +37,11 @@ struct database_unavailable : std::runtime_error {
 struct database_overloaded : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
+// The caller's deadline passed before the job finished. The job may still complete (or never start);
+// the caller must treat the outcome as unknown.
+struct deadline_exceeded : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
 
 class db_pool {
 public:
@@ -47,13 +54,10 @@ public:
 
     // Runs f(connection&) on a worker and resumes the caller on its own executor with the result.
     // Exceptions thrown by f propagate to the awaiting coroutine; a broken connection surfaces as
-    // database_unavailable and the worker reconnects for the next job.
+    // database_unavailable and the worker reconnects for the next job. With a deadline, the caller is
+    // resumed with deadline_exceeded when it passes first (a job not yet started is then skipped).
     template <class R, class F>
-    boost::asio::awaitable<R> run(F f);
-
-    // Blocking variant for callers outside any event loop (admin commands, tests).
-    template <class R, class F>
-    R run_sync(F f);
+    boost::asio::awaitable<R> run(F f, std::optional<std::chrono::steady_clock::time_point> until = {});
 
     // Fire and forget: f runs on a worker if the queue has room; on_failure (if any) gets the error of
     // a job that could not run or threw. Never blocks the caller.
@@ -88,13 +92,33 @@ private:
     std::vector<std::thread> workers_;
 };
 
+// The caller's side of a job: completed exactly once, by the worker's result or by the deadline.
+// Both completions run on the caller's executor (single-threaded), so only `abandoned` is shared.
+template <class R, class Handler>
+struct db_pool_pending {
+    explicit db_pool_pending(Handler h) : handler(std::move(h)) {}
+    std::optional<Handler> handler;
+    std::atomic<bool> abandoned{false};
+    std::unique_ptr<boost::asio::steady_timer> timer;
+
+    void complete(std::exception_ptr ep, R value) {
+        if (!handler) return;
+        if (timer) timer->cancel();
+        Handler h = std::move(*handler);
+        handler.reset();
+        std::move(h)(ep, std::move(value));
+    }
+};
+
 template <class R, class F, class Handler>
 struct db_pool::job_impl final : db_pool::job {
-    job_impl(F f, Handler h) : f_(std::move(f)), handler_(std::move(h)) {}
+    job_impl(F f, std::shared_ptr<db_pool_pending<R, Handler>> p, boost::asio::any_io_executor ex)
+        : f_(std::move(f)), pending_(std::move(p)), executor_(std::move(ex)) {}
 
     void run(pqxx::connection_base* conn, std::exception_ptr unavailable) override {
         std::exception_ptr ep = unavailable;
         R value{};
+        if (!ep && pending_->abandoned.load()) return;  // nobody waits for it any more
         if (!ep) {
             try {
                 value = f_(*conn);
@@ -102,22 +126,30 @@ struct db_pool::job_impl final : db_pool::job {
                 ep = std::current_exception();
             }
         }
-        auto ex = boost::asio::get_associated_executor(handler_);
-        boost::asio::post(ex, [h = std::move(handler_), ep, v = std::move(value)]() mutable {
-            std::move(h)(ep, std::move(v));
-        });
+        boost::asio::post(executor_, [p = pending_, ep, v = std::move(value)]() mutable { p->complete(ep, std::move(v)); });
     }
 
     F f_;
-    Handler handler_;
+    std::shared_ptr<db_pool_pending<R, Handler>> pending_;
+    boost::asio::any_io_executor executor_;
 };
 
 template <class R, class F>
-boost::asio::awaitable<R> db_pool::run(F f) {
+boost::asio::awaitable<R> db_pool::run(F f, std::optional<std::chrono::steady_clock::time_point> until) {
     return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::exception_ptr, R)>(
-        [this](auto handler, F fn) {
+        [this, until](auto handler, F fn) {
             using handler_type = decltype(handler);
-            submit(std::make_unique<job_impl<R, F, handler_type>>(std::move(fn), std::move(handler)));
+            boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler);
+            auto pending = std::make_shared<db_pool_pending<R, handler_type>>(std::move(handler));
+            if (until) {
+                pending->timer = std::make_unique<boost::asio::steady_timer>(ex, *until);
+                pending->timer->async_wait([pending](const boost::system::error_code& ec) {
+                    if (ec) return;
+                    pending->abandoned.store(true);
+                    pending->complete(std::make_exception_ptr(deadline_exceeded("database deadline passed")), R{});
+                });
+            }
+            submit(std::make_unique<job_impl<R, F, handler_type>>(std::move(fn), pending, ex));
         },
         boost::asio::use_awaitable, std::move(f));
 }
@@ -141,35 +173,6 @@ void db_pool::post(F f, std::function<void(std::exception_ptr)> on_failure) {
         std::function<void(std::exception_ptr)> fail_;
     };
     submit(std::make_unique<detached>(std::move(f), std::move(on_failure)));
-}
-
-template <class R, class F>
-R db_pool::run_sync(F f) {
-    std::mutex m;
-    std::condition_variable cv;
-    bool done = false;
-    std::exception_ptr error;
-    R out{};
-    struct sync_handler {
-        std::mutex* m;
-        std::condition_variable* cv;
-        bool* done;
-        std::exception_ptr* error;
-        R* out;
-        void operator()(std::exception_ptr ep, R v) {
-            std::lock_guard lock(*m);
-            *error = ep;
-            *out = std::move(v);
-            *done = true;
-            cv->notify_all();
-        }
-    };
-    // With no associated executor the completion is posted to the system executor.
-    submit(std::make_unique<job_impl<R, F, sync_handler>>(std::move(f), sync_handler{&m, &cv, &done, &error, &out}));
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return done; });
-    if (error) std::rethrow_exception(error);
-    return out;
 }
 
 }  // namespace wxrecon::store

@@ -281,7 +281,7 @@ boost::asio::awaitable<apply_result> ledger::apply(const domain::fact& f, deadli
     // Named locals, not temporaries, live across the co_await: GCC 12 mishandles temporaries there.
     auto owned = std::make_shared<const domain::fact>(f);
     auto job = [owned, until](pqxx::connection_base& conn) { return apply_fact(conn, *owned, until); };
-    apply_result result = co_await pool_.run<apply_result>(std::move(job));
+    apply_result result = co_await pool_.run<apply_result>(std::move(job), until);
     co_return result;
 }
 

@@ -112,8 +112,9 @@ reply notification_intake::reject(const inbound_request& req, std::string_view m
     return v2 ? v2_failure(message) : v3_failure(v3_status, message);
 }
 
-boost::asio::awaitable<reply> notification_intake::apply(const domain::fact& f, std::string_view api, std::string_view kind,
-                                                         bool v2, steady_clock::time_point started) {
+boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const domain::fact& f, std::string_view api,
+                                                                        std::string_view kind, bool v2,
+                                                                        steady_clock::time_point started) {
     const std::string mchid = f.mchid;
     const std::string out_trade_no = f.out_trade_no();
     std::string failure;
@@ -122,7 +123,7 @@ boost::asio::awaitable<reply> notification_intake::apply(const domain::fact& f, 
         const auto r = co_await ledger_.apply(f, until);
         std::string_view result = "duplicate";
         if (r.outcome == domain::outcome::applied || r.outcome == domain::outcome::regression) result = "accepted";
-        if (r.outcome == domain::outcome::unmatched) co_return reply{};  // handled by the caller
+        if (r.outcome == domain::outcome::unmatched) co_return std::nullopt;
         count(api, kind, result);
         spdlog::info("notify: {} api={} kind={} mchid={} out_trade_no={} outcome={} opened={}", result, api, kind,
                      mchid, out_trade_no, static_cast<int>(r.outcome), r.opened.size());
@@ -131,6 +132,8 @@ boost::asio::awaitable<reply> notification_intake::apply(const domain::fact& f, 
         failure = std::string("database unavailable: ") + e.what();
     } catch (const store::database_overloaded& e) {
         failure = std::string("database overloaded: ") + e.what();
+    } catch (const store::deadline_exceeded&) {
+        failure = "no commit within the notification deadline";
     } catch (const store::commit_not_confirmed& e) {
         failure = std::string("not committed: ") + e.what();
     } catch (const std::exception& e) {
@@ -210,8 +213,8 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
         f.body = std::move(rf->refund);
     }
     f.payload_json = std::move(*plain);
-    reply out = co_await apply(f, "v3", kind, false, started);
-    co_return out;
+    std::optional<reply> out = co_await apply(f, "v3", kind, false, started);
+    co_return std::move(*out);
 }
 
 boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbound_request& req, std::string mchid) {
@@ -264,8 +267,8 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
     f.raw_body = req.body;
     f.raw_headers_json = req.headers_json();
     f.body = std::move(p);
-    reply out = co_await apply(f, "v2", "payment", true, started);
-    co_return out;
+    std::optional<reply> out = co_await apply(f, "v2", "payment", true, started);
+    co_return std::move(*out);
 }
 
 boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inbound_request& req, std::string mchid) {
@@ -324,11 +327,11 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inboun
     f.raw_headers_json = req.headers_json();
     f.body = std::move(r);
 
-    auto result = co_await apply(f, "v2", "refund", true, started);
-    if (result.status == 200 && result.body.empty())
+    std::optional<reply> out = co_await apply(f, "v2", "refund", true, started);
+    if (!out)
         co_return reject(req, mchid, "v2", "refund", "refund_unmatched", 400,
                          "refund matches no paid order on record", true);
-    co_return result;
+    co_return std::move(*out);
 }
 
 }  // namespace wxrecon::workflow

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -75,8 +76,10 @@ public:
     static reply v2_success();
 
 private:
-    boost::asio::awaitable<reply> apply(const domain::fact& f, std::string_view api, std::string_view kind,
-                                        bool v2, std::chrono::steady_clock::time_point started);
+    // The reply for an applied (or failed) fact; nullopt when an unauthenticated refund matched nothing.
+    boost::asio::awaitable<std::optional<reply>> apply(const domain::fact& f, std::string_view api,
+                                                       std::string_view kind, bool v2,
+                                                       std::chrono::steady_clock::time_point started);
     reply reject(const inbound_request& req, std::string_view mchid, std::string_view api, std::string_view kind,
                  std::string_view reason, int v3_status, std::string message, bool v2);
     void count(std::string_view api, std::string_view kind, std::string_view result);

@@ -134,6 +134,20 @@ TEST_F(NotifyTest, PaymentIsAppliedOnceAndDuplicatesChangeNothing) {
     EXPECT_EQ(count("SELECT count(*) FROM wxrecon.discrepancies"), 0);
 }
 
+TEST_F(NotifyTest, PlatformCertificateAndPublicKeyModesAreAcceptedSideBySide) {
+    register_order("T11", 100);
+    register_order("T12", 100);
+    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, payment("T11", 100, "4200000011")),
+                                "TRANSACTION.SUCCESS", "EV-11", 0, test_platform_serial))
+                  .status,
+              204);
+    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, payment("T12", 100, "4200000012")),
+                                "TRANSACTION.SUCCESS", "EV-12", 0, test_pub_key_id))
+                  .status,
+              204);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS'"), 2);
+}
+
 TEST_F(NotifyTest, ConcurrentDeliveriesProduceOneEventAndOneStateChange) {
     register_order("T2", 100);
     const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T2", 100, "4200000002")),
@@ -335,6 +349,27 @@ TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
     EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
     EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'V1'"), "REFUND");
     EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 2);
+}
+
+TEST_F(NotifyTest, NoCommitWithinFourSecondsIs503AndNothingIsApplied) {
+    register_order("T10", 100);
+    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T10", 100, "4200000010")),
+                                "TRANSACTION.SUCCESS", "EV-10");
+    pqxx::connection blocker(db_.url());
+    {
+        pqxx::work hold(blocker);  // keeps the order row locked past the deadline
+        hold.exec("SELECT 1 FROM wxrecon.orders WHERE out_trade_no = 'T10' FOR UPDATE");
+        const auto started = std::chrono::steady_clock::now();
+        EXPECT_EQ(send(n).status, 503);
+        const auto took = std::chrono::steady_clock::now() - started;
+        EXPECT_GE(took, std::chrono::milliseconds(3900));
+        EXPECT_LT(took, std::chrono::milliseconds(4900));
+        hold.abort();
+    }
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 0);
+    EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders"), "NOTPAY");
+    EXPECT_EQ(send(n).status, 204);  // WeChat's retry
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 1);
 }
 
 TEST_F(NotifyTest, PaymentEventsRefuseUpdateAndDelete) {

@@ -82,6 +82,8 @@ std::unique_ptr<merchant_fixture> make_merchant_fixture() {
     run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/apiclient_key.pem");
     run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/wechatpay_key.pem");
     run("openssl pkey -in " + d + "/wechatpay_key.pem -pubout -out " + d + "/pub_key.pem");
+    run("openssl req -x509 -new -key " + d + "/wechatpay_key.pem -subj '/CN=Tenpay.com sign' -days 30 -set_serial 0x" +
+        test_platform_serial + " -out " + d + "/platform_cert.pem");
     m->apiv3_key = crypto::random_alnum(32);
     m->apiv2_key = crypto::random_alnum(32);
     write_file(m->dir / "apiv3.key", m->apiv3_key + "\n");
@@ -101,7 +103,7 @@ config::config make_config(const merchant_fixture& m, const std::string& databas
                              "merchant_private_key_file = \"apiclient_key.pem\"\n" +
                              "merchant_cert_serial = \"3775B6A45ACD588826D15E583A95F5DD12345678\"\n" +
                              "wechatpay_public_key_file = \"pub_key.pem\"\nwechatpay_public_key_id = \"" +
-                             test_pub_key_id + "\"\n";
+                             test_pub_key_id + "\"\n" + "platform_cert_files = [\"platform_cert.pem\"]\n";
     write_file(m.dir / "wxrecond.toml", toml);
     auto cfg = config::load_config(m.dir / "wxrecond.toml");
     if (!cfg) throw std::runtime_error(cfg.err().message);

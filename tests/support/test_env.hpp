@@ -33,6 +33,9 @@ private:
 inline constexpr const char* test_mchid = "1900000109";
 inline constexpr const char* test_appid = "wxd678efh567hg6787";
 inline constexpr const char* test_pub_key_id = "PUB_KEY_ID_0119000001092026112600000001";
+// Serial of the platform certificate the fixture issues for the same WeChat Pay key: both key modes
+// are configured at once, as during a migration or rotation.
+inline constexpr const char* test_platform_serial = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
 
 // Key files for one merchant in a temp folder, plus the WeChat Pay private key that signs notifications.
 struct merchant_fixture {
