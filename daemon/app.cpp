@@ -123,7 +123,8 @@ struct application::impl {
             std::string why;
             try {
                 auto job = [](pqxx::connection_base& c) { return store::current_schema_version(c); };
-                const int version = co_await side_pool->run<int>(std::move(job));
+                const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+                const int version = co_await side_pool->run<int>(std::move(job), until);
                 if (version < store::latest_migration_version())
                     why = "migrations pending: schema at " + std::to_string(version) + ", need " +
                           std::to_string(store::latest_migration_version());
