@@ -51,7 +51,7 @@ merchant_cert_serial = "3775B6A45ACD588826D15E583A95F5DD12345678"
 wechatpay_public_key_file = "keys/pub_key.pem"
 wechatpay_public_key_id = "$serial"
 TOML
-"$build/wxrecond" --config "$work/wxrecond.toml" serve 2>"$work/daemon.log" &
+"$build/wxrecond" --config "$work/wxrecond.toml" serve >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
 "$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \

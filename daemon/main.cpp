@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "app.hpp"
@@ -78,6 +79,8 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // Logs go to stderr (journald under systemd); stdout carries command output only.
+    spdlog::set_default_logger(spdlog::stderr_logger_mt("wxrecond"));
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
     try {
         return run(argc, argv);

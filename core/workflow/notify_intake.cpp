@@ -60,6 +60,19 @@ std::string fields_json(const protocol::v2::fields& f) {
     return o.str();
 }
 
+// What every notification fact carries: where it came from and the evidence as received.
+domain::fact notification_fact(const inbound_request& req, const std::string& mchid, domain::fact_source source,
+                               std::string event_type, std::int64_t now_us) {
+    domain::fact f;
+    f.mchid = mchid;
+    f.source = source;
+    f.event_type = std::move(event_type);
+    f.observed_at = now_us;
+    f.raw_body = req.body;
+    f.raw_headers_json = req.headers_json();
+    return f;
+}
+
 }  // namespace
 
 std::string_view inbound_request::header(std::string_view name) const noexcept {
@@ -187,14 +200,8 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
     auto plain = protocol::v3::decrypt_resource(env->res, *merchant->apiv3_key);
     if (!plain) co_return reject(req, mchid, "v3", kind, "decrypt_failed", 400, plain.err().message, false);
 
-    domain::fact f;
-    f.mchid = mchid;
-    f.source = domain::fact_source::notify_v3;
-    f.event_type = env->event_type;
+    domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v3, env->event_type, now_us);
     f.notify_id = env->id;
-    f.observed_at = now_us;
-    f.raw_body = req.body;
-    f.raw_headers_json = req.headers_json();
     if (kind == "payment") {
         auto tx = protocol::v3::parse_transaction(*plain);
         if (!tx) co_return reject(req, mchid, "v3", kind, "malformed", 400, tx.err().message, false);
@@ -257,15 +264,9 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
                          "out_trade_no, transaction_id, total_fee, cash_fee or time_end missing or invalid", true);
     p.success_time = *time_end * 1'000'000;
 
-    domain::fact f;
-    f.mchid = mchid;
-    f.source = domain::fact_source::notify_v2;
-    f.event_type = "TRANSACTION.SUCCESS";
-    f.observed_at = now_();
+    domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v2, "TRANSACTION.SUCCESS", now_());
     f.occurred_at = p.success_time;
     f.payload_json = fields_json(*fields);
-    f.raw_body = req.body;
-    f.raw_headers_json = req.headers_json();
     f.body = std::move(p);
     std::optional<reply> out = co_await apply(f, "v2", "payment", true, started);
     co_return std::move(*out);
@@ -316,15 +317,9 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inboun
         r.success_time = *parsed * 1'000'000;
     }
 
-    domain::fact f;
-    f.mchid = mchid;
-    f.source = domain::fact_source::notify_v2;
-    f.event_type = event_type;
-    f.observed_at = now_();
+    domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v2, event_type, now_());
     f.occurred_at = r.success_time;
     f.payload_json = fields_json(*inner);
-    f.raw_body = req.body;
-    f.raw_headers_json = req.headers_json();
     f.body = std::move(r);
 
     std::optional<reply> out = co_await apply(f, "v2", "refund", true, started);
