@@ -55,6 +55,13 @@ int run(int argc, char** argv) {
         spdlog::error("config: {}", cfg.err().message);
         return daemon::exit_bad_config;
     }
+    if (cfg->server.tls_cert_file) {
+        // Refused rather than ignored: a listener silently serving plain HTTP would be worse.
+        spdlog::error("config: {}: server.tls_cert_file: serving HTTPS directly is not supported yet; "
+                      "terminate TLS in front of wxrecond",
+                      config_path);
+        return daemon::exit_bad_config;
+    }
     if (command == "migrate") {
         daemon::migrate_database(cfg->database.url);
         return daemon::exit_ok;

@@ -49,6 +49,10 @@ sed -i 's/^max_body_bytes/max_body_byte/' "$work/conf/wxrecond.toml"
 expect 2 "an unknown key is refused" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
 expect_output "max_body_byte" "the message names the unknown key"
 
+sed -i 's/^max_body_byte/max_body_bytes/; s|^# tls_cert_file = .*|tls_cert_file = "keys/apiv3.key"|; s|^# tls_key_file = .*|tls_key_file = "keys/apiv3.key"|' "$work/conf/wxrecond.toml"
+expect 2 "direct TLS is refused, not silently ignored" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
+expect_output "tls_cert_file" "the message names the TLS key"
+
 expect 2 "a missing config file is exit 2" "$wxrecond" --config "$work/nowhere.toml" check-config
 
 cat > "$work/unreachable.toml" <<TOML

@@ -322,6 +322,20 @@ TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
     EXPECT_EQ(scalar("SELECT to_char(success_time AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS') FROM wxrecon.orders"),
               "20261126120000");
 
+    // WeChat Pay's retry of the same notification: success again, nothing new recorded.
+    r = http_post(daemon_->port(), path, {},
+                  v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 300, protocol::v2::sign_type::md5));
+    EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events"), 1);
+
+    // Not XML, an unknown merchant, a body over the limit.
+    r = http_post(daemon_->port(), path, {}, "return_code=SUCCESS");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("FAIL"), std::string::npos);
+    EXPECT_EQ(rejected_with("malformed", 1), 1);
+    EXPECT_EQ(http_post(daemon_->port(), "/wxpay/v2/notify/1234567", {}, "<xml/>").status, 404);
+    EXPECT_EQ(http_post(daemon_->port(), path, {}, "<xml>" + std::string(70000, 'a') + "</xml>").status, 413);
+
     // Bad sign and a DTD: APIv2 convention, 200 with FAIL.
     auto bad = v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 1, protocol::v2::sign_type::md5);
     bad.replace(bad.find("<total_fee><![CDATA[1]]>"), 24, "<total_fee><![CDATA[2]]>");
