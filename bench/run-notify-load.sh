@@ -16,6 +16,7 @@ work=$(mktemp -d)
 daemon_pid=""
 cleanup() {
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  [ -f "$work/daemon.log" ] && grep -E " (warning|error) " "$work/daemon.log" | sort | uniq -c | sort -rn | head -5 >&2
   pg_cluster_stop
   rm -rf "$work"
 }
@@ -40,6 +41,7 @@ max_connections = 4096
 listen = "127.0.0.1:$admin"
 [database]
 url = "$WXRECON_TEST_PG_URL"
+pool_size = ${WXRECON_BENCH_POOL:-8}
 [[merchants]]
 mchid = "1900000109"
 appid = "wxd678efh567hg6787"

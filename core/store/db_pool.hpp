@@ -16,12 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/associated_executor.hpp>
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
+
+#include "store/delivery.hpp"
 
 namespace pqxx {
 class connection_base;
@@ -35,11 +32,6 @@ struct database_unavailable : std::runtime_error {
 };
 // More work is queued than the pool may hold: shed load (503).
 struct database_overloaded : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-// The caller's deadline passed before the job finished. The job may still complete (or never start);
-// the caller must treat the outcome as unknown.
-struct deadline_exceeded : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
@@ -68,6 +60,7 @@ public:
     void stop();
 
     bool up() const noexcept { return up_.load(std::memory_order_relaxed); }
+    std::size_t workers() const noexcept { return workers_.size(); }
     std::size_t queued() const;
 
 private:
@@ -75,8 +68,6 @@ private:
         virtual ~job() = default;
         virtual void run(pqxx::connection_base* conn, std::exception_ptr unavailable) = 0;
     };
-    template <class R, class F, class Handler>
-    struct job_impl;
 
     void submit(std::unique_ptr<job> j);
     void worker_loop();
@@ -92,66 +83,25 @@ private:
     std::vector<std::thread> workers_;
 };
 
-// The caller's side of a job: completed exactly once, by the worker's result or by the deadline.
-// Both completions run on the caller's executor (single-threaded), so only `abandoned` is shared.
-template <class R, class Handler>
-struct db_pool_pending {
-    explicit db_pool_pending(Handler h) : handler(std::move(h)) {}
-    std::optional<Handler> handler;
-    std::atomic<bool> abandoned{false};
-    std::unique_ptr<boost::asio::steady_timer> timer;
-
-    void complete(std::exception_ptr ep, R value) {
-        if (!handler) return;
-        if (timer) timer->cancel();
-        Handler h = std::move(*handler);
-        handler.reset();
-        std::move(h)(ep, std::move(value));
-    }
-};
-
-template <class R, class F, class Handler>
-struct db_pool::job_impl final : db_pool::job {
-    job_impl(F f, std::shared_ptr<db_pool_pending<R, Handler>> p, boost::asio::any_io_executor ex)
-        : f_(std::move(f)), pending_(std::move(p)), executor_(std::move(ex)) {}
-
-    void run(pqxx::connection_base* conn, std::exception_ptr unavailable) override {
-        std::exception_ptr ep = unavailable;
-        R value{};
-        if (!ep && pending_->abandoned.load()) return;  // nobody waits for it any more
-        if (!ep) {
-            try {
-                value = f_(*conn);
-            } catch (...) {
-                ep = std::current_exception();
-            }
-        }
-        boost::asio::post(executor_, [p = pending_, ep, v = std::move(value)]() mutable { p->complete(ep, std::move(v)); });
-    }
-
-    F f_;
-    std::shared_ptr<db_pool_pending<R, Handler>> pending_;
-    boost::asio::any_io_executor executor_;
-};
-
 template <class R, class F>
 boost::asio::awaitable<R> db_pool::run(F f, std::optional<std::chrono::steady_clock::time_point> until) {
-    return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::exception_ptr, R)>(
-        [this, until](auto handler, F fn) {
-            using handler_type = decltype(handler);
-            boost::asio::any_io_executor ex = boost::asio::get_associated_executor(handler);
-            auto pending = std::make_shared<db_pool_pending<R, handler_type>>(std::move(handler));
-            if (until) {
-                pending->timer = std::make_unique<boost::asio::steady_timer>(ex, *until);
-                pending->timer->async_wait([pending](const boost::system::error_code& ec) {
-                    if (ec) return;
-                    pending->abandoned.store(true);
-                    pending->complete(std::make_exception_ptr(deadline_exceeded("database deadline passed")), R{});
-                });
-            }
-            submit(std::make_unique<job_impl<R, F, handler_type>>(std::move(fn), pending, ex));
+    return await_delivery<R>(
+        [this, fn = std::move(f)](std::shared_ptr<delivery<R>> d) mutable {
+            post(
+                [fn = std::move(fn), d](pqxx::connection_base& conn) mutable {
+                    if (d->abandoned()) return;  // nobody waits for it any more
+                    std::exception_ptr error;
+                    R value{};
+                    try {
+                        value = fn(conn);
+                    } catch (...) {
+                        error = std::current_exception();
+                    }
+                    d->deliver(error, std::move(value));
+                },
+                [d](std::exception_ptr error) { d->deliver(error, R{}); });
         },
-        boost::asio::use_awaitable, std::move(f));
+        until);
 }
 
 template <class F>

@@ -1,9 +1,16 @@
-// Applying a fact: the one code path through which every source (notification,
-// query, close) changes the ledger. One transaction per fact: the event row,
-// the order and refund rows and the discrepancies commit together or not at all.
+// Applying facts: the one code path through which every source (notification,
+// query, close) changes the ledger. Concurrent facts are group-committed: each
+// pool worker takes whatever has queued up (up to a maximum), decides every
+// fact in arrival order against the locked rows, writes the batch with
+// set-based statements and commits once; each caller resumes only after the
+// commit that holds its fact. A batch that fails falls back to halves, so one
+// bad fact gets its own error and never fails its batch-mates.
 #pragma once
 
 #include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <vector>
 
@@ -11,6 +18,7 @@
 
 #include "domain/facts.hpp"
 #include "domain/transitions.hpp"
+#include "store/delivery.hpp"
 
 namespace pqxx {
 class connection_base;
@@ -26,29 +34,50 @@ struct apply_result {
     std::vector<domain::discrepancy_kind> opened;    // discrepancies this fact opened
 };
 
-// The commit did not happen in time, or its outcome is unknown: nothing may be acknowledged (503).
+// The commit did not happen, or its outcome is unknown: nothing may be acknowledged (503).
 struct commit_not_confirmed : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
 using deadline = std::chrono::steady_clock::time_point;
 
-// Blocking: runs on a pool worker. Throws database_unavailable, commit_not_confirmed, or pqxx errors
-// for facts the database refuses (constraint violations).
-apply_result apply_fact(pqxx::connection_base& conn, const domain::fact& f, deadline until);
+// Blocking: applies facts in arrival order in one transaction and returns one result per fact, as if
+// they had been applied one at a time. Throws on any failure; then nothing of the batch is applied.
+std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::vector<const domain::fact*>& facts);
 
 // Session setup for pool connections used by the ledger.
 void prepare_ledger_connection(pqxx::connection_base& conn);
 
+struct ledger_limits {
+    std::size_t max_batch = 128;     // facts per transaction
+    std::size_t max_queued = 8192;   // facts waiting for a worker; beyond: database_overloaded (503)
+    // Transactions in flight at once. Two keep one batch filling while the other commits; more only
+    // shrink the batches and make the server work harder per fact.
+    std::size_t max_concurrent_batches = 2;
+};
+
 // The interface callers use: hand over a fact, resume after the commit that contains it.
 class ledger {
 public:
-    explicit ledger(db_pool& pool) : pool_(pool) {}
+    explicit ledger(db_pool& pool, ledger_limits limits = {});
+    ~ledger();
     // f is copied before the first suspension; the caller's object may go away afterwards.
     boost::asio::awaitable<apply_result> apply(const domain::fact& f, deadline until);
 
 private:
+    struct item {
+        std::shared_ptr<const domain::fact> fact;
+        std::shared_ptr<delivery<apply_result>> done;
+    };
+    void drain(pqxx::connection_base& conn);
+    void fail_queued(std::exception_ptr error);
+    void run_batch(pqxx::connection_base& conn, std::vector<item> items);
+
     db_pool& pool_;
+    ledger_limits limits_;
+    std::mutex mutex_;
+    std::deque<item> queue_;
+    std::size_t active_drains_ = 0;  // posted or running; each runs until it finds the queue empty
 };
 
 }  // namespace wxrecon::store

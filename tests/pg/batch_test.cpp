@@ -1,0 +1,171 @@
+// Group commit semantics against a real PostgreSQL: facts applied together in
+// one transaction give the same rows as one at a time; duplicates inside a
+// batch are recognised; a poisoned fact fails alone.
+#include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <pqxx/pqxx>
+
+#include "store/db_pool.hpp"
+#include "store/ledger.hpp"
+#include "store/migrations.hpp"
+#include "test_env.hpp"
+
+namespace wxrecon::testing {
+namespace {
+
+using namespace domain;
+
+fact payment(const std::string& out_trade_no, const std::string& txid, std::int64_t total, const std::string& id) {
+    payment_fact p;
+    p.out_trade_no = out_trade_no;
+    p.state = trade_state::success;
+    p.transaction_id = txid;
+    p.appid = test_appid;
+    p.amount_total = total;
+    p.payer_total = total;
+    p.success_time = 1'764'000'000'000'000;
+    fact f;
+    f.mchid = test_mchid;
+    f.source = fact_source::notify_v3;
+    f.event_type = "TRANSACTION.SUCCESS";
+    f.notify_id = id;
+    f.observed_at = 1'764'000'001'000'000;
+    f.payload_json = "{\"out_trade_no\":\"" + out_trade_no + "\"}";
+    f.raw_body = "{}";
+    f.raw_headers_json = "{}";
+    f.body = p;
+    return f;
+}
+
+fact refund(const std::string& out_trade_no, const std::string& txid, const std::string& out_refund_no,
+            refund_status status, const std::string& id) {
+    refund_fact r;
+    r.out_trade_no = out_trade_no;
+    r.out_refund_no = out_refund_no;
+    r.transaction_id = txid;
+    r.status = status;
+    r.amount_refund = 40;
+    r.amount_total = 100;
+    fact f = payment(out_trade_no, txid, 100, id);
+    f.event_type = std::string("REFUND.") + std::string(to_string(status));
+    f.body = r;
+    return f;
+}
+
+class BatchTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        conn_ = std::make_unique<pqxx::connection>(db_.url());
+        store::migrate(*conn_);
+        store::prepare_ledger_connection(*conn_);
+        pqxx::work tx(*conn_);
+        for (const char* o : {"B1", "B2", "B3", "B4"})
+            tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid) VALUES ($1,$2,100,$3)",
+                           test_mchid, o, test_appid);
+        tx.commit();
+    }
+
+    std::vector<store::apply_result> apply(const std::vector<fact>& facts) {
+        std::vector<const fact*> ptrs;
+        for (const auto& f : facts) ptrs.push_back(&f);
+        return store::apply_batch(*conn_, ptrs);
+    }
+
+    std::string rows(const std::string& sql) {
+        pqxx::nontransaction tx(*conn_);
+        std::string out;
+        for (const auto& row : tx.exec(sql)) {
+            for (const auto& field : row) out += (field.is_null() ? "NULL" : field.c_str()) + std::string(" ");
+            out += "| ";
+        }
+        return out;
+    }
+
+    scratch_database db_;
+    std::unique_ptr<pqxx::connection> conn_;
+};
+
+TEST_F(BatchTest, SameOrderFactsInOneBatchApplyInArrivalOrder) {
+    // Payment, abnormal refund, successful refund of the same order, all in one transaction.
+    const auto results = apply({payment("B1", "T1", 100, "E1"), refund("B1", "T1", "R1", refund_status::abnormal, "E2"),
+                                refund("B1", "T1", "R1", refund_status::success, "E3")});
+    ASSERT_EQ(results.size(), 3u);
+    for (const auto& r : results) EXPECT_EQ(r.outcome, outcome::applied);
+    EXPECT_EQ(rows("SELECT state, transaction_id FROM wxrecon.orders WHERE out_trade_no = 'B1'"), "REFUND T1 | ");
+    EXPECT_EQ(rows("SELECT status FROM wxrecon.refunds"), "SUCCESS | ");
+    EXPECT_EQ(rows("SELECT notify_id FROM wxrecon.payment_events ORDER BY id"), "E1 | E2 | E3 | ");
+    // refund_abnormal was opened by the second fact and resolved by the third, exactly as one at a time.
+    EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"), "refund_abnormal t | ");
+}
+
+TEST_F(BatchTest, RefundBeforeItsPaymentInOneBatchConverges) {
+    const auto results = apply({refund("B2", "T2", "R2", refund_status::success, "E1"), payment("B2", "T2", 100, "E2")});
+    EXPECT_EQ(results[0].outcome, outcome::applied);
+    EXPECT_EQ(results[1].outcome, outcome::applied);
+    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B2'"), "REFUND | ");
+    EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"), "refund_without_payment t | ");
+}
+
+TEST_F(BatchTest, DuplicatesInsideABatchAreRecognisedLikeAcrossBatches) {
+    const auto results = apply({payment("B3", "T3", 100, "E1"), payment("B3", "T3", 100, "E1"),
+                                payment("B3", "T3", 100, "E1-resent"), payment("NEW", "T9", 70, "E9"),
+                                payment("NEW", "T9", 70, "E9")});
+    EXPECT_EQ(results[0].outcome, outcome::applied);
+    EXPECT_TRUE(results[1].duplicate);
+    EXPECT_TRUE(results[2].duplicate);
+    EXPECT_EQ(results[3].outcome, outcome::applied);
+    EXPECT_TRUE(results[4].duplicate);
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "2 | ");
+    EXPECT_EQ(rows("SELECT origin, state, amount_total FROM wxrecon.orders WHERE out_trade_no = 'NEW'"),
+              "notify SUCCESS 70 | ");
+    EXPECT_EQ(rows("SELECT kind FROM wxrecon.discrepancies"), "unknown_order | ");
+    // And across batches.
+    const auto again = apply({payment("B3", "T3", 100, "E1")});
+    EXPECT_TRUE(again[0].duplicate);
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "2 | ");
+}
+
+TEST_F(BatchTest, APoisonedFactFailsTheTransactionAndNothingOfItIsApplied) {
+    fact poisoned = payment("B4", "T4", 100, "E4");
+    poisoned.payload_json = "{not json";  // the database refuses it as jsonb
+    EXPECT_THROW(apply({payment("B1", "T1", 100, "E1"), poisoned}), pqxx::sql_error);
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "0 | ");
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS'"), "0 | ");
+}
+
+// Through the ledger: concurrent facts are coalesced, and the poisoned one gets its error alone.
+TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
+    store::db_pool pool(db_.url(), 1, 64, store::prepare_ledger_connection);
+    store::ledger ledger(pool);
+    boost::asio::io_context io;
+    std::vector<fact> facts;
+    for (int i = 0; i < 40; ++i) {
+        pqxx::work tx(*conn_);
+        tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ($1,$2,100)", test_mchid,
+                       "P" + std::to_string(i));
+        tx.commit();
+        facts.push_back(payment("P" + std::to_string(i), "TP" + std::to_string(i), 100, "EP" + std::to_string(i)));
+    }
+    facts[17].payload_json = "{poison";
+    std::vector<std::future<store::apply_result>> results;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (const auto& f : facts)
+        results.push_back(boost::asio::co_spawn(io, ledger.apply(f, until), boost::asio::use_future));
+    io.run();
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        if (i == 17) {
+            EXPECT_THROW(results[i].get(), pqxx::sql_error);
+        } else {
+            EXPECT_EQ(results[i].get().outcome, outcome::applied) << i;
+        }
+    }
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "39 | ");
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'P17' AND state = 'NOTPAY'"), "1 | ");
+    pool.stop();
+}
+
+}  // namespace
+}  // namespace wxrecon::testing
