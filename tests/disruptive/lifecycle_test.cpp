@@ -104,68 +104,154 @@ unsigned short free_port() {
     return ntohs(addr.sin_port);
 }
 
-TEST(Lifecycle, SigtermWithRequestsInFlightKeepsEveryAcknowledgedNotification) {
-    scratch_database db;
-    auto m = make_merchant_fixture();
-    make_config(*m, db.url());  // writes the key-relative config; rewrite the listeners with fixed ports
-    const unsigned short port = free_port(), admin = free_port();
-    {
+// The real binary on fixed ports, configured for the fixture's merchant.
+class daemon_process {
+public:
+    daemon_process(const merchant_fixture& m, const std::string& database_url)
+        : port_(free_port()), admin_(free_port()) {
+        make_config(m, database_url);  // writes wxrecond.toml next to the keys; pin its listeners
         std::string toml;
         {
-            std::ifstream in(m->dir / "wxrecond.toml");
+            std::ifstream in(m.dir / "wxrecond.toml");
             toml.assign(std::istreambuf_iterator<char>(in), {});
         }
-        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(port));
-        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(admin));
-        std::ofstream(m->dir / "wxrecond.toml") << toml;
+        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(port_));
+        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(admin_));
+        config_ = (m.dir / "wxrecond.toml").string();
+        std::ofstream(config_) << toml;
     }
-    const std::string config_path = (m->dir / "wxrecond.toml").string();
-    const pid_t child = ::fork();
-    if (child == 0) {
-        ::execl(WXRECOND_PATH, WXRECOND_PATH, "--config", config_path.c_str(), "serve", static_cast<char*>(nullptr));
-        ::_exit(127);
-    }
-    bool ready = false;
-    for (int i = 0; i < 200 && !ready; ++i) {
-        try {
-            ready = http_get(admin, "/readyz").status == 200;
-        } catch (const std::exception&) {
+    ~daemon_process() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
         }
-        if (!ready) std::this_thread::sleep_for(50ms);
     }
-    ASSERT_TRUE(ready);
 
+    bool start() {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::execl(WXRECOND_PATH, WXRECOND_PATH, "--config", config_.c_str(), "serve", static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+        for (int i = 0; i < 200; ++i) {
+            try {
+                if (http_get(admin_, "/readyz").status == 200) return true;
+            } catch (const std::exception&) {
+            }
+            std::this_thread::sleep_for(50ms);
+        }
+        return false;
+    }
+    // Sends sig and returns the exit status (or 128 + signal).
+    int stop(int sig) {
+        ::kill(pid_, sig);
+        int wstatus = 0;
+        ::waitpid(pid_, &wstatus, 0);
+        pid_ = -1;
+        return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    }
+    unsigned short port() const { return port_; }
+
+private:
+    unsigned short port_, admin_;
+    std::string config_;
+    pid_t pid_ = -1;
+};
+
+// Eight senders push distinct notifications until `stop` is set or the listener goes away; returns
+// the out_trade_no of every notification acknowledged with 204.
+struct load {
     std::mutex mutex;
     std::set<std::string> acknowledged;
+    std::vector<protocol::v3::signed_notification> sent_notes;
     std::atomic<int> sent{0};
     std::vector<std::thread> senders;
-    for (int t = 0; t < 8; ++t)
-        senders.emplace_back([&, t] {
-            for (int i = 0; i < 400; ++i) {
-                const std::string txid = "42" + std::to_string(t) + "000" + std::to_string(i);
-                const int status = send(port, payment_notification(*m, "S" + txid, txid));
-                ++sent;
-                if (status == 204) {
-                    std::lock_guard lock(mutex);
-                    acknowledged.insert("S" + txid);
-                } else if (status == 0) {
-                    return;  // the listener is gone
+
+    load(const merchant_fixture& m, unsigned short port, const std::string& prefix) {
+        for (int t = 0; t < 8; ++t)
+            senders.emplace_back([&, t, port, prefix] {
+                for (int i = 0; i < 400; ++i) {
+                    const std::string txid = "42" + std::to_string(t) + "000" + std::to_string(i);
+                    const auto n = payment_notification(m, prefix + txid, txid);
+                    {
+                        std::lock_guard lock(mutex);
+                        sent_notes.push_back(n);
+                    }
+                    const int status = send(port, n);
+                    ++sent;
+                    if (status == 204) {
+                        std::lock_guard lock(mutex);
+                        acknowledged.insert(prefix + txid);
+                    } else if (status == 0) {
+                        return;  // the listener is gone
+                    }
                 }
-            }
-        });
-    while (sent.load() < 100) std::this_thread::sleep_for(1ms);
-    ::kill(child, SIGTERM);
-    for (auto& t : senders) t.join();
-    int wstatus = 0;
-    ::waitpid(child, &wstatus, 0);
-    ASSERT_TRUE(WIFEXITED(wstatus));
-    EXPECT_EQ(WEXITSTATUS(wstatus), 0);
-    EXPECT_GE(acknowledged.size(), 100u);
-    pqxx::connection c(db.url());
+            });
+    }
+    void join() {
+        for (auto& t : senders) t.join();
+    }
+};
+
+std::set<std::string> stored_orders(const std::string& url) {
+    pqxx::connection c(url);
     pqxx::nontransaction tx(c);
     std::set<std::string> stored;
     for (const auto& row : tx.exec("SELECT out_trade_no FROM wxrecon.payment_events")) stored.insert(row[0].c_str());
-    for (const auto& o : acknowledged) EXPECT_TRUE(stored.count(o)) << o << " was acknowledged but is not stored";
+    return stored;
+}
+
+TEST(Lifecycle, SigtermWithRequestsInFlightKeepsEveryAcknowledgedNotification) {
+    scratch_database db;
+    auto m = make_merchant_fixture();
+    daemon_process d(*m, db.url());
+    ASSERT_TRUE(d.start());
+    load l(*m, d.port(), "S");
+    while (l.sent.load() < 100) std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(d.stop(SIGTERM), 0);
+    l.join();
+    EXPECT_GE(l.acknowledged.size(), 100u);
+    const auto stored = stored_orders(db.url());
+    for (const auto& o : l.acknowledged) EXPECT_TRUE(stored.count(o)) << o << " was acknowledged but is not stored";
+}
+
+TEST(Lifecycle, SigkillWithBatchesInFlightLosesNothingAcknowledgedAndHalfAppliesNothing) {
+    scratch_database db;
+    auto m = make_merchant_fixture();
+    daemon_process d(*m, db.url());
+    ASSERT_TRUE(d.start());
+    load l(*m, d.port(), "K");
+    while (l.sent.load() < 300) std::this_thread::sleep_for(1ms);
+    EXPECT_EQ(d.stop(SIGKILL), 128 + SIGKILL);
+    l.join();
+
+    // Everything acknowledged is there exactly once; every event's order moved with it, and no order
+    // moved without its event.
+    pqxx::connection c(db.url());
+    {
+        pqxx::nontransaction tx(c);
+        EXPECT_EQ(tx.exec1("SELECT count(*) - count(DISTINCT out_trade_no) FROM wxrecon.payment_events")[0].as<long>(), 0);
+        EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.payment_events e JOIN wxrecon.orders o USING (mchid, out_trade_no)"
+                           " WHERE o.state <> 'SUCCESS' OR o.transaction_id IS DISTINCT FROM e.transaction_id")[0]
+                      .as<long>(),
+                  0);
+        EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.orders o WHERE NOT EXISTS (SELECT 1 FROM wxrecon.payment_events e"
+                           " WHERE e.mchid = o.mchid AND e.out_trade_no = o.out_trade_no)")[0]
+                      .as<long>(),
+                  0);
+    }
+    const auto stored = stored_orders(db.url());
+    EXPECT_GE(l.acknowledged.size(), 100u);
+    for (const auto& o : l.acknowledged) EXPECT_TRUE(stored.count(o)) << o << " was acknowledged but is not stored";
+
+    // After a restart WeChat Pay's retries complete the rest, each fact once.
+    daemon_process again(*m, db.url());
+    ASSERT_TRUE(again.start());
+    for (const auto& n : l.sent_notes) EXPECT_EQ(send(again.port(), n), 204);
+    pqxx::nontransaction tx(c);
+    EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.payment_events")[0].as<long>(),
+              static_cast<long>(l.sent_notes.size()));
+    EXPECT_EQ(again.stop(SIGTERM), 0);
 }
 
 }  // namespace
