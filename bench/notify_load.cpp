@@ -11,7 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -33,7 +36,10 @@ struct options {
     std::string mchid = "1900000109";
     std::string appid = "wxd678efh567hg6787";
     std::string apiv3_key_file, wechatpay_key_file, serial, database_url;
-    int orders = 20000;
+    int orders = 20000;        // notifications to pre-sign, one per order P1..Pn
+    int register_orders = -1;  // orders to insert first (default: as many as notifications; 0: already there)
+    std::string prefix;        // order number prefix (default: unique per run)
+    double seconds = 0;        // stop sending after this long (0: send everything)
     int concurrency = 64;
     int daemon_pid = 0;
 };
@@ -59,17 +65,18 @@ int run(const options& o) {
     auto key = crypto::load_private_key_pem(slurp(o.wechatpay_key_file) + "\n");
     if (!key) throw std::runtime_error(key.err().message);
 
-    const std::string prefix = "L" + std::to_string(std::time(nullptr)) + "-";
-    {
+    const std::string prefix = o.prefix.empty() ? "L" + std::to_string(std::time(nullptr)) + "-" : o.prefix;
+    const int to_register = o.register_orders < 0 ? o.orders : o.register_orders;
+    if (to_register > 0) {
         pqxx::connection c(o.database_url);
         pqxx::work tx(c);
         tx.exec_params(
             "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid)"
             " SELECT $1, $2 || g, 100, $3 FROM generate_series(1, $4) g",
-            o.mchid, prefix, o.appid, o.orders);
+            o.mchid, prefix, o.appid, to_register);
         tx.commit();
+        std::printf("registered %d orders\n", to_register);
     }
-    std::printf("registered %d orders\n", o.orders);
 
     // Pre-sign on every core: signing is WeChat Pay's cost, not the daemon's.
     std::vector<protocol::v3::signed_notification> notes(o.orders);
@@ -98,49 +105,51 @@ int run(const options& o) {
     }
     std::printf("pre-signed %d notifications\n", o.orders);
 
-    std::atomic<int> next{0};
-    std::atomic<int> failures{0};
-    std::vector<std::vector<double>> latencies(o.concurrency);
+    // One thread, one coroutine per connection: the generator must not eat the cores it measures.
+    int next = 0;
+    int failures = 0;
+    std::vector<double> all;
+    all.reserve(o.orders);
+    boost::asio::io_context io;
     const auto started = clock_type::now();
-    std::vector<std::thread> workers;
-    for (int w = 0; w < o.concurrency; ++w)
-        workers.emplace_back([&, w] {
-            boost::asio::io_context io;
-            beast::tcp_stream stream(io);
-            stream.connect({boost::asio::ip::make_address(o.host), o.port});
-            beast::flat_buffer buffer;
-            const std::string target = "/wxpay/v3/notify/" + o.mchid;
-            for (int i; (i = next.fetch_add(1)) < o.orders;) {
-                const auto& n = notes[i];
-                http::request<http::string_body> req{http::verb::post, target, 11};
-                req.set(http::field::host, o.host);
-                req.set(http::field::content_type, "application/json");
-                req.set("Wechatpay-Timestamp", n.timestamp);
-                req.set("Wechatpay-Nonce", n.nonce);
-                req.set("Wechatpay-Signature", n.signature);
-                req.set("Wechatpay-Serial", n.serial);
-                req.body() = n.body;
-                req.prepare_payload();
-                const auto t0 = clock_type::now();
-                http::write(stream, req);
-                http::response<http::string_body> res;
-                http::read(stream, buffer, res);
-                latencies[w].push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
-                if (res.result_int() != 204) ++failures;
-            }
-        });
-    for (auto& t : workers) t.join();
+    auto client = [&]() -> boost::asio::awaitable<void> {
+        beast::tcp_stream stream(io);
+        co_await stream.async_connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(o.host), o.port),
+                                      boost::asio::use_awaitable);
+        beast::flat_buffer buffer;
+        const std::string target = "/wxpay/v3/notify/" + o.mchid;
+        while (next < o.orders && (o.seconds <= 0 || clock_type::now() - started < std::chrono::duration<double>(o.seconds))) {
+            const auto& n = notes[next++];
+            http::request<http::string_body> req{http::verb::post, target, 11};
+            req.set(http::field::host, o.host);
+            req.set(http::field::content_type, "application/json");
+            req.set("Wechatpay-Timestamp", n.timestamp);
+            req.set("Wechatpay-Nonce", n.nonce);
+            req.set("Wechatpay-Signature", n.signature);
+            req.set("Wechatpay-Serial", n.serial);
+            req.body() = n.body;
+            req.prepare_payload();
+            const auto t0 = clock_type::now();
+            co_await http::async_write(stream, req, boost::asio::use_awaitable);
+            http::response<http::string_body> res;
+            co_await http::async_read(stream, buffer, res, boost::asio::use_awaitable);
+            all.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+            if (res.result_int() != 204) ++failures;
+        }
+    };
+    for (int w = 0; w < o.concurrency; ++w) boost::asio::co_spawn(io, client(), boost::asio::detached);
+    io.run();
     const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
 
-    std::vector<double> all;
-    for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
     std::sort(all.begin(), all.end());
     auto pct = [&](double p) { return all.empty() ? 0.0 : all[static_cast<std::size_t>(p * (all.size() - 1))]; };
-    std::printf("notifications: %d in %.2f s = %.0f/s, concurrency %d, non-204 replies: %d\n", o.orders, seconds,
-                o.orders / seconds, o.concurrency, failures.load());
+    const int done = static_cast<int>(all.size());
+    std::printf("notifications: %d in %.2f s = %.0f/s, concurrency %d, non-204 replies: %d%s\n", done, seconds,
+                done / seconds, o.concurrency, failures,
+                o.seconds > 0 && done >= o.orders ? " (ran out of pre-signed notifications)" : "");
     std::printf("latency ms: p50 %.2f  p99 %.2f  max %.2f\n", pct(0.50), pct(0.99), all.empty() ? 0 : all.back());
     if (o.daemon_pid > 0) std::printf("daemon peak RSS: %.1f MiB\n", peak_rss_kib(o.daemon_pid) / 1024.0);
-    return failures.load() == 0 ? 0 : 1;
+    return failures == 0 ? 0 : 1;
 }
 
 }  // namespace
@@ -157,6 +166,9 @@ int main(int argc, char** argv) {
         else if (k == "--serial") o.serial = v;
         else if (k == "--database-url") o.database_url = v;
         else if (k == "--orders") o.orders = std::stoi(v);
+        else if (k == "--register") o.register_orders = std::stoi(v);
+        else if (k == "--prefix") o.prefix = v;
+        else if (k == "--seconds") o.seconds = std::stod(v);
         else if (k == "--concurrency") o.concurrency = std::stoi(v);
         else if (k == "--daemon-pid") o.daemon_pid = std::stoi(v);
         else {

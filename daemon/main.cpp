@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include <spdlog/cfg/env.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
     // Logs go to stderr (journald under systemd); stdout carries command output only.
     spdlog::set_default_logger(spdlog::stderr_logger_mt("wxrecond"));
     spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
+    spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=warn (or debug) overrides the default info level
     try {
         return run(argc, argv);
     } catch (const wxrecon::daemon::startup_error& e) {

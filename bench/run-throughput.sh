@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Throughput of the notification path against PostgreSQL's own one-transaction-per-fact figure, in one run:
+#   1. a throwaway PostgreSQL (synchronous_commit = on) with ORDERS registered orders;
+#   2. pgbench, CLIENTS clients for PGBENCH_SECONDS, with bench/pgbench_fact.sql (one insert + one update);
+#   3. wxrecond, with bench/notify_load sending pre-signed APIv3 notifications at CONCURRENCY for SECONDS;
+# then prints both rates, their ratio, p50/p99 latency and the daemon's peak RSS.
+# Defaults: ORDERS=1000000 NOTIFICATIONS=160000 RUN_SECONDS=30 CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+orders=${ORDERS:-1000000}
+notifications=${NOTIFICATIONS:-160000}
+seconds=${RUN_SECONDS:-30}
+concurrency=${CONCURRENCY:-64}
+clients=${CLIENTS:-16}
+pgbench_seconds=${PGBENCH_SECONDS:-60}
+build="${WXRECON_BUILD_DIR:-$root/build}"
+
+"$root/scripts/bootstrap.sh"
+# shellcheck source=../scripts/pg-cluster.sh
+source "$root/scripts/pg-cluster.sh"
+work=$(mktemp -d)
+daemon_pid=""
+cleanup() {
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  [ -f "$work/daemon.log" ] && grep -E " (warning|error) " "$work/daemon.log" | sort | uniq -c | sort -rn | head -5 >&2
+  pg_cluster_stop
+  rm -rf "$work"
+}
+trap cleanup EXIT
+pg_cluster_start
+psql=(psql "$WXRECON_TEST_PG_URL" -X -q -v ON_ERROR_STOP=1)
+"${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
+
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" --target wxrecond notify_load >/dev/null
+
+mkdir -p "$work/keys"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/keys/apiclient_key.pem" 2>/dev/null
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/keys/wechatpay_key.pem" 2>/dev/null
+openssl pkey -in "$work/keys/wechatpay_key.pem" -pubout -out "$work/keys/pub_key.pem" 2>/dev/null
+head -c 24 /dev/urandom | base64 | tr -d '\n' > "$work/keys/apiv3.key"
+port=$(pg_cluster_free_port); admin=$((port + 1000))
+serial=PUB_KEY_ID_0119000001092026112600000001
+cat > "$work/wxrecond.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+max_connections = 4096
+[admin]
+listen = "127.0.0.1:$admin"
+[database]
+url = "$WXRECON_TEST_PG_URL"
+pool_size = ${WXRECON_BENCH_POOL:-8}
+[[merchants]]
+mchid = "1900000109"
+appid = "wxd678efh567hg6787"
+api_version = "v3"
+api_base = "http://127.0.0.1:1"
+apiv3_key_file = "keys/apiv3.key"
+merchant_private_key_file = "keys/apiclient_key.pem"
+merchant_cert_serial = "3775B6A45ACD588826D15E583A95F5DD12345678"
+wechatpay_public_key_file = "keys/pub_key.pem"
+wechatpay_public_key_id = "$serial"
+TOML
+"$build/wxrecond" --config "$work/wxrecond.toml" migrate 2>/dev/null
+echo "loading $orders orders"
+"${psql[@]}" -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid)
+                 SELECT '1900000109', 'P' || g, 100, 'wxd678efh567hg6787' FROM generate_series(1, $orders) g" \
+             -c "VACUUM ANALYZE wxrecon.orders"
+
+echo "pgbench: $clients clients, ${pgbench_seconds}s, bench/pgbench_fact.sql"
+pgbench_tps=$("$PG_CLUSTER_BIN/pgbench" -n -c "$clients" -j 2 -T "$pgbench_seconds" -f "$root/bench/pgbench_fact.sql" \
+  "$WXRECON_TEST_PG_URL" 2>/dev/null | awk '/^tps = / {print int($3); exit}')
+echo "pgbench: $pgbench_tps transactions/s"
+
+SPDLOG_LEVEL=${SPDLOG_LEVEL:-info} "$build/wxrecond" --config "$work/wxrecond.toml" serve >"$work/daemon.log" 2>&1 &
+daemon_pid=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
+"$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \
+  --wechatpay-key-file "$work/keys/wechatpay_key.pem" --serial "$serial" --database-url "$WXRECON_TEST_PG_URL" \
+  --prefix P --register 0 --orders "$notifications" --seconds "$seconds" --concurrency "$concurrency" \
+  --daemon-pid "$daemon_pid" | tee "$work/load.txt"
+rate=$(awk '/^notifications:/ {sub("/s,", "", $7); print $7}' "$work/load.txt")
+echo "ratio: wxrecond $rate/s / pgbench $pgbench_tps/s = $(awk -v a="$rate" -v b="$pgbench_tps" 'BEGIN {printf "%.2f", a / b}')"
