@@ -5,11 +5,10 @@
 #include <cstring>
 #include <string>
 
-#include <spdlog/cfg/env.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "app.hpp"
+#include "log_sink.hpp"
 
 namespace {
 
@@ -88,16 +87,17 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     // Logs go to stderr (journald under systemd); stdout carries command output only.
-    spdlog::set_default_logger(spdlog::stderr_logger_mt("wxrecond"));
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %l %v");
-    spdlog::cfg::load_env_levels();  // SPDLOG_LEVEL=warn (or debug) overrides the default info level
+    wxrecon::daemon::install_stderr_logger();
+    int status = wxrecon::daemon::exit_failure;
     try {
-        return run(argc, argv);
+        status = run(argc, argv);
     } catch (const wxrecon::daemon::startup_error& e) {
         spdlog::error("wxrecond: {}", e.what());
-        return e.exit_status;
+        status = e.exit_status;
     } catch (const std::exception& e) {
         spdlog::error("wxrecond: {}", e.what());
-        return wxrecon::daemon::exit_failure;
+        status = wxrecon::daemon::exit_failure;
     }
+    spdlog::shutdown();  // writes out buffered lines
+    return status;
 }
