@@ -14,6 +14,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -39,7 +40,10 @@ struct options {
     int orders = 20000;        // notifications to pre-sign, one per order P1..Pn
     int register_orders = -1;  // orders to insert first (default: as many as notifications; 0: already there)
     std::string prefix;        // order number prefix (default: unique per run)
+    int first = 1;             // number of the first order notified
     double seconds = 0;        // stop sending after this long (0: send everything)
+    double rate = 0;           // genuine notifications per second (0: as fast as the daemon answers)
+    double forgeries = 0;      // forged notifications per genuine one, on their own connections
     int concurrency = 64;
     int daemon_pid = 0;
 };
@@ -88,10 +92,10 @@ int run(const options& o) {
             signers.emplace_back([&, t] {
                 for (int i = static_cast<int>(t); i < o.orders; i += static_cast<int>(n)) {
                     domain::payment_fact p;
-                    p.out_trade_no = prefix + std::to_string(i + 1);
+                    p.out_trade_no = prefix + std::to_string(o.first + i);
                     p.state = domain::trade_state::success;
                     p.appid = o.appid;
-                    p.transaction_id = "42" + std::to_string(now) + std::to_string(i);
+                    p.transaction_id = "42" + std::to_string(now) + std::to_string(o.first + i);
                     p.amount_total = 100;
                     p.payer_total = 100;
                     p.success_time = now * 1'000'000LL;
@@ -108,27 +112,48 @@ int run(const options& o) {
     // One thread, one coroutine per connection: the generator must not eat the cores it measures.
     int next = 0;
     int failures = 0;
+    long forged_sent = 0, forged_refused = 0;
+    long genuine_slot = 0, forged_slot = 0;
     std::vector<double> all;
     all.reserve(o.orders);
     boost::asio::io_context io;
     const auto started = clock_type::now();
+    const auto running = [&] {
+        return o.seconds <= 0 || clock_type::now() - started < std::chrono::duration<double>(o.seconds);
+    };
+    // With a rate, sends are paced to fixed slots (open loop); without, each connection sends back to back.
+    auto pace = [&](long& slot, double rate) -> boost::asio::awaitable<void> {
+        if (rate <= 0) co_return;
+        const auto due = started + std::chrono::duration_cast<clock_type::duration>(
+                                       std::chrono::duration<double>(static_cast<double>(slot++) / rate));
+        boost::asio::steady_timer timer(io, due);
+        co_await timer.async_wait(boost::asio::use_awaitable);
+    };
+    auto request_for = [&](const protocol::v3::signed_notification& n, std::string_view signature) {
+        http::request<http::string_body> req{http::verb::post, "/wxpay/v3/notify/" + o.mchid, 11};
+        req.set(http::field::host, o.host);
+        req.set(http::field::content_type, "application/json");
+        req.set("Wechatpay-Timestamp", n.timestamp);
+        req.set("Wechatpay-Nonce", n.nonce);
+        req.set("Wechatpay-Signature", signature);
+        req.set("Wechatpay-Serial", n.serial);
+        req.body() = n.body;
+        req.prepare_payload();
+        return req;
+    };
+    auto connect = [&](beast::tcp_stream& stream) {
+        return stream.async_connect(
+            boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(o.host), o.port), boost::asio::use_awaitable);
+    };
     auto client = [&]() -> boost::asio::awaitable<void> {
         beast::tcp_stream stream(io);
-        co_await stream.async_connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(o.host), o.port),
-                                      boost::asio::use_awaitable);
+        co_await connect(stream);
         beast::flat_buffer buffer;
-        const std::string target = "/wxpay/v3/notify/" + o.mchid;
-        while (next < o.orders && (o.seconds <= 0 || clock_type::now() - started < std::chrono::duration<double>(o.seconds))) {
+        while (next < o.orders && running()) {
+            co_await pace(genuine_slot, o.rate);
+            if (next >= o.orders || !running()) break;
             const auto& n = notes[next++];
-            http::request<http::string_body> req{http::verb::post, target, 11};
-            req.set(http::field::host, o.host);
-            req.set(http::field::content_type, "application/json");
-            req.set("Wechatpay-Timestamp", n.timestamp);
-            req.set("Wechatpay-Nonce", n.nonce);
-            req.set("Wechatpay-Signature", n.signature);
-            req.set("Wechatpay-Serial", n.serial);
-            req.body() = n.body;
-            req.prepare_payload();
+            const auto req = request_for(n, n.signature);
             const auto t0 = clock_type::now();
             co_await http::async_write(stream, req, boost::asio::use_awaitable);
             http::response<http::string_body> res;
@@ -137,6 +162,25 @@ int run(const options& o) {
             if (res.result_int() != 204) ++failures;
         }
     };
+    // Forgeries: a genuine-looking notification whose signature was made by another key.
+    const std::string forged_signature = notes.front().signature.substr(0, 10) +
+                                         std::string(notes.front().signature.size() - 12, 'A') + "==";
+    auto forger = [&]() -> boost::asio::awaitable<void> {
+        beast::tcp_stream stream(io);
+        co_await connect(stream);
+        beast::flat_buffer buffer;
+        const auto req = request_for(notes.back(), forged_signature);
+        while (running() && next < o.orders) {
+            co_await pace(forged_slot, o.rate * o.forgeries);
+            co_await http::async_write(stream, req, boost::asio::use_awaitable);
+            http::response<http::string_body> res;
+            co_await http::async_read(stream, buffer, res, boost::asio::use_awaitable);
+            ++forged_sent;
+            if (res.result_int() == 401) ++forged_refused;
+        }
+    };
+    if (o.forgeries > 0)
+        for (int w = 0; w < o.concurrency; ++w) boost::asio::co_spawn(io, forger(), boost::asio::detached);
     for (int w = 0; w < o.concurrency; ++w) boost::asio::co_spawn(io, client(), boost::asio::detached);
     io.run();
     const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
@@ -148,6 +192,9 @@ int run(const options& o) {
                 done / seconds, o.concurrency, failures,
                 o.seconds > 0 && done >= o.orders ? " (ran out of pre-signed notifications)" : "");
     std::printf("latency ms: p50 %.2f  p99 %.2f  max %.2f\n", pct(0.50), pct(0.99), all.empty() ? 0 : all.back());
+    if (o.forgeries > 0)
+        std::printf("forgeries: %ld sent alongside = %.0f/s, %ld refused with 401\n", forged_sent,
+                    forged_sent / seconds, forged_refused);
     if (o.daemon_pid > 0) std::printf("daemon peak RSS: %.1f MiB\n", peak_rss_kib(o.daemon_pid) / 1024.0);
     return failures == 0 ? 0 : 1;
 }
@@ -169,6 +216,9 @@ int main(int argc, char** argv) {
         else if (k == "--register") o.register_orders = std::stoi(v);
         else if (k == "--prefix") o.prefix = v;
         else if (k == "--seconds") o.seconds = std::stod(v);
+        else if (k == "--rate") o.rate = std::stod(v);
+        else if (k == "--first") o.first = std::stoi(v);
+        else if (k == "--forgeries") o.forgeries = std::stod(v);
         else if (k == "--concurrency") o.concurrency = std::stoi(v);
         else if (k == "--daemon-pid") o.daemon_pid = std::stoi(v);
         else {

@@ -1,6 +1,6 @@
 -- One notification applied the plain way, for comparison with wxrecond's group commit:
 -- one transaction per fact, one event insert and one order update, a realistic payload.
--- Orders P500001..P1000000 of the benchmark's table belong to pgbench; wxrecond uses the others.
+-- Orders P500001..P1000000 of the benchmark's table belong to pgbench; wxrecond uses lower numbers.
 \set n random(500001, 1000000)
 BEGIN;
 INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state, transaction_id,

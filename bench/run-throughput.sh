@@ -3,8 +3,10 @@
 #   1. a throwaway PostgreSQL (synchronous_commit = on) with ORDERS registered orders;
 #   2. pgbench, CLIENTS clients for PGBENCH_SECONDS, with bench/pgbench_fact.sql (one insert + one update);
 #   3. wxrecond, with bench/notify_load sending pre-signed APIv3 notifications at CONCURRENCY for SECONDS;
-# then prints both rates, their ratio, p50/p99 latency and the daemon's peak RSS.
+# then prints both rates, their ratio, p50/p99 latency and the daemon's peak RSS; and two paced runs of
+# RUN_SECONDS_PACED at PACED_RATE: genuine notifications alone, then with FORGERIES forged ones per genuine one.
 # Defaults: ORDERS=1000000 NOTIFICATIONS=160000 RUN_SECONDS=30 CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60
+#           PACED_RATE=2500 RUN_SECONDS_PACED=20 FORGERIES=10
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 orders=${ORDERS:-1000000}
@@ -13,6 +15,9 @@ seconds=${RUN_SECONDS:-30}
 concurrency=${CONCURRENCY:-64}
 clients=${CLIENTS:-16}
 pgbench_seconds=${PGBENCH_SECONDS:-60}
+paced_rate=${PACED_RATE:-2500}
+paced_seconds=${RUN_SECONDS_PACED:-20}
+forgeries=${FORGERIES:-10}
 build="${WXRECON_BUILD_DIR:-$root/build}"
 
 "$root/scripts/bootstrap.sh"
@@ -75,9 +80,20 @@ echo "pgbench: $pgbench_tps transactions/s"
 SPDLOG_LEVEL=${SPDLOG_LEVEL:-info} "$build/wxrecond" --config "$work/wxrecond.toml" serve >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
-"$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \
-  --wechatpay-key-file "$work/keys/wechatpay_key.pem" --serial "$serial" --database-url "$WXRECON_TEST_PG_URL" \
-  --prefix P --register 0 --orders "$notifications" --seconds "$seconds" --concurrency "$concurrency" \
-  --daemon-pid "$daemon_pid" | tee "$work/load.txt"
+load() {  # load <first order> <count> <extra options...>
+  local first=$1 count=$2; shift 2
+  "$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \
+    --wechatpay-key-file "$work/keys/wechatpay_key.pem" --serial "$serial" --database-url "$WXRECON_TEST_PG_URL" \
+    --prefix P --register 0 --first "$first" --orders "$count" --concurrency "$concurrency" \
+    --daemon-pid "$daemon_pid" "$@"
+}
+echo "== wxrecond, as fast as it answers, ${seconds}s"
+load 1 "$notifications" --seconds "$seconds" | tee "$work/load.txt"
 rate=$(awk '/^notifications:/ {sub("/s,", "", $7); print $7}' "$work/load.txt")
 echo "ratio: wxrecond $rate/s / pgbench $pgbench_tps/s = $(awk -v a="$rate" -v b="$pgbench_tps" 'BEGIN {printf "%.2f", a / b}')"
+paced=$(awk -v r="$paced_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
+echo "== wxrecond paced at ${paced_rate}/s, ${paced_seconds}s"
+load 200001 "$paced" --seconds "$paced_seconds" --rate "$paced_rate" | grep -E "^(notifications|latency)"
+echo "== wxrecond paced at ${paced_rate}/s with ${forgeries}x forgeries, ${paced_seconds}s"
+load 400001 "$paced" --seconds "$paced_seconds" --rate "$paced_rate" --forgeries "$forgeries" \
+  | grep -E "^(notifications|latency|forgeries|daemon)"
