@@ -403,7 +403,9 @@ void batch_plan::write(pqxx::work& tx) const {
 // Locks every order and refund the batch touches (in key order, so concurrent batches cannot deadlock)
 // and reads which of its identities are already recorded.
 batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& facts) {
-    const micros now = tx.exec1("SELECT wxrecon.to_micros(now())")[0].as<std::int64_t>();
+    // One round trip: this transaction's settings and its clock. synchronous_commit is on whatever the
+    // server default; the statement timeout bounds lock waits so workers give up when callers do.
+    const micros now = tx.exec_prepared1("batch_begin")[0].as<std::int64_t>();
     pg_array order_mchid, order_otn, refund_mchid, refund_orn;
     pg_array nid_m, nid_v, pay_m, pay_t, pay_s, unpaid_m, unpaid_o, unpaid_s, ref_m, ref_o, ref_s;
     for (const fact* f : facts) {
@@ -440,18 +442,15 @@ batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& fac
                             refund_snapshot{parse_refund_status(row[2].c_str()).value_or(refund_status::processing),
                                             row[3].as<std::int64_t>()});
     std::set<std::string> recorded;
-    if (!nid_m.empty())
-        for (const auto& row : tx.exec_prepared("batch_known_notify_ids", nid_m.str(), nid_v.str()))
-            recorded.insert(key_of(std::string("n") + row[0].c_str(), row[1].c_str()));
-    if (!pay_m.empty())
-        for (const auto& row : tx.exec_prepared("batch_known_payments", pay_m.str(), pay_t.str(), pay_s.str()))
-            recorded.insert(key_of(std::string("p") + row[0].c_str(), key_of(row[1].c_str(), row[2].c_str())));
-    if (!unpaid_m.empty())
-        for (const auto& row : tx.exec_prepared("batch_known_unpaid", unpaid_m.str(), unpaid_o.str(), unpaid_s.str()))
-            recorded.insert(key_of(std::string("u") + row[0].c_str(), key_of(row[1].c_str(), row[2].c_str())));
-    if (!ref_m.empty())
-        for (const auto& row : tx.exec_prepared("batch_known_refunds", ref_m.str(), ref_o.str(), ref_s.str()))
-            recorded.insert(key_of(std::string("r") + row[0].c_str(), key_of(row[1].c_str(), row[2].c_str())));
+    for (const auto& row : tx.exec_prepared("batch_known_identities", nid_m.str(), nid_v.str(), pay_m.str(),
+                                            pay_t.str(), pay_s.str(), unpaid_m.str(), unpaid_o.str(), unpaid_s.str(),
+                                            ref_m.str(), ref_o.str(), ref_s.str())) {
+        const std::string kind = row[0].c_str();
+        if (kind == "n")
+            recorded.insert(key_of("n" + std::string(row[1].c_str()), row[2].c_str()));
+        else
+            recorded.insert(key_of(kind + row[1].c_str(), key_of(row[2].c_str(), row[3].c_str())));
+    }
     return batch_plan(now, std::move(orders), std::move(refunds), std::move(recorded));
 }
 
@@ -465,9 +464,6 @@ bool is_outage(const std::string& sqlstate) {
 std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::vector<const fact*>& facts) {
     try {
         pqxx::work tx(conn);
-        tx.exec("SET LOCAL synchronous_commit = on");
-        // Callers give up after their own deadline; this bounds lock waits so workers do too.
-        tx.exec("SET LOCAL statement_timeout = 4000");
         batch_plan plan = read_locked_state(tx, facts);
         std::vector<apply_result> results;
         results.reserve(facts.size());
@@ -505,23 +501,28 @@ void prepare_ledger_connection(pqxx::connection_base& conn) {
                  " FROM wxrecon.refunds r JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_refund_no)"
                  " ON r.mchid = k.mchid AND r.out_refund_no = k.out_refund_no"
                  " ORDER BY r.mchid, r.out_refund_no FOR UPDATE OF r");
-    conn.prepare("batch_known_notify_ids",
-                 "SELECT e.mchid, e.notify_id FROM wxrecon.payment_events e"
+    conn.prepare("batch_begin",
+                 "SELECT wxrecon.to_micros(now()), set_config('synchronous_commit', 'on', true),"
+                 " set_config('statement_timeout', '4000', true)");
+    // Which of the batch's identities are recorded already: notification ids, paid and unpaid payment
+    // facts, refund facts. Each branch matches its partial unique index.
+    conn.prepare("batch_known_identities",
+                 "SELECT 'n', e.mchid, e.notify_id, NULL FROM wxrecon.payment_events e"
                  " JOIN unnest($1::text[], $2::text[]) AS k(mchid, notify_id)"
-                 " ON e.mchid = k.mchid AND e.notify_id = k.notify_id AND e.notify_id IS NOT NULL");
-    conn.prepare("batch_known_payments",
-                 "SELECT e.mchid, e.transaction_id, e.trade_state FROM wxrecon.payment_events e"
-                 " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(mchid, transaction_id, trade_state)"
+                 " ON e.mchid = k.mchid AND e.notify_id = k.notify_id AND e.notify_id IS NOT NULL"
+                 " UNION ALL"
+                 " SELECT 'p', e.mchid, e.transaction_id, e.trade_state FROM wxrecon.payment_events e"
+                 " JOIN unnest($3::text[], $4::text[], $5::text[]) AS k(mchid, transaction_id, trade_state)"
                  " ON e.mchid = k.mchid AND e.transaction_id = k.transaction_id AND e.trade_state = k.trade_state"
-                 " AND e.out_refund_no IS NULL AND e.transaction_id IS NOT NULL");
-    conn.prepare("batch_known_unpaid",
-                 "SELECT e.mchid, e.out_trade_no, e.trade_state FROM wxrecon.payment_events e"
-                 " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(mchid, out_trade_no, trade_state)"
+                 " AND e.out_refund_no IS NULL AND e.transaction_id IS NOT NULL"
+                 " UNION ALL"
+                 " SELECT 'u', e.mchid, e.out_trade_no, e.trade_state FROM wxrecon.payment_events e"
+                 " JOIN unnest($6::text[], $7::text[], $8::text[]) AS k(mchid, out_trade_no, trade_state)"
                  " ON e.mchid = k.mchid AND e.out_trade_no = k.out_trade_no AND e.trade_state = k.trade_state"
-                 " AND e.transaction_id IS NULL AND e.out_refund_no IS NULL");
-    conn.prepare("batch_known_refunds",
-                 "SELECT e.mchid, e.out_refund_no, e.refund_status FROM wxrecon.payment_events e"
-                 " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(mchid, out_refund_no, refund_status)"
+                 " AND e.transaction_id IS NULL AND e.out_refund_no IS NULL"
+                 " UNION ALL"
+                 " SELECT 'r', e.mchid, e.out_refund_no, e.refund_status FROM wxrecon.payment_events e"
+                 " JOIN unnest($9::text[], $10::text[], $11::text[]) AS k(mchid, out_refund_no, refund_status)"
                  " ON e.mchid = k.mchid AND e.out_refund_no = k.out_refund_no AND e.refund_status = k.refund_status"
                  " AND e.out_refund_no IS NOT NULL");
     conn.prepare("batch_create_orders",
