@@ -224,41 +224,51 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
     co_return std::move(*out);
 }
 
+std::variant<reply, notification_intake::v2_document> notification_intake::open_v2(
+    const inbound_request& req, const std::string& mchid, std::string_view kind, const config::key_store& keys) {
+    const config::merchant_keys* merchant = keys.find(mchid);
+    if (merchant == nullptr || !merchant->apiv2_key) {
+        count("v2", "unknown", "rejected");
+        return reply{404, "application/xml", v2_failure("unknown merchant").body};
+    }
+    if (!is_valid_utf8(req.body)) return reject(req, mchid, "v2", kind, "malformed", 400, "body is not UTF-8", true);
+    auto fields = protocol::v2::parse_xml(req.body);
+    if (!fields) return reject(req, mchid, "v2", kind, reason_of(fields.err().code), 400, fields.err().message, true);
+    return v2_document{merchant, std::move(*fields)};
+}
+
 boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbound_request& req, std::string mchid) {
     const auto started = steady_clock::now();
     const auto keys = keys_.get();
-    const config::merchant_keys* merchant = keys->find(mchid);
-    if (merchant == nullptr || !merchant->apiv2_key) {
-        count("v2", "unknown", "rejected");
-        co_return reply{404, "application/xml", v2_failure("unknown merchant").body};
-    }
-    if (!is_valid_utf8(req.body)) co_return reject(req, mchid, "v2", "unknown", "malformed", 400, "body is not UTF-8", true);
-    auto fields = protocol::v2::parse_xml(req.body);
-    if (!fields) co_return reject(req, mchid, "v2", "unknown", reason_of(fields.err().code), 400, fields.err().message, true);
-    if (field(*fields, "return_code") != "SUCCESS")
+    auto opened = open_v2(req, mchid, "unknown", *keys);
+    if (auto* refused = std::get_if<reply>(&opened)) co_return std::move(*refused);
+    v2_document& doc = std::get<v2_document>(opened);
+    const config::merchant_keys* merchant = doc.merchant;
+    const protocol::v2::fields& fields = doc.fields;
+    if (field(fields, "return_code") != "SUCCESS")
         co_return reject(req, mchid, "v2", "unknown", "malformed", 400, "return_code is not SUCCESS", true);
-    if (!protocol::v2::verify(*fields, *merchant->apiv2_key))
+    if (!protocol::v2::verify(fields, *merchant->apiv2_key))
         co_return reject(req, mchid, "v2", "unknown", "bad_signature", 401, "sign does not verify", true);
-    if (field(*fields, "mch_id") != mchid)
+    if (field(fields, "mch_id") != mchid)
         co_return reject(req, mchid, "v2", "payment", "mchid_mismatch", 400, "mch_id differs from the path", true);
-    if (field(*fields, "result_code") != "SUCCESS") {
+    if (field(fields, "result_code") != "SUCCESS") {
         count("v2", "payment", "ignored");
         co_return v2_success();
     }
 
     domain::payment_fact p;
-    p.out_trade_no = field(*fields, "out_trade_no");
-    p.transaction_id = field(*fields, "transaction_id");
+    p.out_trade_no = field(fields, "out_trade_no");
+    p.transaction_id = field(fields, "transaction_id");
     p.state = domain::trade_state::success;
-    p.appid = field(*fields, "appid");
-    p.trade_type = field(*fields, "trade_type");
-    p.bank_type = field(*fields, "bank_type");
-    p.payer_openid = field(*fields, "openid");
-    p.currency = field(*fields, "fee_type");
-    p.amount_total = parse_fen(field(*fields, "total_fee"));
-    const std::string cash_fee = field(*fields, "cash_fee");
+    p.appid = field(fields, "appid");
+    p.trade_type = field(fields, "trade_type");
+    p.bank_type = field(fields, "bank_type");
+    p.payer_openid = field(fields, "openid");
+    p.currency = field(fields, "fee_type");
+    p.amount_total = parse_fen(field(fields, "total_fee"));
+    const std::string cash_fee = field(fields, "cash_fee");
     p.payer_total = cash_fee.empty() ? p.amount_total : parse_fen(cash_fee);
-    auto time_end = protocol::v2::parse_beijing_time(field(*fields, "time_end"));
+    auto time_end = protocol::v2::parse_beijing_time(field(fields, "time_end"));
     if (p.out_trade_no.empty() || p.transaction_id.empty() || !p.amount_total || !p.payer_total || !time_end)
         co_return reject(req, mchid, "v2", "payment", "malformed", 400,
                          "out_trade_no, transaction_id, total_fee, cash_fee or time_end missing or invalid", true);
@@ -266,7 +276,7 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
 
     domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v2, "TRANSACTION.SUCCESS", now_());
     f.occurred_at = p.success_time;
-    f.payload_json = fields_json(*fields);
+    f.payload_json = fields_json(fields);
     f.body = std::move(p);
     std::optional<reply> out = co_await apply(f, "v2", "payment", true, started);
     co_return std::move(*out);
@@ -275,20 +285,17 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
 boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inbound_request& req, std::string mchid) {
     const auto started = steady_clock::now();
     const auto keys = keys_.get();
-    const config::merchant_keys* merchant = keys->find(mchid);
-    if (merchant == nullptr || !merchant->apiv2_key) {
-        count("v2", "unknown", "rejected");
-        co_return reply{404, "application/xml", v2_failure("unknown merchant").body};
-    }
-    if (!is_valid_utf8(req.body)) co_return reject(req, mchid, "v2", "refund", "malformed", 400, "body is not UTF-8", true);
-    auto outer = protocol::v2::parse_xml(req.body);
-    if (!outer) co_return reject(req, mchid, "v2", "refund", reason_of(outer.err().code), 400, outer.err().message, true);
-    if (field(*outer, "return_code") != "SUCCESS" || field(*outer, "req_info").empty())
+    auto opened = open_v2(req, mchid, "refund", *keys);
+    if (auto* refused = std::get_if<reply>(&opened)) co_return std::move(*refused);
+    v2_document& doc = std::get<v2_document>(opened);
+    const config::merchant_keys* merchant = doc.merchant;
+    const protocol::v2::fields& outer = doc.fields;
+    if (field(outer, "return_code") != "SUCCESS" || field(outer, "req_info").empty())
         co_return reject(req, mchid, "v2", "refund", "malformed", 400, "return_code not SUCCESS or req_info missing",
                          true);
-    if (field(*outer, "mch_id") != mchid)
+    if (field(outer, "mch_id") != mchid)
         co_return reject(req, mchid, "v2", "refund", "mchid_mismatch", 400, "mch_id differs from the path", true);
-    auto inner_xml = protocol::v2::decrypt_req_info(field(*outer, "req_info"), *merchant->apiv2_key);
+    auto inner_xml = protocol::v2::decrypt_req_info(field(outer, "req_info"), *merchant->apiv2_key);
     if (!inner_xml) co_return reject(req, mchid, "v2", "refund", "decrypt_failed", 400, inner_xml.err().message, true);
     auto inner = protocol::v2::parse_xml(*inner_xml, "root");
     if (!inner) co_return reject(req, mchid, "v2", "refund", "malformed", 400, inner.err().message, true);

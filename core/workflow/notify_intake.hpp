@@ -11,12 +11,14 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
 #include "base/metrics.hpp"
 #include "config/key_material.hpp"
+#include "protocol/v2.hpp"
 #include "store/ledger.hpp"
 #include "store/rejected_log.hpp"
 
@@ -83,6 +85,14 @@ private:
     reply reject(const inbound_request& req, std::string_view mchid, std::string_view api, std::string_view kind,
                  std::string_view reason, int v3_status, std::string message, bool v2);
     void count(std::string_view api, std::string_view kind, std::string_view result);
+
+    // What both APIv2 endpoints check first: a merchant with an APIv2 key, UTF-8, a flat XML document.
+    struct v2_document {
+        const config::merchant_keys* merchant;
+        protocol::v2::fields fields;
+    };
+    std::variant<reply, v2_document> open_v2(const inbound_request& req, const std::string& mchid,
+                                             std::string_view kind, const config::key_store& keys);
 
     key_holder& keys_;
     store::ledger& ledger_;
