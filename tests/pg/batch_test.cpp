@@ -136,6 +136,25 @@ TEST_F(BatchTest, APoisonedFactFailsTheTransactionAndNothingOfItIsApplied) {
     EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS'"), "0 | ");
 }
 
+TEST_F(BatchTest, ValuesSurviveTheArrayLiteralsExactly) {
+    // Quotes, backslashes, braces, commas, the word NULL, non-ASCII text: all stored byte for byte.
+    fact tricky = payment("B1", "T1", 100, "E\"1,{x}");
+    tricky.payload_json = R"({"desc":"支付\"成功\\","list":[1,2],"empty":""})";
+    tricky.raw_body = "NULL";
+    tricky.raw_headers_json = R"({"Wechatpay-Nonce":"a,b{c}\\d\"e"})";
+    fact empty_body = payment("B2", "T2", 100, "E2");
+    empty_body.raw_body = "";
+    const auto results = apply({tricky, empty_body});
+    EXPECT_EQ(results[0].outcome, outcome::applied);
+    EXPECT_EQ(rows("SELECT notify_id FROM wxrecon.payment_events WHERE out_trade_no = 'B1'"), "E\"1,{x} | ");
+    EXPECT_EQ(rows("SELECT payload->>'desc' FROM wxrecon.payment_events WHERE out_trade_no = 'B1'"),
+              "支付\"成功\\ | ");
+    EXPECT_EQ(rows("SELECT raw_body FROM wxrecon.payment_events WHERE out_trade_no = 'B1'"), "NULL | ");
+    EXPECT_EQ(rows("SELECT raw_headers->>'Wechatpay-Nonce' FROM wxrecon.payment_events WHERE out_trade_no = 'B1'"),
+              "a,b{c}\\d\"e | ");
+    EXPECT_EQ(rows("SELECT raw_body = '' FROM wxrecon.payment_events WHERE out_trade_no = 'B2'"), "t | ");
+}
+
 // Through the ledger: concurrent facts are coalesced, and the poisoned one gets its error alone.
 TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
     store::db_pool pool(db_.url(), 1, 64, store::prepare_ledger_connection);
