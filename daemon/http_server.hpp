@@ -46,7 +46,6 @@ public:
     // Stops accepting, closes idle connections, lets in-flight requests finish (and their replies be
     // written) for up to grace, then closes whatever is left. Must run on the server's executor.
     boost::asio::awaitable<void> shutdown(std::chrono::milliseconds grace);
-    std::size_t connections() const noexcept { return sessions_.size(); }
 
 private:
     struct session_state;

@@ -58,11 +58,6 @@ metrics::family& metrics::get(std::string_view name) {
     return it->second;
 }
 
-const metrics::family* metrics::find(std::string_view name) const {
-    auto it = families_.find(name);
-    return it == families_.end() ? nullptr : &it->second;
-}
-
 void metrics::add(std::string_view name, const labels& l, std::uint64_t n) {
     const std::string key = render_labels(l);
     std::lock_guard lock(mutex_);
@@ -88,20 +83,6 @@ void metrics::observe(std::string_view name, double value) {
         if (value <= h.bounds[i]) h.buckets[i].fetch_add(1, std::memory_order_relaxed);
     h.count.fetch_add(1, std::memory_order_relaxed);
     h.sum.store(h.sum.load(std::memory_order_relaxed) + value, std::memory_order_relaxed);
-}
-
-std::uint64_t metrics::counter_value(std::string_view name, const labels& l) const {
-    std::lock_guard lock(mutex_);
-    const family* f = find(name);
-    if (!f) return 0;
-    auto it = f->counters.find(render_labels(l));
-    return it == f->counters.end() ? 0 : it->second->load();
-}
-
-std::uint64_t metrics::histogram_count(std::string_view name) const {
-    std::lock_guard lock(mutex_);
-    const family* f = find(name);
-    return f && f->hist ? f->hist->count.load() : 0;
 }
 
 std::string metrics::render() const {

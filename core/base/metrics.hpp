@@ -24,8 +24,6 @@ public:
     void set(std::string_view name, const labels& l, double value);
     void set(std::string_view name, double value) { set(name, {}, value); }
     void observe(std::string_view name, double value);  // histogram, no labels
-    std::uint64_t counter_value(std::string_view name, const labels& l = {}) const;
-    std::uint64_t histogram_count(std::string_view name) const;
 
     std::string render() const;
 
@@ -47,7 +45,6 @@ private:
         std::unique_ptr<histogram> hist;
     };
     family& get(std::string_view name);
-    const family* find(std::string_view name) const;
 
     mutable std::mutex mutex_;
     std::map<std::string, family, std::less<>> families_;

@@ -25,11 +25,6 @@ void db_pool::stop() {
         if (t.joinable()) t.join();
 }
 
-std::size_t db_pool::queued() const {
-    std::lock_guard lock(mutex_);
-    return queue_.size();
-}
-
 void db_pool::submit(std::unique_ptr<job> j) {
     {
         std::unique_lock lock(mutex_);

@@ -61,7 +61,6 @@ public:
 
     bool up() const noexcept { return up_.load(std::memory_order_relaxed); }
     std::size_t workers() const noexcept { return workers_.size(); }
-    std::size_t queued() const;
 
 private:
     struct job {
