@@ -4,9 +4,11 @@
 #   2. pgbench, CLIENTS clients for PGBENCH_SECONDS, with bench/pgbench_fact.sql (one insert + one update);
 #   3. wxrecond, with bench/notify_load sending pre-signed APIv3 notifications at CONCURRENCY for SECONDS;
 # then prints both rates, their ratio, p50/p99 latency and the daemon's peak RSS; and two paced runs of
-# RUN_SECONDS_PACED at PACED_RATE: genuine notifications alone, then with FORGERIES forged ones per genuine one.
+# RUN_SECONDS_PACED: genuine notifications alone at PACED_RATE, then genuine ones at FLOOD_RATE with FORGERIES
+# forged ones per genuine one (a 10x flood at 2,500/s would be 27,500 requests/s, more than one generator next to
+# the daemon and PostgreSQL can send on two cores, so the flood runs at a lower genuine rate with the full ratio).
 # Defaults: ORDERS=1000000 NOTIFICATIONS=160000 RUN_SECONDS=30 CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60
-#           PACED_RATE=2500 RUN_SECONDS_PACED=20 FORGERIES=10
+#           PACED_RATE=2500 RUN_SECONDS_PACED=20 FLOOD_RATE=800 FORGERIES=10
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 orders=${ORDERS:-1000000}
@@ -17,6 +19,7 @@ clients=${CLIENTS:-16}
 pgbench_seconds=${PGBENCH_SECONDS:-60}
 paced_rate=${PACED_RATE:-2500}
 paced_seconds=${RUN_SECONDS_PACED:-20}
+flood_rate=${FLOOD_RATE:-800}
 forgeries=${FORGERIES:-10}
 build="${WXRECON_BUILD_DIR:-$root/build}"
 
@@ -94,6 +97,7 @@ echo "ratio: wxrecond $rate/s / pgbench $pgbench_tps/s = $(awk -v a="$rate" -v b
 paced=$(awk -v r="$paced_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
 echo "== wxrecond paced at ${paced_rate}/s, ${paced_seconds}s"
 load 200001 "$paced" --seconds "$paced_seconds" --rate "$paced_rate" | grep -E "^(notifications|latency)"
-echo "== wxrecond paced at ${paced_rate}/s with ${forgeries}x forgeries, ${paced_seconds}s"
-load 400001 "$paced" --seconds "$paced_seconds" --rate "$paced_rate" --forgeries "$forgeries" \
+echo "== wxrecond paced at ${flood_rate}/s with ${forgeries}x forgeries, ${paced_seconds}s"
+flood=$(awk -v r="$flood_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
+load 400001 "$flood" --seconds "$paced_seconds" --rate "$flood_rate" --forgeries "$forgeries" \
   | grep -E "^(notifications|latency|forgeries|daemon)"

@@ -16,7 +16,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "base/metrics.hpp"
-#include "http_server.hpp"
+#include "net/http_server.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
 #include "store/migrations.hpp"
@@ -26,7 +26,9 @@
 namespace wxrecon::daemon {
 
 namespace asio = boost::asio;
-using workflow::reply;
+using net::http_limits;
+using net::http_server;
+using net::parse_endpoint;
 
 namespace {
 
@@ -76,8 +78,8 @@ struct application::impl {
 
     impl(config::config c, std::shared_ptr<const config::key_store> k) : cfg(std::move(c)), keys(std::move(k)) {}
 
-    asio::awaitable<reply> handle_public(http_request& req) {
-        const std::string_view path = req.in.path;
+    asio::awaitable<reply> handle_public(inbound_request& req) {
+        const std::string_view path = req.path;
         struct route {
             std::string_view prefix;
             asio::awaitable<reply> (workflow::notification_intake::*handler)(const workflow::inbound_request&,
@@ -96,7 +98,7 @@ struct application::impl {
             if (req.method != "POST") co_return reply{405, "text/plain", "method not allowed\n"};
             const auto started = std::chrono::steady_clock::now();
             std::string merchant(mchid);
-            reply out = co_await (intake.get()->*r.handler)(req.in, std::move(merchant));
+            reply out = co_await (intake.get()->*r.handler)(req, std::move(merchant));
             stats->observe("wxrecon_notification_seconds",
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
             co_return out;
@@ -112,14 +114,14 @@ struct application::impl {
         return workflow::notification_intake::v3_failure(413, "body too large");
     }
 
-    asio::awaitable<reply> handle_admin(http_request& req) {
+    asio::awaitable<reply> handle_admin(inbound_request& req) {
         if (req.method != "GET") co_return reply{405, "text/plain", "method not allowed\n"};
-        if (req.in.path == "/healthz") co_return reply{200, "text/plain", "ok\n"};
-        if (req.in.path == "/metrics") {
+        if (req.path == "/healthz") co_return reply{200, "text/plain", "ok\n"};
+        if (req.path == "/metrics") {
             stats->set("wxrecon_db_up", fact_pool->up() ? 1 : 0);
             co_return reply{200, "text/plain; version=0.0.4; charset=utf-8", stats->render()};
         }
-        if (req.in.path == "/readyz") {
+        if (req.path == "/readyz") {
             std::string why;
             try {
                 auto job = [](pqxx::connection_base& c) { return store::current_schema_version(c); };
@@ -176,14 +178,14 @@ void application::start() {
     try {
         s.public_server = std::make_unique<http_server>(
             s.io.get_executor(), parse_endpoint(s.cfg.server.listen), limits,
-            [&s](http_request& r) { return s.handle_public(r); }, [&s](std::string_view t) { return s.too_large(t); },
+            [&s](inbound_request& r) { return s.handle_public(r); }, [&s](std::string_view t) { return s.too_large(t); },
             s.stats, "public");
         http_limits admin_limits;
         admin_limits.max_body_bytes = 4096;
         admin_limits.max_connections = 64;
         s.admin_server = std::make_unique<http_server>(
             s.io.get_executor(), parse_endpoint(s.cfg.admin.listen), admin_limits,
-            [&s](http_request& r) { return s.handle_admin(r); },
+            [&s](inbound_request& r) { return s.handle_admin(r); },
             [](std::string_view) { return reply{413, "text/plain", "too large\n"}; }, s.stats, "admin");
     } catch (const std::exception& e) {
         throw startup_error(exit_failure, std::string("cannot listen: ") + e.what());

@@ -9,6 +9,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <climits>
 #include <cstdio>
@@ -37,6 +38,8 @@ using x509_ptr = std::unique_ptr<X509, openssl_deleter<X509_free>>;
 using bignum_ptr = std::unique_ptr<BIGNUM, openssl_deleter<BN_free>>;
 using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, openssl_deleter<EVP_MD_CTX_free>>;
 using cipher_ctx_ptr = std::unique_ptr<EVP_CIPHER_CTX, openssl_deleter<EVP_CIPHER_CTX_free>>;
+using pkey_ctx_ptr = std::unique_ptr<EVP_PKEY_CTX, openssl_deleter<EVP_PKEY_CTX_free>>;
+using x509_extension_ptr = std::unique_ptr<X509_EXTENSION, openssl_deleter<X509_EXTENSION_free>>;
 using decoder_ctx_ptr = std::unique_ptr<OSSL_DECODER_CTX, openssl_deleter<OSSL_DECODER_CTX_free>>;
 
 // Buffers OpenSSL allocated for us (BN_bn2hex text, i2d_* DER output).
@@ -296,6 +299,96 @@ std::string public_key_to_pem(const public_key& key) {
     char* data = nullptr;
     const long size = BIO_get_mem_data(bio.get(), &data);
     return size > 0 ? std::string(data, static_cast<std::size_t>(size)) : std::string{};
+}
+
+std::string private_key_to_pem(const private_key& key) {
+    if (!key) return {};
+    bio_ptr bio(BIO_new(BIO_s_mem()));
+    if (!bio || PEM_write_bio_PrivateKey(bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1) {
+        ERR_clear_error();
+        return {};
+    }
+    char* data = nullptr;
+    const long size = BIO_get_mem_data(bio.get(), &data);
+    return std::string(data, static_cast<std::size_t>(size));
+}
+
+result<private_key> generate_rsa_key(int bits) {
+    pkey_ctx_ptr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
+    EVP_PKEY* raw = nullptr;
+    if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), bits) != 1 ||
+        EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
+        return openssl_failure(errc::internal, "RSA key generation failed");
+    }
+    return private_key(share(pkey_ptr(raw)));
+}
+
+namespace {
+
+bool add_extension(X509* cert, X509* issuer, int nid, const std::string& value) {
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+    x509_extension_ptr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str()));
+    return ext && X509_add_ext(cert, ext.get(), -1) == 1;
+}
+
+bool set_name(X509_NAME* name, const certificate_request& request) {
+    const auto add = [name](const char* field, const std::string& value) {
+        return value.empty() ||
+               X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
+                                          reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0) == 1;
+    };
+    return add("C", "CN") && add("O", request.organization) && add("CN", request.common_name);
+}
+
+}  // namespace
+
+result<std::string> issue_certificate(const certificate_request& request, const public_key& subject_key,
+                                      const private_key& issuer_key, std::string_view issuer_pem) {
+    if (!subject_key || !issuer_key) return make_error(errc::invalid_argument, "issue_certificate: missing key");
+    x509_ptr issuer;
+    if (!issuer_pem.empty()) {
+        bio_ptr bio = memory_bio(issuer_pem);
+        if (bio) issuer.reset(PEM_read_bio_X509(bio.get(), nullptr, refuse_passphrase, nullptr));
+        if (!issuer) return openssl_failure(errc::invalid_argument, "issuer certificate does not parse");
+    }
+    x509_ptr cert(X509_new());
+    BIGNUM* serial_raw = nullptr;
+    if (!cert || BN_hex2bn(&serial_raw, request.serial_hex.c_str()) == 0) {
+        BN_free(serial_raw);
+        return make_error(errc::invalid_argument, "certificate serial is not hex: " + request.serial_hex);
+    }
+    bignum_ptr serial(serial_raw);
+    X509_NAME* subject = X509_get_subject_name(cert.get());
+    const bool built =
+        X509_set_version(cert.get(), X509_VERSION_3) == 1 &&
+        BN_to_ASN1_INTEGER(serial.get(), X509_get_serialNumber(cert.get())) != nullptr &&
+        ASN1_TIME_set(X509_getm_notBefore(cert.get()), static_cast<time_t>(request.not_before)) != nullptr &&
+        ASN1_TIME_set(X509_getm_notAfter(cert.get()), static_cast<time_t>(request.not_after)) != nullptr &&
+        X509_set_pubkey(cert.get(), subject_key.get()) == 1 && set_name(subject, request) &&
+        X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer.get()) : subject) == 1;
+    if (!built) return openssl_failure(errc::internal, "cannot build certificate");
+    X509* issuer_cert = issuer ? issuer.get() : cert.get();
+    std::string san;
+    for (const auto& name : request.subject_alt_names) san += (san.empty() ? "" : ",") + name;
+    const bool extended =
+        add_extension(cert.get(), issuer_cert, NID_basic_constraints, request.is_ca ? "critical,CA:TRUE" : "CA:FALSE") &&
+        add_extension(cert.get(), issuer_cert, NID_key_usage,
+                      request.is_ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature,keyEncipherment") &&
+        add_extension(cert.get(), issuer_cert, NID_subject_key_identifier, "hash") &&
+        (san.empty() || add_extension(cert.get(), issuer_cert, NID_subject_alt_name, san));
+    if (!extended) return openssl_failure(errc::internal, "cannot add certificate extensions");
+    if (X509_sign(cert.get(), issuer_key.get(), EVP_sha256()) <= 0) {
+        return openssl_failure(errc::internal, "cannot sign certificate");
+    }
+    bio_ptr out(BIO_new(BIO_s_mem()));
+    if (!out || PEM_write_bio_X509(out.get(), cert.get()) != 1) {
+        return openssl_failure(errc::internal, "cannot write certificate PEM");
+    }
+    char* data = nullptr;
+    const long size = BIO_get_mem_data(out.get(), &data);
+    return std::string(data, static_cast<std::size_t>(size));
 }
 
 std::string public_key_fingerprint(const public_key& key) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/result.hpp"
 
@@ -52,6 +53,24 @@ result<private_key> load_private_key_pem(std::string_view pem);
 result<public_key> load_public_key_pem(std::string_view pem);
 result<certificate> load_certificate_pem(std::string_view pem);
 std::string public_key_to_pem(const public_key& key);
+std::string private_key_to_pem(const private_key& key);  // PKCS#8 "PRIVATE KEY"
+
+// A fresh RSA key (the simulator's and the tests' key material).
+result<private_key> generate_rsa_key(int bits = 2048);
+
+// What an issued X.509 v3 certificate says about its subject.
+struct certificate_request {
+    std::string common_name;
+    std::string organization;
+    std::string serial_hex;            // upper-case hex, becomes the certificate serial
+    std::int64_t not_before = 0;       // Unix seconds
+    std::int64_t not_after = 0;
+    bool is_ca = false;                // basicConstraints CA:TRUE, keyCertSign
+    std::vector<std::string> subject_alt_names;  // "DNS:localhost", "IP:127.0.0.1"
+};
+// Signs (SHA-256) a certificate for subject_key with issuer_key. issuer_pem empty: self-signed.
+result<std::string> issue_certificate(const certificate_request& request, const public_key& subject_key,
+                                      const private_key& issuer_key, std::string_view issuer_pem = {});
 // SHA-256 of the DER SubjectPublicKeyInfo, lower-case hex (identifies a key in tests and logs).
 std::string public_key_fingerprint(const public_key& key);
 

@@ -258,6 +258,103 @@ std::string refund_json(std::string_view mchid, const domain::refund_fact& r) {
     return o.str();
 }
 
+std::string message_to_sign(std::string_view method, std::string_view canonical_url, std::string_view timestamp,
+                            std::string_view nonce, std::string_view body) {
+    std::string m;
+    m.reserve(method.size() + canonical_url.size() + timestamp.size() + nonce.size() + body.size() + 5);
+    m.append(method).push_back('\n');
+    m.append(canonical_url).push_back('\n');
+    m.append(timestamp).push_back('\n');
+    m.append(nonce).push_back('\n');
+    m.append(body).push_back('\n');
+    return m;
+}
+
+std::string format_authorization(const authorization& a) {
+    std::string h(auth_scheme);
+    h += " mchid=\"" + a.mchid + "\",nonce_str=\"" + a.nonce_str + "\",timestamp=\"" + a.timestamp +
+         "\",serial_no=\"" + a.serial_no + "\",signature=\"" + a.signature + "\"";
+    return h;
+}
+
+result<authorization> parse_authorization(std::string_view header) {
+    if (!header.starts_with(auth_scheme) || header.size() <= auth_scheme.size() || header[auth_scheme.size()] != ' ')
+        return make_error(errc::invalid_argument,
+                          "Authorization does not start with \"" + std::string(auth_scheme) + " \"");
+    std::string_view rest = header.substr(auth_scheme.size() + 1);
+    authorization a;
+    while (!rest.empty()) {
+        const auto eq = rest.find('=');
+        if (eq == std::string_view::npos || eq + 1 >= rest.size() || rest[eq + 1] != '"')
+            return make_error(errc::invalid_argument, "Authorization parameters must be key=\"value\" pairs");
+        const std::string_view key = rest.substr(0, eq);
+        const auto close = rest.find('"', eq + 2);
+        if (close == std::string_view::npos) return make_error(errc::invalid_argument, "Authorization: unterminated value");
+        const std::string value(rest.substr(eq + 2, close - eq - 2));
+        std::string* slot = key == "mchid"       ? &a.mchid
+                            : key == "nonce_str" ? &a.nonce_str
+                            : key == "timestamp" ? &a.timestamp
+                            : key == "serial_no" ? &a.serial_no
+                            : key == "signature" ? &a.signature
+                                                 : nullptr;
+        if (slot == nullptr) return make_error(errc::invalid_argument, "Authorization: unknown parameter " + std::string(key));
+        if (!slot->empty()) return make_error(errc::invalid_argument, "Authorization: repeated parameter " + std::string(key));
+        *slot = value;
+        rest.remove_prefix(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ',') return make_error(errc::invalid_argument, "Authorization: expected ',' between pairs");
+            rest.remove_prefix(1);
+        }
+    }
+    if (a.mchid.empty() || a.nonce_str.empty() || a.timestamp.empty() || a.serial_no.empty() || a.signature.empty())
+        return make_error(errc::invalid_argument,
+                          "Authorization needs mchid, nonce_str, timestamp, serial_no and signature");
+    return a;
+}
+
+result<std::string> sign_request(std::string_view method, std::string_view canonical_url, std::string_view body,
+                                 std::string_view mchid, std::string_view merchant_serial,
+                                 const crypto::private_key& merchant_key, std::int64_t now_unix) {
+    authorization a;
+    a.mchid = std::string(mchid);
+    a.nonce_str = crypto::random_alnum(32);
+    a.timestamp = std::to_string(now_unix);
+    a.serial_no = std::string(merchant_serial);
+    auto sig = crypto::rsa_sha256_sign(merchant_key, message_to_sign(method, canonical_url, a.timestamp, a.nonce_str, body));
+    if (!sig) return sig.err();
+    a.signature = base64_encode(*sig);
+    return format_authorization(a);
+}
+
+status verify_request(const authorization& a, std::string_view method, std::string_view canonical_url,
+                      std::string_view body, const crypto::public_key& merchant_key, std::int64_t now_unix) {
+    std::int64_t ts = 0;
+    const auto [end, ec] = std::from_chars(a.timestamp.data(), a.timestamp.data() + a.timestamp.size(), ts);
+    if (ec != std::errc{} || end != a.timestamp.data() + a.timestamp.size())
+        return make_error(errc::invalid_argument, "Authorization timestamp is not an integer");
+    const std::int64_t skew = ts > now_unix ? ts - now_unix : now_unix - ts;
+    if (skew > timestamp_window_seconds)
+        return make_error(errc::stale_timestamp,
+                          "Authorization timestamp is " + std::to_string(skew) + " s away from now (limit 300 s)");
+    const auto raw = base64_decode(a.signature);
+    if (!raw) return make_error(errc::bad_signature, "Authorization signature is not Base64");
+    if (!crypto::rsa_sha256_verify(merchant_key, message_to_sign(method, canonical_url, a.timestamp, a.nonce_str, body), *raw))
+        return make_error(errc::bad_signature, "Authorization signature does not verify");
+    return ok;
+}
+
+result<response_signature> sign_message(std::string_view body, const crypto::private_key& wechatpay_key,
+                                        std::string_view serial, std::int64_t now_unix) {
+    response_signature out;
+    out.timestamp = std::to_string(now_unix);
+    out.nonce = crypto::random_alnum(32);
+    out.serial = std::string(serial);
+    auto sig = crypto::rsa_sha256_sign(wechatpay_key, message_to_verify(out.timestamp, out.nonce, body));
+    if (!sig) return sig.err();
+    out.signature = base64_encode(*sig);
+    return out;
+}
+
 result<signed_notification> make_notification(const notification_spec& spec, std::string_view apiv3_key,
                                               const crypto::private_key& wechatpay_key, std::string_view serial,
                                               std::int64_t now_unix) {
@@ -279,12 +376,12 @@ result<signed_notification> make_notification(const notification_spec& spec, std
         .add_raw("resource", res.str());
     signed_notification n;
     n.body = env.str();
-    n.timestamp = std::to_string(now_unix);
-    n.nonce = crypto::random_alnum(32);
-    n.serial = std::string(serial);
-    auto sig = crypto::rsa_sha256_sign(wechatpay_key, message_to_verify(n.timestamp, n.nonce, n.body));
+    auto sig = sign_message(n.body, wechatpay_key, serial, now_unix);
     if (!sig) return sig.err();
-    n.signature = base64_encode(*sig);
+    n.timestamp = std::move(sig->timestamp);
+    n.nonce = std::move(sig->nonce);
+    n.signature = std::move(sig->signature);
+    n.serial = std::move(sig->serial);
     return n;
 }
 

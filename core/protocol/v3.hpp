@@ -70,7 +70,45 @@ struct decrypted_refund {
 result<decrypted_payment> parse_transaction(std::string_view plaintext);
 result<decrypted_refund> parse_refund(std::string_view plaintext);
 
+// ---- APIv3 request signing (§1): the merchant signs, WeChat Pay (and the simulator) verifies ----
+
+inline constexpr std::string_view auth_scheme = "WECHATPAY2-SHA256-RSA2048";
+
+// "<METHOD>\n<canonical URL>\n<timestamp>\n<nonce>\n<body>\n"
+std::string message_to_sign(std::string_view method, std::string_view canonical_url, std::string_view timestamp,
+                            std::string_view nonce, std::string_view body);
+
+struct authorization {
+    std::string mchid;
+    std::string nonce_str;
+    std::string timestamp;
+    std::string serial_no;   // the merchant's API certificate serial
+    std::string signature;   // Base64
+};
+// The Authorization header value (scheme, then the five key="value" pairs without spaces).
+std::string format_authorization(const authorization& a);
+// Parses a header value; the pairs may come in any order. invalid_argument names what is wrong.
+result<authorization> parse_authorization(std::string_view header);
+// Signs a request with the merchant key: fresh nonce, the given time, header value ready to send.
+result<std::string> sign_request(std::string_view method, std::string_view canonical_url, std::string_view body,
+                                 std::string_view mchid, std::string_view merchant_serial,
+                                 const crypto::private_key& merchant_key, std::int64_t now_unix);
+// Verifies a parsed Authorization against the request: timestamp within 300 s, RSA-SHA256 with the
+// merchant's public key. Fails with stale_timestamp or bad_signature.
+status verify_request(const authorization& a, std::string_view method, std::string_view canonical_url,
+                      std::string_view body, const crypto::public_key& merchant_key, std::int64_t now_unix);
+
 // ---- the WeChat Pay side, for the simulator, the load program and tests ----
+
+struct response_signature {
+    std::string timestamp;
+    std::string nonce;
+    std::string signature;
+    std::string serial;
+};
+// Signs a response or notification body like WeChat Pay: Wechatpay-Timestamp/-Nonce/-Signature/-Serial.
+result<response_signature> sign_message(std::string_view body, const crypto::private_key& wechatpay_key,
+                                        std::string_view serial, std::int64_t now_unix);
 
 std::string transaction_json(std::string_view mchid, const domain::payment_fact& p);
 std::string refund_json(std::string_view mchid, const domain::refund_fact& r);

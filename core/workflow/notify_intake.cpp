@@ -75,18 +75,6 @@ domain::fact notification_fact(const inbound_request& req, const std::string& mc
 
 }  // namespace
 
-std::string_view inbound_request::header(std::string_view name) const noexcept {
-    for (const auto& [k, v] : headers)
-        if (iequals(k, name)) return v;
-    return {};
-}
-
-std::string inbound_request::headers_json() const {
-    json_object o;
-    for (const auto& [k, v] : headers) o.add(k, v);
-    return o.str();
-}
-
 notification_intake::notification_intake(key_holder& keys, store::ledger& ledger, store::rejected_log& rejected,
                                          std::shared_ptr<metrics> m, clock_fn now)
     : keys_(keys),

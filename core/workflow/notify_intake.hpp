@@ -17,6 +17,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "base/metrics.hpp"
+#include "base/http_message.hpp"
 #include "config/key_material.hpp"
 #include "protocol/v2.hpp"
 #include "store/ledger.hpp"
@@ -24,22 +25,8 @@
 
 namespace wxrecon::workflow {
 
-// The parts of an HTTP request the intake needs, independent of the HTTP library.
-struct inbound_request {
-    std::string path;
-    std::string remote_addr;
-    std::vector<std::pair<std::string, std::string>> headers;  // in arrival order
-    std::string body;
-
-    std::string_view header(std::string_view name) const noexcept;  // case-insensitive; "" when absent
-    std::string headers_json() const;
-};
-
-struct reply {
-    int status = 200;
-    std::string content_type;
-    std::string body;
-};
+using wxrecon::inbound_request;
+using wxrecon::reply;
 
 // Key material that SIGHUP can replace while requests are in flight.
 class key_holder {

@@ -14,19 +14,13 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "base/metrics.hpp"
-#include "workflow/notify_intake.hpp"
+#include "base/http_message.hpp"
 
-namespace wxrecon::daemon {
+namespace wxrecon::net {
 
-struct http_request {
-    std::string method;
-    std::string target;
-    workflow::inbound_request in;
-};
-
-using http_handler = std::function<boost::asio::awaitable<workflow::reply>(http_request&)>;
+using http_handler = std::function<boost::asio::awaitable<reply>(inbound_request&)>;
 // The reply to a request whose body exceeds the limit (413), given its target.
-using too_large_handler = std::function<workflow::reply(std::string_view target)>;
+using too_large_handler = std::function<reply(std::string_view target)>;
 
 struct http_limits {
     std::size_t max_body_bytes = 65536;
@@ -66,4 +60,4 @@ private:
 // "host:port" -> endpoint; "[::1]:80" for IPv6. Throws std::invalid_argument on a bad value.
 boost::asio::ip::tcp::endpoint parse_endpoint(const std::string& listen);
 
-}  // namespace wxrecon::daemon
+}  // namespace wxrecon::net

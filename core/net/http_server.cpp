@@ -1,4 +1,4 @@
-#include "http_server.hpp"
+#include "net/http_server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -9,7 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
-namespace wxrecon::daemon {
+namespace wxrecon::net {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -76,9 +76,10 @@ asio::awaitable<void> http_server::accept_loop() {
 
 namespace {
 
-http::response<http::string_body> to_response(const workflow::reply& r, unsigned version, bool keep_alive) {
+http::response<http::string_body> to_response(const reply& r, unsigned version, bool keep_alive) {
     http::response<http::string_body> res{static_cast<http::status>(r.status), version};
     if (!r.content_type.empty()) res.set(http::field::content_type, r.content_type);
+    for (const auto& [name, value] : r.headers) res.set(name, value);
     res.body() = r.body;
     res.keep_alive(keep_alive);
     res.prepare_payload();
@@ -128,15 +129,15 @@ asio::awaitable<void> http_server::run_session(tcp::socket socket) {
 
             state.busy = true;
             auto& msg = parser.get();
-            http_request req;
+            inbound_request req;
             req.method = std::string(msg.method_string());
             req.target = std::string(msg.target());
-            req.in.path = req.target.substr(0, req.target.find('?'));
-            req.in.remote_addr = remote;
-            for (const auto& h : msg) req.in.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
-            req.in.body = std::move(msg.body());
+            req.path = req.target.substr(0, req.target.find('?'));
+            req.remote_addr = remote;
+            for (const auto& h : msg) req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
+            req.body = std::move(msg.body());
             stream.expires_never();
-            const workflow::reply r = co_await handler_(req);
+            const reply r = co_await handler_(req);
             const bool keep_alive = msg.keep_alive() && !stopping_;
             const auto res = to_response(r, msg.version(), keep_alive);
             metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", std::to_string(r.status)}});
@@ -178,4 +179,4 @@ asio::awaitable<void> http_server::shutdown(std::chrono::milliseconds grace) {
     }
 }
 
-}  // namespace wxrecon::daemon
+}  // namespace wxrecon::net

@@ -1,0 +1,32 @@
+// An HTTP request and reply as the handlers see them, independent of the HTTP
+// library: the server fills inbound_request, a handler returns a reply.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace wxrecon {
+
+struct inbound_request {
+    std::string method;
+    std::string target;        // path and query string, as sent
+    std::string path;          // target without the query string
+    std::string remote_addr;
+    std::vector<std::pair<std::string, std::string>> headers;  // in arrival order
+    std::string body;
+
+    std::string_view header(std::string_view name) const noexcept;  // case-insensitive; "" when absent
+    std::string_view query() const noexcept;                        // after '?', "" when none
+    std::string headers_json() const;
+};
+
+struct reply {
+    int status = 200;
+    std::string content_type;
+    std::string body;
+    std::vector<std::pair<std::string, std::string>> headers{};  // extra response headers
+};
+
+}  // namespace wxrecon

@@ -1,0 +1,82 @@
+// An HTTP/1.1 client on Beast coroutines: keep-alive connections reused per
+// host, connect and whole-exchange timeouts, bounded response bodies, and an
+// outcome that tells "never sent" apart from "sent, answer unknown" (a POST
+// may be retried elsewhere only in the first case).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include "base/result.hpp"
+
+namespace wxrecon::net {
+
+struct url_parts {
+    std::string scheme;  // "http"
+    std::string host;
+    std::string port;
+    std::string target;  // path and query, "/" when empty
+};
+// Splits "http://host[:port]/path?query". Only http is accepted here; invalid_argument otherwise.
+result<url_parts> parse_url(std::string_view url);
+
+struct http_response {
+    int status = 0;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+    std::string_view header(std::string_view name) const noexcept;  // case-insensitive; "" when absent
+};
+
+struct outbound_request {
+    std::string method = "GET";
+    std::string url;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+};
+
+struct exchange {
+    std::optional<http_response> response;  // set when a complete response arrived
+    bool sent = false;                      // false: the request provably never left (connect failed)
+    std::string error;                      // why there is no response
+};
+
+struct client_options {
+    std::chrono::milliseconds connect_timeout{3000};
+    std::chrono::milliseconds exchange_timeout{10000};  // write + read of one request
+    std::size_t max_body_bytes = 1 << 20;
+    std::size_t max_idle_per_host = 16;
+    std::string user_agent = "wxrecon/" WXRECON_VERSION;
+};
+
+class http_client {
+public:
+    http_client(boost::asio::any_io_executor ex, client_options options = {});
+    ~http_client();
+    http_client(const http_client&) = delete;
+    http_client& operator=(const http_client&) = delete;
+
+    // Sends one request; a reused connection that turns out closed is retried once on a fresh one
+    // (only when nothing of the response was read, so the server did not act on it twice).
+    boost::asio::awaitable<exchange> send(outbound_request request);
+    // Drops idle connections (they close when the client is destroyed anyway).
+    void close_idle();
+
+private:
+    struct connection;
+
+    boost::asio::any_io_executor executor_;
+    client_options options_;
+    std::map<std::string, std::vector<std::unique_ptr<connection>>> idle_;  // "host:port" -> idle connections
+};
+
+}  // namespace wxrecon::net
