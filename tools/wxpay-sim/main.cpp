@@ -1,0 +1,200 @@
+// wxpay-sim: a local WeChat Pay for trying and testing wxrecon without a
+// merchant account. `keys` writes key material, `serve` runs the simulator.
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "sim_keys.hpp"
+#include "sim_server.hpp"
+
+namespace {
+
+using namespace wxrecon;
+
+constexpr const char* usage = R"(usage: wxpay-sim keys --out DIR [--merchants N] [--api-base URL]
+       wxpay-sim serve --keys DIR [options]
+       wxpay-sim --help | --version
+
+keys: writes a consistent key set per merchant into DIR (which must not hold a sim.toml yet):
+  DIR/<mchid>/apiclient_key.pem, apiclient_cert.pem    merchant API key and certificate (its serial signs requests)
+  DIR/<mchid>/wechatpay_platform_{key,cert}.pem        WeChat Pay platform certificate (5 years) and its key
+  DIR/<mchid>/wechatpay_pub_key.pem                    WeChat Pay public key (id PUB_KEY_ID_...); the simulator
+  DIR/<mchid>/wechatpay_pub_key_private.pem            keeps the private half
+  DIR/<mchid>/apiv3.key, apiv2.key, app_secret         APIv3 key (32 bytes), APIv2 key (32 chars), AppSecret
+  DIR/ca/                                              the simulator's CA and a localhost server certificate
+  DIR/sim.toml                                         the simulator's view of the merchants
+  DIR/wxrecond-merchants.toml                          matching [[merchants]] blocks for wxrecond.toml
+  --merchants N     how many merchants, 1..99 (default 1); they cycle through APIv3 + public key, APIv2,
+                    APIv3 + platform certificate, APIv3 + both keys (migration)
+  --api-base URL    the simulator's address written into the wxrecond blocks (default http://127.0.0.1:8480)
+
+serve options:
+  --keys DIR            the key set written by `keys` (required)
+  --listen HOST:PORT    where to listen (default 127.0.0.1:8480; port 0 picks a free one)
+  --seed N              seed for every random decision: faults, protocol variants, ids (default 1)
+  --time-scale X        multiplies WeChat's retry schedule and injected delays (default 1; 0.001 runs the
+                        24-hour schedule in 86 s)
+  --faults JSON         initial faults for every merchant, as for POST /sim/faults
+  --concurrency N       notification POSTs in flight at once (default 64)
+  --signing-threads N   threads that sign responses and notifications (default 2)
+  --max-orders N        orders kept (default 2000000)
+  --max-deliveries N    delivery log entries kept (default 1000000)
+  On start it prints "wxpay-sim listening on HOST:PORT" on stdout. SIGTERM or SIGINT stop it.
+
+WeChat Pay endpoints (signed like the real service):
+  APIv3  POST /v3/pay/transactions/jsapi, GET /v3/pay/transactions/out-trade-no/{no}?mchid=,
+         GET /v3/pay/transactions/id/{id}?mchid=, POST /v3/pay/transactions/out-trade-no/{no}/close,
+         POST /v3/refund/domestic/refunds, GET /v3/refund/domestic/refunds/{no}, GET /v3/certificates
+  APIv2  POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /secapi/pay/refund, /pay/refundquery
+  login  GET /sns/jscode2session?appid=&secret=&js_code=&grant_type=authorization_code
+
+Control API (JSON, no authentication: bind it to loopback):
+  POST /sim/orders          {"mchid","out_trade_no","amount","notify_url"[,"api_version","sign_type",
+                             "expire_seconds","openid","description"]}  an order as if prepay had placed it
+  POST /sim/pay             {"mchid","out_trade_no"[,"amount"]}  the user pays (the full amount unless
+                             given) and the notification goes out on the retry schedule
+  POST /sim/expire          {"mchid","out_trade_no"}  the payment window ends now (the order is CLOSED)
+  POST /sim/refund          {"mchid","out_trade_no"[,"amount","out_refund_no","status","notify_url"]}
+                             refund the rest (or amount) ending in SUCCESS, ABNORMAL or CLOSED, notified
+  POST /sim/faults          {["mchid",]"drop","duplicate","concurrent","delay","delay_ms","reorder",
+                             "reorder_window_ms","query_429","query_500","query_slow","slow_ms",
+                             "bad_response_signature","forged","probe","rotate_certificate_after"}
+                             rates are 0..1; without mchid every merchant; leaving a key out keeps it
+  POST /sim/rotate-certificate {"mchid"}  a new platform certificate signs from now on
+  POST /sim/login-code      {"appid"[,"user"]}  a js_code for jscode2session (the same user, the same openid)
+  GET  /sim/ledger          every order and refund with its true state, amounts and ids
+  GET  /sim/deliveries?since=ID&limit=N  the delivery log: every copy, its faults and attempts
+  GET  /sim/stats           counts of orders, deliveries, acknowledgements, pending deliveries
+  GET  /sim/merchants       merchants with their key mode, faults and protocol variants
+)";
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+int fail(const std::string& message) {
+    std::fprintf(stderr, "wxpay-sim: %s\n", message.c_str());
+    return 2;
+}
+
+int run_keys(int argc, char** argv) {
+    sim::keygen_options o;
+    o.now = unix_now();
+    for (int i = 2; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (i + 1 >= argc) return fail("missing value after " + arg);
+        const std::string value = argv[++i];
+        if (arg == "--out") o.out = value;
+        else if (arg == "--merchants") {
+            try {
+                o.merchants = std::stoi(value);
+            } catch (const std::exception&) {
+                return fail("--merchants must be a number");
+            }
+        } else if (arg == "--api-base") o.api_base = value;
+        else return fail("unknown option " + arg);
+    }
+    if (o.out.empty()) return fail("keys needs --out DIR");
+    auto written = sim::write_key_set(o);
+    if (!written) return fail(written.err().message);
+    for (const auto& m : written->merchants)
+        std::printf("merchant %s appid %s api %s keys %s public key id %s platform serial %s\n", m.mchid.c_str(),
+                    m.appid.c_str(), m.version == sim::api_version::v3 ? "v3" : "v2",
+                    std::string(sim::to_string(m.mode)).c_str(), m.public_key_id.c_str(),
+                    m.certificates.back().serial.c_str());
+    std::printf("wrote %s/sim.toml and %s/wxrecond-merchants.toml\n", o.out.c_str(), o.out.c_str());
+    return 0;
+}
+
+int run_serve(int argc, char** argv) {
+    sim::sim_options o;
+    std::string keys_dir;
+    std::string faults;
+    try {
+        for (int i = 2; i < argc; ++i) {
+            const std::string arg = argv[i];
+            if (i + 1 >= argc) return fail("missing value after " + arg);
+            const std::string value = argv[++i];
+            if (arg == "--keys") keys_dir = value;
+            else if (arg == "--listen") o.listen = value;
+            else if (arg == "--seed") o.seed = std::stoull(value);
+            else if (arg == "--time-scale") o.time_scale = std::stod(value);
+            else if (arg == "--faults") faults = value;
+            else if (arg == "--concurrency") o.delivery_concurrency = std::stoi(value);
+            else if (arg == "--signing-threads") o.signing_threads = std::stoi(value);
+            else if (arg == "--max-orders") o.max_orders = std::stoull(value);
+            else if (arg == "--max-deliveries") o.max_deliveries = std::stoull(value);
+            else return fail("unknown option " + arg);
+        }
+    } catch (const std::exception&) {
+        return fail("an option value is not a number");
+    }
+    if (keys_dir.empty()) return fail("serve needs --keys DIR (write one with `wxpay-sim keys --out DIR`)");
+    if (!(o.time_scale > 0 && o.time_scale <= 1000)) return fail("--time-scale must be in (0, 1000]");
+    if (o.delivery_concurrency < 1 || o.signing_threads < 1 || o.signing_threads > 64)
+        return fail("--concurrency and --signing-threads must be positive (signing threads at most 64)");
+    auto keys = sim::load_key_set(keys_dir);
+    if (!keys) return fail(keys.err().message);
+    if (!faults.empty()) {
+        sim::fault_config probe;
+        if (auto applied = sim::apply_fault_json(faults, probe); !applied) return fail(applied.err().message);
+    }
+
+    boost::asio::io_context io(1);
+    sim::simulator simulator(io, std::move(*keys), o);
+    try {
+        simulator.start();
+    } catch (const std::exception& e) {
+        return fail(std::string("cannot listen on ") + o.listen + ": " + e.what());
+    }
+    if (!faults.empty()) {
+        wxrecon::inbound_request set;
+        set.method = "POST";
+        set.target = set.path = "/sim/faults";
+        set.body = faults;
+        boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> { co_await simulator.handle(set); },
+                              boost::asio::detached);
+    }
+    const auto ep = simulator.endpoint();
+    std::printf("wxpay-sim listening on %s:%u\n", ep.address().to_string().c_str(), ep.port());
+    std::fflush(stdout);
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code& ec, int) {
+        if (ec) return;
+        boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> {
+            co_await simulator.shutdown();
+            io.stop();
+        }, boost::asio::detached);
+    });
+    io.run();
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string command = argc > 1 ? argv[1] : "";
+    if (command == "--help" || command == "-h" || command.empty()) {
+        std::fputs(usage, command.empty() ? stderr : stdout);
+        return command.empty() ? 2 : 0;
+    }
+    if (command == "--version") {
+        std::printf("wxpay-sim %s\n", WXRECON_VERSION);
+        return 0;
+    }
+    try {
+        if (command == "keys") return run_keys(argc, argv);
+        if (command == "serve") return run_serve(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "wxpay-sim: %s\n", e.what());
+        return 1;
+    }
+    std::fprintf(stderr, "wxpay-sim: unknown command \"%s\"\n%s", command.c_str(), usage);
+    return 2;
+}

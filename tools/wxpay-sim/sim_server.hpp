@@ -1,0 +1,165 @@
+// wxpay-sim's server: the APIv3 and APIv2 endpoints a merchant calls, the
+// mini-program login exchange, the /sim control API, and the notifier that
+// delivers payment and refund notifications on WeChat's retry schedule with
+// the configured faults. One event-loop thread owns all state; RSA signing
+// runs on a small thread pool.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "base/http_message.hpp"
+#include "net/http_client.hpp"
+#include "net/http_server.hpp"
+#include "sim_faults.hpp"
+#include "sim_keys.hpp"
+#include "sim_model.hpp"
+
+namespace wxrecon::sim {
+
+struct sim_options {
+    std::string listen = "127.0.0.1:8480";
+    std::uint64_t seed = 1;
+    double time_scale = 1.0;            // multiplies the retry schedule and injected delays
+    std::size_t max_orders = 2'000'000;
+    std::size_t max_deliveries = 1'000'000;  // delivery log entries kept (oldest finished ones go first)
+    int delivery_concurrency = 64;      // notification POSTs in flight at once
+    int signing_threads = 2;
+    std::chrono::milliseconds notify_timeout{5000};  // WeChat gives the merchant 5 s
+};
+
+// §3.7: after the first attempt, re-sent at these intervals (15 attempts over 24 h 4 min).
+inline constexpr std::int64_t retry_schedule_seconds[] = {15,   15,    30,    180,   600,   1200,  1800, 1800,
+                                                          1800, 3600,  10800, 10800, 10800, 21600, 21600};
+
+struct delivery_attempt {
+    int number = 0;
+    std::int64_t at_ms = 0;   // since the simulator started
+    int status = 0;           // HTTP status, 0 when there was none
+    std::string outcome;      // "acknowledged", "refused", or what went wrong
+};
+
+struct delivery {
+    std::uint64_t id = 0;
+    std::string mchid;
+    std::string out_trade_no;
+    std::string out_refund_no;
+    std::string event_type;        // TRANSACTION.SUCCESS, REFUND.SUCCESS …
+    std::string notification_id;   // the APIv3 envelope id (the same on every copy and retry)
+    std::string kind;              // genuine, duplicate, concurrent, forged, probe
+    std::string url;
+    api_version version = api_version::v3;
+    std::string serial;            // the key that signs it (APIv3)
+    bool dropped = false;
+    std::int64_t first_delay_ms = 0;
+    std::vector<delivery_attempt> attempts;
+    bool acknowledged = false;
+    bool finished = false;
+    // What is sent: the business object (APIv3 JSON or the APIv2 fields, signed afresh per attempt).
+    std::string plaintext;
+    protocol::v2::fields v2_fields;
+    bool refund = false;
+    std::string refund_status;     // refunds: SUCCESS / ABNORMAL / CLOSED
+};
+
+class simulator {
+public:
+    simulator(boost::asio::io_context& io, sim_keys keys, sim_options options);
+    ~simulator();
+
+    void start();
+    boost::asio::ip::tcp::endpoint endpoint() const;
+    // Stops listening and sending; pending deliveries are abandoned.
+    boost::asio::awaitable<void> shutdown();
+
+    // The HTTP entry point (also used by tests without a socket).
+    boost::asio::awaitable<reply> handle(inbound_request& request);
+
+private:
+    struct merchant_state {
+        sim_merchant* keys = nullptr;
+        fault_config faults;
+        protocol_variants variants;
+        std::uint64_t notifications = 0;   // sent, for certificate rotation
+        std::uint64_t api_calls = 0;       // for per-call fault draws
+    };
+
+    // Routes
+    boost::asio::awaitable<reply> handle_v3(inbound_request& request);
+    boost::asio::awaitable<reply> handle_v2(inbound_request& request);
+    reply handle_login(const inbound_request& request);
+    boost::asio::awaitable<reply> handle_control(inbound_request& request);
+
+    // APIv3 operations, after the Authorization check; return status and JSON body.
+    std::pair<int, std::string> v3_prepay(merchant_state& m, std::string_view body);
+    std::pair<int, std::string> v3_query(merchant_state& m, const inbound_request& request);
+    std::pair<int, std::string> v3_close(merchant_state& m, std::string_view out_trade_no, std::string_view body);
+    std::pair<int, std::string> v3_refund(merchant_state& m, std::string_view body);
+    std::pair<int, std::string> v3_refund_query(merchant_state& m, std::string_view out_refund_no);
+    std::pair<int, std::string> v3_certificates(merchant_state& m);
+    std::pair<int, std::string> v3_not_found(merchant_state& m);
+    boost::asio::awaitable<reply> v3_signed(merchant_state& m, const inbound_request& request, int status,
+                                            std::string body);
+
+    protocol::v2::fields v2_dispatch(merchant_state& m, std::string_view path, const protocol::v2::fields& in,
+                                     protocol::v2::sign_type type);
+
+    // Control API
+    reply control_create_order(std::string_view body);
+    reply control_pay(std::string_view body);
+    reply control_expire(std::string_view body);
+    reply control_refund(std::string_view body);
+    reply control_faults(std::string_view body);
+    reply control_rotate(std::string_view body);
+    reply control_deliveries(const inbound_request& request) const;
+    reply control_stats() const;
+    reply control_login_code(std::string_view body);
+
+    // Notifications
+    void notify_payment(merchant_state& m, const order_record& o);
+    void notify_refund(merchant_state& m, const order_record& o, const refund_record& r);
+    void plan(merchant_state& m, delivery base);
+    delivery& add_delivery(delivery d);
+    delivery* find_delivery(std::uint64_t id);
+    void schedule(std::uint64_t id, std::chrono::milliseconds after);
+    boost::asio::awaitable<void> run_attempt(std::uint64_t id, std::chrono::milliseconds after);
+    void rotate_certificate(merchant_state& m);
+    std::string pick_serial(merchant_state& m, std::string_view decision_key);
+
+    merchant_state* merchant(std::string_view mchid);
+    std::int64_t now() const;
+    std::int64_t elapsed_ms() const;
+    std::chrono::milliseconds scaled(std::int64_t ms) const;
+    bool draw(std::string_view what, std::string_view subject, std::uint64_t n, double rate) const;
+
+    boost::asio::io_context& io_;
+    sim_keys keys_;
+    sim_options options_;
+    ledger_model model_;
+    std::map<std::string, merchant_state, std::less<>> merchants_;
+    std::unique_ptr<net::http_server> server_;
+    std::unique_ptr<net::http_client> client_;
+    boost::asio::thread_pool signers_;
+    crypto::private_key forger_key_;   // a key WeChat does not have: what forged notifications are signed with
+    std::deque<delivery> deliveries_;
+    std::uint64_t first_delivery_id_ = 1;
+    std::uint64_t next_delivery_id_ = 1;
+    int in_flight_ = 0;
+    boost::asio::steady_timer slot_freed_;
+    std::map<std::string, std::pair<std::string, bool>> login_codes_;  // js_code -> (openid, used)
+    std::chrono::steady_clock::time_point started_;
+    bool stopping_ = false;
+};
+
+}  // namespace wxrecon::sim
