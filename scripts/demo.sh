@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The demo: builds wxrecond and wxrecon-send, starts a throwaway PostgreSQL and a
-# daemon with throwaway keys, plays WeChat Pay's notifier against it (payments,
-# a duplicate, mismatches, a refund, a forgery, a probe, an APIv2 payment) and
-# shows what landed in the ledger. Everything it creates is removed on exit.
+# The demo: builds wxrecond and wxpay-sim, starts a throwaway PostgreSQL, the
+# simulator (an APIv3 and an APIv2 merchant, with lost, duplicated and forged
+# notifications and signature probes switched on) and the daemon; pays orders
+# at the simulator and shows what landed in the ledger against the simulator's
+# truth. Everything it creates is removed on exit.
 #   WXRECON_BUILD_DIR   build directory (default: build)
 #   WXRECON_BUILD_JOBS  parallel compile jobs (default: all cores)
 set -euo pipefail
@@ -14,7 +15,7 @@ source "$root/scripts/pg-cluster.sh"
 say() { printf '\n== %s\n' "$*"; }
 die() { echo "demo: $*" >&2; exit 1; }
 
-work="" daemon_pid=""
+work="" daemon_pid="" sim_pid=""
 cleanup() {
   local status=$?
   if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
@@ -23,6 +24,7 @@ cleanup() {
     kill -KILL "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
   fi
+  if [ -n "$sim_pid" ]; then kill -TERM "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; fi
   if [ "$status" -ne 0 ] && [ -n "$work" ] && [ -s "$work/wxrecond.log" ]; then
     echo "demo: failed; last lines of the daemon log:" >&2
     tail -n 40 "$work/wxrecond.log" >&2
@@ -36,24 +38,23 @@ trap 'exit 143' TERM
 
 "$root/scripts/bootstrap.sh"
 
-say "building wxrecond and wxrecon-send in $build (minutes on the first run; output shown on failure)"
+say "building wxrecond and wxpay-sim in $build (minutes on the first run; output shown on failure)"
 build_log=$(mktemp "${TMPDIR:-/tmp}/wxrecon-demo-build.XXXXXX")
 if ! { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
-       cmake --build "$build" --target wxrecond wxrecon-send -j "${WXRECON_BUILD_JOBS:-$(nproc)}"; } \
+       cmake --build "$build" --target wxrecond wxpay-sim -j "${WXRECON_BUILD_JOBS:-$(nproc)}"; } \
      >"$build_log" 2>&1; then
   tail -n 60 "$build_log" >&2
   rm -f "$build_log"
   die "build failed"
 fi
 rm -f "$build_log"
-wxrecond="$build/wxrecond" send_bin="$build/wxrecon-send"
+wxrecond="$build/wxrecond" sim="$build/wxpay-sim"
 
 pg_cluster_start
 psql_() { psql "$WXRECON_TEST_PG_URL" -X -q -P pager=off "$@"; }
 
 umask 077  # keys and config are readable by their owner only
 work=$(mktemp -d "${TMPDIR:-/tmp}/wxrecon-demo.XXXXXX")
-mkdir "$work/keys"
 
 # The first free loopback port from $1 on; callers use disjoint ranges.
 free_port() {
@@ -63,25 +64,16 @@ free_port() {
   done
   die "no free port in $1..$(($1 + 200))"
 }
-# n random characters from [A-Za-z0-9].
-alnum() { local s; s=$(openssl rand -base64 96 | tr -dc 'A-Za-z0-9'); printf '%s' "${s:0:$1}"; }
-
-say "generating throw-away keys in $work/keys"
-keys="$work/keys"
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$keys/apiclient_key.pem" 2>/dev/null
-openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$keys/wechatpay_private.pem" 2>/dev/null
-openssl pkey -in "$keys/wechatpay_private.pem" -pubout -out "$keys/pub_key.pem"
-alnum 32 >"$keys/apiv3.key"
-alnum 32 >"$keys/apiv2.key"
-merchant_serial=$(openssl rand -hex 20 | tr a-f A-F)
-pub_key_id=PUB_KEY_ID_0119000001092026112600000001
-mchid=1900000109 appid=wxd678efh567hg6787
-ls -l "$keys"
-
 server_port=$(free_port 18080)
 admin_port=$(free_port 19476)
+sim_port=$(free_port 18480)
+
+say "wxpay-sim keys: two merchants (APIv3 with the WeChat Pay public key, APIv2)"
+"$sim" keys --out "$work/keys" --merchants 2 --api-base "http://127.0.0.1:$sim_port"
+v3=1900000101 v2=1900000102
+
 cat >"$work/wxrecond.toml" <<TOML
-# Written by scripts/demo.sh; paths are relative to this file.
+# Written by scripts/demo.sh; the [[merchants]] blocks come from wxpay-sim keys.
 [server]
 listen = "127.0.0.1:$server_port"
 shutdown_grace = "5s"
@@ -91,93 +83,106 @@ listen = "127.0.0.1:$admin_port"
 
 [database]
 url = "$WXRECON_TEST_PG_URL"
-
-[[merchants]]
-mchid = "$mchid"
-appid = "$appid"
-api_version = "v3"
-api_base = "http://127.0.0.1:1"          # nothing listens there: the demo plays WeChat Pay itself
-apiv3_key_file = "keys/apiv3.key"
-apiv2_key_file = "keys/apiv2.key"
-merchant_private_key_file = "keys/apiclient_key.pem"
-merchant_cert_serial = "$merchant_serial"
-wechatpay_public_key_file = "keys/pub_key.pem"
-wechatpay_public_key_id = "$pub_key_id"
 TOML
+cat "$work/keys/wxrecond-merchants.toml" >>"$work/wxrecond.toml"
 
 say "wxrecond check-config"
 "$wxrecond" --config "$work/wxrecond.toml" check-config
 
-say "starting wxrecond serve (server 127.0.0.1:$server_port, admin 127.0.0.1:$admin_port)"
+say "starting wxpay-sim (retry schedule compressed 1000x) and wxrecond serve"
+"$sim" serve --keys "$work/keys" --listen "127.0.0.1:$sim_port" --seed 7 --time-scale 0.001 \
+  >"$work/wxpay-sim.log" 2>&1 &
+sim_pid=$!
 "$wxrecond" --config "$work/wxrecond.toml" serve >"$work/wxrecond.log" 2>&1 &
 daemon_pid=$!
-admin="http://127.0.0.1:$admin_port"
+admin="http://127.0.0.1:$admin_port" simurl="http://127.0.0.1:$sim_port"
 for i in $(seq 100); do
-  curl -fsS -o /dev/null "$admin/readyz" 2>/dev/null && break
+  curl -fsS -o /dev/null "$admin/readyz" 2>/dev/null && curl -fsS -o /dev/null "$simurl/sim/stats" 2>/dev/null && break
   kill -0 "$daemon_pid" 2>/dev/null || die "wxrecond exited during start"
-  [ "$i" -lt 100 ] || die "wxrecond not ready after 20 s: $(curl -s "$admin/readyz" || true)"
+  kill -0 "$sim_pid" 2>/dev/null || die "wxpay-sim exited during start: $(cat "$work/wxpay-sim.log")"
+  [ "$i" -lt 100 ] || die "not ready after 20 s: $(curl -s "$admin/readyz" || true)"
   sleep 0.2
 done
-echo "ready: $(curl -s "$admin/readyz")"
+echo "wxrecond ready: $(curl -s "$admin/readyz")"
+control() { curl -fsS "$simurl$1" -d "$2"; echo; }
 
-say "registering three orders by SQL"
-psql_ -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid) VALUES
-  ('$mchid', 'DEMO-0001', 100, '$appid'),
-  ('$mchid', 'DEMO-0002', 200, '$appid'),
-  ('$mchid', 'DEMO-0003', 300, '$appid')"
-echo "DEMO-0001 100 fen, DEMO-0002 200 fen, DEMO-0003 300 fen"
+say "registering 20 orders per merchant by SQL (DEMO-V3-1..20 and DEMO-V2-1..20, 100 fen each)"
+psql_ -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total)
+          SELECT '$v3', 'DEMO-V3-' || g, 100 FROM generate_series(1, 20) g
+          UNION ALL SELECT '$v2', 'DEMO-V2-' || g, 100 FROM generate_series(1, 20) g"
 
-# send EXPECTED_STATUS EXPLANATION wxrecon-send-command-and-options...
-unexpected=0
-send() {
-  local expect=$1 why=$2 out
-  shift 2
-  echo
-  echo "-- $why"
-  out=$("$send_bin" --url "http://127.0.0.1:$server_port" --mchid "$mchid" --appid "$appid" \
-          --apiv3-key-file "$keys/apiv3.key" --wechatpay-key-file "$keys/wechatpay_private.pem" \
-          --serial "$pub_key_id" "$@")
-  echo "$out"
-  case "$out" in
-    *"-> HTTP $expect"*) ;;
-    *) echo "   UNEXPECTED: wanted HTTP $expect"; unexpected=$((unexpected + 1)) ;;
-  esac
-}
-# WeChat-style 28-digit transaction ids; the first payment's ids are reused for its duplicate and refund.
-transaction_id() { printf '420000000%s%s%010d' "$1" "$(date +%Y%m%d)" $((RANDOM * 32768 + RANDOM)); }
-tx1=$(transaction_id 1)
-id1=$(cat /proc/sys/kernel/random/uuid)
+say "the same orders at the simulator, as if placed by prepay, with their notify_url"
+control /sim/orders "{\"mchid\":\"$v3\",\"prefix\":\"DEMO-V3-\",\"count\":20,\"amount\":100,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v3/notify/$v3\"}"
+control /sim/orders "{\"mchid\":\"$v2\",\"prefix\":\"DEMO-V2-\",\"count\":20,\"amount\":100,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v2/notify/$v2\"}"
+control /sim/orders "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-UNKNOWN-1\",\"amount\":500,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v3/notify/$v3\"}"
 
-say "playing WeChat Pay"
-send 204 "DEMO-0001 paid in full (100 fen): accepted, the order becomes SUCCESS" \
-  payment --out-trade-no DEMO-0001 --total 100 --transaction-id "$tx1" --id "$id1"
-send 204 "the same notification again, as WeChat Pay retries: a duplicate, nothing changes" \
-  payment --out-trade-no DEMO-0001 --total 100 --transaction-id "$tx1" --id "$id1"
-send 204 "DEMO-0002 paid 150 fen instead of 200: applied, and an amount_mismatch discrepancy" \
-  payment --out-trade-no DEMO-0002 --total 150
-send 204 "money for DEMO-0404, an order nobody registered: applied, origin notify, unknown_order" \
-  payment --out-trade-no DEMO-0404 --total 500
-send 204 "DEMO-0001 refunded 30 of 100 fen: the refund is recorded, the order becomes REFUND" \
-  refund --out-trade-no DEMO-0001 --out-refund-no DEMO-0001-R1 --refund 30 --total 100 --status SUCCESS \
-  --transaction-id "$tx1"
-send 401 "a payment for DEMO-0003 signed with somebody else's key: refused, a rejected row" \
-  forged --out-trade-no DEMO-0003 --total 300
-send 401 "WeChat Pay's signature probe (WECHATPAY/SIGNTEST/...): refused, reason probe" \
-  probe --out-trade-no DEMO-0003 --total 300
-send 200 "DEMO-0003 paid through the APIv2 notification (XML, MD5 sign): accepted" \
-  v2-payment --apiv2-key-file "$keys/apiv2.key" --out-trade-no DEMO-0003 --total 300 \
-  --transaction-id "$(transaction_id 3)"
+say "faults on: 20% of notifications lost, 20% duplicated, 10% sent twice at once, reordering, 10% forged, 10% probes"
+control /sim/faults '{"drop":0.2,"duplicate":0.2,"concurrent":0.1,"reorder":true,"reorder_window_ms":300,"forged":0.1,"probe":0.1}'
 
-say "wxrecon.orders"
-psql_ -c "SELECT mchid, out_trade_no, state, amount_total, payer_total, state_source, origin
-          FROM wxrecon.orders ORDER BY out_trade_no"
-say "wxrecon.payment_events"
-psql_ -c "SELECT id, out_trade_no, source, event_type, trade_state, refund_status, amount_total
-          FROM wxrecon.payment_events ORDER BY id"
+say "users pay: all 40 orders (DEMO-V3-2 pays 80 fen instead of 100), and an order nobody registered"
+control /sim/pay "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-V3-2\",\"amount\":80}" >/dev/null
+control /sim/pay "{\"mchid\":\"$v3\",\"prefix\":\"DEMO-V3-\",\"first\":3,\"count\":18}" >/dev/null
+control /sim/pay "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-V3-1\"}" >/dev/null
+control /sim/pay "{\"mchid\":\"$v2\",\"prefix\":\"DEMO-V2-\",\"count\":20}" >/dev/null
+control /sim/pay "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-UNKNOWN-1\"}" >/dev/null
+echo "paid"
+say "a refund of 30 fen on DEMO-V3-1 and one on DEMO-V2-1"
+control /sim/faults '{"drop":0,"duplicate":0,"concurrent":0,"forged":0,"probe":0}' >/dev/null
+control /sim/refund "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-V3-1\",\"amount\":30}"
+control /sim/refund "{\"mchid\":\"$v2\",\"out_trade_no\":\"DEMO-V2-1\",\"amount\":30,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v2/refund-notify/$v2\"}"
+
+say "waiting for the simulator's deliveries (retries included) to finish"
+for i in $(seq 300); do
+  stats=$(curl -fsS "$simurl/sim/stats")
+  case "$stats" in *'"pending":0,'*) break ;; esac
+  [ "$i" -lt 300 ] || die "deliveries still pending: $stats"
+  sleep 0.2
+done
+echo "$stats"
+
+say "wxrecon.orders by state (lost notifications leave orders NOTPAY until the poller of a later release queries them)"
+psql_ -c "SELECT mchid, state, count(*), sum(payer_total) AS paid_fen FROM wxrecon.orders GROUP BY 1, 2 ORDER BY 1, 2"
+say "wxrecon.payment_events by source and type"
+psql_ -c "SELECT source, event_type, count(*) FROM wxrecon.payment_events GROUP BY 1, 2 ORDER BY 1, 2"
 say "wxrecon.discrepancies"
-psql_ -c "SELECT out_trade_no, kind, resolved_at FROM wxrecon.discrepancies ORDER BY id"
-say "wxrecon.rejected_notifications"
-psql_ -c "SELECT id, reason, mchid FROM wxrecon.rejected_notifications ORDER BY id"
+psql_ -c "SELECT mchid, out_trade_no, kind, detail FROM wxrecon.discrepancies ORDER BY id"
+say "wxrecon.rejected_notifications by reason (forgeries and probes)"
+psql_ -c "SELECT reason, count(*) FROM wxrecon.rejected_notifications GROUP BY 1 ORDER BY 1"
+
+say "the ledger against the simulator's delivery log and truth"
+curl -fsS "$simurl/sim/deliveries?limit=100000" >"$work/deliveries.json"
+curl -fsS "$simurl/sim/ledger" >"$work/truth.json"
+psql_ -At -F ' ' -c "SELECT mchid, out_trade_no, state, coalesce(transaction_id, ''), coalesce(payer_total, 0)
+                     FROM wxrecon.orders" >"$work/ledger.txt"
+python3 - "$work/deliveries.json" "$work/truth.json" "$work/ledger.txt" <<'PY'
+import json, sys
+deliveries = json.load(open(sys.argv[1]))["deliveries"]
+truth = {(o["mchid"], o["out_trade_no"]): o for o in json.load(open(sys.argv[2]))["orders"]}
+ledger = {}
+for line in open(sys.argv[3]):
+    mchid, no, state, tid, paid = (line.rstrip("\n").split(" ") + [""] * 5)[:5]
+    ledger[(mchid, no)] = (state, tid, int(paid or 0))
+acked = {}
+for d in deliveries:
+    if d["event_type"] != "TRANSACTION.SUCCESS" or d["kind"] in ("forged", "probe"):
+        continue
+    key = (d["mchid"], d["out_trade_no"])
+    acked[key] = acked.get(key, False) or d["acknowledged"]
+agree = disagree = 0
+for key, was_acked in sorted(acked.items()):
+    state, tid, paid = ledger.get(key, ("missing", "", 0))
+    paid_here = state in ("SUCCESS", "REFUND")
+    ok = paid_here == was_acked and (not paid_here or (tid == truth[key]["transaction_id"] and paid == truth[key]["payer_total"]))
+    agree += ok
+    disagree += not ok
+    if not ok:
+        print("DISAGREE", key, "ledger", (state, tid, paid), "acknowledged", was_acked)
+lost = sum(1 for v in acked.values() if not v)
+print(f"{len(acked)} paid orders: {len(acked) - lost} notified and in the ledger with WeChat's ids and amounts, "
+      f"{lost} never notified (all copies lost); {agree} agree, {disagree} disagree")
+sys.exit(1 if disagree else 0)
+PY
+
 say "metrics: wxrecon_notifications_total"
 curl -s "$admin/metrics" | grep '^wxrecon_notifications_total' || echo "(none)"
 
@@ -187,8 +192,6 @@ daemon_status=0
 wait "$daemon_pid" || daemon_status=$?
 daemon_pid=""
 echo "wxrecond exited with status $daemon_status"
-
-[ "$unexpected" -eq 0 ] || die "$unexpected notification(s) got an unexpected reply (see UNEXPECTED above)"
 [ "$daemon_status" -eq 0 ] || die "wxrecond exited with status $daemon_status after SIGTERM"
 echo
 echo "demo: done"

@@ -147,7 +147,9 @@ http_response exchange(unsigned short port, http::request<http::string_body> req
     http::read(stream, buffer, parser);
     beast::error_code ec;
     stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
-    return {static_cast<int>(parser.get().result_int()), parser.get().body()};
+    http_response out{static_cast<int>(parser.get().result_int()), parser.get().body(), {}};
+    for (const auto& h : parser.get()) out.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
+    return out;
 }
 
 }  // namespace
@@ -155,6 +157,20 @@ http_response exchange(unsigned short port, http::request<http::string_body> req
 http_response http_post(unsigned short port, const std::string& target,
                         const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body) {
     http::request<http::string_body> req{http::verb::post, target, 11};
+    for (const auto& [k, v] : headers) req.set(k, v);
+    req.body() = body;
+    return exchange(port, std::move(req));
+}
+
+std::string http_response::header(const std::string& name) const {
+    for (const auto& [k, v] : headers)
+        if (boost::beast::iequals(k, name)) return v;
+    return {};
+}
+
+http_response http_request(unsigned short port, const std::string& method, const std::string& target,
+                           const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body) {
+    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;
     return exchange(port, std::move(req));

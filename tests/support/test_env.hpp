@@ -70,7 +70,12 @@ private:
 struct http_response {
     int status = 0;
     std::string body;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string header(const std::string& name) const;  // case-insensitive; "" when absent
 };
+http_response http_request(unsigned short port, const std::string& method, const std::string& target,
+                           const std::vector<std::pair<std::string, std::string>>& headers = {},
+                           const std::string& body = {});
 http_response http_post(unsigned short port, const std::string& target,
                         const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body);
 http_response http_get(unsigned short port, const std::string& target);

@@ -22,25 +22,7 @@ using domain::refund_status;
 using domain::trade_state;
 namespace v2 = protocol::v2;
 
-namespace {
-
-// Runs f on the signing pool and resumes the caller on its own executor.
-template <class F>
-asio::awaitable<std::optional<std::invoke_result_t<F>>> on_pool(asio::thread_pool& pool, F f) {
-    using value = std::optional<std::invoke_result_t<F>>;
-    auto task = [f = std::move(f)]() -> asio::awaitable<value> { co_return value(f()); };
-    co_return co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
-}
-
-reply json_reply(int status, std::string body) { return reply{status, "application/json", std::move(body)}; }
-
-reply control_error(int status, std::string_view message) {
-    return json_reply(status, json_object().add("error", message).str());
-}
-
-reply v2_reply(const v2::fields& f) { return reply{200, "application/xml", v2::to_xml(f)}; }
-
-// A JSON object from a request body, or the reason it is not one.
+// A JSON object from a request body (control and APIv3 bodies), or the reason it is not one.
 struct json_body {
     simdjson::dom::parser parser;
     simdjson::dom::object object;
@@ -76,6 +58,24 @@ struct json_body {
     }
 };
 
+namespace {
+
+// Runs f on the signing pool and resumes the caller on its own executor.
+template <class F>
+asio::awaitable<std::optional<std::invoke_result_t<F>>> on_pool(asio::thread_pool& pool, F f) {
+    using value = std::optional<std::invoke_result_t<F>>;
+    auto task = [f = std::move(f)]() -> asio::awaitable<value> { co_return value(f()); };
+    co_return co_await asio::co_spawn(pool, std::move(task), asio::use_awaitable);
+}
+
+reply json_reply(int status, std::string body) { return reply{status, "application/json", std::move(body)}; }
+
+reply control_error(int status, std::string_view message) {
+    return json_reply(status, json_object().add("error", message).str());
+}
+
+reply v2_reply(const v2::fields& f) { return reply{200, "application/xml", v2::to_xml(f)}; }
+
 std::string query_param(std::string_view query, std::string_view name) {
     while (!query.empty()) {
         const auto amp = query.find('&');
@@ -105,7 +105,6 @@ simulator::simulator(asio::io_context& io, sim_keys keys, sim_options options)
       options_(std::move(options)),
       model_(options_.seed, options_.max_orders),
       signers_(static_cast<std::size_t>(std::max(1, options_.signing_threads))),
-      slot_freed_(io),
       started_(std::chrono::steady_clock::now()) {
     for (auto& m : keys_.merchants) {
         merchant_state s;
@@ -140,7 +139,8 @@ asio::ip::tcp::endpoint simulator::endpoint() const { return server_->local_endp
 
 asio::awaitable<void> simulator::shutdown() {
     stopping_ = true;
-    slot_freed_.cancel();
+    for (auto* waiter : slot_waiters_) waiter->cancel();
+    slot_waiters_.clear();
     if (server_) co_await server_->shutdown(std::chrono::milliseconds(500));
     client_->close_idle();
 }
@@ -295,7 +295,13 @@ std::pair<int, std::string> simulator::v3_prepay(merchant_state& m, std::string_
         r.expire_at = *t;
     }
     r.version = api_version::v3;
-    r.fingerprint = hex_lower(crypto::sha256(std::string(body)));
+    // Re-entry compares parameters, not bytes: the same fields in another order or spacing are the same request.
+    std::string fingerprint;
+    for (const auto* field : {&r.appid, &r.mchid, &r.description, &r.out_trade_no, &r.notify_url, &r.attach, &r.openid})
+        fingerprint += *field + '\x1f';
+    fingerprint += std::to_string(r.amount_total) + '\x1f' + j.nested_str("amount", "currency").value_or("CNY") + '\x1f' +
+                   j.str("time_expire").value_or("");
+    r.fingerprint = hex_lower(crypto::sha256(fingerprint));
     const auto result = model_.prepay(r, now());
     switch (result.code) {
         case outcome::ok: return {200, json_object().add("prepay_id", result.record->prepay_id).str()};
@@ -644,11 +650,9 @@ reply simulator::control_create_order(std::string_view body) {
     order_request r;
     r.mchid = m->keys->mchid;
     r.appid = m->keys->appid;
-    r.out_trade_no = j.str("out_trade_no").value_or("");
     r.amount_total = j.integer("amount").value_or(0);
     r.notify_url = j.str("notify_url").value_or("");
     r.description = j.str("description").value_or("wxpay-sim order");
-    r.openid = j.str("openid").value_or("o" + hex_lower(crypto::sha256(r.out_trade_no)).substr(0, 27));
     const std::string version = j.str("api_version").value_or(m->keys->version == api_version::v3 ? "v3" : "v2");
     if (version != "v3" && version != "v2") return control_error(400, "api_version must be v3 or v2");
     r.version = version == "v3" ? api_version::v3 : api_version::v2;
@@ -657,11 +661,26 @@ reply simulator::control_create_order(std::string_view body) {
     r.v2_sign = sign == "MD5" ? v2::sign_type::md5 : v2::sign_type::hmac_sha256;
     if (const auto seconds = j.integer("expire_seconds")) r.expire_at = now() + *seconds;
     if (!r.notify_url.starts_with("http://")) return control_error(400, "notify_url must be an http:// URL");
-    r.fingerprint = "control:" + r.out_trade_no;
-    const auto result = model_.prepay(r, now());
-    if (result.code != outcome::ok) return control_error(409, std::string(to_string(result.code)) + ": " + result.message);
-    return json_reply(result.created ? 201 : 200,
-                      json_object().add("out_trade_no", r.out_trade_no).add("prepay_id", result.record->prepay_id).str());
+    // One order, or a batch: prefix + first .. prefix + (first + count - 1).
+    const auto batch = order_batch(j);
+    if (!batch) return control_error(400, batch.err().message);
+    std::string prepay_id;
+    bool created = false;
+    for (const std::string& out_trade_no : *batch) {
+        r.out_trade_no = out_trade_no;
+        r.openid = j.str("openid").value_or("o" + hex_lower(crypto::sha256(out_trade_no)).substr(0, 27));
+        r.fingerprint = "control:" + out_trade_no;
+        const auto result = model_.prepay(r, now());
+        if (result.code != outcome::ok)
+            return control_error(409, out_trade_no + ": " + std::string(to_string(result.code)) + ": " + result.message);
+        prepay_id = result.record->prepay_id;
+        created = created || result.created;
+    }
+    return json_reply(created ? 201 : 200, json_object()
+                                               .add("orders", static_cast<std::int64_t>(batch->size()))
+                                               .add("out_trade_no", batch->back())
+                                               .add("prepay_id", prepay_id)
+                                               .str());
 }
 
 reply simulator::control_pay(std::string_view body) {
@@ -669,17 +688,38 @@ reply simulator::control_pay(std::string_view body) {
     if (!j.error.empty()) return control_error(400, j.error);
     merchant_state* m = merchant(j.str("mchid").value_or(""));
     if (m == nullptr) return control_error(404, "unknown mchid");
-    const std::string out_trade_no = j.str("out_trade_no").value_or("");
-    const auto result = model_.pay(m->keys->mchid, out_trade_no, j.integer("amount"), now());
-    if (result.code != outcome::ok) return control_error(409, std::string(to_string(result.code)) + ": " + result.message);
+    const auto batch = order_batch(j);
+    if (!batch) return control_error(400, batch.err().message);
     const std::uint64_t first = next_delivery_id_;
-    notify_payment(*m, *result.record);
-    return json_reply(200, json_object()
-                               .add("transaction_id", result.record->transaction_id)
-                               .add("paid", result.record->payer_total)
+    std::string transaction_ids = "[";
+    std::int64_t paid = 0;
+    for (const std::string& out_trade_no : *batch) {
+        const auto result = model_.pay(m->keys->mchid, out_trade_no, j.integer("amount"), now());
+        if (result.code != outcome::ok)
+            return control_error(409, out_trade_no + ": " + std::string(to_string(result.code)) + ": " + result.message);
+        transaction_ids += (transaction_ids.size() > 1 ? ",\"" : "\"") + result.record->transaction_id + "\"";
+        paid = result.record->payer_total;
+        notify_payment(*m, *result.record);
+    }
+    json_object out;
+    if (batch->size() == 1) out.add("transaction_id", transaction_ids.substr(2, transaction_ids.size() - 3)).add("paid", paid);
+    return json_reply(200, out.add_raw("transaction_ids", transaction_ids + "]")
                                .add("first_delivery", static_cast<std::int64_t>(first))
                                .add("deliveries", static_cast<std::int64_t>(next_delivery_id_ - first))
                                .str());
+}
+
+result<std::vector<std::string>> simulator::order_batch(const json_body& j) const {
+    if (const auto no = j.str("out_trade_no")) return std::vector<std::string>{*no};
+    const auto count = j.integer("count");
+    const std::string prefix = j.str("prefix").value_or("");
+    const std::int64_t first = j.integer("first").value_or(1);
+    if (!count || *count < 1 || *count > 100'000 || prefix.empty() || first < 0)
+        return make_error(errc::invalid_argument, "give out_trade_no, or prefix with count (1..100000) and optional first");
+    std::vector<std::string> out;
+    out.reserve(static_cast<std::size_t>(*count));
+    for (std::int64_t i = 0; i < *count; ++i) out.push_back(prefix + std::to_string(first + i));
+    return out;
 }
 
 reply simulator::control_expire(std::string_view body) {
@@ -914,7 +954,9 @@ void simulator::plan(merchant_state& m, delivery base) {
         const delivery* p = add("probe", 0);
         schedule(p->id, std::chrono::milliseconds(0));
     }
-    if (draw("fault.drop", subject, 0, f.drop)) {
+    const bool lost = draw("fault.drop", subject, 0, f.drop);
+    if (lost) {
+        // Lost entirely: no copy of it goes out either (a forger, below, does not depend on WeChat).
         delivery* d = add("genuine", delay);
         d->dropped = true;
         d->finished = true;
@@ -922,12 +964,12 @@ void simulator::plan(merchant_state& m, delivery base) {
         const delivery* d = add("genuine", delay);
         schedule(d->id, scaled(delay));
     }
-    if (draw("fault.duplicate", subject, 0, f.duplicate)) {
+    if (!lost && draw("fault.duplicate", subject, 0, f.duplicate)) {
         const std::int64_t extra = 50 + static_cast<std::int64_t>(seeded_draw(options_.seed, "fault.duplicate_ms", subject) * 950);
         const delivery* d = add("duplicate", delay + extra);
         schedule(d->id, scaled(delay + extra));
     }
-    if (draw("fault.concurrent", subject, 0, f.concurrent)) {
+    if (!lost && draw("fault.concurrent", subject, 0, f.concurrent)) {
         const delivery* d = add("concurrent", delay);
         schedule(d->id, scaled(delay));
     }
@@ -956,20 +998,35 @@ void simulator::schedule(std::uint64_t id, std::chrono::milliseconds after) {
     asio::co_spawn(io_, run_attempt(id, after), asio::detached);
 }
 
+void simulator::release_slot() {
+    if (slot_waiters_.empty() || stopping_) {
+        --in_flight_;
+        return;
+    }
+    asio::steady_timer* next = slot_waiters_.front();
+    slot_waiters_.pop_front();
+    next->cancel();  // the slot passes to the oldest waiter; in_flight_ stays
+}
+
 asio::awaitable<void> simulator::run_attempt(std::uint64_t id, std::chrono::milliseconds after) {
     if (after.count() > 0) {
         asio::steady_timer wait(io_, after);
         co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    while (in_flight_ >= options_.delivery_concurrency && !stopping_) {
-        slot_freed_.expires_at(asio::steady_timer::time_point::max());
-        co_await slot_freed_.async_wait(asio::as_tuple(asio::use_awaitable));
+    // A slot among delivery_concurrency: taken at once, or handed over by a finishing attempt (FIFO).
+    if (in_flight_ < options_.delivery_concurrency) {
+        ++in_flight_;
+    } else {
+        asio::steady_timer turn(io_, asio::steady_timer::time_point::max());
+        slot_waiters_.push_back(&turn);
+        co_await turn.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     delivery* d = find_delivery(id);
-    if (stopping_ || d == nullptr || d->finished) co_return;
-    merchant_state* m = merchant(d->mchid);
-    if (m == nullptr) co_return;
-    ++in_flight_;
+    merchant_state* m = d == nullptr ? nullptr : merchant(d->mchid);
+    if (stopping_ || m == nullptr || d->finished) {
+        release_slot();
+        co_return;
+    }
 
     net::outbound_request request;
     request.method = "POST";
@@ -998,8 +1055,7 @@ asio::awaitable<void> simulator::run_attempt(std::uint64_t id, std::chrono::mill
         };
         auto made = co_await on_pool(signers_, std::move(job));
         if (!made || !*made) {
-            --in_flight_;
-            slot_freed_.cancel();
+            release_slot();
             co_return;
         }
         protocol::v3::signed_notification n = std::move(**made);
@@ -1031,8 +1087,7 @@ asio::awaitable<void> simulator::run_attempt(std::uint64_t id, std::chrono::mill
 
     const std::int64_t sent_at = elapsed_ms();
     const net::exchange ex = co_await client_->send(std::move(request));
-    --in_flight_;
-    slot_freed_.cancel();
+    release_slot();
     d = find_delivery(id);
     if (d == nullptr) co_return;
     delivery_attempt a;
@@ -1055,12 +1110,14 @@ asio::awaitable<void> simulator::run_attempt(std::uint64_t id, std::chrono::mill
     const bool retried = d->kind == "genuine" || d->kind == "duplicate" || d->kind == "concurrent";
     if (acked) {
         d->acknowledged = true;
-        d->finished = true;
     } else if (retried && d->attempts.size() <= std::size(retry_schedule_seconds) && !stopping_) {
         schedule(id, scaled(retry_schedule_seconds[d->attempts.size() - 1] * 1000));
-    } else {
-        d->finished = true;
+        co_return;
     }
+    // Done: the log keeps what happened, not the payload.
+    d->finished = true;
+    std::string().swap(d->plaintext);
+    d->v2_fields.clear();
 }
 
 }  // namespace wxrecon::sim

@@ -73,6 +73,8 @@ struct delivery {
     std::string refund_status;     // refunds: SUCCESS / ABNORMAL / CLOSED
 };
 
+struct json_body;
+
 class simulator {
 public:
     simulator(boost::asio::io_context& io, sim_keys keys, sim_options options);
@@ -116,6 +118,7 @@ private:
                                      protocol::v2::sign_type type);
 
     // Control API
+    result<std::vector<std::string>> order_batch(const json_body& j) const;
     reply control_create_order(std::string_view body);
     reply control_pay(std::string_view body);
     reply control_expire(std::string_view body);
@@ -133,6 +136,7 @@ private:
     delivery& add_delivery(delivery d);
     delivery* find_delivery(std::uint64_t id);
     void schedule(std::uint64_t id, std::chrono::milliseconds after);
+    void release_slot();
     boost::asio::awaitable<void> run_attempt(std::uint64_t id, std::chrono::milliseconds after);
     void rotate_certificate(merchant_state& m);
     std::string pick_serial(merchant_state& m, std::string_view decision_key);
@@ -156,7 +160,7 @@ private:
     std::uint64_t first_delivery_id_ = 1;
     std::uint64_t next_delivery_id_ = 1;
     int in_flight_ = 0;
-    boost::asio::steady_timer slot_freed_;
+    std::deque<boost::asio::steady_timer*> slot_waiters_;  // attempts waiting for a slot, oldest first
     std::map<std::string, std::pair<std::string, bool>> login_codes_;  // js_code -> (openid, used)
     std::chrono::steady_clock::time_point started_;
     bool stopping_ = false;

@@ -1,0 +1,78 @@
+#include "sim_env.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "crypto/crypto.hpp"
+#include "test_env.hpp"
+
+namespace wxrecon::testing {
+
+namespace fs = std::filesystem;
+
+sim_key_dir::sim_key_dir(int merchants)
+    : dir(fs::temp_directory_path() / ("wxrecon-sim-" + crypto::random_alnum(12))) {
+    sim::keygen_options o;
+    o.out = dir;
+    o.merchants = merchants;
+    o.now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    auto written = sim::write_key_set(o);
+    if (!written) throw std::runtime_error(written.err().message);
+    keys = std::move(*written);
+}
+
+sim_key_dir::~sim_key_dir() {
+    std::error_code ignored;
+    fs::remove_all(dir, ignored);
+}
+
+running_simulator::running_simulator(const sim_key_dir& keys, sim::sim_options options) {
+    auto loaded = sim::load_key_set(keys.dir);
+    if (!loaded) throw std::runtime_error(loaded.err().message);
+    options.listen = "127.0.0.1:0";
+    sim_ = std::make_unique<sim::simulator>(io_, std::move(*loaded), std::move(options));
+    sim_->start();
+    port_ = sim_->endpoint().port();
+    thread_ = std::thread([this] { io_.run(); });
+}
+
+running_simulator::~running_simulator() { stop(); }
+
+void running_simulator::stop() {
+    if (!thread_.joinable()) return;
+    auto done = boost::asio::co_spawn(io_, sim_->shutdown(), boost::asio::use_future);
+    done.wait();
+    io_.stop();
+    thread_.join();
+}
+
+config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port) {
+    std::ifstream in(keys.dir / "wxrecond-merchants.toml");
+    std::stringstream fragment;
+    fragment << in.rdbuf();
+    std::string merchants = fragment.str();
+    const std::string from = "http://127.0.0.1:8480";
+    const std::string to = "http://127.0.0.1:" + std::to_string(sim_port);
+    for (std::size_t pos = 0; (pos = merchants.find(from, pos)) != std::string::npos; pos += to.size())
+        merchants.replace(pos, from.size(), to);
+    const std::string toml = "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\nmax_connections = 2048\n"
+                             "[admin]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"" + database_url +
+                             "\"\npool_size = 4\n" + merchants;
+    auto cfg = config::parse_config(toml, keys.dir / "wxrecond.toml");
+    if (!cfg) throw std::runtime_error(cfg.err().message);
+    return *cfg;
+}
+
+std::string sim_control(unsigned short port, const std::string& target, const std::string& json) {
+    const auto r = http_request(port, "POST", target, {{"Content-Type", "application/json"}}, json);
+    if (r.status < 200 || r.status >= 300)
+        throw std::runtime_error(target + " answered " + std::to_string(r.status) + ": " + r.body);
+    return r.body;
+}
+
+}  // namespace wxrecon::testing

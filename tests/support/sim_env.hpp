@@ -1,0 +1,47 @@
+// Test support for the simulator: a key set in a temp folder, wxpay-sim
+// running in-process on port 0, and a wxrecond configuration for its merchants.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+
+#include "config/config.hpp"
+#include "sim_keys.hpp"
+#include "sim_server.hpp"
+
+namespace wxrecon::testing {
+
+// A key set for n merchants, written by the same code as `wxpay-sim keys`; removed on destruction.
+struct sim_key_dir {
+    explicit sim_key_dir(int merchants);
+    ~sim_key_dir();
+    std::filesystem::path dir;
+    sim::sim_keys keys;
+};
+
+class running_simulator {
+public:
+    running_simulator(const sim_key_dir& keys, sim::sim_options options);
+    ~running_simulator();
+    unsigned short port() const { return port_; }
+    void stop();
+
+private:
+    boost::asio::io_context io_;
+    std::unique_ptr<sim::simulator> sim_;
+    std::thread thread_;
+    unsigned short port_ = 0;
+};
+
+// wxrecond's configuration for the key set's merchants (both listeners on port 0), talking to the
+// simulator on sim_port.
+config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port);
+
+// POSTs a JSON body to a /sim control endpoint; throws unless the status is 2xx.
+std::string sim_control(unsigned short port, const std::string& target, const std::string& json);
+
+}  // namespace wxrecon::testing
