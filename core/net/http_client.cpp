@@ -5,6 +5,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
+#include <boost/beast/ssl.hpp>
+#include <openssl/ssl.h>
 
 #include "base/encoding.hpp"
 
@@ -16,19 +19,20 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 result<url_parts> parse_url(std::string_view url) {
-    constexpr std::string_view http_prefix = "http://";
-    if (!url.starts_with(http_prefix)) return make_error(errc::invalid_argument, "URL must start with http://: " + std::string(url));
-    std::string_view rest = url.substr(http_prefix.size());
+    const bool tls = url.starts_with("https://");
+    if (!tls && !url.starts_with("http://"))
+        return make_error(errc::invalid_argument, "URL must start with http:// or https://: " + std::string(url));
+    std::string_view rest = url.substr(tls ? 8 : 7);
     const auto slash = rest.find_first_of("/?");
     std::string_view authority = rest.substr(0, slash);
     url_parts out;
-    out.scheme = "http";
+    out.scheme = tls ? "https" : "http";
     out.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
     if (out.target.front() == '?') out.target.insert(0, "/");
     if (authority.empty() || authority.find('@') != std::string_view::npos)
         return make_error(errc::invalid_argument, "URL has no usable host: " + std::string(url));
     std::string_view host = authority;
-    std::string_view port = "80";
+    std::string_view port = tls ? "443" : "80";
     if (authority.front() == '[') {  // [IPv6]:port
         const auto close = authority.find(']');
         if (close == std::string_view::npos) return make_error(errc::invalid_argument, "URL has a broken IPv6 host: " + std::string(url));
@@ -42,11 +46,19 @@ result<url_parts> parse_url(std::string_view url) {
         port = authority.substr(colon + 1);
     }
     if (host.empty() || port.empty() || port.size() > 5 ||
-        port.find_first_not_of("0123456789") != std::string_view::npos)
+        port.find_first_not_of("0123456789") != std::string_view::npos || std::stoi(std::string(port)) < 1 ||
+        std::stoi(std::string(port)) > 65535)
         return make_error(errc::invalid_argument, "URL has a broken host or port: " + std::string(url));
     out.host = std::string(host);
     out.port = std::string(port);
     return out;
+}
+
+bool is_loopback_host(std::string_view host) {
+    if (host == "localhost" || host == "::1") return true;
+    boost::system::error_code ec;
+    const auto address = asio::ip::make_address(std::string(host), ec);
+    return !ec && address.is_loopback();
 }
 
 std::string_view http_response::header(std::string_view name) const noexcept {
@@ -56,17 +68,80 @@ std::string_view http_response::header(std::string_view name) const noexcept {
 }
 
 struct http_client::connection {
-    explicit connection(asio::any_io_executor ex) : stream(std::move(ex)) {}
-    beast::tcp_stream stream;
+    explicit connection(asio::any_io_executor ex) : plain(std::move(ex)) {}
+    beast::tcp_stream plain;                                   // the socket, for http
+    std::optional<beast::ssl_stream<beast::tcp_stream>> tls;   // for https: owns the socket instead
     beast::flat_buffer buffer;
+    beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : plain; }
 };
 
 http_client::http_client(asio::any_io_executor ex, client_options options)
-    : executor_(std::move(ex)), options_(std::move(options)) {}
+    : executor_(std::move(ex)), options_(std::move(options)) {
+    tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+    tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+    tls_->set_default_verify_paths();
+    tls_->set_verify_mode(asio::ssl::verify_peer);
+    if (!options_.ca_file.empty()) {
+        boost::system::error_code ec;
+        tls_->load_verify_file(options_.ca_file, ec);
+        if (ec) throw std::runtime_error("cannot load CA file " + options_.ca_file + ": " + ec.message());
+    }
+}
 
 http_client::~http_client() = default;
 
 void http_client::close_idle() { idle_.clear(); }
+
+using request_type = http::request<http::string_body>;
+
+namespace {
+
+// One request and its answer on an open connection. retry: a reused connection turned out closed
+// before any of the answer arrived, so the request may go again on a fresh one.
+template <class Stream>
+asio::awaitable<void> exchange_on(Stream& stream, beast::flat_buffer& buffer, const request_type& req,
+                                  const client_options& options, bool reused, exchange& out, bool& retry) {
+    const std::string where = std::string(req[http::field::host]);
+    beast::get_lowest_layer(stream).expires_after(options.exchange_timeout);
+    auto [wec, written] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
+    (void)written;
+    if (wec) {
+        if (reused) {
+            retry = true;
+            co_return;
+        }
+        out.sent = true;  // part of it may have reached the server
+        out.error = "cannot send to " + where + ": " + wec.message();
+        co_return;
+    }
+    out.sent = true;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(options.max_body_bytes);
+    auto [rec, read] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    if (rec) {
+        if (reused && read == 0 &&
+            (rec == http::error::end_of_stream || rec == asio::error::connection_reset || rec == asio::error::eof ||
+             rec == asio::ssl::error::stream_truncated)) {
+            out.sent = false;
+            retry = true;
+            co_return;
+        }
+        out.error = rec == beast::error::timeout ? "no answer from " + where + " in time"
+                    : rec == http::error::body_limit ? "answer from " + where + " exceeds " +
+                                                           std::to_string(options.max_body_bytes) + " bytes"
+                                                     : "cannot read answer from " + where + ": " + rec.message();
+        co_return;
+    }
+    auto& msg = parser.get();
+    http_response res;
+    res.status = static_cast<int>(msg.result_int());
+    for (const auto& h : msg) res.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
+    res.body = std::move(msg.body());
+    out.response = std::move(res);
+}
+
+}  // namespace
 
 asio::awaitable<exchange> http_client::send(outbound_request request) {
     exchange out;
@@ -76,14 +151,16 @@ asio::awaitable<exchange> http_client::send(outbound_request request) {
         co_return out;
     }
     const url_parts url = std::move(*parsed);
-    const std::string key = url.host + ":" + url.port;
+    const bool tls = url.scheme == "https";
+    const std::string key = url.scheme + "://" + url.host + ":" + url.port;
+    const bool default_port = url.port == (tls ? "443" : "80");
 
-    http::request<http::string_body> req{http::string_to_verb(request.method), url.target, 11};
+    request_type req{http::string_to_verb(request.method), url.target, 11};
     if (req.method() == http::verb::unknown) {
         out.error = "unknown HTTP method " + request.method;
         co_return out;
     }
-    req.set(http::field::host, url.port == "80" ? url.host : key);
+    req.set(http::field::host, default_port ? url.host : url.host + ":" + url.port);
     req.set(http::field::user_agent, options_.user_agent);
     for (const auto& [name, value] : request.headers) req.set(name, value);
     req.body() = std::move(request.body);
@@ -106,50 +183,45 @@ asio::awaitable<exchange> http_client::send(outbound_request request) {
                 out.error = "cannot resolve " + url.host + ": " + rec.message();
                 co_return out;
             }
-            conn->stream.expires_after(options_.connect_timeout);
-            auto [cec, endpoint] = co_await conn->stream.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
+            conn->plain.expires_after(options_.connect_timeout);
+            auto [cec, endpoint] = co_await conn->plain.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
             (void)endpoint;
             if (cec) {
                 out.error = "cannot connect to " + key + ": " + cec.message();
                 co_return out;  // sent stays false: nothing left this machine
             }
+            if (tls) {
+                conn->tls.emplace(std::move(conn->plain), *tls_);
+                // SNI, and the certificate must name the host.
+                if (!SSL_set_tlsext_host_name(conn->tls->native_handle(), url.host.c_str())) {
+                    out.error = "cannot set TLS server name " + url.host;
+                    co_return out;
+                }
+                conn->tls->set_verify_callback(asio::ssl::host_name_verification(url.host));
+                conn->lowest().expires_after(options_.connect_timeout);
+                auto [hec] = co_await conn->tls->async_handshake(asio::ssl::stream_base::client,
+                                                                 asio::as_tuple(asio::use_awaitable));
+                if (hec) {
+                    // Nothing of the request was sent: a failed handshake is as safe to retry as a refused connect.
+                    out.error = "TLS handshake with " + key + " failed: " + hec.message();
+                    co_return out;
+                }
+            }
         }
 
-        conn->stream.expires_after(options_.exchange_timeout);
-        auto [wec, written] = co_await http::async_write(conn->stream, req, asio::as_tuple(asio::use_awaitable));
-        (void)written;
-        if (wec) {
-            if (reused) continue;
-            out.sent = true;  // part of it may have reached the server
-            out.error = "cannot send to " + key + ": " + wec.message();
-            co_return out;
-        }
-        out.sent = true;
-        http::response_parser<http::string_body> parser;
-        parser.body_limit(options_.max_body_bytes);
-        auto [rec, read] = co_await http::async_read(conn->stream, conn->buffer, parser, asio::as_tuple(asio::use_awaitable));
-        if (rec) {
-            if (reused && read == 0 && (rec == http::error::end_of_stream || rec == asio::error::connection_reset ||
-                                        rec == asio::error::eof)) {
-                out.sent = false;
-                continue;
+        bool retry = false;
+        if (conn->tls)
+            co_await exchange_on(*conn->tls, conn->buffer, req, options_, reused, out, retry);
+        else
+            co_await exchange_on(conn->plain, conn->buffer, req, options_, reused, out, retry);
+        if (retry) continue;
+        if (out.response) {
+            const bool keep_alive = !iequals(out.response->header("Connection"), "close");
+            if (auto& pool = idle_[key]; keep_alive && pool.size() < options_.max_idle_per_host) {
+                conn->lowest().expires_never();
+                pool.push_back(std::move(conn));
             }
-            out.error = rec == beast::error::timeout ? "no answer from " + key + " in time"
-                        : rec == http::error::body_limit ? "answer from " + key + " exceeds " +
-                                                               std::to_string(options_.max_body_bytes) + " bytes"
-                                                         : "cannot read answer from " + key + ": " + rec.message();
-            co_return out;
         }
-        auto& msg = parser.get();
-        http_response res;
-        res.status = static_cast<int>(msg.result_int());
-        for (const auto& h : msg) res.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
-        res.body = std::move(msg.body());
-        if (auto& pool = idle_[key]; msg.keep_alive() && pool.size() < options_.max_idle_per_host) {
-            conn->stream.expires_never();
-            pool.push_back(std::move(conn));
-        }
-        out.response = std::move(res);
         co_return out;
     }
     out.error = "connection to " + key + " closed before an answer";

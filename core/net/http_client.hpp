@@ -19,16 +19,22 @@
 
 #include "base/result.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace wxrecon::net {
 
 struct url_parts {
-    std::string scheme;  // "http"
+    std::string scheme;  // "http" or "https"
     std::string host;
     std::string port;
     std::string target;  // path and query, "/" when empty
 };
-// Splits "http://host[:port]/path?query". Only http is accepted here; invalid_argument otherwise.
+// Splits "http[s]://host[:port]/path?query"; invalid_argument otherwise.
 result<url_parts> parse_url(std::string_view url);
+// True for "localhost", 127.0.0.0/8 and ::1 (where plain http is acceptable).
+bool is_loopback_host(std::string_view host);
 
 struct http_response {
     int status = 0;
@@ -56,10 +62,14 @@ struct client_options {
     std::size_t max_body_bytes = 1 << 20;
     std::size_t max_idle_per_host = 16;
     std::string user_agent = "wxrecon/" WXRECON_VERSION;
+    // HTTPS: the server certificate must chain to the system's CAs or to these (a PEM file), and
+    // name the host (SNI is sent). Empty: system CAs only.
+    std::string ca_file;
 };
 
 class http_client {
 public:
+    // Throws std::runtime_error when options.ca_file cannot be loaded.
     http_client(boost::asio::any_io_executor ex, client_options options = {});
     ~http_client();
     http_client(const http_client&) = delete;
@@ -76,6 +86,7 @@ private:
 
     boost::asio::any_io_executor executor_;
     client_options options_;
+    std::shared_ptr<boost::asio::ssl::context> tls_;
     std::map<std::string, std::vector<std::unique_ptr<connection>>> idle_;  // "host:port" -> idle connections
 };
 

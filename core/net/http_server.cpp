@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 namespace wxrecon::net {
@@ -35,14 +36,15 @@ tcp::endpoint parse_endpoint(const std::string& listen) {
 
 http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& endpoint, http_limits limits,
                          http_handler handler, too_large_handler too_large, std::shared_ptr<metrics> m,
-                         std::string name)
+                         std::string name, std::shared_ptr<asio::ssl::context> tls)
     : executor_(ex),
       acceptor_(ex),
       limits_(limits),
       handler_(std::move(handler)),
       too_large_(std::move(too_large)),
       metrics_(std::move(m)),
-      name_(std::move(name)) {
+      name_(std::move(name)),
+      tls_(std::move(tls)) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     acceptor_.bind(endpoint);
@@ -89,71 +91,88 @@ http::response<http::string_body> to_response(const reply& r, unsigned version, 
 }  // namespace
 
 asio::awaitable<void> http_server::run_session(tcp::socket socket) {
-    beast::tcp_stream stream(std::move(socket));
-    session_state state;
-    state.stream = &stream;
-    sessions_.push_back(&state);
-    const auto self = std::prev(sessions_.end());
     std::string remote;
     {
         boost::system::error_code ec;
-        const auto ep = stream.socket().remote_endpoint(ec);
+        const auto ep = socket.remote_endpoint(ec);
         if (!ec) remote = ep.address().to_string();
     }
-    beast::flat_buffer buffer;
+    session_state state;
+    sessions_.push_back(&state);
+    const auto self = std::prev(sessions_.end());
     try {
-        while (!stopping_) {
-            http::request_parser<http::string_body> parser;
-            parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-            parser.body_limit(limits_.max_body_bytes);
-            stream.expires_after(limits_.read_timeout);
-            auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-            (void)bytes;
-            if (ec == http::error::body_limit) {
-                state.busy = true;
-                const std::string target(parser.get().target());
-                const auto res = to_response(too_large_(target), parser.get().version(), false);
-                metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", "413"}});
-                stream.expires_after(limits_.read_timeout);
-                co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-                break;
-            }
-            if (ec == http::error::header_limit) {
-                state.busy = true;
-                const auto res = to_response({431, "text/plain", "request header fields too large\n"}, 11, false);
-                stream.expires_after(limits_.read_timeout);
-                co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-                break;
-            }
-            if (ec) break;  // closed, timed out, or garbage: nothing was accepted, nothing to answer
-
-            state.busy = true;
-            auto& msg = parser.get();
-            inbound_request req;
-            req.method = std::string(msg.method_string());
-            req.target = std::string(msg.target());
-            req.path = req.target.substr(0, req.target.find('?'));
-            req.remote_addr = remote;
-            for (const auto& h : msg) req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
-            req.body = std::move(msg.body());
-            stream.expires_never();
-            const reply r = co_await handler_(req);
-            const bool keep_alive = msg.keep_alive() && !stopping_;
-            const auto res = to_response(r, msg.version(), keep_alive);
-            metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", std::to_string(r.status)}});
-            stream.expires_after(limits_.read_timeout);
-            auto [wec, written] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
-            (void)written;
-            state.busy = false;
-            if (wec || !keep_alive) break;
+        if (tls_) {
+            beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls_);
+            state.stream = &beast::get_lowest_layer(stream);
+            state.stream->expires_after(limits_.read_timeout);
+            auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
+            if (!hec && !stopping_) co_await serve(stream, remote, state);
+            boost::system::error_code ignored;
+            state.stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+            state.stream->socket().close(ignored);
+        } else {
+            beast::tcp_stream stream(std::move(socket));
+            state.stream = &stream;
+            co_await serve(stream, remote, state);
+            boost::system::error_code ignored;
+            stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+            stream.socket().close(ignored);
         }
     } catch (const std::exception& e) {
         spdlog::error("http: session failed listener={} remote={} error=\"{}\"", name_, remote, e.what());
     }
-    boost::system::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream.socket().close(ignored);
     sessions_.erase(self);
+}
+
+template <class Stream>
+asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remote, session_state& state) {
+    auto& lowest = beast::get_lowest_layer(stream);
+    beast::flat_buffer buffer;
+    while (!stopping_) {
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
+        parser.body_limit(limits_.max_body_bytes);
+        lowest.expires_after(limits_.read_timeout);
+        auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+        (void)bytes;
+        if (ec == http::error::body_limit) {
+            state.busy = true;
+            const std::string target(parser.get().target());
+            const auto res = to_response(too_large_(target), parser.get().version(), false);
+            metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", "413"}});
+            lowest.expires_after(limits_.read_timeout);
+            co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+            break;
+        }
+        if (ec == http::error::header_limit) {
+            state.busy = true;
+            const auto res = to_response({431, "text/plain", "request header fields too large\n"}, 11, false);
+            lowest.expires_after(limits_.read_timeout);
+            co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+            break;
+        }
+        if (ec) break;  // closed, timed out, or garbage: nothing was accepted, nothing to answer
+
+        state.busy = true;
+        auto& msg = parser.get();
+        inbound_request req;
+        req.method = std::string(msg.method_string());
+        req.target = std::string(msg.target());
+        req.path = req.target.substr(0, req.target.find('?'));
+        req.remote_addr = remote;
+        for (const auto& h : msg) req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
+        req.body = std::move(msg.body());
+        lowest.expires_never();
+        const reply r = co_await handler_(req);
+        const bool keep_alive = msg.keep_alive() && !stopping_;
+        const auto res = to_response(r, msg.version(), keep_alive);
+        metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", std::to_string(r.status)}});
+        lowest.expires_after(limits_.read_timeout);
+        auto [wec, written] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
+        (void)written;
+        state.busy = false;
+        if (wec || !keep_alive) break;
+    }
 }
 
 asio::awaitable<void> http_server::shutdown(std::chrono::milliseconds grace) {

@@ -16,6 +16,10 @@
 #include "base/metrics.hpp"
 #include "base/http_message.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+
 namespace wxrecon::net {
 
 using http_handler = std::function<boost::asio::awaitable<reply>(inbound_request&)>;
@@ -31,8 +35,10 @@ struct http_limits {
 
 class http_server {
 public:
+    // With a TLS context every connection starts with a TLS handshake (HTTPS); without one, plain HTTP.
     http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& endpoint, http_limits limits,
-                http_handler handler, too_large_handler too_large, std::shared_ptr<metrics> m, std::string name);
+                http_handler handler, too_large_handler too_large, std::shared_ptr<metrics> m, std::string name,
+                std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
     ~http_server();
 
     boost::asio::ip::tcp::endpoint local_endpoint() const;
@@ -45,6 +51,8 @@ private:
     struct session_state;
     boost::asio::awaitable<void> accept_loop();
     boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket);
+    template <class Stream>
+    boost::asio::awaitable<void> serve(Stream& stream, const std::string& remote, session_state& state);
 
     boost::asio::any_io_executor executor_;
     boost::asio::ip::tcp::acceptor acceptor_;
@@ -53,6 +61,7 @@ private:
     too_large_handler too_large_;
     std::shared_ptr<metrics> metrics_;
     std::string name_;
+    std::shared_ptr<boost::asio::ssl::context> tls_;
     bool stopping_ = false;
     std::list<session_state*> sessions_;  // touched only on executor_, which is single-threaded
 };

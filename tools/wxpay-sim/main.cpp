@@ -37,6 +37,8 @@ keys: writes a consistent key set per merchant into DIR (which must not hold a s
 serve options:
   --keys DIR            the key set written by `keys` (required)
   --listen HOST:PORT    where to listen (default 127.0.0.1:8480; port 0 picks a free one)
+  --tls on|off          serve HTTPS with DIR/ca/server_cert.pem (for localhost and 127.0.0.1, issued by the
+                        key set's CA, DIR/ca/ca_cert.pem: give that to clients as their ca_file); default off
   --seed N              seed for every random decision: faults, protocol variants, ids (default 1)
   --time-scale X        multiplies WeChat's retry schedule and injected delays (default 1; 0.001 runs the
                         24-hour schedule in 86 s)
@@ -123,6 +125,7 @@ int run_serve(int argc, char** argv) {
             const std::string value = argv[++i];
             if (arg == "--keys") keys_dir = value;
             else if (arg == "--listen") o.listen = value;
+            else if (arg == "--tls") o.tls = value == "on" ? true : value == "off" ? false : throw std::invalid_argument("--tls");
             else if (arg == "--seed") o.seed = std::stoull(value);
             else if (arg == "--time-scale") o.time_scale = std::stod(value);
             else if (arg == "--faults") faults = value;
@@ -133,7 +136,7 @@ int run_serve(int argc, char** argv) {
             else return fail("unknown option " + arg);
         }
     } catch (const std::exception&) {
-        return fail("an option value is not a number");
+        return fail("an option value is not valid (numbers for counts and rates, on|off for --tls)");
     }
     if (keys_dir.empty()) return fail("serve needs --keys DIR (write one with `wxpay-sim keys --out DIR`)");
     if (!(o.time_scale > 0 && o.time_scale <= 1000)) return fail("--time-scale must be in (0, 1000]");

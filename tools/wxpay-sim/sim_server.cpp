@@ -1,6 +1,7 @@
 #include "sim_server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -127,11 +128,20 @@ void simulator::start() {
     net::http_limits limits;
     limits.max_body_bytes = 256 * 1024;
     limits.max_connections = 4096;
+    std::shared_ptr<asio::ssl::context> tls;
+    if (options_.tls) {
+        tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+        tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                         asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+        const std::string chain = keys_.server_cert_pem + keys_.ca_cert_pem;
+        tls->use_certificate_chain(asio::buffer(chain));
+        tls->use_private_key(asio::buffer(keys_.server_key_pem), asio::ssl::context::pem);
+    }
     server_ = std::make_unique<net::http_server>(
         io_.get_executor(), net::parse_endpoint(options_.listen), limits,
         [this](inbound_request& r) { return handle(r); },
         [](std::string_view) { return json_reply(413, v3_error_body("PARAM_ERROR", "request body too large")); },
-        std::make_shared<metrics>(), "sim");
+        std::make_shared<metrics>(), "sim", tls);
     server_->start();
 }
 

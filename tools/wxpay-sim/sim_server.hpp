@@ -30,6 +30,7 @@ namespace wxrecon::sim {
 
 struct sim_options {
     std::string listen = "127.0.0.1:8480";
+    bool tls = false;                   // serve HTTPS with the key set's server certificate (issued by its CA)
     std::uint64_t seed = 1;
     double time_scale = 1.0;            // multiplies the retry schedule and injected delays
     std::size_t max_orders = 2'000'000;
