@@ -1,6 +1,7 @@
 #include "protocol/v2.hpp"
 
 #include <array>
+#include <charconv>
 #include <pugixml.hpp>
 
 #include "base/encoding.hpp"
@@ -283,6 +284,59 @@ result<std::int64_t> parse_beijing_time(std::string_view text) {
                           "invalid Beijing time \"" + std::string(text) + "\": not a real date and time");
     }
     return *utc_fields - beijing_offset_seconds;
+}
+
+namespace {
+
+std::optional<std::int64_t> parse_fen(std::string_view text) {
+    std::int64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v < 0) return std::nullopt;
+    return v;
+}
+
+std::string field(const fields& f, std::string_view name) {
+    const auto it = f.find(name);
+    return it == f.end() ? std::string() : it->second;
+}
+
+}  // namespace
+
+result<domain::payment_fact> read_payment(const fields& f) {
+    domain::payment_fact p;
+    p.out_trade_no = field(f, "out_trade_no");
+    if (p.out_trade_no.empty()) return make_error(errc::parse_error, "out_trade_no missing");
+    const std::string state = field(f, "trade_state");
+    if (state.empty()) {
+        p.state = domain::trade_state::success;  // notifications are sent for payments only
+    } else {
+        const auto parsed = domain::parse_trade_state(state);
+        if (!parsed) return make_error(errc::parse_error, "unknown trade_state " + state);
+        p.state = *parsed;
+    }
+    p.state_desc = field(f, "trade_state_desc");
+    p.transaction_id = field(f, "transaction_id");
+    p.appid = field(f, "appid");
+    p.trade_type = field(f, "trade_type");
+    p.bank_type = field(f, "bank_type");
+    p.payer_openid = field(f, "openid");
+    p.currency = field(f, "fee_type");
+    if (const std::string total = field(f, "total_fee"); !total.empty()) {
+        p.amount_total = parse_fen(total);
+        if (!p.amount_total) return make_error(errc::parse_error, "total_fee is not a number of fen: " + total);
+    }
+    const std::string cash_fee = field(f, "cash_fee");
+    p.payer_total = cash_fee.empty() ? p.amount_total : parse_fen(cash_fee);
+    if (!cash_fee.empty() && !p.payer_total) return make_error(errc::parse_error, "cash_fee is not a number of fen: " + cash_fee);
+    if (const std::string time_end = field(f, "time_end"); !time_end.empty()) {
+        const auto t = parse_beijing_time(time_end);
+        if (!t) return make_error(errc::parse_error, "time_end is not yyyyMMddHHmmss: " + time_end);
+        p.success_time = *t * 1'000'000;
+    }
+    const bool paid = p.state == domain::trade_state::success || p.state == domain::trade_state::refund;
+    if (paid && (p.transaction_id.empty() || !p.amount_total || !p.payer_total || !p.success_time))
+        return make_error(errc::parse_error, "a paid order needs transaction_id, total_fee and time_end");
+    return p;
 }
 
 }  // namespace wxrecon::protocol::v2

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "base/result.hpp"
+#include "domain/facts.hpp"
 
 namespace wxrecon::protocol::v2 {
 
@@ -33,6 +34,11 @@ bool verify(const fields& f, std::string_view api_key);
 // Refund req_info: AES-256-ECB with key = lower-hex MD5 of the APIv2 key; returns the inner XML text.
 result<std::string> decrypt_req_info(std::string_view req_info_base64, std::string_view api_key);
 std::string encrypt_req_info(std::string_view inner_xml, std::string_view api_key);
+
+// The payment in a verified payment notification or orderquery answer. A notification carries no
+// trade_state (it is SUCCESS); a query does. Paid states need out_trade_no, transaction_id, total_fee
+// and time_end; cash_fee (what the payer paid) defaults to total_fee. parse_error names what is wrong.
+result<domain::payment_fact> read_payment(const fields& f);
 
 // "yyyyMMddHHmmss" and "yyyy-MM-dd HH:mm:ss" Beijing time -> Unix seconds.
 result<std::int64_t> parse_beijing_time(std::string_view text);

@@ -244,23 +244,11 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
         co_return v2_success();
     }
 
-    domain::payment_fact p;
-    p.out_trade_no = field(fields, "out_trade_no");
-    p.transaction_id = field(fields, "transaction_id");
-    p.state = domain::trade_state::success;
-    p.appid = field(fields, "appid");
-    p.trade_type = field(fields, "trade_type");
-    p.bank_type = field(fields, "bank_type");
-    p.payer_openid = field(fields, "openid");
-    p.currency = field(fields, "fee_type");
-    p.amount_total = parse_fen(field(fields, "total_fee"));
-    const std::string cash_fee = field(fields, "cash_fee");
-    p.payer_total = cash_fee.empty() ? p.amount_total : parse_fen(cash_fee);
-    auto time_end = protocol::v2::parse_beijing_time(field(fields, "time_end"));
-    if (p.out_trade_no.empty() || p.transaction_id.empty() || !p.amount_total || !p.payer_total || !time_end)
+    auto payment = protocol::v2::read_payment(fields);
+    if (!payment || payment->state != domain::trade_state::success)
         co_return reject(req, mchid, "v2", "payment", "malformed", 400,
-                         "out_trade_no, transaction_id, total_fee, cash_fee or time_end missing or invalid", true);
-    p.success_time = *time_end * 1'000'000;
+                         payment ? "trade_state is not SUCCESS" : payment.err().message, true);
+    domain::payment_fact p = std::move(*payment);
 
     domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v2, "TRANSACTION.SUCCESS", now_());
     f.occurred_at = p.success_time;

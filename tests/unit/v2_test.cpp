@@ -436,3 +436,45 @@ TEST(v2_time, rejects_malformed_times) {
 
 }  // namespace
 }  // namespace wxrecon::protocol::v2
+
+namespace wxrecon::protocol::v2 {
+namespace {
+
+TEST(V2ReadPayment, NotificationIsSuccessAndQueryCarriesItsState) {
+    const fields paid{{"out_trade_no", "1409811653"}, {"transaction_id", "1004400740201409030005092168"},
+                      {"total_fee", "101"}, {"cash_fee", "91"}, {"time_end", "20140903131540"},
+                      {"openid", "oUpF8uMEb4qRXf22hE3X68TekukE"}, {"bank_type", "CFT"}};
+    const auto p = read_payment(paid);
+    ASSERT_TRUE(p.has_value()) << p.err().message;
+    EXPECT_EQ(p->state, domain::trade_state::success);
+    EXPECT_EQ(*p->amount_total, 101);
+    EXPECT_EQ(*p->payer_total, 91);
+    EXPECT_EQ(*p->success_time, std::int64_t{1409721340} * 1'000'000);  // 13:15:40 Beijing = 05:15:40 UTC
+
+    const auto unpaid = read_payment({{"out_trade_no", "1409811654"}, {"trade_state", "NOTPAY"}});
+    ASSERT_TRUE(unpaid.has_value()) << unpaid.err().message;
+    EXPECT_EQ(unpaid->state, domain::trade_state::notpay);
+    EXPECT_FALSE(unpaid->amount_total.has_value());
+}
+
+TEST(V2ReadPayment, RefusesWhatCannotBeAPayment) {
+    const struct {
+        fields f;
+        std::string reason;
+    } cases[] = {
+        {{{"trade_state", "SUCCESS"}}, "out_trade_no missing"},
+        {{{"out_trade_no", "A"}, {"trade_state", "PAID"}}, "unknown trade_state PAID"},
+        {{{"out_trade_no", "A"}, {"total_fee", "1.00"}}, "total_fee is not a number"},
+        {{{"out_trade_no", "A"}, {"total_fee", "100"}, {"cash_fee", "-1"}}, "cash_fee is not a number"},
+        {{{"out_trade_no", "A"}, {"total_fee", "100"}, {"time_end", "2014-09-03"}}, "time_end is not"},
+        {{{"out_trade_no", "A"}, {"total_fee", "100"}, {"time_end", "20140903131540"}}, "needs transaction_id"},
+    };
+    for (const auto& c : cases) {
+        const auto p = read_payment(c.f);
+        ASSERT_FALSE(p.has_value()) << c.reason;
+        EXPECT_NE(p.err().message.find(c.reason), std::string::npos) << p.err().message;
+    }
+}
+
+}  // namespace
+}  // namespace wxrecon::protocol::v2
