@@ -5,6 +5,7 @@
 #include <pugixml.hpp>
 
 #include "base/encoding.hpp"
+#include "base/json_writer.hpp"
 #include "base/time.hpp"
 #include "crypto/crypto.hpp"
 
@@ -286,8 +287,6 @@ result<std::int64_t> parse_beijing_time(std::string_view text) {
     return *utc_fields - beijing_offset_seconds;
 }
 
-namespace {
-
 std::optional<std::int64_t> parse_fen(std::string_view text) {
     std::int64_t v = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -300,7 +299,12 @@ std::string field(const fields& f, std::string_view name) {
     return it == f.end() ? std::string() : it->second;
 }
 
-}  // namespace
+std::string to_json(const fields& f) {
+    json_object o;
+    for (const auto& [k, v] : f)
+        if (k != "sign") o.add(k, v);
+    return o.str();
+}
 
 result<domain::payment_fact> read_payment(const fields& f) {
     domain::payment_fact p;

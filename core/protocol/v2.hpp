@@ -35,6 +35,13 @@ bool verify(const fields& f, std::string_view api_key);
 result<std::string> decrypt_req_info(std::string_view req_info_base64, std::string_view api_key);
 std::string encrypt_req_info(std::string_view inner_xml, std::string_view api_key);
 
+// A field's value, "" when absent.
+std::string field(const fields& f, std::string_view name);
+// A non-negative integer number of fen ("100"); nullopt for anything else.
+std::optional<std::int64_t> parse_fen(std::string_view text);
+// The fields as a JSON object without the sign (the payload stored with a fact).
+std::string to_json(const fields& f);
+
 // The payment in a verified payment notification or orderquery answer. A notification carries no
 // trade_state (it is SUCCESS); a query does. Paid states need out_trade_no, transaction_id, total_fee
 // and time_end; cash_fee (what the payer paid) defaults to total_fee. parse_error names what is wrong.

@@ -41,24 +41,6 @@ std::string_view reason_of(errc code) {
     }
 }
 
-std::optional<std::int64_t> parse_fen(std::string_view text) {
-    std::int64_t v = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || v < 0) return std::nullopt;
-    return v;
-}
-
-std::string field(const protocol::v2::fields& f, std::string_view name) {
-    auto it = f.find(name);
-    return it == f.end() ? std::string() : it->second;
-}
-
-std::string fields_json(const protocol::v2::fields& f) {
-    json_object o;
-    for (const auto& [k, v] : f)
-        if (k != "sign") o.add(k, v);
-    return o.str();
-}
 
 // What every notification fact carries: where it came from and the evidence as received.
 domain::fact notification_fact(const inbound_request& req, const std::string& mchid, domain::fact_source source,
@@ -233,13 +215,13 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
     v2_document& doc = std::get<v2_document>(opened);
     const config::merchant_keys* merchant = doc.merchant;
     const protocol::v2::fields& fields = doc.fields;
-    if (field(fields, "return_code") != "SUCCESS")
+    if (protocol::v2::field(fields, "return_code") != "SUCCESS")
         co_return reject(req, mchid, "v2", "unknown", "malformed", 400, "return_code is not SUCCESS", true);
     if (!protocol::v2::verify(fields, *merchant->apiv2_key))
         co_return reject(req, mchid, "v2", "unknown", "bad_signature", 401, "sign does not verify", true);
-    if (field(fields, "mch_id") != mchid)
+    if (protocol::v2::field(fields, "mch_id") != mchid)
         co_return reject(req, mchid, "v2", "payment", "mchid_mismatch", 400, "mch_id differs from the path", true);
-    if (field(fields, "result_code") != "SUCCESS") {
+    if (protocol::v2::field(fields, "result_code") != "SUCCESS") {
         count("v2", "payment", "ignored");
         co_return v2_success();
     }
@@ -252,7 +234,7 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
 
     domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v2, "TRANSACTION.SUCCESS", now_());
     f.occurred_at = p.success_time;
-    f.payload_json = fields_json(fields);
+    f.payload_json = protocol::v2::to_json(fields);
     f.body = std::move(p);
     std::optional<reply> out = co_await apply(f, "v2", "payment", true, started);
     co_return std::move(*out);
@@ -266,35 +248,35 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inboun
     v2_document& doc = std::get<v2_document>(opened);
     const config::merchant_keys* merchant = doc.merchant;
     const protocol::v2::fields& outer = doc.fields;
-    if (field(outer, "return_code") != "SUCCESS" || field(outer, "req_info").empty())
+    if (protocol::v2::field(outer, "return_code") != "SUCCESS" || protocol::v2::field(outer, "req_info").empty())
         co_return reject(req, mchid, "v2", "refund", "malformed", 400, "return_code not SUCCESS or req_info missing",
                          true);
-    if (field(outer, "mch_id") != mchid)
+    if (protocol::v2::field(outer, "mch_id") != mchid)
         co_return reject(req, mchid, "v2", "refund", "mchid_mismatch", 400, "mch_id differs from the path", true);
-    auto inner_xml = protocol::v2::decrypt_req_info(field(outer, "req_info"), *merchant->apiv2_key);
+    auto inner_xml = protocol::v2::decrypt_req_info(protocol::v2::field(outer, "req_info"), *merchant->apiv2_key);
     if (!inner_xml) co_return reject(req, mchid, "v2", "refund", "decrypt_failed", 400, inner_xml.err().message, true);
     auto inner = protocol::v2::parse_xml(*inner_xml, "root");
     if (!inner) co_return reject(req, mchid, "v2", "refund", "malformed", 400, inner.err().message, true);
 
     domain::refund_fact r;
-    r.out_trade_no = field(*inner, "out_trade_no");
-    r.out_refund_no = field(*inner, "out_refund_no");
-    r.refund_id = field(*inner, "refund_id");
-    r.transaction_id = field(*inner, "transaction_id");
+    r.out_trade_no = protocol::v2::field(*inner, "out_trade_no");
+    r.out_refund_no = protocol::v2::field(*inner, "out_refund_no");
+    r.refund_id = protocol::v2::field(*inner, "refund_id");
+    r.transaction_id = protocol::v2::field(*inner, "transaction_id");
     r.require_paid_order_match = true;
-    const std::string status = field(*inner, "refund_status");
+    const std::string status = protocol::v2::field(*inner, "refund_status");
     std::string event_type;
     if (status == "SUCCESS") r.status = domain::refund_status::success, event_type = "REFUND.SUCCESS";
     else if (status == "CHANGE") r.status = domain::refund_status::abnormal, event_type = "REFUND.ABNORMAL";
     else if (status == "REFUNDCLOSE") r.status = domain::refund_status::closed, event_type = "REFUND.CLOSED";
-    const auto refund_fee = parse_fen(field(*inner, "refund_fee"));
-    r.amount_total = parse_fen(field(*inner, "total_fee"));
+    const auto refund_fee = protocol::v2::parse_fen(protocol::v2::field(*inner, "refund_fee"));
+    r.amount_total = protocol::v2::parse_fen(protocol::v2::field(*inner, "total_fee"));
     if (r.out_trade_no.empty() || r.out_refund_no.empty() || r.transaction_id.empty() || event_type.empty() ||
         !refund_fee || !r.amount_total)
         co_return reject(req, mchid, "v2", "refund", "malformed", 400,
                          "req_info lacks out_trade_no, out_refund_no, transaction_id, refund_status or amounts", true);
     r.amount_refund = *refund_fee;
-    if (const std::string t = field(*inner, "success_time"); !t.empty()) {
+    if (const std::string t = protocol::v2::field(*inner, "success_time"); !t.empty()) {
         auto parsed = protocol::v2::parse_beijing_time(t);
         if (!parsed) co_return reject(req, mchid, "v2", "refund", "malformed", 400, parsed.err().message, true);
         r.success_time = *parsed * 1'000'000;
@@ -302,7 +284,7 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inboun
 
     domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v2, event_type, now_());
     f.occurred_at = r.success_time;
-    f.payload_json = fields_json(*inner);
+    f.payload_json = protocol::v2::to_json(*inner);
     f.body = std::move(r);
 
     std::optional<reply> out = co_await apply(f, "v2", "refund", true, started);

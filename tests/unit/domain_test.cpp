@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "domain/schedule.hpp"
 #include "domain/transitions.hpp"
 
 namespace wxrecon::domain {
@@ -249,6 +250,36 @@ TEST(RefundTable, UnauthenticatedRefundNeedsAMatchingPaidOrder) {
     wrong_txn.transaction_id = "4200000999";
     EXPECT_EQ(decide(query_fact(2000), wrong_txn, recorded(trade_state::success), std::nullopt).result,
               outcome::unmatched);
+}
+
+}  // namespace
+}  // namespace wxrecon::domain
+
+namespace wxrecon::domain {
+namespace {
+
+constexpr micros s = 1'000'000;
+
+TEST(PollSchedule, DelaysThenIntervalUntilExpiry) {
+    const poll_schedule sch{{5 * s, 30 * s, 60 * s}, 600 * s, 60 * s};
+    const micros created = 1000 * s, expire = created + 1800 * s;
+    EXPECT_EQ(query_due(sch, created, expire, 0), created + 5 * s);
+    EXPECT_EQ(query_due(sch, created, expire, 2), created + 60 * s);
+    EXPECT_EQ(query_due(sch, created, expire, 3), created + 660 * s);   // last delay + 1 interval
+    EXPECT_EQ(query_due(sch, created, expire, 4), created + 1260 * s);
+    EXPECT_EQ(query_due(sch, created, expire, 5), std::nullopt);        // 1860 s is past expiry
+    EXPECT_EQ(close_due(sch, created, expire, false), expire + 60 * s);
+}
+
+TEST(PollSchedule, EntriesAtOrAfterExpirySkippedAndApiV2ClosesNoEarlierThanFiveMinutes) {
+    const poll_schedule sch{{5 * s, 30 * s, 60 * s}, 600 * s, 10 * s};
+    const micros created = 0, expire = 30 * s;
+    EXPECT_EQ(query_due(sch, created, expire, 0), 5 * s);
+    EXPECT_EQ(query_due(sch, created, expire, 1), std::nullopt);  // exactly at expiry: skipped
+    EXPECT_EQ(close_due(sch, created, expire, false), 40 * s);
+    EXPECT_EQ(close_due(sch, created, expire, true), 300 * s);
+    const poll_schedule no_interval{{5 * s}, 0, 0};
+    EXPECT_EQ(query_due(no_interval, created, 3600 * s, 1), std::nullopt);
 }
 
 }  // namespace

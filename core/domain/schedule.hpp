@@ -1,0 +1,26 @@
+// When an order is queried and when it is closed (interfaces.md section 5,
+// polling and closing rules), as pure functions of its times and the config.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <vector>
+
+#include "domain/facts.hpp"
+
+namespace wxrecon::domain {
+
+struct poll_schedule {
+    std::vector<micros> delays;     // query i is due at created_at + delays[i]
+    micros interval_after = 0;      // then every interval_after (0: no more queries)
+    micros close_after_expire = 0;  // the close comes this long after expire_at
+};
+
+// When query number `attempt` (0-based) is due, or nullopt when no query remains before expire_at
+// (entries at or after expire_at are skipped).
+std::optional<micros> query_due(const poll_schedule& s, micros created_at, micros expire_at, int attempt);
+
+// When the final query and the close are due. APIv2 orders are never closed within 5 minutes of creation.
+micros close_due(const poll_schedule& s, micros created_at, micros expire_at, bool apiv2);
+
+}  // namespace wxrecon::domain

@@ -1,0 +1,53 @@
+// The poller's SQL: claim due orders with a lease in one short statement (no
+// transaction stays open while WeChat Pay is called), then write back when
+// each is due next. Blocking functions, run on db_pool workers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "domain/facts.hpp"
+
+namespace pqxx {
+class connection_base;
+}
+
+namespace wxrecon::store {
+
+struct claimed_order {
+    std::string mchid;
+    std::string out_trade_no;
+    domain::trade_state state = domain::trade_state::notpay;
+    std::int64_t amount_total = 0;
+    domain::micros created_at = 0;
+    std::optional<domain::micros> expire_at;
+    std::optional<domain::micros> placed_at;   // set when wxrecon placed it at WeChat Pay
+    int poll_attempts = 0;                     // queries answered so far
+    std::optional<domain::micros> last_polled_at;
+};
+
+// Claims up to `limit` orders whose next_poll_at has passed and whose lease (if any) has run out, oldest
+// due first, for `lease`. Uses the partial index on next_poll_at: the cost does not grow with idle orders.
+std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const std::string& owner,
+                                            std::chrono::milliseconds lease, std::size_t limit);
+
+struct poll_update {
+    std::string mchid;
+    std::string out_trade_no;
+    std::optional<domain::micros> next_poll_at;   // nullopt: nothing more is scheduled
+    bool answered = false;                        // a query got an answer: poll_attempts + 1, last_polled_at
+    std::optional<std::string> error;             // last_poll_error (cleared when answered without one)
+    std::optional<domain::micros> fill_expire_at; // set expire_at when it is still null
+};
+
+// Releases the lease and records the outcome, only while the lease is still ours. An order that became
+// terminal meanwhile keeps next_poll_at null (a notification cancels what is left of the schedule).
+void finish_poll(pqxx::connection_base& conn, const std::string& owner, const poll_update& update);
+
+// When the most overdue scheduled query was due (for wxrecon_poll_lag_seconds); nullopt when none is.
+std::optional<domain::micros> oldest_due(pqxx::connection_base& conn);
+
+}  // namespace wxrecon::store
