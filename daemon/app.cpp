@@ -22,6 +22,7 @@
 #include "store/migrations.hpp"
 #include "store/rejected_log.hpp"
 #include "workflow/notify_intake.hpp"
+#include "workflow/poller.hpp"
 
 namespace wxrecon::daemon {
 
@@ -72,6 +73,7 @@ struct application::impl {
     std::unique_ptr<store::ledger> ledger;
     std::unique_ptr<store::rejected_log> rejected;
     std::unique_ptr<workflow::notification_intake> intake;
+    std::unique_ptr<workflow::poller> poller;
     std::unique_ptr<http_server> public_server;
     std::unique_ptr<http_server> admin_server;
     std::atomic<bool> stopping{false};
@@ -144,6 +146,7 @@ struct application::impl {
         if (stopping.exchange(true)) co_return;
         sd_notify(0, "STOPPING=1");
         spdlog::info("wxrecond: stopping grace_ms={}", cfg.server.shutdown_grace.count());
+        co_await poller->stop(cfg.server.shutdown_grace);
         co_await public_server->shutdown(cfg.server.shutdown_grace);
         co_await admin_server->shutdown(std::chrono::milliseconds(100));
         io.stop();
@@ -169,6 +172,8 @@ void application::start() {
     s.rejected = std::make_unique<store::rejected_log>(*s.side_pool, s.cfg.notifications.rejected_keep,
                                                        rejected_rows_per_second, rejected_burst, s.stats);
     s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats);
+    s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.fact_pool, *s.ledger, s.stats,
+                                                  workflow::poller_options{});
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
 
     http_limits limits;
@@ -192,6 +197,7 @@ void application::start() {
     }
     s.public_server->start();
     s.admin_server->start();
+    s.poller->start();
     spdlog::info("wxrecond: listening public={} admin={}", public_port(), admin_port());
 }
 

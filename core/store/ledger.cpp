@@ -213,8 +213,10 @@ private:
             snap.state = *d.new_state;
             snap.state_changed_at = now_;
         }
-        if (const auto* p = std::get_if<payment_fact>(&f.body); p && d.record_payment_details) {
-            keep_last(c.state_desc, non_empty(p->state_desc));
+        const auto* p = std::get_if<payment_fact>(&f.body);
+        // The description goes with the state it describes (a close records why, e.g. never placed).
+        if (p && (d.new_state || d.record_payment_details)) keep_last(c.state_desc, non_empty(p->state_desc));
+        if (p && d.record_payment_details) {
             keep_first(c.transaction_id, non_empty(p->transaction_id));
             keep_last(c.trade_type, non_empty(p->trade_type));
             keep_last(c.bank_type, non_empty(p->bank_type));

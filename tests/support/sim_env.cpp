@@ -51,7 +51,8 @@ void running_simulator::stop() {
     thread_.join();
 }
 
-config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port) {
+config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port,
+                                 const std::string& extra_toml) {
     std::ifstream in(keys.dir / "wxrecond-merchants.toml");
     std::stringstream fragment;
     fragment << in.rdbuf();
@@ -62,7 +63,7 @@ config::config sim_daemon_config(const sim_key_dir& keys, const std::string& dat
         merchants.replace(pos, from.size(), to);
     const std::string toml = "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\nmax_connections = 2048\n"
                              "[admin]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"" + database_url +
-                             "\"\npool_size = 4\n" + merchants;
+                             "\"\npool_size = 4\n" + extra_toml + merchants;
     auto cfg = config::parse_config(toml, keys.dir / "wxrecond.toml");
     if (!cfg) throw std::runtime_error(cfg.err().message);
     return *cfg;

@@ -38,8 +38,10 @@ private:
 };
 
 // wxrecond's configuration for the key set's merchants (both listeners on port 0), talking to the
-// simulator on sim_port.
-config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port);
+// simulator on sim_port. extra_toml goes in before the merchants (e.g. a [poller] section); the default
+// keeps the poller's first query an hour away, for tests about notifications alone.
+config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port,
+                                 const std::string& extra_toml = "[poller]\ndelays = [\"1h\"]\n");
 
 // POSTs a JSON body to a /sim control endpoint; throws unless the status is 2xx.
 std::string sim_control(unsigned short port, const std::string& target, const std::string& json);

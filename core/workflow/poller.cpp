@@ -1,0 +1,387 @@
+#include "workflow/poller.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <pqxx/pqxx>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <random>
+
+#include "base/encoding.hpp"
+#include "store/db_pool.hpp"
+#include "store/ledger.hpp"
+
+namespace wxrecon::workflow {
+
+namespace asio = boost::asio;
+using domain::micros;
+using domain::trade_state;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr micros second = 1'000'000;
+// A ledger write gets this long; the poll is retried later when it does not commit in time.
+constexpr auto apply_deadline = std::chrono::seconds(10);
+
+micros now_micros() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+micros to_micros(config::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
+
+bool is_not_found(const wechat::call_result& r) {
+    return r.outcome == wechat::call_outcome::rejected &&
+           (r.code == "ORDER_NOT_EXIST" || r.code == "ORDERNOTEXIST" || r.status == 404);
+}
+
+// Close answers that mean "it is paid" (v2 ORDERPAID; v3 spelling unconfirmed: ORDERPAID or TRADE_ERROR).
+bool is_already_paid(const wechat::call_result& r) {
+    return r.outcome == wechat::call_outcome::rejected &&
+           (r.code == "ORDERPAID" || r.code == "ORDER_PAID" || r.code == "TRADE_ERROR");
+}
+
+bool is_already_closed(const wechat::call_result& r) {
+    return r.outcome == wechat::call_outcome::rejected && (r.code == "ORDER_CLOSED" || r.code == "ORDERCLOSED");
+}
+
+std::string_view query_metric(const wechat::call_result& r) {
+    switch (r.outcome) {
+        case wechat::call_outcome::rate_limited: return "rate_limited";
+        case wechat::call_outcome::server_error: return "server_error";
+        case wechat::call_outcome::forged: return "bad_signature";
+        case wechat::call_outcome::unreachable: return r.sent ? "timeout" : "error";
+        default: return is_not_found(r) ? "not_found" : "error";
+    }
+}
+
+}  // namespace
+
+struct poller::token_bucket {
+    double tokens = 0;
+    double rate = 1;
+    steady::time_point last = steady::now();
+};
+
+poller::poller(asio::any_io_executor ex, const config::config& cfg, key_holder& keys, store::db_pool& pool,
+               store::ledger& ledger, std::shared_ptr<metrics> m, poller_options options)
+    : executor_(ex),
+      cfg_(cfg),
+      keys_(keys),
+      pool_(pool),
+      ledger_(ledger),
+      metrics_(std::move(m)),
+      options_(std::move(options)),
+      wake_(ex) {
+    for (const auto d : cfg_.poller.delays) schedule_.delays.push_back(to_micros(d));
+    schedule_.interval_after = to_micros(cfg_.poller.interval_after);
+    schedule_.close_after_expire = to_micros(cfg_.poller.close_after_expire);
+    if (options_.owner.empty()) options_.owner = "wxrecond-" + crypto::random_alnum(8);
+}
+
+poller::~poller() = default;
+
+void poller::start() {
+    running_ = true;
+    asio::co_spawn(executor_, run(), asio::detached);
+}
+
+asio::awaitable<void> poller::stop(std::chrono::milliseconds grace) {
+    stopping_ = true;
+    wake_.cancel();
+    const auto give_up = steady::now() + grace;
+    asio::steady_timer timer(executor_);
+    while ((in_flight_ > 0 || running_) && steady::now() < give_up) {
+        timer.expires_after(std::chrono::milliseconds(10));
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+}
+
+asio::awaitable<void> poller::run() {
+    const int concurrency = static_cast<int>(std::max<std::uint32_t>(1, cfg_.poller.concurrency));
+    while (!stopping_) {
+        const int free = concurrency - in_flight_;
+        if (free > 0) {
+            std::vector<store::claimed_order> claimed;
+            try {
+                auto job = [owner = options_.owner, lease = options_.lease, free](pqxx::connection_base& c) {
+                    return store::claim_due_orders(c, owner, lease, static_cast<std::size_t>(free));
+                };
+                claimed = co_await pool_.run<std::vector<store::claimed_order>>(std::move(job));
+            } catch (const std::exception& e) {
+                spdlog::warn("poll: cannot claim due orders error=\"{}\"", e.what());
+            }
+            for (auto& order : claimed) {
+                ++in_flight_;
+                asio::co_spawn(executor_, poll_checked(std::move(order)), asio::detached);
+            }
+            if (static_cast<int>(claimed.size()) == free) continue;  // more may be due: look again at once
+        }
+        wake_.expires_after(options_.tick);
+        co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    running_ = false;
+}
+
+asio::awaitable<void> poller::poll_checked(store::claimed_order order) {
+    const std::string mchid = order.mchid, out_trade_no = order.out_trade_no;
+    try {
+        co_await poll(std::move(order));
+    } catch (const std::exception& e) {
+        // The lease runs out and the order is claimed again later; nothing was half-applied.
+        spdlog::warn("poll: failed mchid={} out_trade_no={} error=\"{}\"", mchid, out_trade_no, e.what());
+    }
+    --in_flight_;
+    if (!stopping_) wake_.cancel();  // a slot is free: look for due orders now
+}
+
+wechat::pay_client& poller::client_for(const config::merchant_config& m) {
+    const std::string ca = m.ca_file ? m.ca_file->string() : std::string();
+    auto& slot = clients_[ca];
+    if (!slot) {
+        net::client_options options;
+        options.ca_file = ca;
+        slot = std::make_unique<wechat::pay_client>(executor_, options);
+    }
+    return *slot;
+}
+
+asio::awaitable<void> poller::take_token(const std::string& mchid) {
+    auto& slot = buckets_[mchid];
+    if (!slot) {
+        slot = std::make_unique<token_bucket>();
+        slot->rate = std::max<double>(1, cfg_.poller.rate_per_second);
+        slot->tokens = slot->rate;  // a full second's burst
+    }
+    token_bucket& b = *slot;
+    asio::steady_timer timer(executor_);
+    for (;;) {
+        const auto now = steady::now();
+        b.tokens = std::min(b.rate, b.tokens + std::chrono::duration<double>(now - b.last).count() * b.rate);
+        b.last = now;
+        if (b.tokens >= 1) {
+            b.tokens -= 1;
+            co_return;
+        }
+        timer.expires_after(std::chrono::duration_cast<std::chrono::microseconds>(
+            std::chrono::duration<double>((1 - b.tokens) / b.rate)));
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+}
+
+domain::micros poller::backoff(const wechat::call_result& r) const {
+    // Rate limits wait longer than transient errors; the jitter keeps instances from retrying in step.
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    const micros base = r.outcome == wechat::call_outcome::rate_limited ? 10 * second : 3 * second;
+    std::uniform_int_distribution<micros> jitter(0, base);
+    return now_micros() + base + jitter(rng);
+}
+
+asio::awaitable<wechat::call_result> poller::query(const config::merchant_config& m,
+                                                   const wechat::merchant_access& access,
+                                                   const std::string& out_trade_no) {
+    co_await take_token(m.mchid);
+    wechat::pay_client& client = client_for(m);
+    if (m.version == config::api_version::v3) {
+        std::string method = "GET", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "?mchid=" + m.mchid;
+        std::string no_body;  // named: GCC 12 mishandles temporaries inside co_await
+        co_return co_await client.v3(access, std::move(method), std::move(path), std::move(no_body),
+                                     wechat::retry_safety::idempotent);
+    }
+    protocol::v2::fields fields{{"appid", m.appid}, {"out_trade_no", out_trade_no}};
+    std::string path = "/pay/orderquery";
+    co_return co_await client.v2(access, std::move(path), std::move(fields), protocol::v2::sign_type::md5,
+                                 wechat::retry_safety::idempotent);
+}
+
+asio::awaitable<wechat::call_result> poller::close_at_wechat(const config::merchant_config& m,
+                                                             const wechat::merchant_access& access,
+                                                             const std::string& out_trade_no) {
+    co_await take_token(m.mchid);
+    wechat::pay_client& client = client_for(m);
+    if (m.version == config::api_version::v3) {
+        std::string method = "POST", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "/close";
+        std::string body = "{\"mchid\":\"" + m.mchid + "\"}";
+        co_return co_await client.v3(access, std::move(method), std::move(path), std::move(body),
+                                     wechat::retry_safety::once_only);
+    }
+    protocol::v2::fields fields{{"appid", m.appid}, {"out_trade_no", out_trade_no}};
+    std::string path = "/pay/closeorder";
+    co_return co_await client.v2(access, std::move(path), std::move(fields), protocol::v2::sign_type::md5,
+                                 wechat::retry_safety::once_only);
+}
+
+asio::awaitable<std::pair<std::string, bool>> poller::apply_answer(const config::merchant_config& m,
+                                                                   const store::claimed_order& order,
+                                                                   const wechat::call_result& answer,
+                                                                   micros sent_at) {
+    domain::fact f;
+    f.mchid = m.mchid;
+    f.event_type = "QUERY";
+    f.observed_at = sent_at;  // what the answer says held when the query was sent (stale if older than the row)
+    if (m.version == config::api_version::v3) {
+        f.source = domain::fact_source::query_v3;
+        auto parsed = protocol::v3::parse_transaction(answer.body);
+        if (!parsed) throw std::runtime_error("query answer does not parse: " + parsed.err().message);
+        if (parsed->mchid != m.mchid || parsed->payment.out_trade_no != order.out_trade_no)
+            throw std::runtime_error("query answer is about another order");
+        f.payload_json = answer.body;
+        f.body = std::move(parsed->payment);
+    } else {
+        f.source = domain::fact_source::query_v2;
+        auto parsed = protocol::v2::read_payment(answer.fields);
+        if (!parsed) throw std::runtime_error("query answer does not parse: " + parsed.err().message);
+        if (parsed->out_trade_no != order.out_trade_no) throw std::runtime_error("query answer is about another order");
+        f.payload_json = protocol::v2::to_json(answer.fields);
+        f.body = std::move(*parsed);
+    }
+    const auto& p = std::get<domain::payment_fact>(f.body);
+    f.occurred_at = p.success_time.value_or(sent_at);
+    const bool settled = domain::is_terminal(p.state);
+    const auto r = co_await ledger_.apply(f, steady::now() + apply_deadline);
+    std::string result = r.outcome == domain::outcome::applied       ? "applied"
+                         : r.outcome == domain::outcome::stale       ? "stale"
+                         : r.outcome == domain::outcome::regression  ? "applied"
+                                                                     : "unchanged";
+    co_return std::pair{std::move(result), settled && r.outcome != domain::outcome::stale};
+}
+
+asio::awaitable<bool> poller::apply_close(const store::claimed_order& order, std::string state_desc, micros sent_at) {
+    domain::payment_fact p;
+    p.out_trade_no = order.out_trade_no;
+    p.state = trade_state::closed;
+    p.state_desc = std::move(state_desc);
+    domain::fact f;
+    f.mchid = order.mchid;
+    f.source = domain::fact_source::close;
+    f.event_type = "CLOSE";
+    f.observed_at = sent_at;
+    f.occurred_at = sent_at;
+    f.payload_json = "{\"out_trade_no\":\"" + order.out_trade_no + "\",\"trade_state\":\"CLOSED\"}";
+    f.body = std::move(p);
+    const auto r = co_await ledger_.apply(f, steady::now() + apply_deadline);
+    co_return r.outcome != domain::outcome::stale;
+}
+
+asio::awaitable<void> poller::finish(store::poll_update update) {
+    auto job = [owner = options_.owner, update = std::move(update)](pqxx::connection_base& c) {
+        store::finish_poll(c, owner, update);
+        return 0;
+    };
+    co_await pool_.run<int>(std::move(job));
+}
+
+asio::awaitable<void> poller::poll(store::claimed_order order) {
+    store::poll_update update;
+    update.mchid = order.mchid;
+    update.out_trade_no = order.out_trade_no;
+    const config::merchant_config* m = cfg_.find_merchant(order.mchid);
+    const auto keys = keys_.get();  // this poll's key material; a reload meanwhile does not pull it away
+    const config::merchant_keys* mk = keys->find(order.mchid);
+    const micros now = now_micros();
+    if (m == nullptr || mk == nullptr) {
+        update.next_poll_at = now + 600 * second;
+        update.error = "merchant " + order.mchid + " is not configured";
+        co_await finish(std::move(update));
+        co_return;
+    }
+    const micros expire = order.expire_at.value_or(order.created_at + to_micros(cfg_.poller.default_expiry));
+    if (!order.expire_at) update.fill_expire_at = expire;
+    const micros close_at = domain::close_due(schedule_, order.created_at, expire, m->version == config::api_version::v2);
+    const bool closing = now >= close_at;
+    if (!closing) {
+        const auto due = domain::query_due(schedule_, order.created_at, expire, order.poll_attempts);
+        if (!due || *due > now) {  // not due yet: a new row, or only the close is left
+            update.next_poll_at = due ? std::min(*due, close_at) : close_at;
+            co_await finish(std::move(update));
+            co_return;
+        }
+    }
+
+    wechat::merchant_access access;
+    access.mchid = m->mchid;
+    access.api_base = m->api_base;
+    access.api_backup_base = m->api_backup_base.value_or("");
+    access.merchant_serial = m->merchant_cert_serial.value_or("");
+    access.merchant_key = mk->merchant_private_key;
+    access.apiv2_key = mk->apiv2_key.value_or("");
+    access.wechatpay_serial_to_send = m->wechatpay_public_key_id.value_or("");
+    access.find_key = [mk](std::string_view serial) { return mk->find_wechatpay_key(serial); };
+
+    const std::string api = m->version == config::api_version::v3 ? "v3" : "v2";
+    const micros sent_at = now_micros();
+    const wechat::call_result answer = co_await query(*m, access, order.out_trade_no);
+    bool settled = false;
+    if (answer.outcome == wechat::call_outcome::ok) {
+        auto [result, done] = co_await apply_answer(*m, order, answer, sent_at);
+        metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", result}});
+        settled = done;
+        update.answered = true;
+        spdlog::info("poll: query mchid={} out_trade_no={} result={}", m->mchid, order.out_trade_no, result);
+    } else {
+        metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", std::string(query_metric(answer))}});
+        spdlog::info("poll: query mchid={} out_trade_no={} result={} error=\"{}\"", m->mchid, order.out_trade_no,
+                     query_metric(answer), answer.error);
+        if (!is_not_found(answer)) {  // a failed query moves only this try
+            update.next_poll_at = backoff(answer);
+            update.error = answer.error;
+            co_await finish(std::move(update));
+            co_return;
+        }
+        update.answered = true;
+        update.error = answer.error;
+    }
+
+    if (!closing || settled) {
+        if (!settled) {
+            const auto next = domain::query_due(schedule_, order.created_at, expire, order.poll_attempts + 1);
+            update.next_poll_at = next ? std::min(*next, close_at) : close_at;
+        }
+        co_await finish(std::move(update));
+        co_return;
+    }
+
+    // The final query said the order is open (or unknown at WeChat): close it.
+    if (is_not_found(answer)) {
+        if (!order.placed_at) {
+                std::string why = "never placed at WeChat Pay";
+            co_await apply_close(order, std::move(why), now_micros());
+            spdlog::info("poll: closed locally mchid={} out_trade_no={} (never placed at WeChat Pay)", m->mchid,
+                         order.out_trade_no);
+        } else {
+            update.next_poll_at = backoff(answer);
+        }
+        co_await finish(std::move(update));
+        co_return;
+    }
+    const micros close_sent_at = now_micros();
+    const wechat::call_result closed = co_await close_at_wechat(*m, access, order.out_trade_no);
+    if (closed.outcome == wechat::call_outcome::ok || is_already_closed(closed)) {
+        std::string why = "closed by wxrecon after expiry";
+        co_await apply_close(order, std::move(why), close_sent_at);
+        spdlog::info("poll: closed mchid={} out_trade_no={}", m->mchid, order.out_trade_no);
+        update.error.reset();
+    } else if (is_already_paid(closed)) {
+        // Paid between the final query and the close: the payment is what counts.
+        const micros again_at = now_micros();
+        const wechat::call_result again = co_await query(*m, access, order.out_trade_no);
+        if (again.outcome == wechat::call_outcome::ok) {
+            auto [result, done] = co_await apply_answer(*m, order, again, again_at);
+            (void)done;
+            metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", result}});
+        } else {
+            update.next_poll_at = backoff(again);
+            update.error = again.error;
+        }
+    } else {
+        update.next_poll_at = backoff(closed);
+        update.error = "close: " + closed.error;
+    }
+    co_await finish(std::move(update));
+}
+
+}  // namespace wxrecon::workflow

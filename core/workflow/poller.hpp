@@ -1,0 +1,88 @@
+// Orders that never got a notification: the poller claims due orders (a short
+// lease, no transaction open while WeChat Pay is called), queries them on the
+// schedule of interfaces.md section 5, and closes them after expiry. Every
+// answer becomes a fact applied through the same ledger as a notification.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "base/metrics.hpp"
+#include "config/config.hpp"
+#include "domain/schedule.hpp"
+#include "store/poll_store.hpp"
+#include "wechat/pay_client.hpp"
+#include "workflow/notify_intake.hpp"
+
+namespace wxrecon::store {
+class db_pool;
+class ledger;
+}  // namespace wxrecon::store
+
+namespace wxrecon::workflow {
+
+struct poller_options {
+    std::chrono::milliseconds tick{200};      // how often due orders are looked for
+    std::chrono::milliseconds lease{60000};   // how long a claim keeps other instances away
+    std::string owner;                        // this instance's name in poll_lease_owner
+};
+
+class poller {
+public:
+    poller(boost::asio::any_io_executor ex, const config::config& cfg, key_holder& keys, store::db_pool& pool,
+           store::ledger& ledger, std::shared_ptr<metrics> m, poller_options options);
+    ~poller();
+
+    void start();
+    // Stops claiming and waits (bounded) for the polls in flight; their leases make them safe to abandon.
+    boost::asio::awaitable<void> stop(std::chrono::milliseconds grace);
+
+private:
+    struct token_bucket;
+    boost::asio::awaitable<void> run();
+    boost::asio::awaitable<void> poll(store::claimed_order order);
+    boost::asio::awaitable<void> poll_checked(store::claimed_order order);
+    boost::asio::awaitable<wechat::call_result> query(const config::merchant_config& m,
+                                                      const wechat::merchant_access& access,
+                                                      const std::string& out_trade_no);
+    boost::asio::awaitable<wechat::call_result> close_at_wechat(const config::merchant_config& m,
+                                                                const wechat::merchant_access& access,
+                                                                const std::string& out_trade_no);
+    // Turns a query answer into a fact and applies it; returns the metric result and whether the order
+    // is settled (terminal) afterwards.
+    boost::asio::awaitable<std::pair<std::string, bool>> apply_answer(const config::merchant_config& m,
+                                                                      const store::claimed_order& order,
+                                                                      const wechat::call_result& answer,
+                                                                      domain::micros sent_at);
+    boost::asio::awaitable<bool> apply_close(const store::claimed_order& order, std::string state_desc,
+                                             domain::micros sent_at);
+    boost::asio::awaitable<void> finish(store::poll_update update);
+    boost::asio::awaitable<void> take_token(const std::string& mchid);
+    wechat::pay_client& client_for(const config::merchant_config& m);
+    domain::micros backoff(const wechat::call_result& r) const;
+
+    boost::asio::any_io_executor executor_;
+    const config::config& cfg_;
+    key_holder& keys_;
+    store::db_pool& pool_;
+    store::ledger& ledger_;
+    std::shared_ptr<metrics> metrics_;
+    poller_options options_;
+    domain::poll_schedule schedule_;
+    std::map<std::string, std::unique_ptr<wechat::pay_client>> clients_;  // by ca_file
+    std::map<std::string, std::unique_ptr<token_bucket>, std::less<>> buckets_;  // by mchid
+    boost::asio::steady_timer wake_;
+    int in_flight_ = 0;
+    bool stopping_ = false;
+    bool running_ = false;
+};
+
+}  // namespace wxrecon::workflow
