@@ -26,7 +26,7 @@ expect 0 "--help" "$sim" --help
 for item in --out --merchants --api-base --keys --listen --tls --seed --time-scale --faults --concurrency \
             --signing-threads --max-orders --max-deliveries \
             /sim/orders /sim/pay /sim/expire /sim/refund /sim/faults /sim/rotate-certificate /sim/login-code \
-            /sim/ledger /sim/deliveries /sim/stats /sim/merchants \
+            /sim/ledger /sim/deliveries /sim/stats /sim/calls /sim/merchants \
             /v3/pay/transactions/jsapi /v3/certificates /pay/unifiedorder /pay/orderquery /pay/closeorder \
             /secapi/pay/refund /pay/refundquery /sns/jscode2session; do
   expect_output "$item" "--help documents $item"

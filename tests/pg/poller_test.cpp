@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <pqxx/pqxx>
@@ -151,6 +152,58 @@ TEST_F(PollerTest, OrderWeChatNeverHeardOfIsClosedLocally) {
     EXPECT_GE(row[3].as<int>(), 1) << "it was queried before";
     EXPECT_NE(http_get(sim.port(), "/sim/ledger").body.find("\"orders\":[]"), std::string::npos)
         << "no order may appear at WeChat's side";
+}
+
+}  // namespace
+}  // namespace wxrecon::testing
+
+namespace wxrecon::testing {
+namespace {
+
+struct call_window {
+    std::int64_t start = 0, end = 0;
+};
+
+// Two daemons on one database, every query slowed down: the leases keep them from ever querying the
+// same order at the same time, and between them every order is settled.
+TEST_F(PollerTest, TwoInstancesNeverQueryTheSameOrderAtOnce) {
+    sim_key_dir keys(1);
+    running_simulator sim(keys, {});
+    const std::string mchid = keys.keys.merchants[0].mchid;
+    exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) "
+         "SELECT '" + mchid + "', 'TWO-ORDER-' || g, 100, now() + interval '4 seconds' FROM generate_series(1, 60) g");
+    sim_control(sim.port(), "/sim/orders",
+                R"({"mchid":")" + mchid + R"(","prefix":"TWO-ORDER-","count":60,"amount":100,"notify_url":"http://127.0.0.1:9/x"})");
+    sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","prefix":"TWO-ORDER-","count":30})");
+    sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_slow":0.5,"slow_ms":150})");
+    {
+        running_daemon first(sim_daemon_config(keys, db_.url(), sim.port(), fast_poller));
+        running_daemon second(sim_daemon_config(keys, db_.url(), sim.port(), fast_poller));
+        wait_until_settled(60s);
+    }
+    const auto r = http_get(sim.port(), "/sim/calls");
+    simdjson::dom::parser parser;
+    const simdjson::padded_string text(r.body);
+    const auto doc = parser.parse(text);
+    std::map<std::string, std::vector<call_window>> by_order;
+    std::size_t calls = 0;
+    for (auto c : doc["calls"].get_array()) {
+        // "GET /v3/pay/transactions/out-trade-no/TWO-7" or "POST …/out-trade-no/TWO-7/close"
+        std::string what{std::string_view(c["call"])};
+        if (what.ends_with("/close")) what.resize(what.size() - 6);
+        const std::string order = what.substr(what.rfind('/') + 1);
+        by_order[order].push_back({int64_t(c["start_ms"]), int64_t(c["end_ms"])});
+        ++calls;
+    }
+    EXPECT_GE(calls, 60u) << "every order was asked about at least once";
+    for (auto& [order, windows] : by_order) {
+        std::sort(windows.begin(), windows.end(), [](const call_window& a, const call_window& b) { return a.start < b.start; });
+        for (std::size_t i = 1; i < windows.size(); ++i)
+            EXPECT_GE(windows[i].start, windows[i - 1].end) << order << ": two calls at once";
+    }
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS'"), 30);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.orders WHERE state = 'CLOSED'"), 30);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.payment_events WHERE source = 'query_v3'"), 30);
 }
 
 }  // namespace

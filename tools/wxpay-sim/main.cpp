@@ -73,6 +73,7 @@ Control API (JSON, no authentication: bind it to loopback):
   GET  /sim/ledger          every order and refund with its true state, amounts and ids
   GET  /sim/deliveries?since=ID&limit=N  the delivery log: every copy, its faults and attempts
   GET  /sim/stats           counts of orders, deliveries, acknowledgements, pending deliveries
+  GET  /sim/calls?since=ID  the merchant API call log: who asked what, when it started and ended
   GET  /sim/merchants       merchants with their key mode, faults and protocol variants
 )";
 

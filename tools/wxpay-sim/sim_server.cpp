@@ -205,15 +205,18 @@ asio::awaitable<reply> simulator::handle_v3(inbound_request& req) {
     }
     const std::uint64_t call = ++m->api_calls;
     const std::string& subject = m->keys->mchid;
+    const std::uint64_t log_id = log_call(m->keys->mchid, "v3", req.method + " " + req.path).id;
     if (draw("fault.query_slow", subject, call, m->faults.query_slow)) {
         asio::steady_timer slow(io_, std::chrono::milliseconds(m->faults.slow_ms));
         co_await slow.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     if (draw("fault.query_429", subject, call, m->faults.query_429)) {
+        end_call(log_id, 429);
         const char* code = m->variants.alt_rate_limit_spelling ? "RATELIMIT_EXCEEDED" : "FREQUENCY_LIMITED";
         co_return co_await v3_signed(*m, req, 429, v3_error_body(code, "请求频率超过限制"));
     }
     if (draw("fault.query_500", subject, call, m->faults.query_500)) {
+        end_call(log_id, 500);
         const char* code = m->variants.old_system_error_spelling ? "SYSTEMERROR" : "SYSTEM_ERROR";
         co_return co_await v3_signed(*m, req, 500, v3_error_body(code, "系统错误"));
     }
@@ -239,6 +242,7 @@ asio::awaitable<reply> simulator::handle_v3(inbound_request& req) {
     } else if (req.method == "GET" && path == "/v3/certificates") {
         out = v3_certificates(*m);
     }
+    end_call(log_id, out.first);
     co_return co_await v3_signed(*m, req, out.first, std::move(out.second));
 }
 
@@ -441,11 +445,17 @@ asio::awaitable<reply> simulator::handle_v2(inbound_request& req) {
                                                                               : v2::sign_type::md5;
     const std::uint64_t call = ++m->api_calls;
     const std::string& subject = m->keys->mchid;
+    const auto no = in->find("out_trade_no");
+    const std::uint64_t log_id =
+        log_call(m->keys->mchid, "v2", req.path + (no == in->end() ? std::string() : " " + no->second)).id;
     if (draw("fault.query_slow", subject, call, m->faults.query_slow)) {
         asio::steady_timer slow(io_, std::chrono::milliseconds(m->faults.slow_ms));
         co_await slow.async_wait(asio::as_tuple(asio::use_awaitable));
     }
-    if (draw("fault.query_429", subject, call, m->faults.query_429)) co_return v2_reply(v2_failure("", "频率限制"));
+    if (draw("fault.query_429", subject, call, m->faults.query_429)) {
+        end_call(log_id, 429);
+        co_return v2_reply(v2_failure("", "频率限制"));
+    }
     v2::fields out;
     if (draw("fault.query_500", subject, call, m->faults.query_500)) {
         out = v2_failure("SYSTEMERROR", "系统错误");
@@ -462,6 +472,7 @@ asio::awaitable<reply> simulator::handle_v2(inbound_request& req) {
             out["sign"] = std::string(out["sign"].size(), 'F');
         }
     }
+    end_call(log_id, 200);
     co_return v2_reply(out);
 }
 
@@ -621,6 +632,7 @@ asio::awaitable<reply> simulator::handle_control(inbound_request& req) {
         if (p == "/sim/ledger") co_return json_reply(200, model_.ledger_json());
         if (p == "/sim/deliveries") co_return control_deliveries(req);
         if (p == "/sim/stats") co_return control_stats();
+        if (p == "/sim/calls") co_return control_calls(req);
         if (p == "/sim/merchants") {
             std::string list = "[";
             bool first = true;
@@ -854,6 +866,52 @@ reply simulator::control_deliveries(const inbound_request& req) const {
             .add("finished", d.finished)
             .add_raw("attempts", attempts + "]");
         out += (n ? "," : "") + j.str();
+    }
+    return json_reply(200, out + "]}");
+}
+
+api_call& simulator::log_call(const std::string& mchid, std::string_view api, std::string what) {
+    while (!calls_.empty() && calls_.size() >= options_.max_deliveries) {
+        calls_.pop_front();
+        ++first_call_id_;
+    }
+    api_call c;
+    c.id = next_call_id_++;
+    c.mchid = mchid;
+    c.api = std::string(api);
+    c.what = std::move(what);
+    c.start_ms = elapsed_ms();
+    calls_.push_back(std::move(c));
+    return calls_.back();
+}
+
+void simulator::end_call(std::uint64_t id, int status) {
+    if (id < first_call_id_ || id >= next_call_id_) return;
+    api_call& c = calls_[id - first_call_id_];
+    c.end_ms = elapsed_ms();
+    c.status = status;
+}
+
+reply simulator::control_calls(const inbound_request& req) const {
+    std::uint64_t since = first_call_id_;
+    try {
+        const std::string text = query_param(req.query(), "since");
+        if (!text.empty()) since = std::max<std::uint64_t>(since, std::stoull(text));
+    } catch (const std::exception&) {
+        return control_error(400, "since must be an integer");
+    }
+    std::string out = "{\"calls\":[";
+    for (std::uint64_t id = since; id < next_call_id_; ++id) {
+        const api_call& c = calls_[id - first_call_id_];
+        out += (id == since ? "" : ",") + json_object()
+                                             .add("id", static_cast<std::int64_t>(c.id))
+                                             .add("mchid", c.mchid)
+                                             .add("api", c.api)
+                                             .add("call", c.what)
+                                             .add("start_ms", c.start_ms)
+                                             .add("end_ms", c.end_ms)
+                                             .add("status", c.status)
+                                             .str();
     }
     return json_reply(200, out + "]}");
 }

@@ -76,6 +76,17 @@ struct delivery {
 
 struct json_body;
 
+// One merchant API call as the simulator saw it (the call log: who asked what, when, for how long).
+struct api_call {
+    std::uint64_t id = 0;
+    std::string mchid;
+    std::string api;          // v3 / v2
+    std::string what;         // "GET /v3/pay/transactions/out-trade-no/X", "/pay/orderquery X"
+    std::int64_t start_ms = 0;
+    std::int64_t end_ms = -1; // -1 while unanswered
+    int status = 0;
+};
+
 class simulator {
 public:
     simulator(boost::asio::io_context& io, sim_keys keys, sim_options options);
@@ -128,6 +139,9 @@ private:
     reply control_rotate(std::string_view body);
     reply control_deliveries(const inbound_request& request) const;
     reply control_stats() const;
+    reply control_calls(const inbound_request& request) const;
+    api_call& log_call(const std::string& mchid, std::string_view api, std::string what);
+    void end_call(std::uint64_t id, int status);
     reply control_login_code(std::string_view body);
 
     // Notifications
@@ -158,6 +172,9 @@ private:
     boost::asio::thread_pool signers_;
     crypto::private_key forger_key_;   // a key WeChat does not have: what forged notifications are signed with
     std::deque<delivery> deliveries_;
+    std::deque<api_call> calls_;
+    std::uint64_t first_call_id_ = 1;
+    std::uint64_t next_call_id_ = 1;
     std::uint64_t first_delivery_id_ = 1;
     std::uint64_t next_delivery_id_ = 1;
     int in_flight_ = 0;
