@@ -22,6 +22,7 @@
 #include "store/migrations.hpp"
 #include "store/rejected_log.hpp"
 #include "workflow/notify_intake.hpp"
+#include "workflow/order_api.hpp"
 #include "workflow/poller.hpp"
 
 namespace wxrecon::daemon {
@@ -74,6 +75,8 @@ struct application::impl {
     std::unique_ptr<store::rejected_log> rejected;
     std::unique_ptr<workflow::notification_intake> intake;
     std::unique_ptr<workflow::poller> poller;
+    std::unique_ptr<workflow::order_api> api;
+    std::unique_ptr<http_server> api_server;  // only when api.listen is set
     std::unique_ptr<http_server> public_server;
     std::unique_ptr<http_server> admin_server;
     std::atomic<bool> stopping{false};
@@ -82,6 +85,7 @@ struct application::impl {
 
     asio::awaitable<reply> handle_public(inbound_request& req) {
         const std::string_view path = req.path;
+        if (api && !api_server && workflow::order_api::handles(path)) co_return co_await api->handle(req);
         struct route {
             std::string_view prefix;
             asio::awaitable<reply> (workflow::notification_intake::*handler)(const workflow::inbound_request&,
@@ -147,6 +151,7 @@ struct application::impl {
         sd_notify(0, "STOPPING=1");
         spdlog::info("wxrecond: stopping grace_ms={}", cfg.server.shutdown_grace.count());
         co_await poller->stop(cfg.server.shutdown_grace);
+        if (api_server) co_await api_server->shutdown(cfg.server.shutdown_grace);
         co_await public_server->shutdown(cfg.server.shutdown_grace);
         co_await admin_server->shutdown(std::chrono::milliseconds(100));
         io.stop();
@@ -174,6 +179,14 @@ void application::start() {
     s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats);
     s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.fact_pool, *s.ledger, s.stats,
                                                   workflow::poller_options{});
+    if (s.cfg.api) {
+        auto token = config::read_secret_file(s.cfg.api->token_file, "api.token_file");
+        if (!token) throw startup_error(exit_bad_config, token.err().message);
+        if (token->size() < 16)
+            throw startup_error(exit_bad_config, "api.token_file: " + s.cfg.api->token_file.string() +
+                                                     ": the token must be at least 16 characters");
+        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.side_pool, s.stats);
+    }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
 
     http_limits limits;
@@ -192,11 +205,19 @@ void application::start() {
             s.io.get_executor(), parse_endpoint(s.cfg.admin.listen), admin_limits,
             [&s](inbound_request& r) { return s.handle_admin(r); },
             [](std::string_view) { return reply{413, "text/plain", "too large\n"}; }, s.stats, "admin");
+        if (s.api && s.cfg.api->listen) {
+            s.api_server = std::make_unique<http_server>(
+                s.io.get_executor(), parse_endpoint(*s.cfg.api->listen), limits,
+                [&s](inbound_request& r) { return s.api->handle(r); },
+                [](std::string_view) { return reply{413, "application/json", "{\"error\":\"body too large\"}"}; },
+                s.stats, "api");
+        }
     } catch (const std::exception& e) {
         throw startup_error(exit_failure, std::string("cannot listen: ") + e.what());
     }
     s.public_server->start();
     s.admin_server->start();
+    if (s.api_server) s.api_server->start();
     s.poller->start();
     spdlog::info("wxrecond: listening public={} admin={}", public_port(), admin_port());
 }
@@ -251,5 +272,9 @@ bool application::reload_keys() {
 
 unsigned short application::public_port() const { return impl_->public_server->local_endpoint().port(); }
 unsigned short application::admin_port() const { return impl_->admin_server->local_endpoint().port(); }
+
+unsigned short application::api_port() const {
+    return impl_->api_server ? impl_->api_server->local_endpoint().port() : public_port();
+}
 
 }  // namespace wxrecon::daemon

@@ -38,6 +38,7 @@ public:
 
     unsigned short public_port() const;
     unsigned short admin_port() const;
+    unsigned short api_port() const;  // the API's own listener, or the public one when api.listen is unset
 
 private:
     struct impl;

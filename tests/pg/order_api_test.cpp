@@ -1,0 +1,156 @@
+// The internal API against a real PostgreSQL (interfaces.md section 3):
+// bearer-token authentication with throttled failures, registration with the
+// status codes and idempotency rules given there, adoption of an order first
+// created by a notification, and the order read back with events and refunds.
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+
+#include <fstream>
+#include "test_env.hpp"
+
+namespace wxrecon::testing {
+namespace {
+
+const std::string token = "test-token-0123456789abcdef";
+
+void write_token(const std::filesystem::path& file, const std::string& text) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << text;
+}
+
+class OrderApi : public ::testing::Test {
+protected:
+    void SetUp() override {
+        merchant_ = make_merchant_fixture();
+        write_token(merchant_->dir / "api.token", token + "\n");
+        auto cfg = make_config(*merchant_, db_.url());
+        cfg.api = config::api_config{merchant_->dir / "api.token", std::nullopt};
+        daemon_ = std::make_unique<running_daemon>(std::move(cfg));
+    }
+    http_response post(const std::string& body, const std::string& bearer = token) {
+        return http_request(daemon_->app().api_port(), "POST", "/api/v1/orders",
+                            {{"Authorization", "Bearer " + bearer}, {"Content-Type", "application/json"}}, body);
+    }
+    http_response get(const std::string& target, const std::string& bearer = token) {
+        return http_request(daemon_->app().api_port(), "GET", target, {{"Authorization", "Bearer " + bearer}});
+    }
+    std::string scalar(const std::string& sql) {
+        pqxx::connection conn(db_.url());
+        pqxx::nontransaction tx(conn);
+        const auto r = tx.exec(sql);
+        return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
+    }
+    void exec(const std::string& sql) {
+        pqxx::connection conn(db_.url());
+        pqxx::work tx(conn);
+        tx.exec(sql);
+        tx.commit();
+    }
+    scratch_database db_;
+    std::unique_ptr<merchant_fixture> merchant_;
+    std::unique_ptr<running_daemon> daemon_;
+};
+
+std::string order(const std::string& no, std::int64_t amount, const std::string& extra = "") {
+    return R"({"mchid":")" + std::string(test_mchid) + R"(","out_trade_no":")" + no + R"(","amount_total":)" +
+           std::to_string(amount) + extra + "}";
+}
+
+TEST_F(OrderApi, RegistersOnceAndComparesRepeats) {
+    const auto created = post(order("API-0001", 1500, R"(,"description":"一杯咖啡","expire_at":"2026-12-01T12:00:00+08:00")"));
+    ASSERT_EQ(created.status, 201) << created.body;
+    EXPECT_NE(created.body.find(R"("origin": "api")"), std::string::npos) << created.body;
+    EXPECT_NE(created.body.find(R"("expire_at": "2026-12-01T12:00:00+08:00")"), std::string::npos) << created.body;
+    EXPECT_NE(created.body.find(R"("appid": ")" + std::string(test_appid) + "\""), std::string::npos)
+        << "appid defaults to the merchant's";
+    EXPECT_EQ(post(order("API-0001", 1500, R"(,"description":"一杯咖啡","expire_at":"2026-12-01T12:00:00+08:00")")).status, 200);
+    // Other differing fields are ignored: 200, the stored order unchanged.
+    const auto ignored = post(order("API-0001", 1500, R"(,"description":"two coffees")"));
+    EXPECT_EQ(ignored.status, 200);
+    EXPECT_EQ(scalar("SELECT description FROM wxrecon.orders WHERE out_trade_no = 'API-0001'"), "一杯咖啡");
+    const auto amount = post(order("API-0001", 1600));
+    EXPECT_EQ(amount.status, 409);
+    EXPECT_NE(amount.body.find("amount_total"), std::string::npos) << amount.body;
+    EXPECT_EQ(post(order("API-0001", 1500, R"(,"appid":"wx0000000000000000")")).status, 409);
+    EXPECT_EQ(post(order("API-0001", 1500, R"(,"currency":"USD")")).status, 409);
+    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.orders"), "1");
+    // Registered orders are scheduled for polling.
+    EXPECT_EQ(scalar("SELECT next_poll_at IS NOT NULL FROM wxrecon.orders"), "t");
+}
+
+TEST_F(OrderApi, RefusesBadFieldsWithTheirNames) {
+    const struct {
+        std::string body;
+        std::string names;
+    } cases[] = {
+        {"not json", "JSON object"},
+        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":100,"colour":"red"})", "unknown field colour"},
+        {R"({"mchid":"1","out_trade_no":"A1","amount_total":100})", "mchid"},
+        {R"({"mchid":"1900000109","out_trade_no":"A 1","amount_total":100})", "out_trade_no"},
+        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":0})", "amount_total"},
+        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":"100"})", "amount_total"},
+        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":100,"currency":"cny"})", "currency"},
+        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":100,"expire_at":"2026-12-01T12:00:00"})",
+         "expire_at"},
+    };
+    for (const auto& c : cases) {
+        const auto r = post(c.body);
+        EXPECT_EQ(r.status, 400) << c.body;
+        EXPECT_NE(r.body.find(c.names), std::string::npos) << c.body << " -> " << r.body;
+    }
+    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.orders"), "0");
+}
+
+TEST_F(OrderApi, TokenIsRequiredAndFailuresAreThrottled) {
+    EXPECT_EQ(post(order("API-0002", 100), "wrong-token-0123456789").status, 401);
+    EXPECT_EQ(http_request(daemon_->app().api_port(), "GET", "/api/v1/orders/1900000109/API-0002").status, 401);
+    int throttled = 0;
+    for (int i = 0; i < 40; ++i) throttled += post(order("API-0002", 100), "guess-" + std::to_string(i)).status == 429;
+    EXPECT_GT(throttled, 0) << "a burst of wrong tokens is throttled";
+    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.orders"), "0");
+}
+
+TEST_F(OrderApi, ReadsTheOrderWithItsEventsAndRefunds) {
+    ASSERT_EQ(post(order("API-0003", 700)).status, 201);
+    exec("INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, trade_state, transaction_id,"
+         " amount_total, payer_total, occurred_at, payload) VALUES ('1900000109', 'API-0003', 'query_v3', 'QUERY',"
+         " 'SUCCESS', '4200000000000000000000000003', 700, 700, '2026-11-26T10:00:00+08:00', '{}')");
+    exec("INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund, status)"
+         " VALUES ('1900000109', 'R-0003', 'API-0003', 200, 'PROCESSING')");
+    const auto r = get("/api/v1/orders/1900000109/API-0003");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.body.find(R"("occurred_at": "2026-11-26T10:00:00+08:00")"), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find(R"("transaction_id": "4200000000000000000000000003")"), std::string::npos);
+    EXPECT_NE(r.body.find(R"("out_refund_no": "R-0003")"), std::string::npos);
+    EXPECT_EQ(get("/api/v1/orders/1900000109/API-NOPE").status, 404);
+}
+
+TEST_F(OrderApi, AdoptsAnOrderFirstCreatedByANotification) {
+    exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, origin, state_source)"
+         " VALUES ('1900000109', 'API-0004', 900, 'SUCCESS', 'notify', 'notify')");
+    exec("INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind) VALUES ('1900000109', 'API-0004', 'unknown_order')");
+    EXPECT_EQ(post(order("API-0004", 800)).status, 409) << "a different amount is not adopted";
+    const auto adopted = post(order("API-0004", 900));
+    EXPECT_EQ(adopted.status, 200) << adopted.body;
+    EXPECT_EQ(scalar("SELECT origin FROM wxrecon.orders WHERE out_trade_no = 'API-0004'"), "notify");
+    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), "0");
+}
+
+TEST(OrderApiListener, OwnListenerKeepsTheApiOffThePublicOne) {
+    scratch_database db;
+    auto merchant = make_merchant_fixture();
+    write_token(merchant->dir / "api.token", token);
+    auto cfg = make_config(*merchant, db.url());
+    cfg.api = config::api_config{merchant->dir / "api.token", std::string("127.0.0.1:0")};
+    running_daemon daemon(std::move(cfg));
+    ASSERT_NE(daemon.app().api_port(), daemon.port());
+    const auto on_api = http_request(daemon.app().api_port(), "POST", "/api/v1/orders",
+                                     {{"Authorization", "Bearer " + token}}, order("API-0005", 100));
+    EXPECT_EQ(on_api.status, 201) << on_api.body;
+    const auto on_public = http_request(daemon.port(), "POST", "/api/v1/orders", {{"Authorization", "Bearer " + token}},
+                                        order("API-0006", 100));
+    EXPECT_EQ(on_public.status, 404);
+}
+
+}  // namespace
+}  // namespace wxrecon::testing
