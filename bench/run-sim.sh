@@ -58,10 +58,13 @@ curl -fsS "http://127.0.0.1:$sim_port/sim/stats" | grep -q '"pending":0,' || ech
 grep "^sink:" "$work/sink.txt"
 rate=$(awk -v n="$notifications" -v a="$start" -v b="$end" 'BEGIN {printf "%d", n / (b - a)}')
 echo "notifications: $notifications delivered and acknowledged in $(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.2f", b - a}') s = $rate/s (from the pay call to the last arrival)"
-echo "ratio to openssl: $(awk -v a="$rate" -v b="$openssl_signs" 'BEGIN {printf "%.2f", a / b}')"
+sink_rate=$(awk '/^sink:/ {sub("/s", "", $NF); print $NF}' "$work/sink.txt")
+echo "ratio to openssl: $(awk -v a="$rate" -v b="$openssl_signs" 'BEGIN {printf "%.2f", a / b}') end to end, $(awk -v a="$sink_rate" -v b="$openssl_signs" 'BEGIN {printf "%.2f", a / b}') at the sink"
 
 echo "== queries: $queries pre-signed APIv3 order queries at concurrency $concurrency"
 control /sim/orders "{\"mchid\":\"$mchid\",\"prefix\":\"BENCH-Q-\",\"count\":$queries,\"amount\":100,\"notify_url\":\"http://127.0.0.1:9/unused\"}"
 "$build/bench/sim_load" queries --port "$sim_port" --keys "$work/keys" --mchid "$mchid" --serial "$serial" \
-  --prefix BENCH-Q- --orders "$queries" --concurrency "$concurrency"
+  --prefix BENCH-Q- --orders "$queries" --concurrency "$concurrency" | tee "$work/queries.txt"
+query_rate=$(awk '/^queries:/ {sub("/s,", "", $10); print $10}' "$work/queries.txt")
+echo "ratio to openssl: $(awk -v a="$query_rate" -v b="$openssl_signs" 'BEGIN {printf "%.2f", a / b}')"
 echo "simulator peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2 / 1024}' "/proc/$sim_pid/status")"

@@ -118,6 +118,8 @@ simulator::simulator(asio::io_context& io, sim_keys keys, sim_options options)
     forger_key_ = *forger;
     net::client_options copts;
     copts.exchange_timeout = options_.notify_timeout;
+    // Every delivery slot may keep its connection: fewer would reconnect for most notifications.
+    copts.max_idle_per_host = static_cast<std::size_t>(std::max(1, options_.delivery_concurrency));
     copts.user_agent = "wxpay-sim/" WXRECON_VERSION;
     client_ = std::make_unique<net::http_client>(io_.get_executor(), copts);
 }
