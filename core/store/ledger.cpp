@@ -561,8 +561,6 @@ void prepare_ledger_connection(pqxx::connection_base& conn) {
                  " payer_total = coalesce(u.payer_total, o.payer_total),"
                  " success_time = coalesce(o.success_time, wxrecon.from_micros(u.success_time)),"
                  " notified_at = CASE WHEN u.notified THEN coalesce(o.notified_at, now()) ELSE o.notified_at END,"
-                 " next_poll_at = CASE WHEN coalesce(u.state, o.state) IN ('NOTPAY', 'USERPAYING')"
-                 "                THEN o.next_poll_at END,"
                  " updated_at = now()"
                  " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
                  " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::boolean[])"

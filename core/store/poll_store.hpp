@@ -43,8 +43,8 @@ struct poll_update {
     std::optional<domain::micros> fill_expire_at; // set expire_at when it is still null
 };
 
-// Releases the lease and records the outcome, only while the lease is still ours. An order that became
-// terminal meanwhile keeps next_poll_at null (a notification cancels what is left of the schedule).
+// Releases the lease and records the outcome, only while the lease is still ours. A terminal order gets
+// next_poll_at null whatever the update says: what is left of its schedule is cancelled.
 void finish_poll(pqxx::connection_base& conn, const std::string& owner, const poll_update& update);
 
 // When the most overdue scheduled query was due (for wxrecon_poll_lag_seconds); nullopt when none is.

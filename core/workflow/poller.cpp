@@ -283,6 +283,12 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     const auto keys = keys_.get();  // this poll's key material; a reload meanwhile does not pull it away
     const config::merchant_keys* mk = keys->find(order.mchid);
     const micros now = now_micros();
+    if (domain::is_terminal(order.state)) {
+        // Settled meanwhile (a notification): the rest of the schedule is cancelled here rather than on the
+        // fact path, so applying a fact never touches the next_poll_at index and stays a HOT update.
+        co_await finish(std::move(update));
+        co_return;
+    }
     if (m == nullptr || mk == nullptr) {
         update.next_poll_at = now + 600 * second;
         update.error = "merchant " + order.mchid + " is not configured";

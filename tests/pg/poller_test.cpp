@@ -208,3 +208,32 @@ TEST_F(PollerTest, TwoInstancesNeverQueryTheSameOrderAtOnce) {
 
 }  // namespace
 }  // namespace wxrecon::testing
+
+namespace wxrecon::testing {
+namespace {
+
+// A notification cancels what is left of the schedule: no query is sent for a paid order, and its
+// next_poll_at is cleared once it falls due (off the fact path, which never touches it).
+TEST_F(PollerTest, NotificationCancelsTheSchedule) {
+    sim_key_dir keys(1);
+    running_simulator sim(keys, {});
+    const std::string mchid = keys.keys.merchants[0].mchid;
+    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(),
+                                            "[poller]\ndelays = [\"1500ms\"]\ninterval_after = \"1s\"\n"));
+    exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) VALUES ('" + mchid +
+         "', 'CANCEL-0001', 100, now() + interval '1 hour')");
+    sim_control(sim.port(), "/sim/orders",
+                R"({"mchid":")" + mchid + R"(","out_trade_no":"CANCEL-0001","amount":100,"notify_url":"http://127.0.0.1:)" +
+                    std::to_string(daemon.port()) + "/wxpay/v3/notify/" + mchid + "\"}");
+    sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","out_trade_no":"CANCEL-0001"})");
+    const auto give_up = std::chrono::steady_clock::now() + 10s;
+    while (count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND next_poll_at IS NULL") == 0 &&
+           std::chrono::steady_clock::now() < give_up)
+        std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'notify'"), 1);
+    EXPECT_EQ(count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NULL AND poll_lease_owner IS NULL"), 1);
+    EXPECT_EQ(http_get(sim.port(), "/sim/calls").body, "{\"calls\":[]}") << "no query for a notified order";
+}
+
+}  // namespace
+}  // namespace wxrecon::testing
