@@ -16,6 +16,7 @@ build="${WXRECON_BUILD_DIR:-$root/build}"
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  set +e
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"

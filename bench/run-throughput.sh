@@ -29,6 +29,7 @@ source "$root/scripts/pg-cluster.sh"
 work=$(mktemp -d)
 daemon_pid=""
 cleanup() {
+  set +e  # every step runs, whatever the one before it returned (a grep finding nothing included)
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
   [ -f "$work/daemon.log" ] && grep -E " (warning|error) " "$work/daemon.log" | sort | uniq -c | sort -rn | head -5 >&2
   pg_cluster_stop
