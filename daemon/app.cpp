@@ -180,11 +180,8 @@ void application::start() {
     s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.fact_pool, *s.ledger, s.stats,
                                                   workflow::poller_options{});
     if (s.cfg.api) {
-        auto token = config::read_secret_file(s.cfg.api->token_file, "api.token_file");
+        auto token = config::load_api_token(*s.cfg.api);
         if (!token) throw startup_error(exit_bad_config, token.err().message);
-        if (token->size() < 16)
-            throw startup_error(exit_bad_config, "api.token_file: " + s.cfg.api->token_file.string() +
-                                                     ": the token must be at least 16 characters");
         s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.side_pool, s.stats);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);

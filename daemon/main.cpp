@@ -72,6 +72,12 @@ int run(int argc, char** argv) {
         return daemon::exit_bad_config;
     }
     for (const auto& w : keys->warnings) spdlog::warn("keys: {}", w.message);
+    if (cfg->api) {
+        if (auto token = config::load_api_token(*cfg->api); !token) {
+            spdlog::error("config: {}", token.err().message);
+            return daemon::exit_bad_config;
+        }
+    }
     if (command == "check-config") {
         std::printf("%s: configuration and key material OK (%zu merchant%s)\n", config_path.c_str(),
                     cfg->merchants.size(), cfg->merchants.size() == 1 ? "" : "s");

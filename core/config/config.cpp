@@ -791,4 +791,13 @@ result<std::string> read_secret_file(const path& file, std::string_view key_name
     return secret;
 }
 
+result<std::string> load_api_token(const api_config& api) {
+    auto token = read_secret_file(api.token_file, "api.token_file");
+    if (!token) return token.err();
+    if (token->size() < 16)
+        return make_error(errc::config_error,
+                          "api.token_file: " + api.token_file.string() + ": the token must be at least 16 characters");
+    return token;
+}
+
 }  // namespace wxrecon::config

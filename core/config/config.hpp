@@ -109,4 +109,7 @@ result<config> load_config(const path& file);
 // Reads a secret file; exactly one trailing "\n" or "\r\n" is dropped. Errors name the key and file.
 result<std::string> read_secret_file(const path& file, std::string_view key_name);
 
+// The internal API's bearer token (api.token_file): at least 16 characters. Errors name the key and file.
+result<std::string> load_api_token(const api_config& api);
+
 }  // namespace wxrecon::config

@@ -40,6 +40,12 @@ head -c 24 /dev/urandom | base64 > "$keys/api.token"
 cd /   # relative key paths resolve against the config's folder, not the working directory
 expect 0 "check-config accepts conf/wxrecond.toml with generated keys" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
 
+cp "$keys/api.token" "$work/api.token.good"
+printf 'short\n' > "$keys/api.token"
+expect 2 "check-config refuses an API token shorter than 16 characters" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
+expect_output "api.token_file" "the message names the token's key"
+cp "$work/api.token.good" "$keys/api.token"
+
 printf 'short\n' > "$keys/apiv3.key"
 expect 2 "check-config refuses a 6-byte APIv3 key" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
 expect_output "apiv3_key_file" "the message names the key"
