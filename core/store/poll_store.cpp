@@ -52,11 +52,4 @@ void finish_poll(pqxx::connection_base& conn, const std::string& owner, const po
     tx.commit();
 }
 
-std::optional<domain::micros> oldest_due(pqxx::connection_base& conn) {
-    pqxx::nontransaction tx(conn);
-    const auto row = tx.exec1("SELECT wxrecon.to_micros(min(next_poll_at)) FROM wxrecon.orders WHERE next_poll_at IS NOT NULL");
-    if (row[0].is_null()) return std::nullopt;
-    return row[0].as<std::int64_t>();
-}
-
 }  // namespace wxrecon::store

@@ -47,7 +47,4 @@ struct poll_update {
 // next_poll_at null whatever the update says: what is left of its schedule is cancelled.
 void finish_poll(pqxx::connection_base& conn, const std::string& owner, const poll_update& update);
 
-// When the most overdue scheduled query was due (for wxrecon_poll_lag_seconds); nullopt when none is.
-std::optional<domain::micros> oldest_due(pqxx::connection_base& conn);
-
 }  // namespace wxrecon::store
