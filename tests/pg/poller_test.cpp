@@ -25,28 +25,6 @@ const std::string fast_poller =
     "[poller]\ndelays = [\"200ms\", \"500ms\"]\ninterval_after = \"1s\"\nclose_after_expire = \"200ms\"\n"
     "concurrency = 16\nrate_per_second = 200\n";
 
-struct truth_order {
-    std::string state, transaction_id;
-    std::int64_t payer_total = 0;
-};
-
-std::map<std::string, truth_order> truth(unsigned short sim_port) {
-    const auto r = http_get(sim_port, "/sim/ledger");
-    simdjson::dom::parser parser;
-    const simdjson::padded_string text(r.body);
-    const auto doc = parser.parse(text);
-    std::map<std::string, truth_order> out;
-    for (auto o : doc["orders"].get_array()) {
-        truth_order t;
-        t.state = std::string(std::string_view(o["trade_state"]));
-        std::string_view tid;
-        if (o["transaction_id"].get(tid) == simdjson::SUCCESS) t.transaction_id = std::string(tid);
-        t.payer_total = int64_t(o["payer_total"]);
-        out[std::string(std::string_view(o["mchid"])) + "/" + std::string(std::string_view(o["out_trade_no"]))] = t;
-    }
-    return out;
-}
-
 class PollerTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -104,16 +82,16 @@ TEST_F(PollerTest, LostNotificationsAreRecoveredByQueryAndExpiredOrdersClosed) {
     }
     wait_until_settled(60s);
 
-    const auto t = truth(sim.port());
+    const auto t = sim_truth(sim.port());
     pqxx::connection conn(db_.url());
     pqxx::nontransaction tx(conn);
     int paid = 0, closed = 0;
     for (const auto& row : tx.exec("SELECT mchid, out_trade_no, state, state_source, coalesce(transaction_id, ''),"
                                    " coalesce(payer_total, 0) FROM wxrecon.orders")) {
         const std::string key = row[0].as<std::string>() + "/" + row[1].as<std::string>();
-        const truth_order& w = t.at(key);
+        const sim_order_truth& w = t.at(key);
         const std::string state = row[2].as<std::string>();
-        if (w.state == "SUCCESS") {
+        if (w.trade_state == "SUCCESS") {
             ++paid;
             EXPECT_EQ(state, "SUCCESS") << key;
             EXPECT_EQ(row[3].as<std::string>(), "query") << key;
@@ -121,7 +99,7 @@ TEST_F(PollerTest, LostNotificationsAreRecoveredByQueryAndExpiredOrdersClosed) {
             EXPECT_EQ(row[5].as<std::int64_t>(), w.payer_total) << key;
         } else {
             ++closed;
-            EXPECT_EQ(w.state, "CLOSED") << key << ": the simulator must have been asked to close it";
+            EXPECT_EQ(w.trade_state, "CLOSED") << key << ": the simulator must have been asked to close it";
             EXPECT_EQ(state, "CLOSED") << key;
             EXPECT_EQ(row[3].as<std::string>(), "close") << key;
         }

@@ -48,28 +48,6 @@ std::vector<delivery_row> deliveries(unsigned short sim_port) {
     return out;
 }
 
-struct truth_order {
-    std::string trade_state, transaction_id;
-    std::int64_t payer_total = 0;
-};
-
-std::map<std::string, truth_order> ledger_truth(unsigned short sim_port) {
-    const auto r = http_get(sim_port, "/sim/ledger");
-    simdjson::dom::parser parser;
-    const simdjson::padded_string text(r.body);
-    const auto doc = parser.parse(text);
-    std::map<std::string, truth_order> out;
-    for (auto o : doc["orders"].get_array()) {
-        truth_order t;
-        t.trade_state = std::string(std::string_view(o["trade_state"]));
-        std::string_view tid;
-        if (o["transaction_id"].get(tid) == simdjson::SUCCESS) t.transaction_id = std::string(tid);
-        t.payer_total = int64_t(o["payer_total"]);
-        out[std::string(std::string_view(o["mchid"])) + "/" + std::string(std::string_view(o["out_trade_no"]))] = t;
-    }
-    return out;
-}
-
 // Waits until every planned delivery has finished (acknowledged or out of attempts).
 void wait_for_deliveries(unsigned short sim_port, std::chrono::seconds limit) {
     const auto give_up = std::chrono::steady_clock::now() + limit;
@@ -144,11 +122,11 @@ TEST_F(SimEndToEnd, NotificationsAreAcceptedInBothKeyModesAndBothApiVersions) {
     EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.discrepancies"), "0");
     EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.rejected_notifications"), "0");
     // The merchant's transaction ids are WeChat's (the simulator's truth).
-    const auto truth = ledger_truth(sim.port());
+    const auto truth = sim_truth(sim.port());
     pqxx::connection conn(db_.url());
     pqxx::nontransaction tx(conn);
     for (const auto& row : tx.exec("SELECT mchid, out_trade_no, transaction_id, payer_total FROM wxrecon.orders")) {
-        const truth_order& t = truth.at(row[0].as<std::string>() + "/" + row[1].as<std::string>());
+        const sim_order_truth& t = truth.at(row[0].as<std::string>() + "/" + row[1].as<std::string>());
         EXPECT_EQ(row[2].as<std::string>(), t.transaction_id);
         EXPECT_EQ(row[3].as<std::int64_t>(), t.payer_total);
     }
@@ -210,7 +188,7 @@ TEST_F(SimEndToEnd, SoakLedgerAgreesWithTheDeliveryLog) {
     EXPECT_GT(duplicates, orders / 20);
     EXPECT_GT(forged + probes, 0);
 
-    const auto truth = ledger_truth(sim.port());
+    const auto truth = sim_truth(sim.port());
     pqxx::connection conn(db_.url());
     pqxx::nontransaction tx(conn);
     int paid_in_ledger = 0;

@@ -2,6 +2,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_future.hpp>
+#include <simdjson.h>
 
 #include <chrono>
 #include <fstream>
@@ -67,6 +68,23 @@ config::config sim_daemon_config(const sim_key_dir& keys, const std::string& dat
     auto cfg = config::parse_config(toml, keys.dir / "wxrecond.toml");
     if (!cfg) throw std::runtime_error(cfg.err().message);
     return *cfg;
+}
+
+std::map<std::string, sim_order_truth> sim_truth(unsigned short sim_port) {
+    const auto r = http_get(sim_port, "/sim/ledger");
+    simdjson::dom::parser parser;
+    const simdjson::padded_string text(r.body);
+    const auto doc = parser.parse(text);
+    std::map<std::string, sim_order_truth> out;
+    for (auto o : doc["orders"].get_array()) {
+        sim_order_truth t;
+        t.trade_state = std::string(std::string_view(o["trade_state"]));
+        std::string_view tid;
+        if (o["transaction_id"].get(tid) == simdjson::SUCCESS) t.transaction_id = std::string(tid);
+        t.payer_total = int64_t(o["payer_total"]);
+        out[std::string(std::string_view(o["mchid"])) + "/" + std::string(std::string_view(o["out_trade_no"]))] = t;
+    }
+    return out;
 }
 
 std::string sim_control(unsigned short port, const std::string& target, const std::string& json) {

@@ -2,7 +2,9 @@
 // running in-process on port 0, and a wxrecond configuration for its merchants.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -42,6 +44,14 @@ private:
 // keeps the poller's first query an hour away, for tests about notifications alone.
 config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port,
                                  const std::string& extra_toml = "[poller]\ndelays = [\"1h\"]\n");
+
+// One order of the simulator's truth (GET /sim/ledger).
+struct sim_order_truth {
+    std::string trade_state, transaction_id;
+    std::int64_t payer_total = 0;
+};
+// The simulator's truth by "mchid/out_trade_no".
+std::map<std::string, sim_order_truth> sim_truth(unsigned short sim_port);
 
 // POSTs a JSON body to a /sim control endpoint; throws unless the status is 2xx.
 std::string sim_control(unsigned short port, const std::string& target, const std::string& json);
