@@ -74,6 +74,7 @@ struct application::impl {
     std::unique_ptr<store::ledger> ledger;
     std::unique_ptr<store::rejected_log> rejected;
     std::unique_ptr<workflow::notification_intake> intake;
+    std::unique_ptr<workflow::wechat_clients> wechat;
     std::unique_ptr<workflow::poller> poller;
     std::unique_ptr<workflow::order_api> api;
     std::unique_ptr<http_server> api_server;  // only when api.listen is set
@@ -177,12 +178,13 @@ void application::start() {
     s.rejected = std::make_unique<store::rejected_log>(*s.side_pool, s.cfg.notifications.rejected_keep,
                                                        rejected_rows_per_second, rejected_burst, s.stats);
     s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats);
-    s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.fact_pool, *s.ledger, s.stats,
-                                                  workflow::poller_options{});
+    s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor());
+    s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.fact_pool, *s.ledger,
+                                                  s.stats, workflow::poller_options{});
     if (s.cfg.api) {
         auto token = config::load_api_token(*s.cfg.api);
         if (!token) throw startup_error(exit_bad_config, token.err().message);
-        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.side_pool, s.stats);
+        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.side_pool, s.keys, *s.wechat, s.stats);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
 

@@ -587,7 +587,7 @@ void read_notifications(reader& r, const scope& s, notifications_config& out) {
 merchant_config read_merchant(reader& r, const scope& s) {
     merchant_config m;
     r.reject_unknown(s, {"mchid", "appid", "api_version", "api_base", "api_backup_base", "ca_file",
-                         "apiv3_key_file", "apiv2_key_file", "merchant_private_key_file",
+                         "apiv3_key_file", "apiv2_key_file", "apiv2_sign_type", "merchant_private_key_file",
                          "merchant_cert_serial", "wechatpay_public_key_file", "wechatpay_public_key_id",
                          "platform_cert_files", "app_secret_file", "mp_api_base"});
     if (auto v = r.get_string(s, "mchid", need::required)) {
@@ -614,6 +614,14 @@ merchant_config read_merchant(reader& r, const scope& s) {
     m.ca_file = r.get_path(s, "ca_file", need::optional);
     m.apiv3_key_file = r.get_path(s, "apiv3_key_file", need::optional);
     m.apiv2_key_file = r.get_path(s, "apiv2_key_file", need::optional);
+    if (auto v = r.get_string(s, "apiv2_sign_type", need::optional)) {
+        // Signs APIv2 requests and the wx.requestPayment paySign, which must use the same algorithm (§7.4).
+        if (*v == "MD5") {
+            m.apiv2_sign_md5 = true;
+        } else if (*v != "HMAC-SHA256") {
+            r.fail(s.path_of("apiv2_sign_type"), "must be \"HMAC-SHA256\" or \"MD5\", got " + quote(*v));
+        }
+    }
     m.merchant_private_key_file = r.get_path(s, "merchant_private_key_file", need::optional);
     if (auto v = r.get_string(s, "merchant_cert_serial", need::optional)) {
         if (!std::all_of(v->begin(), v->end(), is_hex)) {

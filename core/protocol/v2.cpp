@@ -343,4 +343,12 @@ result<domain::payment_fact> read_payment(const fields& f) {
     return p;
 }
 
+std::string format_beijing_time(std::int64_t unix_seconds) {
+    const std::string rfc = format_rfc3339(unix_seconds, 480);  // "2018-06-08T10:34:56+08:00"
+    std::string compact;
+    for (const char c : rfc.substr(0, 19))
+        if (c >= '0' && c <= '9') compact += c;
+    return compact;
+}
+
 }  // namespace wxrecon::protocol::v2

@@ -49,5 +49,7 @@ result<domain::payment_fact> read_payment(const fields& f);
 
 // "yyyyMMddHHmmss" and "yyyy-MM-dd HH:mm:ss" Beijing time -> Unix seconds.
 result<std::int64_t> parse_beijing_time(std::string_view text);
+// Unix seconds -> "yyyyMMddHHmmss" Beijing time (unifiedorder's time_expire).
+std::string format_beijing_time(std::int64_t unix_seconds);
 
 }  // namespace wxrecon::protocol::v2

@@ -2,13 +2,16 @@
 
 #include <simdjson.h>
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
 #include "base/time.hpp"
+#include "protocol/request_payment.hpp"
 #include "store/db_pool.hpp"
-#include "store/order_store.hpp"
+#include "store/prepay_store.hpp"
 
 namespace wxrecon::workflow {
 
@@ -17,6 +20,11 @@ namespace {
 constexpr double failures_per_second = 10;
 constexpr double failure_burst = 20;
 constexpr auto database_deadline = std::chrono::seconds(5);
+constexpr std::int64_t micros_per_second = 1'000'000;
+// A prepay_id lives two hours (§5.1); past this age a fresh one is asked for with the same request.
+constexpr std::int64_t prepay_id_reuse_micros = 110LL * 60 * micros_per_second;
+// WeChat Pay raises an earlier time_expire to now + 1 min; wxrecon would then disagree on the expiry.
+constexpr std::int64_t min_time_to_expiry_micros = 60 * micros_per_second;
 
 reply json_error(int status, std::string_view message) {
     return reply{status, "application/json", json_object().add("error", message).str()};
@@ -33,10 +41,112 @@ std::int64_t now_micros() {
         .count();
 }
 
+// The order JSON with one more member appended.
+std::string with_member(std::string order_json, std::string_view key, std::string_view value_json) {
+    order_json.pop_back();  // the closing brace
+    order_json += ",\"";
+    order_json += key;
+    order_json += "\":";
+    order_json += value_json;
+    order_json += '}';
+    return order_json;
+}
+
+// The request placing the order, built once from the stored order and kept for every retry.
+store::stored_prepay build_prepay_request(const config::merchant_config& m, const std::string& public_base_url,
+                                          const store::order_registration& r, const std::string& client_ip,
+                                          const store::prepay_order& o) {
+    store::stored_prepay p;
+    p.appid = o.appid.empty() ? m.appid : o.appid;
+    const std::string description = r.description.value_or(o.description.value_or(""));
+    const std::string openid = r.payer_openid.value_or(o.payer_openid.value_or(""));
+    const std::int64_t expire_unix = o.expire_at / micros_per_second;
+    if (m.version == config::api_version::v3) {
+        p.api_version = "v3";
+        p.request = json_object()
+                        .add("appid", p.appid)
+                        .add("mchid", o.mchid)
+                        .add("description", description)
+                        .add("out_trade_no", o.out_trade_no)
+                        .add("time_expire", format_rfc3339(expire_unix))
+                        .add("notify_url", public_base_url + "/wxpay/v3/notify/" + o.mchid)
+                        .add_raw("amount", json_object().add("total", o.amount_total).add("currency", o.currency).str())
+                        .add_raw("payer", json_object().add("openid", openid).str())
+                        .str();
+    } else {
+        p.api_version = "v2";
+        const protocol::v2::fields f{{"appid", p.appid},
+                                     {"body", description},
+                                     {"out_trade_no", o.out_trade_no},
+                                     {"total_fee", std::to_string(o.amount_total)},
+                                     {"fee_type", o.currency},
+                                     {"spbill_create_ip", client_ip},
+                                     {"time_expire", protocol::v2::format_beijing_time(expire_unix)},
+                                     {"notify_url", public_base_url + "/wxpay/v2/notify/" + o.mchid},
+                                     {"trade_type", "JSAPI"},
+                                     {"openid", openid},
+                                     {"sign_type", m.apiv2_sign_md5 ? "MD5" : "HMAC-SHA256"}};
+        p.request = protocol::v2::to_xml(f);
+    }
+    return p;
+}
+
+// Whether WeChat Pay may hold the order after a failed attempt. Only a request that provably never
+// arrived, or one refused for its form, leaves the order unknown there; anything else keeps the
+// poller from closing it locally as never placed.
+bool may_be_placed(const wechat::call_result& r) {
+    switch (r.outcome) {
+        case wechat::call_outcome::unreachable: return r.sent;
+        case wechat::call_outcome::rate_limited: return false;
+        case wechat::call_outcome::rejected: {
+            static constexpr std::string_view refused_for_form[] = {
+                "PARAM_ERROR", "SIGN_ERROR", "SIGNERROR", "LACK_PARAMS", "APPID_MCHID_NOT_MATCH", "MCHID_NOT_EXIST",
+                "APPID_NOT_EXIST", "NO_AUTH", "NOAUTH", "XML_FORMAT_ERROR", "INVALID_REQUEST"};
+            return std::find(std::begin(refused_for_form), std::end(refused_for_form), r.code) ==
+                   std::end(refused_for_form);
+        }
+        default: return true;
+    }
+}
+
+std::optional<std::string> prepay_id_of(const wechat::call_result& r, bool v3) {
+    if (!v3) {
+        const std::string id = protocol::v2::field(r.fields, "prepay_id");
+        return id.empty() ? std::nullopt : std::optional<std::string>(id);
+    }
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(r.body);
+    std::string_view id;
+    if (parser.parse(padded)["prepay_id"].get(id) != simdjson::SUCCESS || id.empty()) return std::nullopt;
+    return std::string(id);
+}
+
+std::string percent_encode(std::string_view s) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (std::isalnum(u) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out += c;
+        } else {
+            out += '%';
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        }
+    }
+    return out;
+}
+
+// An openid in logs: enough to tell users apart, not enough to act as them.
+std::string masked(std::string_view openid) {
+    return openid.size() <= 8 ? std::string("***") : std::string(openid.substr(0, 6)) + "***";
+}
+
 }  // namespace
 
-order_api::order_api(const config::config& cfg, std::string token, store::db_pool& pool, std::shared_ptr<metrics> m)
-    : cfg_(cfg), token_(std::move(token)), pool_(pool), metrics_(std::move(m)) {}
+order_api::order_api(const config::config& cfg, std::string token, store::db_pool& pool, key_holder& keys,
+                     wechat_clients& clients, std::shared_ptr<metrics> m)
+    : cfg_(cfg), token_(std::move(token)), pool_(pool), keys_(keys), clients_(clients), metrics_(std::move(m)) {}
 
 bool order_api::authorized(const inbound_request& req) {
     const std::string_view header = req.header("Authorization");
@@ -61,6 +171,10 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
         if (path == "/api/v1/orders") {
             if (req.method != "POST") co_return json_error(405, "POST /api/v1/orders registers an order");
             co_return co_await register_order(req);
+        }
+        if (path == "/api/v1/session") {
+            if (req.method != "POST") co_return json_error(405, "POST /api/v1/session exchanges a login code");
+            co_return co_await session(req);
         }
         constexpr std::string_view orders = "/api/v1/orders/";
         if (path.starts_with(orders)) {
@@ -116,8 +230,16 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
     r.payer_openid = text("payer_openid");
     if (r.payer_openid && r.payer_openid->size() > 128) co_return json_error(400, "payer_openid: at most 128 characters");
     bool prepay = false;
-    if (body["prepay"].get(prepay) == simdjson::SUCCESS && prepay)
-        co_return json_error(501, "prepay: placing orders at WeChat Pay is not available yet; register without it");
+    if (body["prepay"].error() != simdjson::NO_SUCH_FIELD && body["prepay"].get(prepay) != simdjson::SUCCESS)
+        co_return json_error(400, "prepay: true or false required");
+    if (prepay) {
+        if (!r.payer_openid || r.payer_openid->empty())
+            co_return json_error(400, "payer_openid: required with prepay (the payer's openid under the appid)");
+        if (!r.description || r.description->empty())
+            co_return json_error(400, "description: required with prepay (shown in the payer's bill)");
+        if (cfg_.server.public_base_url.empty())
+            co_return json_error(500, "server.public_base_url is not configured; prepay needs it for notify_url");
+    }
     if (const auto expire = text("expire_at")) {
         const auto t = parse_rfc3339(*expire);
         if (!t) co_return json_error(400, "expire_at: " + t.err().message);
@@ -128,6 +250,10 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
     auto job = [r](pqxx::connection_base& c) { return store::register_order(c, r); };
     const auto result = co_await pool_.run<store::registration_result>(std::move(job),
                                                                         std::chrono::steady_clock::now() + database_deadline);
+    if (prepay && result.outcome != store::registration_outcome::conflict) {
+        const int status = result.outcome == store::registration_outcome::created ? 201 : 200;
+        co_return co_await this->prepay(*merchant, std::move(r), status, req.remote_addr);
+    }
     switch (result.outcome) {
         case store::registration_outcome::created: co_return reply{201, "application/json", result.order_json};
         case store::registration_outcome::same:
@@ -145,6 +271,168 @@ boost::asio::awaitable<reply> order_api::get_order(std::string mchid, std::strin
                                                                       std::chrono::steady_clock::now() + database_deadline);
     if (!json) co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
     co_return reply{200, "application/json", *json};
+}
+
+boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m, store::order_registration r,
+                                                int status_when_placed, std::string client_ip) {
+    const std::string mchid = r.mchid, out_trade_no = r.out_trade_no;
+    auto begin = [&m, r, ip = std::move(client_ip), base = cfg_.server.public_base_url](pqxx::connection_base& c) {
+        auto build = [&](const store::prepay_order& o) { return build_prepay_request(m, base, r, ip, o); };
+        return store::begin_prepay(c, r.mchid, r.out_trade_no, build);
+    };
+    const auto start = co_await pool_.run<std::optional<store::prepay_start>>(
+        std::move(begin), std::chrono::steady_clock::now() + database_deadline);
+    if (!start) co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
+    if (start->state == "SUCCESS" || start->state == "REFUND")
+        co_return json_error(409, "the order is already paid (" + start->state + "); it cannot be paid again");
+    if (start->state != "NOTPAY" && start->state != "USERPAYING")
+        co_return json_error(409, "the order is " + start->state + "; register a new out_trade_no to take payment");
+    const std::int64_t now = now_micros();
+    if (start->expire_at - now < min_time_to_expiry_micros)
+        co_return json_error(409, "the order expires at " + format_rfc3339(start->expire_at / micros_per_second) +
+                                      ", too soon to take payment; register a new out_trade_no");
+
+    const bool v3 = start->prepay.api_version == "v3";
+    const auto keys = keys_.get();  // held for the whole call: the access below points into it
+    const config::merchant_keys* mk = keys->find(mchid);
+    if (mk == nullptr) co_return json_error(500, "no key material is loaded for merchant " + mchid);
+    std::optional<std::string> prepay_id;
+    if (start->prepay.prepay_id && start->prepay.prepaid_at && now - *start->prepay.prepaid_at < prepay_id_reuse_micros)
+        prepay_id = start->prepay.prepay_id;
+
+    std::string order_json;
+    if (!prepay_id) {
+        const wechat::merchant_access access = merchant_access_for(m, *mk);
+        wechat::pay_client& client = clients_.pay(m);
+        const auto sent_at = std::chrono::steady_clock::now();
+        wechat::call_result answer;
+        if (v3) {
+            std::string method = "POST", path = "/v3/pay/transactions/jsapi", request = start->prepay.request;
+            answer = co_await client.v3(access, std::move(method), std::move(path), std::move(request),
+                                        wechat::retry_safety::once_only);
+        } else {
+            auto fields = protocol::v2::parse_xml(start->prepay.request);
+            if (!fields) co_return json_error(500, "the stored prepay request does not parse: " + fields.err().message);
+            const auto type = protocol::v2::field(*fields, "sign_type") == "MD5" ? protocol::v2::sign_type::md5
+                                                                                 : protocol::v2::sign_type::hmac_sha256;
+            std::string path = "/pay/unifiedorder";
+            answer = co_await client.v2(access, std::move(path), std::move(*fields), type,
+                                        wechat::retry_safety::once_only);
+        }
+        const auto latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent_at);
+        if (answer.outcome == wechat::call_outcome::ok) prepay_id = prepay_id_of(answer, v3);
+        const bool placed = prepay_id.has_value() || may_be_placed(answer);
+        std::optional<std::string> error;
+        if (!prepay_id) {
+            error = answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
+            *error += ": " + (answer.message.empty() ? answer.error : answer.message);
+        }
+        auto record = [mchid, out_trade_no, prepay_id, placed, error](pqxx::connection_base& c) {
+            store::record_prepay(c, mchid, out_trade_no, prepay_id, placed, error);
+            return store::order_json(c, mchid, out_trade_no).value_or("{}");
+        };
+        order_json = co_await pool_.run<std::string>(std::move(record), std::chrono::steady_clock::now() + database_deadline);
+        metrics_->add("wxrecon_prepay_total", {{"api", v3 ? "v3" : "v2"}, {"result", prepay_id ? "ok" : "failed"}});
+        spdlog::info("prepay: mchid={} out_trade_no={} api={} result={} latency_ms={:.1f}{}", mchid, out_trade_no,
+                     v3 ? "v3" : "v2", prepay_id ? "ok" : "failed", latency.count(),
+                     error ? " error=\"" + *error + "\"" : std::string());
+        if (!prepay_id) {
+            const std::string code = answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
+            const std::string message = answer.message.empty() ? answer.error : answer.message;
+            co_return reply{502, "application/json",
+                            json_object()
+                                .add("error", "WeChat Pay did not place the order (the order stays registered; "
+                                              "retrying with the same body is safe): " + *error)
+                                .add("code", code)
+                                .add("message", message)
+                                .str()};
+        }
+    } else {
+        auto read = [mchid, out_trade_no](pqxx::connection_base& c) {
+            return store::order_json(c, mchid, out_trade_no).value_or("{}");
+        };
+        order_json = co_await pool_.run<std::string>(std::move(read), std::chrono::steady_clock::now() + database_deadline);
+    }
+
+    const std::int64_t now_unix = now_micros() / micros_per_second;
+    std::string payment_json;
+    if (v3) {
+        auto p = protocol::sign_request_payment_v3(mk->merchant_private_key, start->prepay.appid, *prepay_id, now_unix,
+                                                   crypto::random_alnum(32));
+        if (!p) co_return json_error(500, "cannot sign the payment parameters: " + p.err().message);
+        payment_json = p->json();
+    } else {
+        const auto fields = protocol::v2::parse_xml(start->prepay.request);
+        const auto type = fields && protocol::v2::field(*fields, "sign_type") == "MD5"
+                              ? protocol::v2::sign_type::md5
+                              : protocol::v2::sign_type::hmac_sha256;
+        payment_json = protocol::sign_request_payment_v2(mk->apiv2_key.value_or(""), type, start->prepay.appid,
+                                                         *prepay_id, now_unix, crypto::random_alnum(32))
+                           .json();
+    }
+    co_return reply{status_when_placed, "application/json", with_member(std::move(order_json), "request_payment", payment_json)};
+}
+
+boost::asio::awaitable<reply> order_api::session(const inbound_request& req) {
+    simdjson::dom::parser parser;
+    simdjson::padded_string padded(req.body);
+    simdjson::dom::object body;
+    if (parser.parse(padded).get(body) != simdjson::SUCCESS) co_return json_error(400, "body is not a JSON object");
+    std::string_view appid_view, code_view;
+    if (body["appid"].get(appid_view) != simdjson::SUCCESS || appid_view.empty())
+        co_return json_error(400, "appid: the mini program's appid required");
+    if (body["code"].get(code_view) != simdjson::SUCCESS || code_view.empty() || code_view.size() > 128)
+        co_return json_error(400, "code: the login code from wx.login required (at most 128 characters)");
+    const std::string appid(appid_view), code(code_view);
+    const auto keys = keys_.get();
+    const config::merchant_config* merchant = nullptr;
+    const config::merchant_keys* mk = nullptr;
+    for (const auto& m : cfg_.merchants) {
+        if (m.appid != appid) continue;
+        merchant = &m;
+        mk = keys->find(m.mchid);
+        if (mk != nullptr && mk->app_secret) break;
+    }
+    if (merchant == nullptr) co_return json_error(400, "appid: no configured merchant has appid \"" + appid + "\"");
+    if (mk == nullptr || !mk->app_secret)
+        co_return json_error(500, "app_secret_file is not configured for appid " + appid + "; sessions need it");
+
+    net::outbound_request out;
+    out.method = "GET";
+    out.url = merchant->mp_api_base + "/sns/jscode2session?appid=" + percent_encode(appid) +
+              "&secret=" + percent_encode(*mk->app_secret) + "&js_code=" + percent_encode(code) +
+              "&grant_type=authorization_code";
+    const net::exchange ex = co_await clients_.plain(*merchant).send(std::move(out));
+    if (!ex.response || ex.response->status != 200) {
+        const std::string why = ex.response ? "HTTP " + std::to_string(ex.response->status) : ex.error;
+        spdlog::warn("session: jscode2session failed appid={} error=\"{}\"", appid, why);
+        co_return json_error(502, "jscode2session did not answer: " + why);
+    }
+    simdjson::dom::parser answer_parser;
+    simdjson::padded_string answer_text(ex.response->body);
+    simdjson::dom::object answer;
+    if (answer_parser.parse(answer_text).get(answer) != simdjson::SUCCESS)
+        co_return json_error(502, "jscode2session answered with something that is not JSON");
+    std::int64_t errcode = 0;
+    if (answer["errcode"].get(errcode) == simdjson::SUCCESS && errcode != 0) {
+        std::string_view errmsg;
+        if (answer["errmsg"].get(errmsg) != simdjson::SUCCESS) errmsg = "no errmsg";
+        spdlog::info("session: refused appid={} errcode={}", appid, errcode);
+        co_return reply{400, "application/json",
+                        json_object()
+                            .add("error", "jscode2session refused the code: " + std::string(errmsg))
+                            .add("errcode", errcode)
+                            .add("errmsg", errmsg)
+                            .str()};
+    }
+    std::string_view openid, unionid;
+    if (answer["openid"].get(openid) != simdjson::SUCCESS || openid.empty())
+        co_return json_error(502, "jscode2session answered without an openid");
+    json_object result;
+    result.add("openid", openid);
+    if (answer["unionid"].get(unionid) == simdjson::SUCCESS && !unionid.empty()) result.add("unionid", unionid);
+    spdlog::info("session: appid={} openid={}", appid, masked(openid));  // session_key is dropped here, never kept
+    co_return reply{200, "application/json", result.str()};
 }
 
 }  // namespace wxrecon::workflow

@@ -67,11 +67,12 @@ struct poller::token_bucket {
     steady::time_point last = steady::now();
 };
 
-poller::poller(asio::any_io_executor ex, const config::config& cfg, key_holder& keys, store::db_pool& pool,
-               store::ledger& ledger, std::shared_ptr<metrics> m, poller_options options)
+poller::poller(asio::any_io_executor ex, const config::config& cfg, key_holder& keys, wechat_clients& clients,
+               store::db_pool& pool, store::ledger& ledger, std::shared_ptr<metrics> m, poller_options options)
     : executor_(ex),
       cfg_(cfg),
       keys_(keys),
+      clients_(clients),
       pool_(pool),
       ledger_(ledger),
       metrics_(std::move(m)),
@@ -139,17 +140,6 @@ asio::awaitable<void> poller::poll_checked(store::claimed_order order) {
     if (!stopping_) wake_.cancel();  // a slot is free: look for due orders now
 }
 
-wechat::pay_client& poller::client_for(const config::merchant_config& m) {
-    const std::string ca = m.ca_file ? m.ca_file->string() : std::string();
-    auto& slot = clients_[ca];
-    if (!slot) {
-        net::client_options options;
-        options.ca_file = ca;
-        slot = std::make_unique<wechat::pay_client>(executor_, options);
-    }
-    return *slot;
-}
-
 asio::awaitable<void> poller::take_token(const std::string& mchid) {
     auto& slot = buckets_[mchid];
     if (!slot) {
@@ -185,7 +175,7 @@ asio::awaitable<wechat::call_result> poller::query(const config::merchant_config
                                                    const wechat::merchant_access& access,
                                                    const std::string& out_trade_no) {
     co_await take_token(m.mchid);
-    wechat::pay_client& client = client_for(m);
+    wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
         std::string method = "GET", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "?mchid=" + m.mchid;
         std::string no_body;  // named: GCC 12 mishandles temporaries inside co_await
@@ -194,7 +184,7 @@ asio::awaitable<wechat::call_result> poller::query(const config::merchant_config
     }
     protocol::v2::fields fields{{"appid", m.appid}, {"out_trade_no", out_trade_no}};
     std::string path = "/pay/orderquery";
-    co_return co_await client.v2(access, std::move(path), std::move(fields), protocol::v2::sign_type::md5,
+    co_return co_await client.v2(access, std::move(path), std::move(fields), v2_sign_type(m),
                                  wechat::retry_safety::idempotent);
 }
 
@@ -202,7 +192,7 @@ asio::awaitable<wechat::call_result> poller::close_at_wechat(const config::merch
                                                              const wechat::merchant_access& access,
                                                              const std::string& out_trade_no) {
     co_await take_token(m.mchid);
-    wechat::pay_client& client = client_for(m);
+    wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
         std::string method = "POST", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "/close";
         std::string body = "{\"mchid\":\"" + m.mchid + "\"}";
@@ -211,7 +201,7 @@ asio::awaitable<wechat::call_result> poller::close_at_wechat(const config::merch
     }
     protocol::v2::fields fields{{"appid", m.appid}, {"out_trade_no", out_trade_no}};
     std::string path = "/pay/closeorder";
-    co_return co_await client.v2(access, std::move(path), std::move(fields), protocol::v2::sign_type::md5,
+    co_return co_await client.v2(access, std::move(path), std::move(fields), v2_sign_type(m),
                                  wechat::retry_safety::once_only);
 }
 
@@ -308,15 +298,7 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         }
     }
 
-    wechat::merchant_access access;
-    access.mchid = m->mchid;
-    access.api_base = m->api_base;
-    access.api_backup_base = m->api_backup_base.value_or("");
-    access.merchant_serial = m->merchant_cert_serial.value_or("");
-    access.merchant_key = mk->merchant_private_key;
-    access.apiv2_key = mk->apiv2_key.value_or("");
-    access.wechatpay_serial_to_send = m->wechatpay_public_key_id.value_or("");
-    access.find_key = [mk](std::string_view serial) { return mk->find_wechatpay_key(serial); };
+    const wechat::merchant_access access = merchant_access_for(*m, *mk);
 
     const std::string api = m->version == config::api_version::v3 ? "v3" : "v2";
     const micros sent_at = now_micros();
@@ -354,7 +336,7 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     // The final query said the order is open (or unknown at WeChat): close it.
     if (is_not_found(answer)) {
         if (!order.placed_at) {
-                std::string why = "never placed at WeChat Pay";
+            std::string why = "never placed at WeChat Pay";
             co_await apply_close(order, std::move(why), now_micros());
             spdlog::info("poll: closed locally mchid={} out_trade_no={} (never placed at WeChat Pay)", m->mchid,
                          order.out_trade_no);

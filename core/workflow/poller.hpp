@@ -21,6 +21,7 @@
 #include "store/poll_store.hpp"
 #include "wechat/pay_client.hpp"
 #include "workflow/notify_intake.hpp"
+#include "workflow/wechat_access.hpp"
 
 namespace wxrecon::store {
 class db_pool;
@@ -37,8 +38,8 @@ struct poller_options {
 
 class poller {
 public:
-    poller(boost::asio::any_io_executor ex, const config::config& cfg, key_holder& keys, store::db_pool& pool,
-           store::ledger& ledger, std::shared_ptr<metrics> m, poller_options options);
+    poller(boost::asio::any_io_executor ex, const config::config& cfg, key_holder& keys, wechat_clients& clients,
+           store::db_pool& pool, store::ledger& ledger, std::shared_ptr<metrics> m, poller_options options);
     ~poller();
 
     void start();
@@ -66,18 +67,17 @@ private:
                                              domain::micros sent_at);
     boost::asio::awaitable<void> finish(store::poll_update update);
     boost::asio::awaitable<void> take_token(const std::string& mchid);
-    wechat::pay_client& client_for(const config::merchant_config& m);
     domain::micros backoff(const wechat::call_result& r) const;
 
     boost::asio::any_io_executor executor_;
     const config::config& cfg_;
     key_holder& keys_;
+    wechat_clients& clients_;
     store::db_pool& pool_;
     store::ledger& ledger_;
     std::shared_ptr<metrics> metrics_;
     poller_options options_;
     domain::poll_schedule schedule_;
-    std::map<std::string, std::unique_ptr<wechat::pay_client>> clients_;  // by ca_file
     std::map<std::string, std::unique_ptr<token_bucket>, std::less<>> buckets_;  // by mchid
     boost::asio::steady_timer wake_;
     int in_flight_ = 0;

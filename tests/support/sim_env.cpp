@@ -1,6 +1,7 @@
 #include "sim_env.hpp"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_future.hpp>
 #include <simdjson.h>
 
@@ -68,6 +69,25 @@ config::config sim_daemon_config(const sim_key_dir& keys, const std::string& dat
     auto cfg = config::parse_config(toml, keys.dir / "wxrecond.toml");
     if (!cfg) throw std::runtime_error(cfg.err().message);
     return *cfg;
+}
+
+void serve_api_with_prepay(config::config& cfg, const sim_key_dir& keys) {
+    unsigned short port = 0;
+    {
+        boost::asio::io_context io;
+        boost::asio::ip::tcp::acceptor probe(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+        port = probe.local_endpoint().port();
+    }
+    cfg.server.listen = "127.0.0.1:" + std::to_string(port);
+    cfg.server.public_base_url = "http://127.0.0.1:" + std::to_string(port);
+    const auto token_file = keys.dir / "api.token";
+    std::ofstream(token_file, std::ios::binary | std::ios::trunc) << api_token << "\n";
+    cfg.api = config::api_config{token_file, std::nullopt};
+}
+
+http_response api_post(unsigned short port, const std::string& target, const std::string& json) {
+    return http_request(port, "POST", target,
+                        {{"Authorization", "Bearer " + api_token}, {"Content-Type", "application/json"}}, json);
 }
 
 std::map<std::string, sim_order_truth> sim_truth(unsigned short sim_port) {

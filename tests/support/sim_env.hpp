@@ -14,6 +14,7 @@
 #include "config/config.hpp"
 #include "sim_keys.hpp"
 #include "sim_server.hpp"
+#include "test_env.hpp"
 
 namespace wxrecon::testing {
 
@@ -44,6 +45,15 @@ private:
 // keeps the poller's first query an hour away, for tests about notifications alone.
 config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port,
                                  const std::string& extra_toml = "[poller]\ndelays = [\"1h\"]\n");
+
+// The bearer token serve_api_with_prepay sets up.
+inline const std::string api_token = "sim-test-token-0123456789";
+// Serves the internal API (api_token) on the public listener, moved to a fixed free loopback port that is
+// also server.public_base_url, so orders wxrecond places at the simulator carry a notify_url reaching it.
+void serve_api_with_prepay(config::config& cfg, const sim_key_dir& keys);
+
+// POSTs to wxrecond's internal API with api_token.
+http_response api_post(unsigned short port, const std::string& target, const std::string& json);
 
 // One order of the simulator's truth (GET /sim/ledger).
 struct sim_order_truth {

@@ -814,6 +814,22 @@ TEST(ConfigMerchantTest, DuplicateMchidIsRejected) {
     EXPECT_TRUE(fails_at(cfg, "merchants[2].mchid", "duplicate mchid \"1900000109\" (also in merchants[0])"));
 }
 
+TEST(ConfigMerchantTest, ApiV2SignTypeIsHmacUnlessMd5IsChosen) {
+    const auto by_default = parse_with([](toml_doc&) {});
+    ASSERT_TRUE(by_default.has_value()) << by_default.err().message;
+    EXPECT_FALSE(by_default->merchants[0].apiv2_sign_md5);
+    const auto md5 = parse_with([](toml_doc& d) { d.merchants[0] += "apiv2_sign_type = \"MD5\"\n"; });
+    ASSERT_TRUE(md5.has_value()) << md5.err().message;
+    EXPECT_TRUE(md5->merchants[0].apiv2_sign_md5);
+    for (const char* type : {"md5", "SHA256", "HMAC_SHA256"}) {
+        SCOPED_TRACE(type);
+        const auto cfg = parse_with([&](toml_doc& d) {
+            d.merchants[0] += "apiv2_sign_type = \"" + std::string(type) + "\"\n";
+        });
+        EXPECT_TRUE(fails_at(cfg, "merchants[0].apiv2_sign_type", "must be \"HMAC-SHA256\" or \"MD5\""));
+    }
+}
+
 TEST(ConfigMerchantTest, ApiVersionMustBeV3OrV2) {
     for (const char* version : {"v1", "V3", "3", "v3 "}) {
         SCOPED_TRACE(version);

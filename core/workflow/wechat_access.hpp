@@ -1,0 +1,40 @@
+// What the poller and the order API share to talk to WeChat Pay: one client
+// per CA bundle (keep-alive connections reused across both), and a merchant's
+// configuration and keys turned into what the signed client needs.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "config/config.hpp"
+#include "config/key_material.hpp"
+#include "net/http_client.hpp"
+#include "protocol/v2.hpp"
+#include "wechat/pay_client.hpp"
+
+namespace wxrecon::workflow {
+
+class wechat_clients {
+public:
+    explicit wechat_clients(boost::asio::any_io_executor ex) : executor_(std::move(ex)) {}
+    // Signed WeChat Pay calls for the merchant's api_base (its ca_file added to the trusted CAs).
+    wechat::pay_client& pay(const config::merchant_config& m);
+    // Plain HTTPS for the mini-program API (jscode2session), with the same CA rule.
+    net::http_client& plain(const config::merchant_config& m);
+
+private:
+    boost::asio::any_io_executor executor_;
+    std::map<std::string, std::unique_ptr<wechat::pay_client>> pay_;  // by ca_file
+    std::map<std::string, std::unique_ptr<net::http_client>> plain_;  // by ca_file
+};
+
+wechat::merchant_access merchant_access_for(const config::merchant_config& m, const config::merchant_keys& keys);
+
+inline protocol::v2::sign_type v2_sign_type(const config::merchant_config& m) {
+    return m.apiv2_sign_md5 ? protocol::v2::sign_type::md5 : protocol::v2::sign_type::hmac_sha256;
+}
+
+}  // namespace wxrecon::workflow
