@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The demo: builds wxrecond and wxpay-sim, starts a throwaway PostgreSQL, the
 # simulator (an APIv3 and an APIv2 merchant, with lost, duplicated and forged
-# notifications and signature probes switched on) and the daemon; pays orders
-# at the simulator, lets others expire, and shows how the ledger got to agree
-# with the simulator's truth: by notification, by query, or closed. Everything
-# it creates is removed on exit.
+# notifications and signature probes switched on) and the daemon; places
+# orders through wxrecond's API with prepay (getting the wx.requestPayment
+# parameters), pays most of them at the simulator, lets others expire, and
+# shows how the ledger got to agree with the simulator's truth: by
+# notification, by query, or closed. Everything it creates is removed on exit.
 #   WXRECON_BUILD_DIR   build directory (default: build)
 #   WXRECON_BUILD_JOBS  parallel compile jobs (default: all cores)
 set -euo pipefail
@@ -73,11 +74,16 @@ say "wxpay-sim keys: two merchants (APIv3 with the WeChat Pay public key, APIv2)
 "$sim" keys --out "$work/keys" --merchants 2 --api-base "http://127.0.0.1:$sim_port"
 v3=1900000101 v2=1900000102
 
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/api.token"
 cat >"$work/wxrecond.toml" <<TOML
 # Written by scripts/demo.sh; the [[merchants]] blocks come from wxpay-sim keys.
 [server]
 listen = "127.0.0.1:$server_port"
+public_base_url = "http://127.0.0.1:$server_port"   # notify_url of the orders wxrecond places
 shutdown_grace = "5s"
+
+[api]
+token_file = "api.token"
 
 [admin]
 listen = "127.0.0.1:$admin_port"
@@ -112,18 +118,33 @@ done
 echo "wxrecond ready: $(curl -s "$admin/readyz")"
 control() { curl -fsS "$simurl$1" -d "$2"; echo; }
 
-say "registering 20 orders per merchant by SQL (DEMO-V3-1..20, DEMO-V2-1..20; 100 fen; payable for 10 s)"
-echo "(the APIv2 orders are dated 10 minutes back: WeChat Pay closes no APIv2 order within 5 minutes of creation)"
-started=$(date +%s.%N)
-psql_ -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at)
-          SELECT '$v3', 'DEMO-V3-' || g, 100, now() + interval '10 seconds' FROM generate_series(1, 20) g;
-          INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at)
-          SELECT '$v2', 'DEMO-V2-' || g, 100, now() - interval '10 minutes', now() + interval '10 seconds'
-          FROM generate_series(1, 20) g"
+api() { curl -sS -H "Authorization: Bearer $(cat "$work/api.token")" "http://127.0.0.1:$server_port$1" -d "$2"; }
+expire_at=$(date -u -d '+65 seconds' +%Y-%m-%dT%H:%M:%SZ)
 
-say "the same orders at the simulator, as if placed by prepay, with their notify_url"
-control /sim/orders "{\"mchid\":\"$v3\",\"prefix\":\"DEMO-V3-\",\"count\":20,\"amount\":100,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v3/notify/$v3\"}"
-control /sim/orders "{\"mchid\":\"$v2\",\"prefix\":\"DEMO-V2-\",\"count\":20,\"amount\":100,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v2/notify/$v2\"}"
+say "placing orders through wxrecond's API with prepay (POST /api/v1/orders, \"prepay\": true; payable for 65 s)"
+echo "DEMO-V3-1..20 at the APIv3 merchant, DEMO-V2-1..16 at the APIv2 merchant, 100 fen each. The first reply:"
+started=$(date +%s.%N)
+order_json() {
+  printf '{"mchid":"%s","out_trade_no":"%s","amount_total":100,"description":"demo","payer_openid":"oDemoPayer0001","expire_at":"%s","prepay":true}' \
+    "$1" "$2" "$expire_at"
+}
+api /api/v1/orders "$(order_json "$v3" DEMO-V3-1)" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({k: d[k] for k in ("mchid","out_trade_no","state","placed_at","request_payment")}, indent=1))'
+placed=1
+for i in $(seq 2 20); do
+  api /api/v1/orders "$(order_json "$v3" "DEMO-V3-$i")" | grep -q '"paySign"' && placed=$((placed + 1))
+done
+for i in $(seq 1 16); do
+  api /api/v1/orders "$(order_json "$v2" "DEMO-V2-$i")" | grep -q '"paySign"' && placed=$((placed + 1))
+done
+echo "$placed of 36 orders placed at WeChat Pay (the simulator), each with signed wx.requestPayment parameters"
+[ "$placed" -eq 36 ] || die "prepay failed; see $work/wxrecond.log"
+
+say "four more APIv2 orders registered by SQL (DEMO-V2-17..20), placed at the simulator by another system"
+echo "(dated 10 minutes back: WeChat Pay closes no APIv2 order within 5 minutes of its creation)"
+psql_ -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at, placed_at)
+          SELECT '$v2', 'DEMO-V2-' || g, 100, now() - interval '10 minutes', now() + interval '10 seconds', now()
+          FROM generate_series(17, 20) g"
+control /sim/orders "{\"mchid\":\"$v2\",\"prefix\":\"DEMO-V2-\",\"first\":17,\"count\":4,\"amount\":100,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v2/notify/$v2\"}"
 control /sim/orders "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-UNKNOWN-1\",\"amount\":500,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v3/notify/$v3\"}"
 
 say "faults on: 20% of notifications lost, 20% duplicated, 10% sent twice at once, reordering, 10% forged, 10% probes"
@@ -143,15 +164,16 @@ control /sim/refund "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-V3-1\",\"amount\
 control /sim/refund "{\"mchid\":\"$v2\",\"out_trade_no\":\"DEMO-V2-1\",\"amount\":30,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v2/refund-notify/$v2\"}"
 
 say "waiting for the notifications (retries included), the poller's queries and the closes"
-for i in $(seq 300); do
+for i in $(seq 600); do
   stats=$(curl -fsS "$simurl/sim/stats")
   open=$(psql_ -At -c "SELECT count(*) FROM wxrecon.orders WHERE state IN ('NOTPAY', 'USERPAYING')")
   case "$stats" in *'"pending":0,'*) [ "$open" = 0 ] && break ;; esac
-  [ "$i" -lt 300 ] || die "not settled after 60 s: $open orders open, simulator: $stats"
+  [ "$i" -lt 600 ] || die "not settled after 120 s: $open orders open, simulator: $stats"
   sleep 0.2
 done
 echo "simulator: $stats"
-echo "converged: every order settled $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s after registration"
+converged=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+echo "converged: every order settled $converged s after the first was placed"
 
 say "wxrecon.orders: how each order was settled"
 psql_ -c "SELECT mchid, state, CASE state_source WHEN 'notify' THEN 'by notification' WHEN 'query' THEN 'by query'
@@ -190,6 +212,15 @@ for key, t in sorted(truth.items()):
 print(f"{len(truth)} orders at the simulator: {agree} agree with the ledger, {disagree} disagree")
 sys.exit(1 if disagree else 0)
 PY
+
+say "summary"
+psql_ -At -c "SELECT format('%s orders: %s reconciled by notification, %s by query, %s closed; %s discrepancies open',
+                     count(*), count(*) FILTER (WHERE state IN ('SUCCESS', 'REFUND') AND state_source = 'notify'),
+                     count(*) FILTER (WHERE state IN ('SUCCESS', 'REFUND') AND state_source = 'query'),
+                     count(*) FILTER (WHERE state = 'CLOSED'),
+                     (SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NULL))
+              FROM wxrecon.orders"
+echo "time to converge: $converged s (orders payable for 65 s, closed after their expiry)"
 
 say "metrics: wxrecon_notifications_total"
 curl -s "$admin/metrics" | grep '^wxrecon_notifications_total' || echo "(none)"
