@@ -49,7 +49,44 @@ void finish_poll(pqxx::connection_base& conn, const std::string& owner, const po
         " poll_lease_until = NULL, poll_lease_owner = NULL, updated_at = now()"
         " WHERE mchid = $1 AND out_trade_no = $2 AND poll_lease_owner = $3",
         u.mchid, u.out_trade_no, owner, u.next_poll_at, u.answered, u.error, u.fill_expire_at);
+    if (u.stuck_after > 0) {
+        static constexpr const char* stuck_condition =
+            " o.state IN ('NOTPAY', 'USERPAYING') AND (o.expire_at < now() - $3::float8 * interval '1 microsecond'"
+            " OR (o.last_poll_error IS NOT NULL"
+            " AND coalesce(o.last_polled_at, o.created_at) < now() - $3::float8 * interval '1 microsecond'))";
+        tx.exec_params(std::string(
+                           "INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
+                           " SELECT o.mchid, o.out_trade_no, 'stuck', jsonb_build_object('state', o.state,"
+                           " 'expire_at', wxrecon.rfc3339(o.expire_at), 'last_polled_at', wxrecon.rfc3339(o.last_polled_at),"
+                           " 'last_poll_error', o.last_poll_error, 'poll_attempts', o.poll_attempts)"
+                           " FROM wxrecon.orders o WHERE o.mchid = $1 AND o.out_trade_no = $2 AND") +
+                           stuck_condition + " ON CONFLICT DO NOTHING",
+                       u.mchid, u.out_trade_no, u.stuck_after);
+        tx.exec_params(std::string(
+                           "UPDATE wxrecon.discrepancies d SET resolved_at = now()"
+                           " WHERE d.mchid = $1 AND d.out_trade_no = $2 AND d.kind = 'stuck' AND d.resolved_at IS NULL"
+                           " AND NOT EXISTS (SELECT 1 FROM wxrecon.orders o WHERE o.mchid = $1 AND o.out_trade_no = $2"
+                           " AND") + stuck_condition + ")",
+                       u.mchid, u.out_trade_no, u.stuck_after);
+    }
     tx.commit();
+}
+
+poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_state) {
+    pqxx::nontransaction tx(conn);
+    poll_gauges g;
+    g.stuck = tx.exec1("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'stuck' AND resolved_at IS NULL")[0]
+                  .as<long>();
+    // min() over the partial index on next_poll_at: one index probe, whatever the number of orders.
+    const auto lag = tx.exec1(
+        "SELECT greatest(0, extract(epoch FROM now() - min(next_poll_at)))::float8 FROM wxrecon.orders"
+        " WHERE next_poll_at IS NOT NULL")[0];
+    g.lag_seconds = lag.is_null() ? 0 : lag.as<double>();
+    if (with_orders_by_state) {
+        for (const auto& row : tx.exec("SELECT state, count(*) FROM wxrecon.orders GROUP BY state"))
+            g.orders_by_state.emplace_back(row[0].as<std::string>(), row[1].as<long>());
+    }
+    return g;
 }
 
 }  // namespace wxrecon::store

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "domain/facts.hpp"
@@ -41,10 +42,23 @@ struct poll_update {
     bool answered = false;                        // a query got an answer: poll_attempts + 1, last_polled_at
     std::optional<std::string> error;             // last_poll_error (cleared when answered without one)
     std::optional<domain::micros> fill_expire_at; // set expire_at when it is still null
+    domain::micros stuck_after = 0;               // alerts.stuck_after; 0 leaves stuck discrepancies alone
 };
 
 // Releases the lease and records the outcome, only while the lease is still ours. A terminal order gets
 // next_poll_at null whatever the update says: what is left of its schedule is cancelled.
+// It also opens a `stuck` discrepancy when the order is still open stuck_after past its expiry, or has
+// been failing to poll for stuck_after (since its last answer, or its creation), and resolves an open one
+// once neither holds. Done here because every stuck order is still visited by the poller (backoff or
+// close retries), so idle orders cost nothing.
 void finish_poll(pqxx::connection_base& conn, const std::string& owner, const poll_update& update);
+
+// What the poller's gauges show, read in the background (never per scrape).
+struct poll_gauges {
+    long stuck = 0;                         // open `stuck` discrepancies
+    double lag_seconds = 0;                 // how overdue the most overdue scheduled query is
+    std::vector<std::pair<std::string, long>> orders_by_state;  // empty unless asked for
+};
+poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_state);
 
 }  // namespace wxrecon::store

@@ -77,7 +77,8 @@ poller::poller(asio::any_io_executor ex, const config::config& cfg, key_holder& 
       ledger_(ledger),
       metrics_(std::move(m)),
       options_(std::move(options)),
-      wake_(ex) {
+      wake_(ex),
+      gauge_timer_(ex) {
     for (const auto d : cfg_.poller.delays) schedule_.delays.push_back(to_micros(d));
     schedule_.interval_after = to_micros(cfg_.poller.interval_after);
     schedule_.close_after_expire = to_micros(cfg_.poller.close_after_expire);
@@ -88,15 +89,44 @@ poller::~poller() = default;
 
 void poller::start() {
     running_ = true;
+    refreshing_ = true;
     asio::co_spawn(executor_, run(), asio::detached);
+    asio::co_spawn(executor_, refresh_gauges(), asio::detached);
+}
+
+asio::awaitable<void> poller::refresh_gauges() {
+    for (int reading = 0; !stopping_; ++reading) {
+        const bool by_state = reading % std::max(1, options_.orders_by_state_every) == 0;
+        try {
+            auto job = [by_state](pqxx::connection_base& c) { return store::read_poll_gauges(c, by_state); };
+            const auto g = co_await pool_.run<store::poll_gauges>(std::move(job), steady::now() + options_.gauges);
+            metrics_->set("wxrecon_stuck_orders", {}, static_cast<double>(g.stuck));
+            metrics_->set("wxrecon_poll_lag_seconds", {}, g.lag_seconds);
+            if (by_state) {
+                // A state no order is in any more reads 0, not its last count.
+                for (const char* state : {"NOTPAY", "USERPAYING", "SUCCESS", "REFUND", "CLOSED", "REVOKED", "PAYERROR"}) {
+                    double count = 0;
+                    for (const auto& [s, n] : g.orders_by_state)
+                        if (s == state) count = static_cast<double>(n);
+                    metrics_->set("wxrecon_orders", {{"state", state}}, count);
+                }
+            }
+        } catch (const std::exception& e) {
+            spdlog::debug("poll: gauges not refreshed error=\"{}\"", e.what());  // the database is down: db_up says so
+        }
+        gauge_timer_.expires_after(options_.gauges);
+        co_await gauge_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    refreshing_ = false;
 }
 
 asio::awaitable<void> poller::stop(std::chrono::milliseconds grace) {
     stopping_ = true;
     wake_.cancel();
+    gauge_timer_.cancel();
     const auto give_up = steady::now() + grace;
     asio::steady_timer timer(executor_);
-    while ((in_flight_ > 0 || running_) && steady::now() < give_up) {
+    while ((in_flight_ > 0 || running_ || refreshing_) && steady::now() < give_up) {
         timer.expires_after(std::chrono::milliseconds(10));
         co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     }
@@ -269,6 +299,7 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     store::poll_update update;
     update.mchid = order.mchid;
     update.out_trade_no = order.out_trade_no;
+    update.stuck_after = to_micros(cfg_.alerts.stuck_after);
     const config::merchant_config* m = cfg_.find_merchant(order.mchid);
     const auto keys = keys_.get();  // this poll's key material; a reload meanwhile does not pull it away
     const config::merchant_keys* mk = keys->find(order.mchid);

@@ -34,6 +34,8 @@ struct poller_options {
     std::chrono::milliseconds tick{200};      // how often due orders are looked for
     std::chrono::milliseconds lease{60000};   // how long a claim keeps other instances away
     std::string owner;                        // this instance's name in poll_lease_owner
+    std::chrono::milliseconds gauges{5000};   // how often the stuck-order and poll-lag gauges are read
+    int orders_by_state_every = 12;           // wxrecon_orders{state} (a GROUP BY) on every n-th reading
 };
 
 class poller {
@@ -49,6 +51,7 @@ public:
 private:
     struct token_bucket;
     boost::asio::awaitable<void> run();
+    boost::asio::awaitable<void> refresh_gauges();
     boost::asio::awaitable<void> poll(store::claimed_order order);
     boost::asio::awaitable<void> poll_checked(store::claimed_order order);
     boost::asio::awaitable<wechat::call_result> query(const config::merchant_config& m,
@@ -83,6 +86,8 @@ private:
     int in_flight_ = 0;
     bool stopping_ = false;
     bool running_ = false;
+    bool refreshing_ = false;
+    boost::asio::steady_timer gauge_timer_;
 };
 
 }  // namespace wxrecon::workflow
