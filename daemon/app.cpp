@@ -23,6 +23,7 @@
 #include "store/rejected_log.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/order_api.hpp"
+#include "workflow/certificate_refresher.hpp"
 #include "workflow/poller.hpp"
 
 namespace wxrecon::daemon {
@@ -76,6 +77,7 @@ struct application::impl {
     std::unique_ptr<workflow::notification_intake> intake;
     std::unique_ptr<workflow::wechat_clients> wechat;
     std::unique_ptr<workflow::poller> poller;
+    std::unique_ptr<workflow::certificate_refresher> certificates;
     std::unique_ptr<workflow::order_api> api;
     std::unique_ptr<http_server> api_server;  // only when api.listen is set
     std::unique_ptr<http_server> public_server;
@@ -151,6 +153,7 @@ struct application::impl {
         if (stopping.exchange(true)) co_return;
         sd_notify(0, "STOPPING=1");
         spdlog::info("wxrecond: stopping grace_ms={}", cfg.server.shutdown_grace.count());
+        co_await certificates->stop(cfg.server.shutdown_grace);
         co_await poller->stop(cfg.server.shutdown_grace);
         if (api_server) co_await api_server->shutdown(cfg.server.shutdown_grace);
         co_await public_server->shutdown(cfg.server.shutdown_grace);
@@ -181,6 +184,9 @@ void application::start() {
     s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor());
     s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.fact_pool, *s.ledger,
                                                   s.stats, workflow::poller_options{});
+    s.certificates = std::make_unique<workflow::certificate_refresher>(s.io.get_executor(), s.cfg, s.keys, *s.wechat,
+                                                                       s.stats);
+    s.intake->on_unknown_serial = [c = s.certificates.get()](const std::string& mchid) { c->unknown_serial(mchid); };
     if (s.cfg.api) {
         auto token = config::load_api_token(*s.cfg.api);
         if (!token) throw startup_error(exit_bad_config, token.err().message);
@@ -218,6 +224,7 @@ void application::start() {
     s.admin_server->start();
     if (s.api_server) s.api_server->start();
     s.poller->start();
+    s.certificates->start();
     spdlog::info("wxrecond: listening public={} admin={}", public_port(), admin_port());
 }
 

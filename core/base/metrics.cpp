@@ -115,7 +115,10 @@ std::shared_ptr<metrics> metrics::make_standard() {
                 "Rejected notifications counted but not written, to bound the write rate under a flood.");
     m->describe("wxrecon_queries_total", "counter", "Outbound order queries, by API and result.");
     m->describe("wxrecon_orders", "gauge", "Orders per state.");
-    m->describe("wxrecon_stuck_orders", "gauge", "Orders stuck past expiry.");
+    m->describe("wxrecon_stuck_orders", "gauge", "Open stuck discrepancies: orders open past expiry or failing to poll.");
+    m->describe("wxrecon_prepay_total", "counter", "Orders placed at WeChat Pay, by API and result.");
+    m->describe("wxrecon_certificate_refreshes_total", "counter", "Platform certificate list downloads, by result.");
+    m->describe("wxrecon_key_expiry_timestamp_seconds", "gauge", "When a platform certificate expires, by merchant and serial.");
     m->describe("wxrecon_poll_lag_seconds", "gauge", "How overdue the most overdue scheduled query is.");
     m->describe("wxrecon_db_up", "gauge", "1 when PostgreSQL answers, else 0.");
     m->describe("wxrecon_http_requests_total", "counter", "HTTP requests by listener and status.");

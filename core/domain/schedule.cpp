@@ -19,6 +19,27 @@ std::optional<micros> query_due(const poll_schedule& s, micros created_at, micro
     return due;
 }
 
+std::optional<micros> next_query_due(const poll_schedule& s, micros created_at, micros expire_at, int attempt,
+                                     micros now) {
+    // A slot closer to now than half its spacing from the slot before is skipped too: a late query (the
+    // one just made) stands in for it, so queries never come back to back.
+    const auto n = static_cast<int>(s.delays.size());
+    for (; attempt < n; ++attempt) {
+        const auto due = query_due(s, created_at, expire_at, attempt);
+        if (!due) return due;
+        const micros before = attempt == 0 ? created_at : created_at + s.delays[static_cast<std::size_t>(attempt - 1)];
+        if (*due - now > (*due - before) / 2) return due;
+    }
+    if (s.interval_after <= 0) return std::nullopt;
+    // Interval slots are evenly spaced: jump straight to the first one far enough after now.
+    const micros not_before = now + s.interval_after / 2;
+    const micros first_interval = created_at + (n > 0 ? s.delays.back() : 0) + s.interval_after;
+    int slot = std::max(attempt, n);
+    if (not_before >= first_interval)
+        slot = std::max(slot, n + static_cast<int>((not_before - first_interval) / s.interval_after) + 1);
+    return query_due(s, created_at, expire_at, slot);
+}
+
 micros close_due(const poll_schedule& s, micros created_at, micros expire_at, bool apiv2) {
     const micros close = expire_at + s.close_after_expire;
     constexpr micros five_minutes = 5LL * 60 * 1'000'000;

@@ -20,6 +20,12 @@ struct poll_schedule {
 // (entries at or after expire_at are skipped).
 std::optional<micros> query_due(const poll_schedule& s, micros created_at, micros expire_at, int attempt);
 
+// The next query among those numbered `attempt` and later that is due after `now` by at least half its
+// spacing from the slot before, or nullopt when none is left before expire_at. Slots missed while nothing
+// ran (downtime, an outage, a backlog) are skipped, not made up in a burst.
+std::optional<micros> next_query_due(const poll_schedule& s, micros created_at, micros expire_at, int attempt,
+                                     micros now);
+
 // When the final query and the close are due. APIv2 orders are never closed within 5 minutes of creation.
 micros close_due(const poll_schedule& s, micros created_at, micros expire_at, bool apiv2);
 

@@ -171,7 +171,8 @@ asio::awaitable<exchange> http_client::send(outbound_request request) {
     for (int attempt = 0; attempt < 2; ++attempt) {
         std::unique_ptr<connection> conn;
         auto& idle = idle_[key];  // used before the first suspension only: close_idle() may clear the map
-        const bool reused = !idle.empty();
+        // The retry always opens a fresh connection: the other idle ones are as old as the dead one.
+        const bool reused = attempt == 0 && !idle.empty();
         if (reused) {
             conn = std::move(idle.back());
             idle.pop_back();
@@ -214,7 +215,10 @@ asio::awaitable<exchange> http_client::send(outbound_request request) {
             co_await exchange_on(*conn->tls, conn->buffer, req, options_, reused, out, retry);
         else
             co_await exchange_on(conn->plain, conn->buffer, req, options_, reused, out, retry);
-        if (retry) continue;
+        if (retry) {
+            idle_[key].clear();  // the server closed them while idle; each would fail the same way
+            continue;
+        }
         if (out.response) {
             const bool keep_alive = !iequals(out.response->header("Connection"), "close");
             if (auto& pool = idle_[key]; keep_alive && pool.size() < options_.max_idle_per_host) {

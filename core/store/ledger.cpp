@@ -404,10 +404,10 @@ void batch_plan::write(pqxx::work& tx) const {
 
 // Locks every order and refund the batch touches (in key order, so concurrent batches cannot deadlock)
 // and reads which of its identities are already recorded.
-batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& facts) {
+batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& facts, long statement_timeout_ms) {
     // One round trip: this transaction's settings and its clock. synchronous_commit is on whatever the
-    // server default; the statement timeout bounds lock waits so workers give up when callers do.
-    const micros now = tx.exec_prepared1("batch_begin")[0].as<std::int64_t>();
+    // server default; the statement timeout bounds lock waits so workers give up before callers do.
+    const micros now = tx.exec_prepared1("batch_begin", std::to_string(statement_timeout_ms))[0].as<std::int64_t>();
     pg_array order_mchid, order_otn, refund_mchid, refund_orn;
     pg_array nid_m, nid_v, pay_m, pay_t, pay_s, unpaid_m, unpaid_o, unpaid_s, ref_m, ref_o, ref_s;
     for (const fact* f : facts) {
@@ -463,14 +463,26 @@ bool is_outage(const std::string& sqlstate) {
 
 }  // namespace
 
-std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::vector<const fact*>& facts) {
+std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::vector<const fact*>& facts,
+                                      std::optional<deadline> until) {
+    // Time kept back for the commit itself (one WAL flush), so it ends before the callers' deadline.
+    constexpr auto commit_margin = std::chrono::milliseconds(150);
+    long timeout_ms = 4000;
+    if (until) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*until - commit_margin -
+                                                                                std::chrono::steady_clock::now());
+        if (left.count() <= 0) throw commit_not_confirmed("the callers' deadline passed before the batch began");
+        timeout_ms = static_cast<long>(left.count());
+    }
     try {
         pqxx::work tx(conn);
-        batch_plan plan = read_locked_state(tx, facts);
+        batch_plan plan = read_locked_state(tx, facts, timeout_ms);
         std::vector<apply_result> results;
         results.reserve(facts.size());
         for (const fact* f : facts) results.push_back(plan.add(*f));
         plan.write(tx);
+        if (until && std::chrono::steady_clock::now() > *until - commit_margin)
+            throw commit_not_confirmed("the callers' deadline is too close to commit; rolled back");
         try {
             tx.commit();
         } catch (const pqxx::in_doubt_error& e) {
@@ -505,7 +517,7 @@ void prepare_ledger_connection(pqxx::connection_base& conn) {
                  " ORDER BY r.mchid, r.out_refund_no FOR UPDATE OF r");
     conn.prepare("batch_begin",
                  "SELECT wxrecon.to_micros(now()), set_config('synchronous_commit', 'on', true),"
-                 " set_config('statement_timeout', '4000', true)");
+                 " set_config('statement_timeout', $1, true)");
     // Which of the batch's identities are recorded already: notification ids, paid and unpaid payment
     // facts, refund facts. Each branch matches its partial unique index.
     conn.prepare("batch_known_identities",
@@ -602,7 +614,7 @@ ledger::~ledger() = default;
 boost::asio::awaitable<apply_result> ledger::apply(const domain::fact& f, deadline until) {
     // Named locals, not temporaries, live across the co_await: GCC 12 mishandles temporaries there.
     auto owned = std::make_shared<const domain::fact>(f);
-    auto start = [this, owned](std::shared_ptr<delivery<apply_result>> done) {
+    auto start = [this, owned, until](std::shared_ptr<delivery<apply_result>> done) {
         bool schedule = false;
         {
             std::lock_guard lock(mutex_);
@@ -610,7 +622,7 @@ boost::asio::awaitable<apply_result> ledger::apply(const domain::fact& f, deadli
                 done->deliver(std::make_exception_ptr(database_overloaded("fact queue is full")), {});
                 return;
             }
-            queue_.push_back(item{owned, std::move(done)});
+            queue_.push_back(item{owned, std::move(done), until});
             // A drain keeps taking batches until it finds the queue empty (checked under this lock), so a
             // fact queued while the limit is reached is always picked up by a running drain.
             schedule = active_drains_ < std::min(limits_.max_concurrent_batches, pool_.workers());
@@ -640,8 +652,14 @@ void ledger::drain(pqxx::connection_base& conn) {
         std::vector<item> batch;
         {
             std::lock_guard lock(mutex_);
+            // A fact whose caller has (almost) given up is left out: it would only shorten the batch's time.
+            const auto soon = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
             while (!queue_.empty() && batch.size() < limits_.max_batch) {
-                if (!queue_.front().done->abandoned()) batch.push_back(std::move(queue_.front()));
+                item& front = queue_.front();
+                if (front.until <= soon)
+                    front.done->deliver(std::make_exception_ptr(commit_not_confirmed("no time left to commit")), {});
+                else if (!front.done->abandoned())
+                    batch.push_back(std::move(front));
                 queue_.pop_front();
             }
             if (batch.empty() && queue_.empty()) {
@@ -656,11 +674,15 @@ void ledger::drain(pqxx::connection_base& conn) {
 void ledger::run_batch(pqxx::connection_base& conn, std::vector<item> items) {
     std::vector<const domain::fact*> facts;
     facts.reserve(items.size());
-    for (const auto& it : items) facts.push_back(it.fact.get());
+    deadline until = deadline::max();
+    for (const auto& it : items) {
+        facts.push_back(it.fact.get());
+        until = std::min(until, it.until);
+    }
     std::exception_ptr failure;
     for (int attempt = 0; attempt < batch_attempts; ++attempt) {
         try {
-            auto results = apply_batch(conn, facts);
+            auto results = apply_batch(conn, facts, until);
             for (std::size_t i = 0; i < items.size(); ++i) items[i].done->deliver(nullptr, std::move(results[i]));
             return;
         } catch (const batch_conflict&) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <stdexcept>
 #include <vector>
@@ -43,7 +44,10 @@ using deadline = std::chrono::steady_clock::time_point;
 
 // Blocking: applies facts in arrival order in one transaction and returns one result per fact, as if
 // they had been applied one at a time. Throws on any failure; then nothing of the batch is applied.
-std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::vector<const domain::fact*>& facts);
+// With `until` (the earliest caller's deadline), statements time out and the commit is not attempted
+// once it is too close, so a caller answered "no commit in time" never sees its fact committed later.
+std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::vector<const domain::fact*>& facts,
+                                      std::optional<deadline> until = std::nullopt);
 
 // Session setup for pool connections used by the ledger.
 void prepare_ledger_connection(pqxx::connection_base& conn);
@@ -68,6 +72,7 @@ private:
     struct item {
         std::shared_ptr<const domain::fact> fact;
         std::shared_ptr<delivery<apply_result>> done;
+        deadline until;
     };
     void drain(pqxx::connection_base& conn);
     void fail_queued(std::exception_ptr error);

@@ -151,6 +151,10 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
     if (auto ok = protocol::v3::verify_signature(sig, req.body, now_us / 1'000'000,
                                                  [merchant](std::string_view s) { return merchant->find_wechatpay_key(s); });
         !ok) {
+        // A platform certificate wxrecon has not downloaded yet (a rotation): refused now, WeChat Pay retries,
+        // and the refresh this starts lets the retry verify.
+        if (ok.err().code == errc::unknown_serial && on_unknown_serial && !sig.serial.starts_with("PUB_KEY_ID_"))
+            on_unknown_serial(mchid);
         co_return reject(req, mchid, "v3", "unknown", reason_of(ok.err().code), 401, ok.err().message, false);
     }
 

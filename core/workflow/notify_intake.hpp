@@ -22,29 +22,12 @@
 #include "protocol/v2.hpp"
 #include "store/ledger.hpp"
 #include "store/rejected_log.hpp"
+#include "workflow/key_holder.hpp"
 
 namespace wxrecon::workflow {
 
 using wxrecon::inbound_request;
 using wxrecon::reply;
-
-// Key material that SIGHUP can replace while requests are in flight.
-class key_holder {
-public:
-    explicit key_holder(std::shared_ptr<const config::key_store> keys) : keys_(std::move(keys)) {}
-    std::shared_ptr<const config::key_store> get() const {
-        std::lock_guard lock(mutex_);
-        return keys_;
-    }
-    void set(std::shared_ptr<const config::key_store> keys) {
-        std::lock_guard lock(mutex_);
-        keys_ = std::move(keys);
-    }
-
-private:
-    mutable std::mutex mutex_;
-    std::shared_ptr<const config::key_store> keys_;
-};
 
 inline constexpr std::chrono::seconds notification_deadline{4};
 
@@ -54,6 +37,10 @@ public:
 
     notification_intake(key_holder& keys, store::ledger& ledger, store::rejected_log& rejected,
                         std::shared_ptr<metrics> m, clock_fn now = {});
+
+    // Called (on the event loop, never waited for) when a verified-looking APIv3 notification names a
+    // platform certificate serial no trusted key has: the certificate list may need a refresh.
+    std::function<void(const std::string& mchid)> on_unknown_serial;
 
     boost::asio::awaitable<reply> handle_v3(const inbound_request& req, std::string mchid);
     boost::asio::awaitable<reply> handle_v2_payment(const inbound_request& req, std::string mchid);

@@ -203,8 +203,9 @@ domain::micros poller::backoff(const wechat::call_result& r) const {
 
 asio::awaitable<wechat::call_result> poller::query(const config::merchant_config& m,
                                                    const wechat::merchant_access& access,
-                                                   const std::string& out_trade_no) {
+                                                   const std::string& out_trade_no, micros& sent_at) {
     co_await take_token(m.mchid);
+    sent_at = now_micros();  // after the wait for the rate: what the answer describes starts here
     wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
         std::string method = "GET", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "?mchid=" + m.mchid;
@@ -220,8 +221,9 @@ asio::awaitable<wechat::call_result> poller::query(const config::merchant_config
 
 asio::awaitable<wechat::call_result> poller::close_at_wechat(const config::merchant_config& m,
                                                              const wechat::merchant_access& access,
-                                                             const std::string& out_trade_no) {
+                                                             const std::string& out_trade_no, micros& sent_at) {
     co_await take_token(m.mchid);
+    sent_at = now_micros();
     wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
         std::string method = "POST", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "/close";
@@ -332,8 +334,8 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     const wechat::merchant_access access = merchant_access_for(*m, *mk);
 
     const std::string api = m->version == config::api_version::v3 ? "v3" : "v2";
-    const micros sent_at = now_micros();
-    const wechat::call_result answer = co_await query(*m, access, order.out_trade_no);
+    micros sent_at = 0;
+    const wechat::call_result answer = co_await query(*m, access, order.out_trade_no, sent_at);
     bool settled = false;
     if (answer.outcome == wechat::call_outcome::ok) {
         auto [result, done] = co_await apply_answer(*m, order, answer, sent_at);
@@ -357,7 +359,8 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
 
     if (!closing || settled) {
         if (!settled) {
-            const auto next = domain::query_due(schedule_, order.created_at, expire, order.poll_attempts + 1);
+            const auto next =
+                domain::next_query_due(schedule_, order.created_at, expire, order.poll_attempts + 1, now_micros());
             update.next_poll_at = next ? std::min(*next, close_at) : close_at;
         }
         co_await finish(std::move(update));
@@ -377,8 +380,8 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         co_await finish(std::move(update));
         co_return;
     }
-    const micros close_sent_at = now_micros();
-    const wechat::call_result closed = co_await close_at_wechat(*m, access, order.out_trade_no);
+    micros close_sent_at = 0;
+    const wechat::call_result closed = co_await close_at_wechat(*m, access, order.out_trade_no, close_sent_at);
     if (closed.outcome == wechat::call_outcome::ok || is_already_closed(closed)) {
         std::string why = "closed by wxrecon after expiry";
         co_await apply_close(order, std::move(why), close_sent_at);
@@ -386,8 +389,8 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         update.error.reset();
     } else if (is_already_paid(closed)) {
         // Paid between the final query and the close: the payment is what counts.
-        const micros again_at = now_micros();
-        const wechat::call_result again = co_await query(*m, access, order.out_trade_no);
+        micros again_at = 0;
+        const wechat::call_result again = co_await query(*m, access, order.out_trade_no, again_at);
         if (again.outcome == wechat::call_outcome::ok) {
             auto [result, done] = co_await apply_answer(*m, order, again, again_at);
             (void)done;

@@ -56,10 +56,11 @@ private:
     boost::asio::awaitable<void> poll_checked(store::claimed_order order);
     boost::asio::awaitable<wechat::call_result> query(const config::merchant_config& m,
                                                       const wechat::merchant_access& access,
-                                                      const std::string& out_trade_no);
+                                                      const std::string& out_trade_no, domain::micros& sent_at);
     boost::asio::awaitable<wechat::call_result> close_at_wechat(const config::merchant_config& m,
                                                                 const wechat::merchant_access& access,
-                                                                const std::string& out_trade_no);
+                                                                const std::string& out_trade_no,
+                                                                domain::micros& sent_at);
     // Turns a query answer into a fact and applies it; returns the metric result and whether the order
     // is settled (terminal) afterwards.
     boost::asio::awaitable<std::pair<std::string, bool>> apply_answer(const config::merchant_config& m,

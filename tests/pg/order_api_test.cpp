@@ -34,18 +34,6 @@ protected:
     http_response get(const std::string& target, const std::string& bearer = token) {
         return http_request(daemon_->app().api_port(), "GET", target, {{"Authorization", "Bearer " + bearer}});
     }
-    std::string scalar(const std::string& sql) {
-        pqxx::connection conn(db_.url());
-        pqxx::nontransaction tx(conn);
-        const auto r = tx.exec(sql);
-        return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
-    }
-    void exec(const std::string& sql) {
-        pqxx::connection conn(db_.url());
-        pqxx::work tx(conn);
-        tx.exec(sql);
-        tx.commit();
-    }
     scratch_database db_;
     std::unique_ptr<merchant_fixture> merchant_;
     std::unique_ptr<running_daemon> daemon_;
@@ -67,15 +55,15 @@ TEST_F(OrderApi, RegistersOnceAndComparesRepeats) {
     // Other differing fields are ignored: 200, the stored order unchanged.
     const auto ignored = post(order("API-0001", 1500, R"(,"description":"two coffees")"));
     EXPECT_EQ(ignored.status, 200);
-    EXPECT_EQ(scalar("SELECT description FROM wxrecon.orders WHERE out_trade_no = 'API-0001'"), "一杯咖啡");
+    EXPECT_EQ(db_.scalar("SELECT description FROM wxrecon.orders WHERE out_trade_no = 'API-0001'"), "一杯咖啡");
     const auto amount = post(order("API-0001", 1600));
     EXPECT_EQ(amount.status, 409);
     EXPECT_NE(amount.body.find("amount_total"), std::string::npos) << amount.body;
     EXPECT_EQ(post(order("API-0001", 1500, R"(,"appid":"wx0000000000000000")")).status, 409);
     EXPECT_EQ(post(order("API-0001", 1500, R"(,"currency":"USD")")).status, 409);
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.orders"), "1");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders"), "1");
     // Registered orders are scheduled for polling.
-    EXPECT_EQ(scalar("SELECT next_poll_at IS NOT NULL FROM wxrecon.orders"), "t");
+    EXPECT_EQ(db_.scalar("SELECT next_poll_at IS NOT NULL FROM wxrecon.orders"), "t");
 }
 
 TEST_F(OrderApi, RefusesBadFieldsWithTheirNames) {
@@ -98,7 +86,7 @@ TEST_F(OrderApi, RefusesBadFieldsWithTheirNames) {
         EXPECT_EQ(r.status, 400) << c.body;
         EXPECT_NE(r.body.find(c.names), std::string::npos) << c.body << " -> " << r.body;
     }
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.orders"), "0");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders"), "0");
 }
 
 TEST_F(OrderApi, TokenIsRequiredAndFailuresAreThrottled) {
@@ -107,15 +95,15 @@ TEST_F(OrderApi, TokenIsRequiredAndFailuresAreThrottled) {
     int throttled = 0;
     for (int i = 0; i < 40; ++i) throttled += post(order("API-0002", 100), "guess-" + std::to_string(i)).status == 429;
     EXPECT_GT(throttled, 0) << "a burst of wrong tokens is throttled";
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.orders"), "0");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders"), "0");
 }
 
 TEST_F(OrderApi, ReadsTheOrderWithItsEventsAndRefunds) {
     ASSERT_EQ(post(order("API-0003", 700)).status, 201);
-    exec("INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, trade_state, transaction_id,"
+    db_.exec("INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, trade_state, transaction_id,"
          " amount_total, payer_total, occurred_at, payload) VALUES ('1900000109', 'API-0003', 'query_v3', 'QUERY',"
          " 'SUCCESS', '4200000000000000000000000003', 700, 700, '2026-11-26T10:00:00+08:00', '{}')");
-    exec("INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund, status)"
+    db_.exec("INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund, status)"
          " VALUES ('1900000109', 'R-0003', 'API-0003', 200, 'PROCESSING')");
     const auto r = get("/api/v1/orders/1900000109/API-0003");
     ASSERT_EQ(r.status, 200) << r.body;
@@ -126,14 +114,14 @@ TEST_F(OrderApi, ReadsTheOrderWithItsEventsAndRefunds) {
 }
 
 TEST_F(OrderApi, AdoptsAnOrderFirstCreatedByANotification) {
-    exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, origin, state_source)"
+    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, origin, state_source)"
          " VALUES ('1900000109', 'API-0004', 900, 'SUCCESS', 'notify', 'notify')");
-    exec("INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind) VALUES ('1900000109', 'API-0004', 'unknown_order')");
+    db_.exec("INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind) VALUES ('1900000109', 'API-0004', 'unknown_order')");
     EXPECT_EQ(post(order("API-0004", 800)).status, 409) << "a different amount is not adopted";
     const auto adopted = post(order("API-0004", 900));
     EXPECT_EQ(adopted.status, 200) << adopted.body;
-    EXPECT_EQ(scalar("SELECT origin FROM wxrecon.orders WHERE out_trade_no = 'API-0004'"), "notify");
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), "0");
+    EXPECT_EQ(db_.scalar("SELECT origin FROM wxrecon.orders WHERE out_trade_no = 'API-0004'"), "notify");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), "0");
 }
 
 TEST(OrderApiListener, OwnListenerKeepsTheApiOffThePublicOne) {

@@ -78,12 +78,6 @@ protected:
         serve_api_with_prepay(cfg, keys_);
         daemon_ = std::make_unique<running_daemon>(std::move(cfg));
     }
-    std::string scalar(const std::string& sql) {
-        pqxx::connection conn(db_.url());
-        pqxx::nontransaction tx(conn);
-        const auto r = tx.exec(sql);
-        return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
-    }
     // How many placing calls the simulator has seen for the merchant.
     int prepay_calls(const sim::sim_merchant& m) {
         const std::string log = http_get(sim_.port(), "/sim/calls").body;
@@ -115,8 +109,8 @@ TEST_F(Prepay, PlacesOrdersAndSignsRequestPaymentInBothApiVersions) {
         tampered.package += "0";
         EXPECT_FALSE(pay_sign_verifies(m, tampered));
         EXPECT_EQ(first.state, "NOTPAY");
-        EXPECT_EQ(scalar("SELECT placed_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = '" + no + "'"), "t");
-        EXPECT_EQ("prepay_id=" + scalar("SELECT prepay_id FROM wxrecon.prepay_requests WHERE out_trade_no = '" + no + "'"),
+        EXPECT_EQ(db_.scalar("SELECT placed_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = '" + no + "'"), "t");
+        EXPECT_EQ("prepay_id=" + db_.scalar("SELECT prepay_id FROM wxrecon.prepay_requests WHERE out_trade_no = '" + no + "'"),
                   first.package);
         EXPECT_EQ(prepay_calls(m), 1);
 
@@ -139,7 +133,7 @@ TEST_F(Prepay, PlacesOrdersAndSignsRequestPaymentInBothApiVersions) {
         ASSERT_EQ(renewed.status, 200) << renewed.body;
         EXPECT_EQ(read_reply(renewed.body).package, first.package);
         EXPECT_EQ(prepay_calls(m), 2);
-        EXPECT_EQ(scalar("SELECT attempts FROM wxrecon.prepay_requests WHERE out_trade_no = '" + no + "'"), "2");
+        EXPECT_EQ(db_.scalar("SELECT attempts FROM wxrecon.prepay_requests WHERE out_trade_no = '" + no + "'"), "2");
 
         // The simulator holds the order with the amount wxrecon registered.
         const auto truth = sim_truth(sim_.port());
@@ -157,10 +151,10 @@ TEST_F(Prepay, PaidOrderIsSettledByItsNotificationAndCannotBePaidAgain) {
         std::string state;
         for (int i = 0; i < 100 && state != "SUCCESS"; ++i) {
             std::this_thread::sleep_for(50ms);
-            state = scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = '" + no + "'");
+            state = db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = '" + no + "'");
         }
         ASSERT_EQ(state, "SUCCESS");
-        EXPECT_EQ(scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = '" + no + "'"), "notify");
+        EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = '" + no + "'"), "notify");
         const auto again = place(order_body(m, no, 500));
         EXPECT_EQ(again.status, 409) << again.body;
         EXPECT_NE(again.body.find("already paid"), std::string::npos) << again.body;
@@ -178,8 +172,8 @@ TEST_F(Prepay, WeChatRefusalIs502WithItsCodeAndTheOrderStays) {
                   .status,
               200);
     // Refused for its form: WeChat Pay does not know the order, so the poller may close it locally.
-    EXPECT_EQ(scalar("SELECT placed_at IS NULL FROM wxrecon.orders WHERE out_trade_no = 'PREPAY-BADAPPID'"), "t");
-    EXPECT_NE(scalar("SELECT last_error FROM wxrecon.prepay_requests WHERE out_trade_no = 'PREPAY-BADAPPID'")
+    EXPECT_EQ(db_.scalar("SELECT placed_at IS NULL FROM wxrecon.orders WHERE out_trade_no = 'PREPAY-BADAPPID'"), "t");
+    EXPECT_NE(db_.scalar("SELECT last_error FROM wxrecon.prepay_requests WHERE out_trade_no = 'PREPAY-BADAPPID'")
                   .find("APPID_MCHID_NOT_MATCH"),
               std::string::npos);
 
@@ -187,7 +181,7 @@ TEST_F(Prepay, WeChatRefusalIs502WithItsCodeAndTheOrderStays) {
     sim_.stop();
     const auto unreachable = place(order_body(m, "PREPAY-NOSIM", 300));
     EXPECT_EQ(unreachable.status, 502) << unreachable.body;
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'PREPAY-NOSIM'"), "1");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'PREPAY-NOSIM'"), "1");
 }
 
 TEST_F(Prepay, RefusesWhatCannotBePlaced) {

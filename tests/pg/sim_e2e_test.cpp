@@ -67,12 +67,6 @@ std::string notify_url(unsigned short port, const sim::sim_merchant& m, bool ref
 
 class SimEndToEnd : public ::testing::Test {
 protected:
-    std::string scalar(const std::string& sql) {
-        pqxx::connection conn(db_.url());
-        pqxx::nontransaction tx(conn);
-        const auto r = tx.exec(sql);
-        return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
-    }
     void register_orders(const std::string& mchid, const std::string& prefix, int count, std::int64_t amount) {
         pqxx::connection conn(db_.url());
         pqxx::work tx(conn);
@@ -114,13 +108,13 @@ TEST_F(SimEndToEnd, NotificationsAreAcceptedInBothKeyModesAndBothApiVersions) {
     ASSERT_EQ(log.size(), 4u * 5);
     std::set<std::string> serials_seen;
     for (const auto& d : log) EXPECT_TRUE(d.acknowledged) << d.mchid << " " << d.out_trade_no << " " << d.event_type;
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.orders WHERE state = 'REFUND' OR state = 'SUCCESS'"), "16");
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.payment_events WHERE event_type = 'TRANSACTION.SUCCESS'"), "16");
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.refunds WHERE status = 'SUCCESS' AND amount_refund = 120"), "4");
-    EXPECT_EQ(scalar("SELECT string_agg(DISTINCT source, ',' ORDER BY source) FROM wxrecon.payment_events"),
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders WHERE state = 'REFUND' OR state = 'SUCCESS'"), "16");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.payment_events WHERE event_type = 'TRANSACTION.SUCCESS'"), "16");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.refunds WHERE status = 'SUCCESS' AND amount_refund = 120"), "4");
+    EXPECT_EQ(db_.scalar("SELECT string_agg(DISTINCT source, ',' ORDER BY source) FROM wxrecon.payment_events"),
               "notify_v2,notify_v3");
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.discrepancies"), "0");
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.rejected_notifications"), "0");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.discrepancies"), "0");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.rejected_notifications"), "0");
     // The merchant's transaction ids are WeChat's (the simulator's truth).
     const auto truth = sim_truth(sim.port());
     pqxx::connection conn(db_.url());
@@ -208,10 +202,10 @@ TEST_F(SimEndToEnd, SoakLedgerAgreesWithTheDeliveryLog) {
     std::printf("soak: %d orders, %d notifications dropped, %d extra copies, %d forged, %d probes; %d paid in the ledger\n",
                 orders, dropped, duplicates, forged, probes, paid_in_ledger);
     // Duplicates collapse: one event per paid order, and each APIv3 notification id at most once.
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.payment_events"), std::to_string(paid_in_ledger));
-    EXPECT_EQ(scalar("SELECT count(DISTINCT notify_id) FROM wxrecon.payment_events WHERE notify_id IS NOT NULL"),
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.payment_events"), std::to_string(paid_in_ledger));
+    EXPECT_EQ(db_.scalar("SELECT count(DISTINCT notify_id) FROM wxrecon.payment_events WHERE notify_id IS NOT NULL"),
               std::to_string(acked_v3_ids.size()));
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.discrepancies"), "0");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.discrepancies"), "0");
 }
 
 }  // namespace

@@ -24,24 +24,12 @@ protected:
         pqxx::connection conn(db_.url());
         store::migrate(conn);
     }
-    std::string scalar(const std::string& sql) {
-        pqxx::connection conn(db_.url());
-        pqxx::nontransaction tx(conn);
-        const auto r = tx.exec(sql);
-        return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
-    }
-    void exec(const std::string& sql) {
-        pqxx::connection conn(db_.url());
-        pqxx::work tx(conn);
-        tx.exec(sql);
-        tx.commit();
-    }
     // Waits until sql returns expected; returns what it returned last.
     std::string wait_for(const std::string& sql, const std::string& expected, std::chrono::seconds limit) {
         const auto give_up = std::chrono::steady_clock::now() + limit;
         std::string got;
         while (std::chrono::steady_clock::now() < give_up) {
-            got = scalar(sql);
+            got = db_.scalar(sql);
             if (got == expected) break;
             std::this_thread::sleep_for(100ms);
         }
@@ -61,15 +49,15 @@ TEST_F(StuckOrders, FailingAndOverdueOrdersAreFlaggedAndResolvedWhenPollingRecov
     running_simulator sim(keys, sim::sim_options{});
     const auto& m = keys.keys.merchants[0];
     // Failing: WeChat Pay knows the order but answers every query with 500.
-    exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at, placed_at) VALUES ('" + m.mchid +
+    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at, placed_at) VALUES ('" + m.mchid +
          "', 'STUCK-FAILING', 100, now() + interval '1 hour', now())");
     sim_control(sim.port(), "/sim/orders",
                 R"({"mchid":")" + m.mchid + R"(","out_trade_no":"STUCK-FAILING","amount":100,"notify_url":"http://127.0.0.1:9/x"})");
     // Overdue: placed by wxrecon, expired an hour ago, and WeChat Pay does not know it, so it cannot be closed.
-    exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at, placed_at) VALUES ('" +
+    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at, placed_at) VALUES ('" +
          m.mchid + "', 'STUCK-OVERDUE', 100, now() - interval '2 hours', now() - interval '1 hour', now())");
     // A settled order, for the per-state gauge.
-    exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state) VALUES ('" + m.mchid +
+    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state) VALUES ('" + m.mchid +
          "', 'SETTLED-1', 100, 'CLOSED')");
     sim_control(sim.port(), "/sim/faults", R"({"query_500":1})");
 
@@ -82,7 +70,7 @@ TEST_F(StuckOrders, FailingAndOverdueOrdersAreFlaggedAndResolvedWhenPollingRecov
         "SELECT string_agg(out_trade_no, ',' ORDER BY out_trade_no) FROM wxrecon.discrepancies"
         " WHERE kind = 'stuck' AND resolved_at IS NULL";
     EXPECT_EQ(wait_for(open_stuck, "STUCK-FAILING,STUCK-OVERDUE", 20s), "STUCK-FAILING,STUCK-OVERDUE");
-    EXPECT_NE(scalar("SELECT detail->>'last_poll_error' FROM wxrecon.discrepancies WHERE out_trade_no = 'STUCK-FAILING'"),
+    EXPECT_NE(db_.scalar("SELECT detail->>'last_poll_error' FROM wxrecon.discrepancies WHERE out_trade_no = 'STUCK-FAILING'"),
               "");
 
     // The gauges, read in the background.
@@ -100,8 +88,8 @@ TEST_F(StuckOrders, FailingAndOverdueOrdersAreFlaggedAndResolvedWhenPollingRecov
     // and it is flagged once however often the poller comes back to it.
     sim_control(sim.port(), "/sim/faults", R"({"query_500":0})");
     EXPECT_EQ(wait_for(open_stuck, "STUCK-OVERDUE", 20s), "STUCK-OVERDUE");
-    EXPECT_EQ(scalar("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'stuck'"), "2");
-    EXPECT_EQ(scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'STUCK-FAILING'"), "NOTPAY");
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'stuck'"), "2");
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'STUCK-FAILING'"), "NOTPAY");
 }
 
 }  // namespace

@@ -69,6 +69,20 @@ scratch_database::~scratch_database() {
     }
 }
 
+std::string scratch_database::scalar(const std::string& sql) const {
+    pqxx::connection conn(url_);
+    pqxx::nontransaction tx(conn);
+    const auto r = tx.exec(sql);
+    return r.empty() || r[0][0].is_null() ? std::string() : r[0][0].as<std::string>();
+}
+
+void scratch_database::exec(const std::string& sql) const {
+    pqxx::connection conn(url_);
+    pqxx::work tx(conn);
+    tx.exec(sql);
+    tx.commit();
+}
+
 merchant_fixture::~merchant_fixture() {
     std::error_code ec;
     fs::remove_all(dir, ec);

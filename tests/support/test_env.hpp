@@ -24,6 +24,11 @@ public:
     scratch_database();
     ~scratch_database();
     const std::string& url() const { return url_; }
+    // The first column of the first row, "" when there is none or it is NULL (a connection per call).
+    std::string scalar(const std::string& sql) const;
+    long count(const std::string& sql) const { return std::stol(scalar(sql)); }
+    // Runs sql in its own committed transaction.
+    void exec(const std::string& sql) const;
 
 private:
     std::string name_;

@@ -271,6 +271,22 @@ TEST(PollSchedule, DelaysThenIntervalUntilExpiry) {
     EXPECT_EQ(close_due(sch, created, expire, false), expire + 60 * s);
 }
 
+TEST(PollSchedule, MissedSlotsAreSkippedNotMadeUp) {
+    const poll_schedule sch{{5 * s, 30 * s, 60 * s}, 600 * s, 60 * s};
+    const micros created = 1000 * s, expire = created + 3000 * s;
+    // On time: the next numbered slot.
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 6 * s), created + 30 * s);
+    // After a downtime: the first slot far enough after now, whatever number the order was at.
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 40 * s), created + 60 * s);
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 45 * s), created + 660 * s);  // 60 s is too close
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 61 * s), created + 660 * s);
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 1300 * s), created + 1860 * s);
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 1860 * s), created + 2460 * s);  // due at now: next
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 2500 * s), std::nullopt);      // 3060 s is past expiry
+    // A later number than now implies is kept.
+    EXPECT_EQ(next_query_due(sch, created, expire, 4, created + 6 * s), created + 1260 * s);
+}
+
 TEST(PollSchedule, EntriesAtOrAfterExpirySkippedAndApiV2ClosesNoEarlierThanFiveMinutes) {
     const poll_schedule sch{{5 * s, 30 * s, 60 * s}, 600 * s, 10 * s};
     const micros created = 0, expire = 30 * s;

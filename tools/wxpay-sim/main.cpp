@@ -68,7 +68,8 @@ Control API (JSON, no authentication: bind it to loopback):
                              "reorder_window_ms","query_429","query_500","query_slow","slow_ms",
                              "bad_response_signature","forged","probe","rotate_certificate_after"}
                              rates are 0..1; without mchid every merchant; leaving a key out keeps it
-  POST /sim/rotate-certificate {"mchid"}  a new platform certificate signs from now on
+  POST /sim/rotate-certificate {"mchid"[,"gradual"]}  a new platform certificate signs from now on;
+                             gradual: callbacks only, API answers stay on the current one
   POST /sim/login-code      {"appid"[,"user"]}  a js_code for jscode2session (the same user, the same openid)
   GET  /sim/ledger          every order and refund with its true state, amounts and ids
   GET  /sim/deliveries?since=ID&limit=N  the delivery log: every copy, its faults and attempts

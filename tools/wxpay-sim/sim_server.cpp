@@ -43,6 +43,11 @@ struct json_body {
         if (object.at_key(key).get(v) != simdjson::SUCCESS) return std::nullopt;
         return v;
     }
+    std::optional<bool> boolean(std::string_view key) const {
+        bool v = false;
+        if (object.at_key(key).get(v) != simdjson::SUCCESS) return std::nullopt;
+        return v;
+    }
     std::optional<std::int64_t> nested_integer(std::string_view outer, std::string_view key) const {
         simdjson::dom::object o;
         if (object.at_key(outer).get(o) != simdjson::SUCCESS) return std::nullopt;
@@ -253,8 +258,9 @@ asio::awaitable<reply> simulator::v3_signed(merchant_state& m, const inbound_req
     const sim_merchant& k = *m.keys;
     const bool use_public_key = k.mode == key_mode::public_key ||
                                 (k.mode == key_mode::mixed && req.header("Wechatpay-Serial").starts_with("PUB_KEY_ID_"));
-    const crypto::private_key key = use_public_key ? k.public_key_signer : k.certificates.back().key;
-    const std::string serial = use_public_key ? k.public_key_id : k.certificates.back().serial;
+    const platform_certificate& cert = k.certificates.at(m.answers_sign_with.value_or(k.certificates.size() - 1));
+    const crypto::private_key key = use_public_key ? k.public_key_signer : cert.key;
+    const std::string serial = use_public_key ? k.public_key_id : cert.serial;
     const std::int64_t at = now();
     const std::string signed_body = body;
     // Named, not a temporary inside co_await: GCC 12 mishandles those in coroutines.
@@ -804,7 +810,12 @@ reply simulator::control_rotate(std::string_view body) {
     if (!j.error.empty()) return control_error(400, j.error);
     merchant_state* m = merchant(j.str("mchid").value_or(""));
     if (m == nullptr) return control_error(404, "unknown mchid");
+    // "gradual": callbacks move to the new certificate, API answers stay on the current one (§2.4: during a
+    // rotation either serial may appear); a plain rotation moves both at once.
+    const bool gradual = j.boolean("gradual").value_or(false);
+    const std::size_t current = m->keys->certificates.size() - 1;
     rotate_certificate(*m);
+    m->answers_sign_with = gradual ? std::optional<std::size_t>(current) : std::nullopt;
     return json_reply(200, json_object().add("serial", m->keys->certificates.back().serial).str());
 }
 

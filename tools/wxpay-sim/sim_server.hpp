@@ -107,6 +107,8 @@ private:
         protocol_variants variants;
         std::uint64_t notifications = 0;   // sent, for certificate rotation
         std::uint64_t api_calls = 0;       // for per-call fault draws
+        // During a gradual rotation, API answers stay on this certificate while callbacks use the newest.
+        std::optional<std::size_t> answers_sign_with;
     };
 
     // Routes
