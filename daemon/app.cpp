@@ -20,6 +20,7 @@
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
 #include "store/migrations.hpp"
+#include "store/poll_store.hpp"
 #include "store/rejected_log.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/order_api.hpp"
@@ -40,6 +41,8 @@ namespace {
 constexpr double rejected_rows_per_second = 20;
 constexpr double rejected_burst = 100;
 constexpr std::size_t fact_queue_per_connection = 512;
+constexpr unsigned api_connections = 4;
+constexpr unsigned poll_connections = 2;
 
 bool is_mchid(std::string_view s) {
     return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -72,6 +75,8 @@ struct application::impl {
     asio::io_context io{1};
     std::unique_ptr<store::db_pool> fact_pool;
     std::unique_ptr<store::db_pool> side_pool;  // readiness checks and rejected rows: never the fact path
+    std::unique_ptr<store::db_pool> api_pool;   // the internal API's registrations and prepay records
+    std::unique_ptr<store::db_pool> poll_pool;  // the poller's claims and schedules (its facts go through the ledger)
     std::unique_ptr<store::ledger> ledger;
     std::unique_ptr<store::rejected_log> rejected;
     std::unique_ptr<workflow::notification_intake> intake;
@@ -168,6 +173,8 @@ application::application(config::config cfg, std::shared_ptr<const config::key_s
 application::~application() {
     if (impl_->fact_pool) impl_->fact_pool->stop();
     if (impl_->side_pool) impl_->side_pool->stop();
+    if (impl_->api_pool) impl_->api_pool->stop();
+    if (impl_->poll_pool) impl_->poll_pool->stop();
 }
 
 void application::start() {
@@ -182,7 +189,9 @@ void application::start() {
                                                        rejected_rows_per_second, rejected_burst, s.stats);
     s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats);
     s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor());
-    s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.fact_pool, *s.ledger,
+    s.poll_pool = std::make_unique<store::db_pool>(s.cfg.database.url, poll_connections, 1024,
+                                                   store::prepare_poll_connection);
+    s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.poll_pool, *s.ledger,
                                                   s.stats, workflow::poller_options{});
     s.certificates = std::make_unique<workflow::certificate_refresher>(s.io.get_executor(), s.cfg, s.keys, *s.wechat,
                                                                        s.stats);
@@ -190,7 +199,9 @@ void application::start() {
     if (s.cfg.api) {
         auto token = config::load_api_token(*s.cfg.api);
         if (!token) throw startup_error(exit_bad_config, token.err().message);
-        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.side_pool, s.keys, *s.wechat, s.stats);
+        // Its own connections: a burst of registrations neither waits behind nor delays rejected-row writes.
+        s.api_pool = std::make_unique<store::db_pool>(s.cfg.database.url, api_connections, 1024);
+        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys, *s.wechat, s.stats);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
 
@@ -254,6 +265,8 @@ void application::run(bool handle_signals) {
     // Queued database work (facts already acknowledged are committed; the rest) finishes before exit.
     s.fact_pool->stop();
     s.side_pool->stop();
+    if (s.api_pool) s.api_pool->stop();
+    s.poll_pool->stop();
     spdlog::info("wxrecond: stopped");
 }
 

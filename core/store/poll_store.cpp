@@ -6,7 +6,7 @@ namespace wxrecon::store {
 
 std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const std::string& owner,
                                             std::chrono::milliseconds lease, std::size_t limit) {
-    pqxx::work tx(conn);
+    pqxx::nontransaction tx(conn);  // one statement, one round trip
     const auto rows = tx.exec_params(
         "UPDATE wxrecon.orders o SET poll_lease_until = now() + make_interval(secs => $2::double precision / 1000),"
         " poll_lease_owner = $1"
@@ -18,7 +18,6 @@ std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const s
         " wxrecon.to_micros(o.expire_at), wxrecon.to_micros(o.placed_at), o.poll_attempts,"
         " wxrecon.to_micros(o.last_polled_at)",
         owner, static_cast<std::int64_t>(lease.count()), static_cast<std::int64_t>(limit));
-    tx.commit();
     std::vector<claimed_order> out;
     out.reserve(rows.size());
     for (const auto& row : rows) {
@@ -38,38 +37,40 @@ std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const s
 }
 
 void finish_poll(pqxx::connection_base& conn, const std::string& owner, const poll_update& u) {
-    pqxx::work tx(conn);
+    // One statement, one round trip: release the lease and record the outcome, then open or resolve the
+    // `stuck` discrepancy from the row as updated.
+    pqxx::nontransaction tx(conn);
     tx.exec_params(
-        "UPDATE wxrecon.orders SET"
-        " next_poll_at = CASE WHEN state IN ('NOTPAY', 'USERPAYING') THEN wxrecon.from_micros($4) END,"
-        " poll_attempts = poll_attempts + CASE WHEN $5 THEN 1 ELSE 0 END,"
-        " last_polled_at = CASE WHEN $5 THEN now() ELSE last_polled_at END,"
-        " last_poll_error = $6,"
-        " expire_at = coalesce(expire_at, wxrecon.from_micros($7)),"
-        " poll_lease_until = NULL, poll_lease_owner = NULL, updated_at = now()"
-        " WHERE mchid = $1 AND out_trade_no = $2 AND poll_lease_owner = $3",
-        u.mchid, u.out_trade_no, owner, u.next_poll_at, u.answered, u.error, u.fill_expire_at);
-    if (u.stuck_after > 0) {
-        static constexpr const char* stuck_condition =
-            " o.state IN ('NOTPAY', 'USERPAYING') AND (o.expire_at < now() - $3::float8 * interval '1 microsecond'"
-            " OR (o.last_poll_error IS NOT NULL"
-            " AND coalesce(o.last_polled_at, o.created_at) < now() - $3::float8 * interval '1 microsecond'))";
-        tx.exec_params(std::string(
-                           "INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
-                           " SELECT o.mchid, o.out_trade_no, 'stuck', jsonb_build_object('state', o.state,"
-                           " 'expire_at', wxrecon.rfc3339(o.expire_at), 'last_polled_at', wxrecon.rfc3339(o.last_polled_at),"
-                           " 'last_poll_error', o.last_poll_error, 'poll_attempts', o.poll_attempts)"
-                           " FROM wxrecon.orders o WHERE o.mchid = $1 AND o.out_trade_no = $2 AND") +
-                           stuck_condition + " ON CONFLICT DO NOTHING",
-                       u.mchid, u.out_trade_no, u.stuck_after);
-        tx.exec_params(std::string(
-                           "UPDATE wxrecon.discrepancies d SET resolved_at = now()"
-                           " WHERE d.mchid = $1 AND d.out_trade_no = $2 AND d.kind = 'stuck' AND d.resolved_at IS NULL"
-                           " AND NOT EXISTS (SELECT 1 FROM wxrecon.orders o WHERE o.mchid = $1 AND o.out_trade_no = $2"
-                           " AND") + stuck_condition + ")",
-                       u.mchid, u.out_trade_no, u.stuck_after);
-    }
-    tx.commit();
+        "WITH o AS ("
+        " UPDATE wxrecon.orders SET"
+        "  next_poll_at = CASE WHEN state IN ('NOTPAY', 'USERPAYING') THEN wxrecon.from_micros($4) END,"
+        "  poll_attempts = poll_attempts + CASE WHEN $5 THEN 1 ELSE 0 END,"
+        "  last_polled_at = CASE WHEN $5 THEN now() ELSE last_polled_at END,"
+        "  last_poll_error = $6,"
+        "  expire_at = coalesce(expire_at, wxrecon.from_micros($7)),"
+        "  poll_lease_until = NULL, poll_lease_owner = NULL, updated_at = now()"
+        " WHERE mchid = $1 AND out_trade_no = $2 AND poll_lease_owner = $3"
+        " RETURNING mchid, out_trade_no, state, expire_at, last_polled_at, last_poll_error, poll_attempts,"
+        "  $8::bigint > 0 AND state IN ('NOTPAY', 'USERPAYING')"
+        "  AND (expire_at < now() - $8::float8 * interval '1 microsecond'"
+        "       OR (last_poll_error IS NOT NULL"
+        "           AND coalesce(last_polled_at, created_at) < now() - $8::float8 * interval '1 microsecond')) AS stuck),"
+        " opened AS ("
+        " INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
+        " SELECT mchid, out_trade_no, 'stuck', jsonb_build_object('state', state, 'expire_at', wxrecon.rfc3339(expire_at),"
+        "  'last_polled_at', wxrecon.rfc3339(last_polled_at), 'last_poll_error', last_poll_error,"
+        "  'poll_attempts', poll_attempts)"
+        " FROM o WHERE stuck ON CONFLICT DO NOTHING RETURNING 1)"
+        " UPDATE wxrecon.discrepancies d SET resolved_at = now() FROM o"
+        " WHERE $8::bigint > 0 AND NOT o.stuck AND d.mchid = o.mchid AND d.out_trade_no = o.out_trade_no"
+        " AND d.kind = 'stuck' AND d.resolved_at IS NULL",
+        u.mchid, u.out_trade_no, owner, u.next_poll_at, u.answered, u.error, u.fill_expire_at, u.stuck_after);
+}
+
+void prepare_poll_connection(pqxx::connection_base& conn) {
+    // Claims, leases and schedules are bookkeeping, not payment facts (those go through the ledger, which
+    // commits them synchronously): lost in a crash, an order is only claimed or polled again.
+    pqxx::nontransaction(conn).exec("SET synchronous_commit = off");
 }
 
 poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_state) {

@@ -53,6 +53,9 @@ struct poll_update {
 // close retries), so idle orders cost nothing.
 void finish_poll(pqxx::connection_base& conn, const std::string& owner, const poll_update& update);
 
+// Session setup for the poller's own connections: asynchronous commit for its bookkeeping.
+void prepare_poll_connection(pqxx::connection_base& conn);
+
 // What the poller's gauges show, read in the background (never per scrape).
 struct poll_gauges {
     long stuck = 0;                         // open `stuck` discrepancies

@@ -134,9 +134,11 @@ asio::awaitable<void> poller::stop(std::chrono::milliseconds grace) {
 
 asio::awaitable<void> poller::run() {
     const int concurrency = static_cast<int>(std::max<std::uint32_t>(1, cfg_.poller.concurrency));
+    // Claims are taken in batches: one claim per finished poll would make the claim round trip the limit.
+    const int claim_batch = std::max(1, concurrency / 4);
     while (!stopping_) {
         const int free = concurrency - in_flight_;
-        if (free > 0) {
+        if (free >= claim_batch || (free > 0 && in_flight_ == 0)) {
             std::vector<store::claimed_order> claimed;
             try {
                 auto job = [owner = options_.owner, lease = options_.lease, free](pqxx::connection_base& c) {
@@ -336,17 +338,20 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     const std::string api = m->version == config::api_version::v3 ? "v3" : "v2";
     micros sent_at = 0;
     const wechat::call_result answer = co_await query(*m, access, order.out_trade_no, sent_at);
+    const double query_ms = static_cast<double>(now_micros() - sent_at) / 1000;
     bool settled = false;
     if (answer.outcome == wechat::call_outcome::ok) {
+        const micros applying = now_micros();
         auto [result, done] = co_await apply_answer(*m, order, answer, sent_at);
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", result}});
         settled = done;
         update.answered = true;
-        spdlog::info("poll: query mchid={} out_trade_no={} result={}", m->mchid, order.out_trade_no, result);
+        spdlog::info("poll: query mchid={} out_trade_no={} result={} query_ms={:.1f} apply_ms={:.1f}", m->mchid,
+                     order.out_trade_no, result, query_ms, static_cast<double>(now_micros() - applying) / 1000);
     } else {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", std::string(query_metric(answer))}});
-        spdlog::info("poll: query mchid={} out_trade_no={} result={} error=\"{}\"", m->mchid, order.out_trade_no,
-                     query_metric(answer), answer.error);
+        spdlog::info("poll: query mchid={} out_trade_no={} result={} query_ms={:.1f} error=\"{}\"", m->mchid,
+                     order.out_trade_no, query_metric(answer), query_ms, answer.error);
         if (!is_not_found(answer)) {  // a failed query moves only this try
             update.next_poll_at = backoff(answer);
             update.error = answer.error;
