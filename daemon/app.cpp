@@ -188,7 +188,7 @@ void application::start() {
     s.rejected = std::make_unique<store::rejected_log>(*s.side_pool, s.cfg.notifications.rejected_keep,
                                                        rejected_rows_per_second, rejected_burst, s.stats);
     s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats);
-    s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor());
+    s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor(), s.cfg.poller.request_timeout);
     s.poll_pool = std::make_unique<store::db_pool>(s.cfg.database.url, poll_connections, 1024,
                                                    store::prepare_poll_connection);
     s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.poll_pool, *s.ledger,

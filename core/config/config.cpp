@@ -563,7 +563,7 @@ void read_delays(reader& r, const scope& s, std::vector<duration>& out) {
 
 void read_poller(reader& r, const scope& s, poller_config& out) {
     r.reject_unknown(s, {"delays", "interval_after", "close_after_expire", "concurrency", "rate_per_second",
-                         "default_expiry"});
+                         "default_expiry", "request_timeout"});
     read_delays(r, s, out.delays);
     // Zero here would mean polling in a tight loop, or orders that expire on arrival.
     r.get_duration(s, "interval_after", out.interval_after, sign::positive);
@@ -571,6 +571,7 @@ void read_poller(reader& r, const scope& s, poller_config& out) {
     r.get_integer(s, "concurrency", out.concurrency, 1, uint32_max);
     r.get_integer(s, "rate_per_second", out.rate_per_second, 1, uint32_max);
     r.get_duration(s, "default_expiry", out.default_expiry, sign::positive);
+    r.get_duration(s, "request_timeout", out.request_timeout, sign::positive);
 }
 
 void read_alerts(reader& r, const scope& s, alerts_config& out) {

@@ -53,6 +53,7 @@ struct poller_config {
     std::uint32_t concurrency = 16;
     std::uint32_t rate_per_second = 50;
     duration default_expiry = std::chrono::hours(2);
+    duration request_timeout = std::chrono::seconds(10);  // a WeChat Pay call's write + answer; then "timeout"
 };
 
 struct alerts_config {

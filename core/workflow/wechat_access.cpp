@@ -2,15 +2,12 @@
 
 namespace wxrecon::workflow {
 
-namespace {
-
-net::client_options options_for(const config::merchant_config& m) {
+net::client_options wechat_clients::options_for(const config::merchant_config& m) const {
     net::client_options options;
     options.ca_file = m.ca_file ? m.ca_file->string() : std::string();
+    options.exchange_timeout = request_timeout_;
     return options;
 }
-
-}  // namespace
 
 wechat::pay_client& wechat_clients::pay(const config::merchant_config& m) {
     auto options = options_for(m);

@@ -3,6 +3,7 @@
 // configuration and keys turned into what the signed client needs.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -19,14 +20,18 @@ namespace wxrecon::workflow {
 
 class wechat_clients {
 public:
-    explicit wechat_clients(boost::asio::any_io_executor ex) : executor_(std::move(ex)) {}
+    wechat_clients(boost::asio::any_io_executor ex, std::chrono::milliseconds request_timeout)
+        : executor_(std::move(ex)), request_timeout_(request_timeout) {}
     // Signed WeChat Pay calls for the merchant's api_base (its ca_file added to the trusted CAs).
     wechat::pay_client& pay(const config::merchant_config& m);
     // Plain HTTPS for the mini-program API (jscode2session), with the same CA rule.
     net::http_client& plain(const config::merchant_config& m);
 
 private:
+    net::client_options options_for(const config::merchant_config& m) const;
+
     boost::asio::any_io_executor executor_;
+    std::chrono::milliseconds request_timeout_;
     std::map<std::string, std::unique_ptr<wechat::pay_client>> pay_;  // by ca_file
     std::map<std::string, std::unique_ptr<net::http_client>> plain_;  // by ca_file
 };

@@ -207,7 +207,7 @@ TEST_F(PollerFaults, ServerErrorsAreBackedOffAndOrdersConverge) {
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v2", "server_error")), 6);
     // Lifted before any retry is due (3 s after the first answers at the earliest), so that the retries are
     // what settles the orders. (Waiting much longer would also run into the simulator closing idle
-    // keep-alive connections after 10 s, which the client does not survive: see the disabled test below.)
+    // keep-alive connections after 10 s; see the keep-alive test below.)
     std::this_thread::sleep_until(started + 2800ms);
     sim_control(sim.port(), "/sim/faults", R"({"query_500":0})");
     ASSERT_TRUE(wait_for([&] {
@@ -239,14 +239,39 @@ TEST_F(PollerFaults, ServerErrorsAreBackedOffAndOrdersConverge) {
     }
 }
 
-// Slow answers beyond the client's timeout are not tested here: net::client_options::exchange_timeout (10 s)
-// is not configurable from [poller], and one timed-out try plus its 3-6 s backoff does not fit a short test.
+// Answers slower than poller.request_timeout: the try counts as a timeout, the order's error records it and
+// the next try waits out the backoff (3-6 s), where the schedule would ask every second; once WeChat Pay
+// answers in time again, the paid orders are SUCCESS by query.
+TEST_F(PollerFaults, TimedOutQueriesAreBackedOff) {
+    sim_key_dir keys(1);
+    running_simulator sim(keys, {});
+    const std::string mchid = keys.keys.merchants[0].mchid;
+    register_orders(sim.port(), mchid, "TIMEOUT-", 4);
+    sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","prefix":"TIMEOUT-","count":2})");
+    sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_slow":1,"slow_ms":1500})");
+    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(),
+                                            poller_toml("\"200ms\", \"500ms\"", "1s") + "request_timeout = \"300ms\"\n"));
+    const auto started = steady::now();
+    ASSERT_TRUE(wait_for([&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NULL") == 0; },
+                         3s))
+        << "every order was asked and timed out";
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at - updated_at BETWEEN interval '2.9 seconds'"
+                        " AND interval '6.1 seconds' AND poll_attempts = 0 AND last_poll_error LIKE '%in time%'"),
+              4);
+    EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "timeout")), 4);
+    std::this_thread::sleep_until(started + 2500ms);
+    sim_control(sim.port(), "/sim/faults", R"({"query_slow":0})");
+    ASSERT_TRUE(wait_for([&] {
+        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'query'") == 2 &&
+               db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NOT NULL OR poll_attempts = 0") == 0;
+    }, 10s))
+        << "orders did not converge once the answers came in time";
+    EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "timeout")), 4) << "no try in between: backed off";
+}
 
 // Four slow queries at once leave four keep-alive connections in the client's pool; the simulator closes
 // them after 10 s idle (its read timeout), as any server does. The next query must still be answered.
-// DISABLED: fails on the current client. net::http_client::send retries a reused connection found closed
-// "on a fresh one", but the second attempt takes the next idle connection from the pool, closed as well, and
-// the query fails with "connection to ... closed before an answer" (counted as result="error", backed off).
+// (The client used to retry on the next idle connection, closed as well, and fail the query.)
 TEST_F(PollerFaults, QueryAfterIdleKeepAliveConnectionsWereClosedIsAnswered) {
     sim_key_dir keys(1);
     running_simulator sim(keys, {});
@@ -371,9 +396,8 @@ TEST_F(PollerFaults, RestartMidScheduleKeepsTheSchedule) {
 // A restart after a downtime that spans several scheduled queries: the order is asked once when the new
 // daemon finds it overdue, and then on the schedule again (every interval_after), not once per missed slot
 // in a burst.
-// DISABLED: fails on the current poller. After a success poller.cpp sets next_poll_at from
-// query_due(poll_attempts + 1), an absolute time that lies in the past for every missed slot, so the order
-// is claimed again at once until the attempts catch up with the clock (here 4 queries within ~100 ms).
+// (The poller used to set next_poll_at to the next numbered slot, in the past for every missed one, and
+// made them up back to back: 4 queries within ~100 ms here.)
 TEST_F(PollerFaults, MissedQueriesAreNotMadeUpInABurstAfterADowntime) {
     sim_key_dir keys(1);
     running_simulator sim(keys, {});
@@ -538,8 +562,7 @@ TEST_F(PollerFaults, NewerNotpayForAUserpayingOrderOpensStateRegression) {
 // Four orders due at once at rate_per_second = 1 go out a second apart; USERPAYING is recorded for the
 // three still waiting. Their NOTPAY answers come from queries sent after that record: newer observations
 // of an older state, so state_regression, not stale.
-// DISABLED: fails on the current poller. poller.cpp takes sent_at before query() waits for a token, so the
-// fact's observed_at is the claim time, not the send time, and the three answers are counted stale.
+// (The poller used to take the send time before waiting for the rate, so these answers were counted stale.)
 TEST_F(PollerFaults, AnswerOfAQueryThatWaitedForTheRateIsNotStale) {
     sim_key_dir keys(1);
     running_simulator sim(keys, {});

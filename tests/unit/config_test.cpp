@@ -238,6 +238,7 @@ TEST(ConfigDefaultsTest, AppliedWhenKeysAreOmitted) {
     EXPECT_EQ(cfg->poller.concurrency, 16u);
     EXPECT_EQ(cfg->poller.rate_per_second, 50u);
     EXPECT_EQ(cfg->poller.default_expiry, 2h);
+    EXPECT_EQ(cfg->poller.request_timeout, 10s);
     EXPECT_EQ(cfg->alerts.stuck_after, 30min);
     EXPECT_FALSE(cfg->alerts.webhook_url);
     EXPECT_EQ(cfg->notifications.rejected_keep, 10000u);
@@ -280,6 +281,7 @@ close_after_expire = "0s"
 concurrency = 4
 rate_per_second = 7
 default_expiry = "15m"
+request_timeout = "3s"
 )";
     doc.alerts = "stuck_after = \"1h\"\nwebhook_url = \"http://hooks.internal/wx\"\n";
     doc.notifications = "rejected_keep = 5\n";
@@ -322,6 +324,7 @@ mp_api_base = "http://localhost:9200"
     EXPECT_EQ(cfg->poller.concurrency, 4u);
     EXPECT_EQ(cfg->poller.rate_per_second, 7u);
     EXPECT_EQ(cfg->poller.default_expiry, 15min);
+    EXPECT_EQ(cfg->poller.request_timeout, 3s);
     EXPECT_EQ(cfg->alerts.stuck_after, 1h);
     EXPECT_EQ(cfg->alerts.webhook_url, "http://hooks.internal/wx");
     EXPECT_EQ(cfg->notifications.rejected_keep, 5u);
