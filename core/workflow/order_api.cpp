@@ -296,6 +296,15 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
     const auto keys = keys_.get();  // held for the whole call: the access below points into it
     const config::merchant_keys* mk = keys->find(mchid);
     if (mk == nullptr) co_return json_error(500, "no key material is loaded for merchant " + mchid);
+    // APIv2: the stored fields, and the algorithm they were signed with, which the paySign must use too (§7.4).
+    protocol::v2::fields v2_fields;
+    auto v2_type = protocol::v2::sign_type::hmac_sha256;
+    if (!v3) {
+        auto parsed = protocol::v2::parse_xml(start->prepay.request);
+        if (!parsed) co_return json_error(500, "the stored prepay request does not parse: " + parsed.err().message);
+        v2_fields = std::move(*parsed);
+        if (protocol::v2::field(v2_fields, "sign_type") == "MD5") v2_type = protocol::v2::sign_type::md5;
+    }
     std::optional<std::string> prepay_id;
     if (start->prepay.prepay_id && start->prepay.prepaid_at && now - *start->prepay.prepaid_at < prepay_id_reuse_micros)
         prepay_id = start->prepay.prepay_id;
@@ -311,22 +320,18 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
             answer = co_await client.v3(access, std::move(method), std::move(path), std::move(request),
                                         wechat::retry_safety::once_only);
         } else {
-            auto fields = protocol::v2::parse_xml(start->prepay.request);
-            if (!fields) co_return json_error(500, "the stored prepay request does not parse: " + fields.err().message);
-            const auto type = protocol::v2::field(*fields, "sign_type") == "MD5" ? protocol::v2::sign_type::md5
-                                                                                 : protocol::v2::sign_type::hmac_sha256;
             std::string path = "/pay/unifiedorder";
-            answer = co_await client.v2(access, std::move(path), std::move(*fields), type,
+            protocol::v2::fields fields = v2_fields;
+            answer = co_await client.v2(access, std::move(path), std::move(fields), v2_type,
                                         wechat::retry_safety::once_only);
         }
         const auto latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent_at);
         if (answer.outcome == wechat::call_outcome::ok) prepay_id = prepay_id_of(answer, v3);
         const bool placed = prepay_id.has_value() || may_be_placed(answer);
+        const std::string code = answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
+        const std::string message = answer.message.empty() ? answer.error : answer.message;
         std::optional<std::string> error;
-        if (!prepay_id) {
-            error = answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
-            *error += ": " + (answer.message.empty() ? answer.error : answer.message);
-        }
+        if (!prepay_id) error = code + ": " + message;
         auto record = [mchid, out_trade_no, prepay_id, placed, error](pqxx::connection_base& c) {
             store::record_prepay(c, mchid, out_trade_no, prepay_id, placed, error);
             return store::order_json(c, mchid, out_trade_no).value_or("{}");
@@ -337,8 +342,6 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
                      v3 ? "v3" : "v2", prepay_id ? "ok" : "failed", latency.count(),
                      error ? " error=\"" + *error + "\"" : std::string());
         if (!prepay_id) {
-            const std::string code = answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
-            const std::string message = answer.message.empty() ? answer.error : answer.message;
             co_return reply{502, "application/json",
                             json_object()
                                 .add("error", "WeChat Pay did not place the order (the order stays registered; "
@@ -362,11 +365,7 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
         if (!p) co_return json_error(500, "cannot sign the payment parameters: " + p.err().message);
         payment_json = p->json();
     } else {
-        const auto fields = protocol::v2::parse_xml(start->prepay.request);
-        const auto type = fields && protocol::v2::field(*fields, "sign_type") == "MD5"
-                              ? protocol::v2::sign_type::md5
-                              : protocol::v2::sign_type::hmac_sha256;
-        payment_json = protocol::sign_request_payment_v2(mk->apiv2_key.value_or(""), type, start->prepay.appid,
+        payment_json = protocol::sign_request_payment_v2(mk->apiv2_key.value_or(""), v2_type, start->prepay.appid,
                                                          *prepay_id, now_unix, crypto::random_alnum(32))
                            .json();
     }
