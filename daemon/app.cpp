@@ -2,7 +2,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <thread>
+
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -22,6 +27,7 @@
 #include "store/migrations.hpp"
 #include "store/poll_store.hpp"
 #include "store/rejected_log.hpp"
+#include "workflow/alert_pusher.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/order_api.hpp"
 #include "workflow/certificate_refresher.hpp"
@@ -53,6 +59,54 @@ std::int64_t unix_now() {
         .count();
 }
 
+double seconds_of(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; }
+
+// What any Prometheus-scraped process exports about itself, read from /proc at scrape time (cheap).
+void refresh_process_metrics(metrics& stats) {
+    std::ifstream statm("/proc/self/statm");
+    double pages_total = 0, pages_resident = 0;
+    if (statm >> pages_total >> pages_resident) {
+        const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
+        stats.set("process_virtual_memory_bytes", pages_total * page);
+        stats.set("process_resident_memory_bytes", pages_resident * page);
+    }
+    std::error_code ec;
+    std::size_t fds = 0;
+    for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) ++fds;
+    if (!ec) stats.set("process_open_fds", static_cast<double>(fds > 0 ? fds - 1 : 0));  // minus the one listing it
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) stats.set("process_max_fds", static_cast<double>(limit.rlim_cur));
+    rusage usage{};
+    if (::getrusage(RUSAGE_SELF, &usage) == 0)
+        stats.set("process_cpu_seconds_total", seconds_of(usage.ru_utime) + seconds_of(usage.ru_stime));
+}
+
+// Expiry of every platform certificate trusted now, configured or downloaded; rotated-out ones disappear.
+void refresh_key_expiry(metrics& stats, const config::key_store& keys) {
+    std::vector<std::pair<metrics::labels, double>> series;
+    for (const auto& [mchid, mk] : keys.merchants)
+        for (const auto& cert : mk.platform_certs)
+            series.push_back({{{"mchid", mchid}, {"serial", cert.serial}}, static_cast<double>(cert.not_after)});
+    stats.replace("wxrecon_key_expiry_timestamp_seconds", series);
+}
+
+// Series that alert rules take increase() of exist from the start, so their first event counts.
+void initialise_series(metrics& stats, const config::config& cfg) {
+    stats.add("wxrecon_orders_registered_total", {}, 0);
+    stats.add("wxrecon_signature_probes_total", {}, 0);
+    for (const char* api : {"v3", "v2"}) {
+        for (const char* result : {"ok", "failed"}) stats.add("wxrecon_prepay_total", {{"api", api}, {"result", result}}, 0);
+        for (const char* kind : {"payment", "refund"})
+            for (const char* result : {"accepted", "duplicate", "rejected", "error"})
+                stats.add("wxrecon_notifications_total", {{"api", api}, {"kind", kind}, {"result", result}}, 0);
+        stats.add("wxrecon_notifications_total", {{"api", api}, {"kind", "unknown"}, {"result", "rejected"}}, 0);
+    }
+    stats.set("wxrecon_notification_silence_threshold_seconds",
+              std::chrono::duration<double>(cfg.alerts.notification_silence).count());
+    stats.set("wxrecon_last_accepted_notification_timestamp_seconds", static_cast<double>(unix_now()));
+    stats.set("process_start_time_seconds", static_cast<double>(unix_now()));
+}
+
 }  // namespace
 
 void migrate_database(const std::string& url) {
@@ -77,12 +131,14 @@ struct application::impl {
     std::unique_ptr<store::db_pool> side_pool;  // readiness checks and rejected rows: never the fact path
     std::unique_ptr<store::db_pool> api_pool;   // the internal API's registrations and prepay records
     std::unique_ptr<store::db_pool> poll_pool;  // the poller's claims and schedules (its facts go through the ledger)
+    std::unique_ptr<store::db_pool> alert_pool;  // the webhook outbox: never in the way of facts
     std::unique_ptr<store::ledger> ledger;
     std::unique_ptr<store::rejected_log> rejected;
     std::unique_ptr<workflow::notification_intake> intake;
     std::unique_ptr<workflow::wechat_clients> wechat;
     std::unique_ptr<workflow::poller> poller;
     std::unique_ptr<workflow::certificate_refresher> certificates;
+    std::unique_ptr<workflow::alert_pusher> alerts;
     std::unique_ptr<workflow::order_api> api;
     std::unique_ptr<http_server> api_server;  // only when api.listen is set
     std::unique_ptr<http_server> public_server;
@@ -133,6 +189,8 @@ struct application::impl {
         if (req.path == "/healthz") co_return reply{200, "text/plain", "ok\n"};
         if (req.path == "/metrics") {
             stats->set("wxrecon_db_up", fact_pool->up() ? 1 : 0);
+            refresh_process_metrics(*stats);
+            refresh_key_expiry(*stats, *keys.get());
             co_return reply{200, "text/plain; version=0.0.4; charset=utf-8", stats->render()};
         }
         if (req.path == "/readyz") {
@@ -154,11 +212,22 @@ struct application::impl {
         co_return reply{404, "text/plain", "not found\n"};
     }
 
+    // WATCHDOG=1 from the event loop itself: when the loop wedges, the pings stop and systemd restarts us.
+    asio::awaitable<void> watchdog(std::chrono::microseconds interval) {
+        asio::steady_timer timer(io);
+        for (;;) {
+            sd_notify(0, "WATCHDOG=1");
+            timer.expires_after(interval);
+            co_await timer.async_wait(asio::use_awaitable);
+        }
+    }
+
     asio::awaitable<void> shutdown() {
         if (stopping.exchange(true)) co_return;
         sd_notify(0, "STOPPING=1");
         spdlog::info("wxrecond: stopping grace_ms={}", cfg.server.shutdown_grace.count());
         co_await certificates->stop(cfg.server.shutdown_grace);
+        co_await alerts->stop(cfg.server.shutdown_grace);
         co_await poller->stop(cfg.server.shutdown_grace);
         if (api_server) co_await api_server->shutdown(cfg.server.shutdown_grace);
         co_await public_server->shutdown(cfg.server.shutdown_grace);
@@ -175,6 +244,7 @@ application::~application() {
     if (impl_->side_pool) impl_->side_pool->stop();
     if (impl_->api_pool) impl_->api_pool->stop();
     if (impl_->poll_pool) impl_->poll_pool->stop();
+    if (impl_->alert_pool) impl_->alert_pool->stop();
 }
 
 void application::start() {
@@ -195,6 +265,8 @@ void application::start() {
                                                   s.stats, workflow::poller_options{});
     s.certificates = std::make_unique<workflow::certificate_refresher>(s.io.get_executor(), s.cfg, s.keys, *s.wechat,
                                                                        s.stats);
+    s.alert_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
+    s.alerts = std::make_unique<workflow::alert_pusher>(s.io.get_executor(), s.cfg, *s.alert_pool, s.stats);
     s.intake->on_unknown_serial = [c = s.certificates.get()](const std::string& mchid) { c->unknown_serial(mchid); };
     if (s.cfg.api) {
         auto token = config::load_api_token(*s.cfg.api);
@@ -204,6 +276,7 @@ void application::start() {
         s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys, *s.wechat, s.stats);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
+    initialise_series(*s.stats, s.cfg);
 
     http_limits limits;
     limits.max_body_bytes = s.cfg.server.max_body_bytes;
@@ -236,6 +309,7 @@ void application::start() {
     if (s.api_server) s.api_server->start();
     s.poller->start();
     s.certificates->start();
+    s.alerts->start();
     spdlog::info("wxrecond: listening public={} admin={}", public_port(), admin_port());
 }
 
@@ -243,6 +317,9 @@ void application::run(bool handle_signals) {
     auto& s = *impl_;
     asio::signal_set stop_signals(s.io);
     asio::signal_set reload_signal(s.io);
+    std::uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
+        asio::co_spawn(s.io, s.watchdog(std::chrono::microseconds(watchdog_usec / 2)), asio::detached);
     if (handle_signals) {
         stop_signals.add(SIGTERM);
         stop_signals.add(SIGINT);
@@ -267,6 +344,7 @@ void application::run(bool handle_signals) {
     s.side_pool->stop();
     if (s.api_pool) s.api_pool->stop();
     s.poll_pool->stop();
+    s.alert_pool->stop();
     spdlog::info("wxrecond: stopped");
 }
 

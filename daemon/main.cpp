@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -15,11 +16,12 @@ namespace {
 using namespace wxrecon;
 
 constexpr const char* usage =
-    "usage: wxrecond [--config PATH] [serve|migrate|check-config]\n"
+    "usage: wxrecond [--config PATH] [--log-format text|json] [serve|migrate|check-config]\n"
     "       wxrecond --version\n"
     "  serve         run the daemon until SIGTERM/SIGINT (default)\n"
     "  migrate       apply pending database migrations and exit\n"
     "  check-config  load and validate the configuration and every key file\n"
+    "  --log-format  text (default) or json: one JSON object per line, for log shippers\n"
     "default config: /etc/wxrecond/wxrecond.toml\n";
 
 std::int64_t unix_now() {
@@ -42,6 +44,8 @@ int run(int argc, char** argv) {
             config_path = argv[++i];
         } else if (arg.starts_with("--config=")) {
             config_path = arg.substr(std::strlen("--config="));
+        } else if ((arg == "--log-format" && i + 1 < argc) || arg.starts_with("--log-format=")) {
+            if (arg == "--log-format") ++i;  // read before the logger was installed, in main()
         } else if (arg == "serve" || arg == "migrate" || arg == "check-config") {
             command = arg;
         } else {
@@ -89,11 +93,29 @@ int run(int argc, char** argv) {
     return daemon::exit_ok;
 }
 
+// The log format is needed before anything can be logged, so it is read first.
+std::optional<wxrecon::daemon::log_format> requested_log_format(int argc, char** argv) {
+    std::string value = "text";
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (arg == "--log-format" && i + 1 < argc) value = argv[++i];
+        else if (arg.starts_with("--log-format=")) value = arg.substr(std::strlen("--log-format="));
+    }
+    if (value == "text") return wxrecon::daemon::log_format::text;
+    if (value == "json") return wxrecon::daemon::log_format::json;
+    return std::nullopt;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     // Logs go to stderr (journald under systemd); stdout carries command output only.
-    wxrecon::daemon::install_stderr_logger();
+    const auto format = requested_log_format(argc, argv);
+    if (!format) {
+        std::fprintf(stderr, "wxrecond: --log-format must be text or json\n%s", usage);
+        return wxrecon::daemon::exit_failure;
+    }
+    wxrecon::daemon::install_stderr_logger(*format);
     int status = wxrecon::daemon::exit_failure;
     try {
         status = run(argc, argv);
@@ -104,6 +126,7 @@ int main(int argc, char** argv) {
         spdlog::error("wxrecond: {}", e.what());
         status = wxrecon::daemon::exit_failure;
     }
-    spdlog::shutdown();  // writes out buffered lines
+    spdlog::default_logger()->flush();  // writes out buffered lines
+    spdlog::shutdown();
     return status;
 }

@@ -2,6 +2,7 @@
 // library: the server fills inbound_request, a handler returns a reply.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -16,6 +17,9 @@ struct inbound_request {
     std::string remote_addr;
     std::vector<std::pair<std::string, std::string>> headers;  // in arrival order
     std::string body;
+    // WeChat Pay's Request-ID when it sent a usable one, else one made up by the server: ties log lines together.
+    std::string request_id;
+    std::chrono::steady_clock::time_point received{};  // when the whole request had been read
 
     std::string_view header(std::string_view name) const noexcept;  // case-insensitive; "" when absent
     std::string_view query() const noexcept;                        // after '?', "" when none

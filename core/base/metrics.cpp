@@ -74,6 +74,13 @@ void metrics::set(std::string_view name, const labels& l, double value) {
     slot->store(value, std::memory_order_relaxed);
 }
 
+void metrics::replace(std::string_view name, const std::vector<std::pair<labels, double>>& series) {
+    std::lock_guard lock(mutex_);
+    auto& gauges = get(name).gauges;
+    gauges.clear();
+    for (const auto& [l, value] : series) gauges[render_labels(l)] = std::make_unique<std::atomic<double>>(value);
+}
+
 void metrics::observe(std::string_view name, double value) {
     std::lock_guard lock(mutex_);
     auto& f = get(name);
@@ -118,7 +125,21 @@ std::shared_ptr<metrics> metrics::make_standard() {
     m->describe("wxrecon_stuck_orders", "gauge", "Open stuck discrepancies: orders open past expiry or failing to poll.");
     m->describe("wxrecon_prepay_total", "counter", "Orders placed at WeChat Pay, by API and result.");
     m->describe("wxrecon_certificate_refreshes_total", "counter", "Platform certificate list downloads, by result.");
-    m->describe("wxrecon_key_expiry_timestamp_seconds", "gauge", "When a platform certificate expires, by merchant and serial.");
+    m->describe("wxrecon_key_expiry_timestamp_seconds", "gauge",
+                "When a WeChat Pay platform certificate (configured or downloaded) expires, by merchant and serial.");
+    m->describe("wxrecon_orders_registered_total", "counter", "Orders newly registered through the internal API.");
+    m->describe("wxrecon_last_accepted_notification_timestamp_seconds", "gauge",
+                "When a notification was last accepted (process start until the first one).");
+    m->describe("wxrecon_notification_silence_threshold_seconds", "gauge",
+                "alerts.notification_silence: how long without an accepted notification is suspicious.");
+    m->describe("wxrecon_webhook_pushes_total", "counter", "Discrepancy pushes to alerts.webhook_url, by result.");
+    m->describe("wxrecon_webhook_outbox", "gauge", "Discrepancy pushes waiting in the outbox.");
+    m->describe("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    m->describe("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    m->describe("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
+    m->describe("process_open_fds", "gauge", "Open file descriptors.");
+    m->describe("process_max_fds", "gauge", "The limit on open file descriptors.");
+    m->describe("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.");
     m->describe("wxrecon_poll_lag_seconds", "gauge", "How overdue the most overdue scheduled query is.");
     m->describe("wxrecon_db_up", "gauge", "1 when PostgreSQL answers, else 0.");
     m->describe("wxrecon_http_requests_total", "counter", "HTTP requests by listener and status.");

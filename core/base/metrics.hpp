@@ -24,6 +24,8 @@ public:
     void set(std::string_view name, const labels& l, double value);
     void set(std::string_view name, double value) { set(name, {}, value); }
     void observe(std::string_view name, double value);  // histogram, no labels
+    // Replaces every series of a gauge family at once: series not listed any more disappear.
+    void replace(std::string_view name, const std::vector<std::pair<labels, double>>& series);
 
     std::string render() const;
 

@@ -575,9 +575,13 @@ void read_poller(reader& r, const scope& s, poller_config& out) {
 }
 
 void read_alerts(reader& r, const scope& s, alerts_config& out) {
-    r.reject_unknown(s, {"stuck_after", "webhook_url"});
+    r.reject_unknown(s, {"stuck_after", "notification_silence", "webhook_url", "webhook_per_minute",
+                         "unknown_order_grace"});
     r.get_duration(s, "stuck_after", out.stuck_after, sign::non_negative);
+    r.get_duration(s, "notification_silence", out.notification_silence, sign::positive);
     out.webhook_url = r.get_url(s, "webhook_url", url_rule::http_or_https);
+    r.get_integer(s, "webhook_per_minute", out.webhook_per_minute, 1, 6000);
+    r.get_duration(s, "unknown_order_grace", out.unknown_order_grace, sign::non_negative);
 }
 
 void read_notifications(reader& r, const scope& s, notifications_config& out) {

@@ -58,7 +58,12 @@ struct poller_config {
 
 struct alerts_config {
     duration stuck_after = std::chrono::minutes(30);
+    // No accepted notification for this long while orders are being placed: the callback path is broken.
+    // Exported as a gauge for the alert rule to compare against.
+    duration notification_silence = std::chrono::hours(1);
     std::optional<std::string> webhook_url;
+    std::uint32_t webhook_per_minute = 20;   // pushes at most this often; the rest wait in the outbox
+    duration unknown_order_grace = std::chrono::minutes(2);  // a racing registration usually resolves it by then
 };
 
 struct notifications_config {

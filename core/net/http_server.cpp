@@ -1,5 +1,10 @@
 #include "net/http_server.hpp"
 
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <random>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -88,6 +93,23 @@ http::response<http::string_body> to_response(const reply& r, unsigned version, 
     return res;
 }
 
+bool usable_request_id(std::string_view id) {
+    return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+}
+
+// Unique across restarts and instances without coordination: a random process prefix and a counter.
+std::string make_request_id(std::string_view listener, std::uint64_t n) {
+    static const std::string process_prefix = [] {
+        std::random_device rd;
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "%08x", rd());
+        return std::string(buf);
+    }();
+    return process_prefix + "-" + std::string(listener.substr(0, 1)) + std::to_string(n);
+}
+
 }  // namespace
 
 asio::awaitable<void> http_server::run_session(tcp::socket socket) {
@@ -162,6 +184,9 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
         req.remote_addr = remote;
         for (const auto& h : msg) req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
         req.body = std::move(msg.body());
+        req.received = std::chrono::steady_clock::now();
+        const std::string_view wechat_id = req.header("Request-ID");
+        req.request_id = usable_request_id(wechat_id) ? std::string(wechat_id) : make_request_id(name_, ++requests_served_);
         lowest.expires_never();
         const reply r = co_await handler_(req);
         const bool keep_alive = msg.keep_alive() && !stopping_;

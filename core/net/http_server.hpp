@@ -63,6 +63,7 @@ private:
     std::string name_;
     std::shared_ptr<boost::asio::ssl::context> tls_;
     bool stopping_ = false;
+    std::uint64_t requests_served_ = 0;
     std::list<session_state*> sessions_;  // touched only on executor_, which is single-threaded
 };
 

@@ -86,9 +86,6 @@ asio::awaitable<void> certificate_refresher::refresh(std::string mchid, std::str
     } else {
         const int added = keys_.add_downloaded(mchid, *certs);
         spdlog::info("certificates: refreshed mchid={} why=\"{}\" listed={} new={}", mchid, why, certs->size(), added);
-        for (const auto& c : *certs)
-            metrics_->set("wxrecon_key_expiry_timestamp_seconds", {{"mchid", mchid}, {"serial", c.serial}},
-                          static_cast<double>(c.not_after));
     }
     metrics_->add("wxrecon_certificate_refreshes_total", {{"result", result}});
     --in_flight_;

@@ -82,20 +82,36 @@ reply notification_intake::v2_success() {
 void notification_intake::count(std::string_view api, std::string_view kind, std::string_view result) {
     metrics_->add("wxrecon_notifications_total",
                   {{"api", std::string(api)}, {"kind", std::string(kind)}, {"result", std::string(result)}});
+    if (result == "accepted") metrics_->set("wxrecon_last_accepted_notification_timestamp_seconds",
+                                            static_cast<double>(now_() / 1'000'000));
+}
+
+// The one line every notification leaves in the log, whatever became of it.
+void notification_intake::finish(const inbound_request& req, std::string_view api, std::string_view kind,
+                                 std::string_view result, std::string_view mchid, std::string_view out_trade_no,
+                                 std::string_view detail) {
+    count(api, kind, result);
+    const double ms = req.received == steady_clock::time_point{}
+                          ? 0.0
+                          : duration<double, std::milli>(steady_clock::now() - req.received).count();
+    spdlog::log(result == "error" ? spdlog::level::warn : spdlog::level::info,
+                "notify: result={} api={} kind={} mchid={} out_trade_no={} request_id={} ms={:.1f}{}{}", result, api,
+                kind, mchid, out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, detail.empty() ? "" : " ",
+                detail);
 }
 
 reply notification_intake::reject(const inbound_request& req, std::string_view mchid, std::string_view api,
                                   std::string_view kind, std::string_view reason, int v3_status, std::string message,
                                   bool v2) {
-    count(api, kind, "rejected");
-    spdlog::info("notify: rejected api={} mchid={} reason={} remote={} detail=\"{}\"", api, mchid, reason,
-                 req.remote_addr, message);
+    finish(req, api, kind, "rejected", mchid, {},
+           fmt::format("reason={} remote={} detail=\"{}\"", reason, req.remote_addr, message));
     rejected_.record(store::rejected_entry{req.path, std::string(mchid), std::string(reason), req.remote_addr,
                                            req.headers_json(), req.body});
     return v2 ? v2_failure(message) : v3_failure(v3_status, message);
 }
 
-boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const domain::fact& f, std::string_view api,
+boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const inbound_request& req,
+                                                                        const domain::fact& f, std::string_view api,
                                                                         std::string_view kind, bool v2,
                                                                         steady_clock::time_point started) {
     const std::string mchid = f.mchid;
@@ -107,9 +123,11 @@ boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const do
         std::string_view result = "duplicate";
         if (r.outcome == domain::outcome::applied || r.outcome == domain::outcome::regression) result = "accepted";
         if (r.outcome == domain::outcome::unmatched) co_return std::nullopt;
-        count(api, kind, result);
-        spdlog::info("notify: {} api={} kind={} mchid={} out_trade_no={} outcome={} opened={}", result, api, kind,
-                     mchid, out_trade_no, static_cast<int>(r.outcome), r.opened.size());
+        std::string opened;
+        for (const auto k : r.opened) (opened += opened.empty() ? "" : ",") += domain::to_string(k);
+        finish(req, api, kind, result, mchid, out_trade_no,
+               fmt::format("notify_id={} opened={}", f.notify_id.value_or("-"),
+                           opened.empty() ? "-" : opened));
         co_return v2 ? v2_success() : reply{204, "", ""};
     } catch (const store::database_unavailable& e) {
         failure = std::string("database unavailable: ") + e.what();
@@ -122,9 +140,7 @@ boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const do
     } catch (const std::exception& e) {
         failure = std::string("not applied: ") + e.what();
     }
-    count(api, kind, "error");
-    spdlog::warn("notify: error api={} kind={} mchid={} out_trade_no={} error=\"{}\"", api, kind, mchid, out_trade_no,
-                 failure);
+    finish(req, api, kind, "error", mchid, out_trade_no, fmt::format("error=\"{}\"", failure));
     // WeChat Pay retries on any non-success: nothing was acknowledged, nothing is lost.
     co_return v2 ? reply{503, "application/xml", v2_failure("temporarily unavailable").body}
                  : v3_failure(503, "temporarily unavailable, retry later");
@@ -135,7 +151,7 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
     const auto keys = keys_.get();
     const config::merchant_keys* merchant = keys->find(mchid);
     if (merchant == nullptr) {
-        count("v3", "unknown", "rejected");
+        finish(req, "v3", "unknown", "rejected", mchid, {}, "reason=unknown_merchant");
         co_return v3_failure(404, "unknown merchant");
     }
 
@@ -162,13 +178,11 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
     if (!env) co_return reject(req, mchid, "v3", "unknown", "malformed", 400, env.err().message, false);
     const std::string_view kind = v3_kind(env->event_type);
     if (!handled_v3_event(env->event_type)) {
-        count("v3", kind, "ignored");
-        spdlog::info("notify: ignored api=v3 mchid={} event_type={}", mchid, env->event_type);
+        finish(req, "v3", kind, "ignored", mchid, {}, "event_type=" + env->event_type);
         co_return reply{204, "", ""};
     }
     if (!merchant->apiv3_key) {
-        count("v3", kind, "error");
-        spdlog::error("notify: no apiv3 key configured mchid={}", mchid);
+        finish(req, "v3", kind, "error", mchid, {}, "error=\"no apiv3 key configured\"");
         co_return v3_failure(503, "merchant has no APIv3 key configured");
     }
     auto plain = protocol::v3::decrypt_resource(env->res, *merchant->apiv3_key);
@@ -194,7 +208,7 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
         f.body = std::move(rf->refund);
     }
     f.payload_json = std::move(*plain);
-    std::optional<reply> out = co_await apply(f, "v3", kind, false, started);
+    std::optional<reply> out = co_await apply(req, f, "v3", kind, false, started);
     co_return std::move(*out);
 }
 
@@ -202,7 +216,7 @@ std::variant<reply, notification_intake::v2_document> notification_intake::open_
     const inbound_request& req, const std::string& mchid, std::string_view kind, const config::key_store& keys) {
     const config::merchant_keys* merchant = keys.find(mchid);
     if (merchant == nullptr || !merchant->apiv2_key) {
-        count("v2", "unknown", "rejected");
+        finish(req, "v2", "unknown", "rejected", mchid, {}, "reason=unknown_merchant");
         return reply{404, "application/xml", v2_failure("unknown merchant").body};
     }
     if (!is_valid_utf8(req.body)) return reject(req, mchid, "v2", kind, "malformed", 400, "body is not UTF-8", true);
@@ -226,7 +240,8 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
     if (protocol::v2::field(fields, "mch_id") != mchid)
         co_return reject(req, mchid, "v2", "payment", "mchid_mismatch", 400, "mch_id differs from the path", true);
     if (protocol::v2::field(fields, "result_code") != "SUCCESS") {
-        count("v2", "payment", "ignored");
+        finish(req, "v2", "payment", "ignored", mchid, protocol::v2::field(fields, "out_trade_no"),
+               "result_code=" + protocol::v2::field(fields, "result_code"));
         co_return v2_success();
     }
 
@@ -240,7 +255,7 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
     f.occurred_at = p.success_time;
     f.payload_json = protocol::v2::to_json(fields);
     f.body = std::move(p);
-    std::optional<reply> out = co_await apply(f, "v2", "payment", true, started);
+    std::optional<reply> out = co_await apply(req, f, "v2", "payment", true, started);
     co_return std::move(*out);
 }
 
@@ -291,7 +306,7 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inboun
     f.payload_json = protocol::v2::to_json(*inner);
     f.body = std::move(r);
 
-    std::optional<reply> out = co_await apply(f, "v2", "refund", true, started);
+    std::optional<reply> out = co_await apply(req, f, "v2", "refund", true, started);
     if (!out)
         co_return reject(req, mchid, "v2", "refund", "refund_unmatched", 400,
                          "refund matches no paid order on record", true);

@@ -53,12 +53,15 @@ public:
 
 private:
     // The reply for an applied (or failed) fact; nullopt when an unauthenticated refund matched nothing.
-    boost::asio::awaitable<std::optional<reply>> apply(const domain::fact& f, std::string_view api,
+    boost::asio::awaitable<std::optional<reply>> apply(const inbound_request& req, const domain::fact& f,
+                                                       std::string_view api,
                                                        std::string_view kind, bool v2,
                                                        std::chrono::steady_clock::time_point started);
     reply reject(const inbound_request& req, std::string_view mchid, std::string_view api, std::string_view kind,
                  std::string_view reason, int v3_status, std::string message, bool v2);
     void count(std::string_view api, std::string_view kind, std::string_view result);
+    void finish(const inbound_request& req, std::string_view api, std::string_view kind, std::string_view result,
+                std::string_view mchid, std::string_view out_trade_no, std::string_view detail);
 
     // What both APIv2 endpoints check first: a merchant with an APIv2 key, UTF-8, a flat XML document.
     struct v2_document {

@@ -250,6 +250,7 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
     auto job = [r](pqxx::connection_base& c) { return store::register_order(c, r); };
     const auto result = co_await pool_.run<store::registration_result>(std::move(job),
                                                                         std::chrono::steady_clock::now() + database_deadline);
+    if (result.outcome == store::registration_outcome::created) metrics_->add("wxrecon_orders_registered_total");
     if (prepay && result.outcome != store::registration_outcome::conflict) {
         const int status = result.outcome == store::registration_outcome::created ? 201 : 200;
         co_return co_await this->prepay(*merchant, std::move(r), status, req.remote_addr);

@@ -346,12 +346,14 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", result}});
         settled = done;
         update.answered = true;
-        spdlog::info("poll: query mchid={} out_trade_no={} result={} query_ms={:.1f} apply_ms={:.1f}", m->mchid,
-                     order.out_trade_no, result, query_ms, static_cast<double>(now_micros() - applying) / 1000);
+        spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} apply_ms={:.1f}",
+                     result, m->mchid, order.out_trade_no, answer.request_id,
+                     query_ms, static_cast<double>(now_micros() - applying) / 1000);
     } else {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", std::string(query_metric(answer))}});
-        spdlog::info("poll: query mchid={} out_trade_no={} result={} query_ms={:.1f} error=\"{}\"", m->mchid,
-                     order.out_trade_no, query_metric(answer), query_ms, answer.error);
+        spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} error=\"{}\"",
+                     query_metric(answer), m->mchid, order.out_trade_no,
+                     answer.request_id.empty() ? "-" : answer.request_id, query_ms, answer.error);
         if (!is_not_found(answer)) {  // a failed query moves only this try
             update.next_poll_at = backoff(answer);
             update.error = answer.error;

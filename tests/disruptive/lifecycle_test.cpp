@@ -1,5 +1,6 @@
 // Tests that disturb the shared PostgreSQL server or run the real binary:
-// PostgreSQL restarted under load, and SIGTERM with requests in flight.
+// PostgreSQL restarted under load (readiness follows it), and SIGTERM with
+// requests in flight.
 // They run serially (see tests/CMakeLists.txt).
 #include <gtest/gtest.h>
 
@@ -18,42 +19,13 @@
 
 #include "base/time.hpp"
 #include "protocol/v3.hpp"
+#include "daemon_process.hpp"
 #include "test_env.hpp"
 
 namespace wxrecon::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-protocol::v3::signed_notification payment_notification(const merchant_fixture& m, const std::string& out_trade_no,
-                                                       const std::string& txid) {
-    domain::payment_fact p;
-    p.out_trade_no = out_trade_no;
-    p.state = domain::trade_state::success;
-    p.appid = test_appid;
-    p.transaction_id = txid;
-    p.amount_total = 100;
-    p.payer_total = 100;
-    p.success_time = std::time(nullptr) * 1'000'000LL;
-    protocol::v3::notification_spec spec{"EV-" + txid, format_rfc3339(std::time(nullptr)), "TRANSACTION.SUCCESS",
-                                         "支付成功", "transaction", "transaction",
-                                         protocol::v3::transaction_json(test_mchid, p)};
-    return *protocol::v3::make_notification(spec, m.apiv3_key, m.wechatpay_key, test_pub_key_id, std::time(nullptr));
-}
-
-int send(unsigned short port, const protocol::v3::signed_notification& n) {
-    try {
-        return http_post(port, std::string("/wxpay/v3/notify/") + test_mchid,
-                         {{"Wechatpay-Timestamp", n.timestamp},
-                          {"Wechatpay-Nonce", n.nonce},
-                          {"Wechatpay-Signature", n.signature},
-                          {"Wechatpay-Serial", n.serial}},
-                         n.body)
-            .status;
-    } catch (const std::exception&) {
-        return 0;  // connection refused or reset
-    }
-}
 
 long events(const std::string& url, const std::string& where = "true") {
     pqxx::connection c(url);
@@ -77,9 +49,20 @@ TEST(Lifecycle, PostgresRestartMidRunGives503ThenSuccessAndLosesNothing) {
     const auto during = payment_notification(*m, "R2", "4200000002");
     const int status_during = send(d.port(), during);
     const auto metrics_during = http_get(d.admin_port(), "/metrics").body;
+    const auto ready_during = http_get(d.admin_port(), "/readyz");
+    const auto healthy_during = http_get(d.admin_port(), "/healthz");
     pg_ctl("start");
     EXPECT_EQ(status_during, 503);
     EXPECT_NE(metrics_during.find("wxrecon_db_up 0"), std::string::npos);
+    EXPECT_EQ(ready_during.status, 503);
+    EXPECT_NE(ready_during.body.find("database"), std::string::npos) << ready_during.body;
+    EXPECT_EQ(healthy_during.status, 200) << "the process itself is fine";
+    bool ready_again = false;
+    for (int i = 0; i < 200 && !ready_again; ++i) {
+        ready_again = http_get(d.admin_port(), "/readyz").status == 200;
+        if (!ready_again) std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_TRUE(ready_again) << "readiness did not come back with PostgreSQL";
 
     // WeChat Pay retries; once PostgreSQL is back the retry succeeds.
     int status_after = 0;
@@ -91,72 +74,6 @@ TEST(Lifecycle, PostgresRestartMidRunGives503ThenSuccessAndLosesNothing) {
     EXPECT_EQ(events(db.url()), 2);
     EXPECT_EQ(events(db.url(), "out_trade_no = 'R2'"), 1);
 }
-
-unsigned short free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
-// The real binary on fixed ports, configured for the fixture's merchant.
-class daemon_process {
-public:
-    daemon_process(const merchant_fixture& m, const std::string& database_url)
-        : port_(free_port()), admin_(free_port()) {
-        make_config(m, database_url);  // writes wxrecond.toml next to the keys; pin its listeners
-        std::string toml;
-        {
-            std::ifstream in(m.dir / "wxrecond.toml");
-            toml.assign(std::istreambuf_iterator<char>(in), {});
-        }
-        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(port_));
-        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(admin_));
-        config_ = (m.dir / "wxrecond.toml").string();
-        std::ofstream(config_) << toml;
-    }
-    ~daemon_process() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
-        }
-    }
-
-    bool start() {
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::execl(WXRECOND_PATH, WXRECOND_PATH, "--config", config_.c_str(), "serve", static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-        for (int i = 0; i < 200; ++i) {
-            try {
-                if (http_get(admin_, "/readyz").status == 200) return true;
-            } catch (const std::exception&) {
-            }
-            std::this_thread::sleep_for(50ms);
-        }
-        return false;
-    }
-    // Sends sig and returns the exit status (or 128 + signal).
-    int stop(int sig) {
-        ::kill(pid_, sig);
-        int wstatus = 0;
-        ::waitpid(pid_, &wstatus, 0);
-        pid_ = -1;
-        return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-    }
-    unsigned short port() const { return port_; }
-
-private:
-    unsigned short port_, admin_;
-    std::string config_;
-    pid_t pid_ = -1;
-};
 
 // Eight senders push distinct notifications until `stop` is set or the listener goes away; returns
 // the out_trade_no of every notification acknowledged with 204.

@@ -240,6 +240,9 @@ TEST(ConfigDefaultsTest, AppliedWhenKeysAreOmitted) {
     EXPECT_EQ(cfg->poller.default_expiry, 2h);
     EXPECT_EQ(cfg->poller.request_timeout, 10s);
     EXPECT_EQ(cfg->alerts.stuck_after, 30min);
+    EXPECT_EQ(cfg->alerts.notification_silence, 1h);
+    EXPECT_EQ(cfg->alerts.webhook_per_minute, 20u);
+    EXPECT_EQ(cfg->alerts.unknown_order_grace, 2min);
     EXPECT_FALSE(cfg->alerts.webhook_url);
     EXPECT_EQ(cfg->notifications.rejected_keep, 10000u);
     ASSERT_EQ(cfg->merchants.size(), 1u);
@@ -283,7 +286,8 @@ rate_per_second = 7
 default_expiry = "15m"
 request_timeout = "3s"
 )";
-    doc.alerts = "stuck_after = \"1h\"\nwebhook_url = \"http://hooks.internal/wx\"\n";
+    doc.alerts = "stuck_after = \"1h\"\nwebhook_url = \"http://hooks.internal/wx\"\nnotification_silence = \"20m\"\n"
+                 "webhook_per_minute = 6\nunknown_order_grace = \"30s\"\n";
     doc.notifications = "rejected_keep = 5\n";
     doc.merchants = {R"(mchid = "1230000109"
 appid = "wx1234"
@@ -327,6 +331,9 @@ mp_api_base = "http://localhost:9200"
     EXPECT_EQ(cfg->poller.request_timeout, 3s);
     EXPECT_EQ(cfg->alerts.stuck_after, 1h);
     EXPECT_EQ(cfg->alerts.webhook_url, "http://hooks.internal/wx");
+    EXPECT_EQ(cfg->alerts.notification_silence, 20min);
+    EXPECT_EQ(cfg->alerts.webhook_per_minute, 6u);
+    EXPECT_EQ(cfg->alerts.unknown_order_grace, 30s);
     EXPECT_EQ(cfg->notifications.rejected_keep, 5u);
     const auto& m = cfg->merchants.at(0);
     EXPECT_EQ(m.mchid, "1230000109");

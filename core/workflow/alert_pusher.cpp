@@ -1,0 +1,214 @@
+#include "workflow/alert_pusher.hpp"
+
+#include <algorithm>
+#include <random>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include "base/json_writer.hpp"
+
+namespace wxrecon::workflow {
+
+namespace asio = boost::asio;
+using namespace std::chrono;
+
+namespace {
+
+constexpr std::size_t claim_batch = 10;
+constexpr std::size_t wecom_detail_bytes = 1500;  // the robot refuses markdown over 4096 bytes
+
+std::string fen(std::int64_t v) { return std::to_string(v) + " fen"; }
+
+}  // namespace
+
+bool is_wecom_robot(const std::string& url) {
+    const auto parts = net::parse_url(url);
+    return parts && parts->target.starts_with("/cgi-bin/webhook/send");
+}
+
+std::string alert_message(const store::pending_alert& a, bool wecom) {
+    if (!wecom) {
+        json_object order;
+        if (a.order_state) {
+            order.add("state", *a.order_state);
+            if (a.amount_total) order.add("amount_total", *a.amount_total);
+            if (a.payer_total) order.add("payer_total", *a.payer_total);
+        }
+        json_object o;
+        o.add("source", "wxrecon")
+            .add("discrepancy_id", a.discrepancy_id)
+            .add("kind", a.kind)
+            .add("mchid", a.mchid)
+            .add("out_trade_no", a.out_trade_no)
+            .add("detected_at", a.detected_at)
+            .add("resolved", a.resolved)
+            .add_raw("detail", a.detail_json);
+        if (a.order_state) o.add_raw("order", order.str());
+        else o.add_null("order");
+        return o.str();
+    }
+    std::string md = "**wxrecon: " + a.kind + "**\n";
+    md += "> merchant: " + a.mchid + "\n";
+    md += "> order: " + a.out_trade_no + "\n";
+    if (a.order_state) {
+        md += "> state: " + *a.order_state;
+        if (a.amount_total) md += ", amount " + fen(*a.amount_total);
+        if (a.payer_total) md += ", paid " + fen(*a.payer_total);
+        md += "\n";
+    } else {
+        md += "> state: no order on record\n";
+    }
+    md += "> detected: " + a.detected_at + "\n";
+    md += "> detail: `" + sanitize_utf8(a.detail_json, wecom_detail_bytes) + "`\n";
+    md += "<font color=\"comment\">SELECT * FROM wxrecon.discrepancies WHERE id = " +
+          std::to_string(a.discrepancy_id) + "</font>";
+    json_object markdown;
+    markdown.add("content", md);
+    json_object o;
+    o.add("msgtype", "markdown").add_raw("markdown", markdown.str());
+    return o.str();
+}
+
+alert_pusher::alert_pusher(asio::any_io_executor ex, const config::config& cfg, store::db_pool& pool,
+                           std::shared_ptr<metrics> m, alert_pusher_options options)
+    : executor_(ex),
+      cfg_(cfg),
+      pool_(pool),
+      metrics_(std::move(m)),
+      options_(options),
+      client_(ex, net::client_options{}),
+      timer_(ex),
+      tokens_(std::min<double>(cfg.alerts.webhook_per_minute, claim_batch)) {}
+
+void alert_pusher::start() {
+    running_ = true;
+    asio::co_spawn(executor_, run(), asio::detached);
+}
+
+asio::awaitable<void> alert_pusher::stop(milliseconds grace) {
+    stopping_ = true;
+    timer_.cancel();
+    const auto give_up = steady_clock::now() + grace;
+    asio::steady_timer wait(executor_);
+    while (running_ && steady_clock::now() < give_up) {
+        wait.expires_after(milliseconds(10));
+        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+}
+
+asio::awaitable<void> alert_pusher::run() {
+    while (!stopping_) {
+        try {
+            if (steady_clock::now() >= next_tidy_) {
+                next_tidy_ = steady_clock::now() + options_.tidy_every;
+                co_await tidy();
+            }
+            if (cfg_.alerts.webhook_url) co_await push_due();
+        } catch (const std::exception& e) {
+            // The database is down or slow: the outbox keeps everything for the next round.
+            spdlog::debug("alerts: outbox not read error=\"{}\"", e.what());
+        }
+        if (stopping_) break;
+        timer_.expires_after(options_.tick);
+        co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    running_ = false;
+}
+
+asio::awaitable<void> alert_pusher::tidy() {
+    auto job = [](pqxx::connection_base& c) { return store::tidy_alert_outbox(c); };
+    const auto t = co_await pool_.run<store::outbox_tidy>(std::move(job), steady_clock::now() + seconds(10));
+    metrics_->set("wxrecon_webhook_outbox", static_cast<double>(t.pending));
+    if (t.expired > 0) {
+        metrics_->add("wxrecon_webhook_pushes_total", {{"result", "expired"}}, static_cast<std::uint64_t>(t.expired));
+        if (cfg_.alerts.webhook_url)
+            spdlog::warn("alerts: gave up on {} push(es) unsent for a day; see wxrecon.alert_outbox", t.expired);
+    }
+}
+
+asio::awaitable<void> alert_pusher::push_due() {
+    // Token bucket: webhook_per_minute, with a burst of one claim batch.
+    const auto now = steady_clock::now();
+    const double per_second = cfg_.alerts.webhook_per_minute / 60.0;
+    tokens_ = std::min<double>(tokens_ + duration<double>(now - refilled_).count() * per_second,
+                               std::min<double>(cfg_.alerts.webhook_per_minute, claim_batch));
+    refilled_ = now;
+    const auto n = static_cast<std::size_t>(tokens_);
+    if (n == 0) co_return;
+    const auto grace = duration_cast<milliseconds>(cfg_.alerts.unknown_order_grace);
+    auto claim = [n, grace, lease = options_.lease](pqxx::connection_base& c) {
+        return store::claim_alerts(c, n, grace, lease);
+    };
+    const auto due = co_await pool_.run<std::vector<store::pending_alert>>(std::move(claim),
+                                                                          steady_clock::now() + seconds(10));
+    for (const auto& a : due) {
+        std::string outcome = "pushed";
+        if (a.kind == "unknown_order" && a.resolved) {
+            outcome = "resolved_before_push";  // the registration caught up within the grace period
+        } else {
+            tokens_ -= 1;
+            const auto [error, retry_after] = co_await push(a);
+            if (!error.empty()) {
+                metrics_->add("wxrecon_webhook_pushes_total", {{"result", "failed"}});
+                spdlog::warn("alerts: push failed discrepancy_id={} kind={} attempts={} retry_s={} error=\"{}\"",
+                             a.discrepancy_id, a.kind, a.attempts, duration_cast<seconds>(retry_after).count(), error);
+                auto retry = [id = a.discrepancy_id, error, retry_after](pqxx::connection_base& c) {
+                    store::retry_alert(c, id, error, retry_after);
+                    return true;
+                };
+                co_await pool_.run<bool>(std::move(retry), steady_clock::now() + seconds(10));
+                continue;
+            }
+        }
+        metrics_->add("wxrecon_webhook_pushes_total", {{"result", outcome}});
+        spdlog::info("alerts: {} discrepancy_id={} kind={} mchid={} out_trade_no={}", outcome, a.discrepancy_id,
+                     a.kind, a.mchid, a.out_trade_no);
+        auto done = [id = a.discrepancy_id, outcome](pqxx::connection_base& c) {
+            store::finish_alert(c, id, outcome);
+            return true;
+        };
+        co_await pool_.run<bool>(std::move(done), steady_clock::now() + seconds(10));
+    }
+}
+
+asio::awaitable<std::pair<std::string, milliseconds>> alert_pusher::push(const store::pending_alert& a) {
+    const std::string& url = *cfg_.alerts.webhook_url;
+    const bool wecom = is_wecom_robot(url);
+    net::outbound_request req;
+    req.method = "POST";
+    req.url = url;
+    req.headers = {{"Content-Type", "application/json"},
+                   {"Idempotency-Key", "wxrecon-discrepancy-" + std::to_string(a.discrepancy_id)}};
+    req.body = alert_message(a, wecom);
+    const net::exchange ex = co_await client_.send(std::move(req));
+    if (!ex.response) co_return std::pair{"no answer: " + ex.error, backoff(a.attempts)};
+    const auto& res = *ex.response;
+    if (res.status < 200 || res.status >= 300)
+        co_return std::pair{"HTTP " + std::to_string(res.status), backoff(a.attempts)};
+    if (wecom) {
+        // The robot answers 200 with {"errcode": N, "errmsg": "..."}; only errcode 0 is delivered.
+        simdjson::dom::parser parser;
+        simdjson::dom::element doc;
+        std::int64_t errcode = -1;
+        if (parser.parse(res.body).get(doc) || doc["errcode"].get(errcode))
+            co_return std::pair{std::string("WeCom answer is not {\"errcode\":...}"), backoff(a.attempts)};
+        // 45009 is the robot's rate limit (20 a minute): backing off like any failure is enough.
+        if (errcode != 0) co_return std::pair{"WeCom errcode " + std::to_string(errcode), backoff(a.attempts)};
+    }
+    co_return std::pair{std::string(), milliseconds(0)};
+}
+
+milliseconds alert_pusher::backoff(int attempts) const {
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    const int doublings = std::clamp(attempts - 1, 0, 20);
+    const milliseconds base = std::min<milliseconds>(options_.first_retry * (1L << std::min(doublings, 16)), options_.last_retry);
+    std::uniform_real_distribution<double> jitter(0.8, 1.2);
+    return milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * jitter(rng)));
+}
+
+}  // namespace wxrecon::workflow
