@@ -8,6 +8,7 @@ packages=(
   libboost1.81-dev libssl-dev libsimdjson-dev libpqxx-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libpugixml-dev libsystemd-dev libgtest-dev
   postgresql-15 postgresql-client-15
+  dpkg-dev systemd   # the package and unit tests: cpack's dpkg-shlibdeps, systemd-analyze
 )
 
 missing=()
