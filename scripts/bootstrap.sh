@@ -9,6 +9,7 @@ packages=(
   libtomlplusplus-dev libpugixml-dev libsystemd-dev libgtest-dev
   postgresql-15 postgresql-client-15
   prometheus   # for promtool (tests/cli/alert_rules_test.sh)
+  dpkg-dev systemd   # the package and unit tests: cpack's dpkg-shlibdeps, systemd-analyze
 )
 
 missing=()
