@@ -124,10 +124,10 @@ asio::awaitable<void> alert_pusher::tidy() {
     auto job = [](pqxx::connection_base& c) { return store::tidy_alert_outbox(c); };
     const auto t = co_await pool_.run<store::outbox_tidy>(std::move(job), steady_clock::now() + seconds(10));
     metrics_->set("wxrecon_webhook_outbox", static_cast<double>(t.pending));
-    if (t.expired > 0) {
+    // Without a webhook the queue only ages out; with one, an expiry means a receiver down for a day.
+    if (t.expired > 0 && cfg_.alerts.webhook_url) {
         metrics_->add("wxrecon_webhook_pushes_total", {{"result", "expired"}}, static_cast<std::uint64_t>(t.expired));
-        if (cfg_.alerts.webhook_url)
-            spdlog::warn("alerts: gave up on {} push(es) unsent for a day; see wxrecon.alert_outbox", t.expired);
+        spdlog::warn("alerts: gave up on {} push(es) unsent for a day; see wxrecon.alert_outbox", t.expired);
     }
 }
 
