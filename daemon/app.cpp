@@ -114,6 +114,7 @@ void migrate_database(const std::string& url) {
         pqxx::connection conn(url);
         const auto report = store::migrate(conn);
         for (const auto& name : report.applied) spdlog::info("migrate: applied file={}", name);
+        for (const auto& warning : report.warnings) spdlog::warn("migrate: {}", warning);
         spdlog::info("migrate: schema current version={}", report.version);
     } catch (const pqxx::broken_connection& e) {
         throw startup_error(exit_database, std::string("database unreachable: ") + e.what());

@@ -8,6 +8,33 @@ namespace {
 // Arbitrary but fixed: identifies wxrecon's migration lock among other advisory locks.
 constexpr long long migration_lock_key = 0x7778726563306e31LL;
 
+// Keeps what the server reports while it is registered on the connection. A migration that cannot
+// do all it would (e.g. create a role) says so with RAISE WARNING and still succeeds; the daemon logs
+// the warning instead of it going nowhere.
+class warning_collector final : public pqxx::errorhandler {
+public:
+    warning_collector(pqxx::connection_base& conn, std::vector<std::string>& into)
+        : pqxx::errorhandler(conn), into_(into) {}
+
+    bool operator()(const char msg[]) noexcept override {
+        try {
+            // "WARNING:  text\nHINT:  text\n" becomes one log line.
+            std::string line(msg);
+            while (!line.empty() && (line.back() == '\n' || line.back() == ' ')) line.pop_back();
+            for (auto& c : line)
+                if (c == '\n') c = ' ';
+            if (line.starts_with("WARNING:")) line.erase(0, line.find_first_not_of(' ', 8));
+            into_.push_back(std::move(line));
+        } catch (...) {
+            // Out of memory: the warning is lost, the migration is not.
+        }
+        return true;
+    }
+
+private:
+    std::vector<std::string>& into_;
+};
+
 }  // namespace
 
 int latest_migration_version() {
@@ -23,6 +50,10 @@ int current_schema_version(pqxx::connection_base& conn) {
 }
 
 migrate_report migrate(pqxx::connection_base& conn) {
+    return migrate(conn, embedded_migrations());
+}
+
+migrate_report migrate(pqxx::connection_base& conn, const std::vector<migration>& migrations) {
     {
         pqxx::nontransaction tx(conn);
         tx.exec("SELECT pg_advisory_lock(" + std::to_string(migration_lock_key) + ")");
@@ -39,9 +70,12 @@ migrate_report migrate(pqxx::connection_base& conn) {
             tx.commit();
         }
         int version = current_schema_version(conn);
-        for (const auto& m : embedded_migrations()) {
+        warning_collector warnings(conn, report.warnings);
+        for (const auto& m : migrations) {
             if (m.version <= version) continue;
             pqxx::work tx(conn);
+            // Warnings and errors only: not the notices of IF NOT EXISTS and the like.
+            tx.exec("SET LOCAL client_min_messages = warning");
             tx.exec(m.sql);
             tx.exec("INSERT INTO wxrecon.schema_migrations (version, name) VALUES (" + std::to_string(m.version) +
                     ", " + tx.quote(m.name) + ")");
