@@ -222,8 +222,12 @@ psql_ -At -c "SELECT format('%s orders: %s reconciled by notification, %s by que
               FROM wxrecon.orders"
 echo "time to converge: $converged s (orders payable for 65 s, closed after their expiry)"
 
+say "finance: wxrecon.daily_summary and wxrecon.open_discrepancies (docs/finance.md)"
+psql_ -c "SELECT * FROM wxrecon.daily_summary ORDER BY day, mchid"
+psql_ -c "SELECT kind, mchid, out_trade_no, state, amount_total, payer_total FROM wxrecon.open_discrepancies ORDER BY id"
+
 say "metrics: wxrecon_notifications_total"
-curl -s "$admin/metrics" | grep '^wxrecon_notifications_total' || echo "(none)"
+curl -s "$admin/metrics" | grep '^wxrecon_notifications_total' | grep -v ' 0$' || echo "(none)"
 
 say "stopping wxrecond (SIGTERM)"
 kill -TERM "$daemon_pid"
