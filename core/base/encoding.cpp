@@ -119,4 +119,11 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
+std::string single_line(std::string_view s) {
+    std::string out(s);
+    for (char& c : out)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    return out;
+}
+
 }  // namespace wxrecon

@@ -21,4 +21,8 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
 // Case-insensitive ASCII equality (HTTP header names, hex serials).
 bool iequals(std::string_view a, std::string_view b) noexcept;
 
+// s with line breaks and other control characters turned into spaces: text from outside (database or
+// WeChat Pay messages) kept to the one log line it belongs to.
+std::string single_line(std::string_view s);
+
 }  // namespace wxrecon

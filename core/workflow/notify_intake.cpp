@@ -1,5 +1,6 @@
 #include "workflow/notify_intake.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <spdlog/spdlog.h>
 
@@ -94,10 +95,11 @@ void notification_intake::finish(const inbound_request& req, std::string_view ap
     const double ms = req.received == steady_clock::time_point{}
                           ? 0.0
                           : duration<double, std::milli>(steady_clock::now() - req.received).count();
+    const std::string one_line = single_line(detail);  // PostgreSQL's messages span lines; the log line must not
     spdlog::log(result == "error" ? spdlog::level::warn : spdlog::level::info,
                 "notify: result={} api={} kind={} mchid={} out_trade_no={} request_id={} ms={:.1f}{}{}", result, api,
-                kind, mchid, out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, detail.empty() ? "" : " ",
-                detail);
+                kind, mchid, out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, one_line.empty() ? "" : " ",
+                one_line);
 }
 
 reply notification_intake::reject(const inbound_request& req, std::string_view mchid, std::string_view api,

@@ -353,7 +353,7 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", std::string(query_metric(answer))}});
         spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} error=\"{}\"",
                      query_metric(answer), m->mchid, order.out_trade_no,
-                     answer.request_id.empty() ? "-" : answer.request_id, query_ms, answer.error);
+                     answer.request_id.empty() ? "-" : answer.request_id, query_ms, single_line(answer.error));
         if (!is_not_found(answer)) {  // a failed query moves only this try
             update.next_poll_at = backoff(answer);
             update.error = answer.error;

@@ -154,5 +154,11 @@ TEST(iequals, ignores_ascii_case_only) {
     for (const auto& c : cases) EXPECT_EQ(iequals(c.a, c.b), c.equal) << c.a << " vs " << c.b;
 }
 
+TEST(single_line, turns_line_breaks_and_control_characters_into_spaces) {
+    EXPECT_EQ(single_line("ERROR:  canceling statement\nCONTEXT: x\r\n\tend"), "ERROR:  canceling statement CONTEXT: x   end");
+    EXPECT_EQ(single_line("中文 ok"), "中文 ok");  // UTF-8 bytes are not control characters
+    EXPECT_EQ(single_line(std::string("a\0b\x7f", 4)), "a b ");
+}
+
 }  // namespace
 }  // namespace wxrecon
