@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include "base/encoding.hpp"
 #include "base/metrics.hpp"
 #include "net/http_server.hpp"
 #include "store/db_pool.hpp"
@@ -59,6 +60,9 @@ std::int64_t unix_now() {
         .count();
 }
 
+// Taken when the program is loaded, before configuration, keys and migrations.
+const std::int64_t process_started = unix_now();
+
 double seconds_of(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; }
 
 // What any Prometheus-scraped process exports about itself, read from /proc at scrape time (cheap).
@@ -94,6 +98,8 @@ void refresh_key_expiry(metrics& stats, const config::key_store& keys) {
 void initialise_series(metrics& stats, const config::config& cfg) {
     stats.add("wxrecon_orders_registered_total", {}, 0);
     stats.add("wxrecon_signature_probes_total", {}, 0);
+    for (const char* result : {"pushed", "failed", "resolved_before_push", "expired"})
+        stats.add("wxrecon_webhook_pushes_total", {{"result", result}}, 0);
     for (const char* api : {"v3", "v2"}) {
         for (const char* result : {"ok", "failed"}) stats.add("wxrecon_prepay_total", {{"api", api}, {"result", result}}, 0);
         for (const char* kind : {"payment", "refund"})
@@ -104,7 +110,7 @@ void initialise_series(metrics& stats, const config::config& cfg) {
     stats.set("wxrecon_notification_silence_threshold_seconds",
               std::chrono::duration<double>(cfg.alerts.notification_silence).count());
     stats.set("wxrecon_last_accepted_notification_timestamp_seconds", static_cast<double>(unix_now()));
-    stats.set("process_start_time_seconds", static_cast<double>(unix_now()));
+    stats.set("process_start_time_seconds", static_cast<double>(process_started));
 }
 
 }  // namespace
@@ -181,6 +187,10 @@ struct application::impl {
         const bool v2 = target.starts_with("/wxpay/v2/");
         stats->add("wxrecon_notifications_total",
                    {{"api", v2 ? "v2" : "v3"}, {"kind", "unknown"}, {"result", "rejected"}});
+        // Refused before a request (and its Request-ID) was read in full: the line names the path only.
+        spdlog::info("notify: result=rejected api={} kind=unknown mchid=- out_trade_no=- request_id=- ms=0.0 "
+                     "reason=body_too_large path={}",
+                     v2 ? "v2" : "v3", log_quote(target, 120));
         if (v2) return reply{413, "application/xml", workflow::notification_intake::v2_failure("body too large").body};
         return workflow::notification_intake::v3_failure(413, "body too large");
     }
@@ -227,11 +237,18 @@ struct application::impl {
         if (stopping.exchange(true)) co_return;
         sd_notify(0, "STOPPING=1");
         spdlog::info("wxrecond: stopping grace_ms={}", cfg.server.shutdown_grace.count());
-        co_await certificates->stop(cfg.server.shutdown_grace);
-        co_await alerts->stop(cfg.server.shutdown_grace);
-        co_await poller->stop(cfg.server.shutdown_grace);
-        if (api_server) co_await api_server->shutdown(cfg.server.shutdown_grace);
-        co_await public_server->shutdown(cfg.server.shutdown_grace);
+        // One deadline for all of it, so the whole stop stays within shutdown_grace (and systemd's
+        // TimeoutStopSec); notifications in flight come first.
+        const auto deadline = std::chrono::steady_clock::now() + cfg.server.shutdown_grace;
+        const auto left = [deadline] {
+            return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                              deadline - std::chrono::steady_clock::now()));
+        };
+        co_await public_server->shutdown(left());
+        if (api_server) co_await api_server->shutdown(left());
+        co_await poller->stop(left());
+        co_await alerts->stop(left());
+        co_await certificates->stop(left());
         co_await admin_server->shutdown(std::chrono::milliseconds(100));
         io.stop();
     }

@@ -1,6 +1,5 @@
 #include "log_sink.hpp"
 
-#include <charconv>
 #include <chrono>
 #include <ctime>
 #include <mutex>
@@ -11,7 +10,7 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "base/json_writer.hpp"
+#include "base/log_format.hpp"
 
 namespace wxrecon::daemon {
 namespace {
@@ -46,15 +45,6 @@ private:
 
 // Measurements become JSON numbers; everything else stays a string, so an identifier made of digits (an
 // mchid, an out_trade_no) keeps its type in every line and log stores never see a field change type.
-bool is_measurement(std::string_view key, std::string_view value) {
-    const bool numeric_key = key == "ms" || key.ends_with("_ms") || key.ends_with("_s") || key == "version" ||
-                             key == "attempts";
-    if (!numeric_key || value.empty() || value.size() > 24) return false;
-    double d = 0;
-    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), d);
-    return ec == std::errc() && end == value.data() + value.size();
-}
-
 class json_formatter final : public spdlog::formatter {
 public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
@@ -74,62 +64,6 @@ public:
 };
 
 }  // namespace
-
-std::string json_log_line(std::string_view time, std::string_view level, std::string_view message) {
-    json_object out;
-    out.add("time", time).add("level", level);
-    std::string_view rest = message;
-    if (const auto colon = rest.find(": "); colon != std::string_view::npos && colon > 0 &&
-                                            rest.substr(0, colon).find(' ') == std::string_view::npos) {
-        out.add("component", rest.substr(0, colon));
-        rest.remove_prefix(colon + 2);
-    }
-    std::string event;
-    std::string fields;  // rendered "key":value pairs, appended after the fixed ones
-    while (!rest.empty()) {
-        if (rest.front() == ' ') {
-            rest.remove_prefix(1);
-            continue;
-        }
-        const auto eq = rest.find('=');
-        const auto space = rest.find(' ');
-        const bool pair = eq != std::string_view::npos && eq > 0 && (space == std::string_view::npos || eq < space);
-        if (!pair) {
-            const std::string_view word = rest.substr(0, space);
-            if (!event.empty()) event.push_back(' ');
-            event.append(word);
-            rest.remove_prefix(word.size());
-            continue;
-        }
-        const std::string_view key = rest.substr(0, eq);
-        rest.remove_prefix(eq + 1);
-        std::string value;
-        bool quoted = false;
-        if (!rest.empty() && rest.front() == '"') {
-            quoted = true;
-            std::size_t i = 1;
-            for (; i < rest.size() && rest[i] != '"'; ++i) {
-                if (rest[i] == '\\' && i + 1 < rest.size()) ++i;
-                value.push_back(rest[i]);
-            }
-            rest.remove_prefix(std::min(i + 1, rest.size()));
-        } else {
-            const std::string_view raw = rest.substr(0, rest.find(' '));
-            value.assign(raw);
-            rest.remove_prefix(raw.size());
-        }
-        fields.push_back(',');
-        append_json_string(fields, key);
-        fields.push_back(':');
-        if (!quoted && is_measurement(key, value)) fields += value;
-        else append_json_string(fields, value);
-    }
-    if (!event.empty()) out.add("event", event);
-    out.add("msg", message);
-    std::string text = out.str();
-    text.insert(text.size() - 1, fields);
-    return text;
-}
 
 void install_stderr_logger(log_format format) {
     auto logger = std::make_shared<spdlog::logger>("wxrecond", std::make_shared<buffered_stderr_sink>());

@@ -1,8 +1,10 @@
 #include "base/encoding.hpp"
+#include "base/json_writer.hpp"
 
 #include <openssl/crypto.h>
 
 #include <array>
+#include <cctype>
 #include <cstdint>
 
 namespace wxrecon {
@@ -123,6 +125,26 @@ std::string single_line(std::string_view s) {
     std::string out(s);
     for (char& c : out)
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    return out;
+}
+
+std::string log_quote(std::string_view s, std::size_t max_bytes) {
+    const std::string text = single_line(sanitize_utf8(s, max_bytes));
+    std::string out = "\"";
+    for (const char c : text) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        out.push_back(c);
+    }
+    if (s.size() > max_bytes) out += "…";
+    out.push_back('"');
+    return out;
+}
+
+std::string log_token(std::string_view s) {
+    if (s.empty()) return "-";
+    std::string out(s.substr(0, 64));
+    for (char& c : out)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != ':' && c != '-') c = '_';
     return out;
 }
 

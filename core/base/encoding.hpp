@@ -25,4 +25,13 @@ bool iequals(std::string_view a, std::string_view b) noexcept;
 // WeChat Pay messages) kept to the one log line it belongs to.
 std::string single_line(std::string_view s);
 
+// s as one quoted log value: at most max_bytes of it (valid UTF-8), on one line, with `"` and `\`
+// escaped, so text from outside (a header, a database or WeChat Pay message) can neither end the value
+// early nor forge fields after it.
+std::string log_quote(std::string_view s, std::size_t max_bytes = 300);
+
+// An identifier from outside (WeChat Pay's Request-ID) as one bare log token: at most 64 characters,
+// any but [A-Za-z0-9._:-] turned into '_'; "-" when empty.
+std::string log_token(std::string_view s);
+
 }  // namespace wxrecon

@@ -174,12 +174,17 @@ std::optional<std::string> listen_problem(std::string_view text) {
 }
 
 enum class url_rule {
-    http_or_https,         // our own addresses: a reverse proxy may terminate TLS in front of us
-    https_unless_loopback  // WeChat endpoints: plain http only to a local simulator
+    http_or_https,          // our own addresses: a reverse proxy may terminate TLS in front of us
+    https_unless_loopback,  // WeChat endpoints: plain http only to a local simulator
+    webhook                 // used as given: a query may carry the receiver's key (a WeCom robot's)
 };
 
-// Returns the URL without trailing slashes (callers append "/v3/..." paths), or what is wrong with it.
+// Returns the URL without trailing slashes (callers append "/v3/..." paths; a webhook URL is kept as
+// given), or what is wrong with it. Messages never repeat a query: it may be a secret.
 result<std::string> check_url(std::string_view text, url_rule rule) {
+    const std::string shown_text =
+        text.find('?') == std::string_view::npos ? std::string(text) : std::string(text.substr(0, text.find('?'))) + "?…";
+    auto shown = [&shown_text] { return quote(shown_text); };
     auto bad = [&](const std::string& why) { return make_error(errc::invalid_argument, why); };
     if (std::any_of(text.begin(), text.end(), is_space_or_control)) {
         return bad("must not contain whitespace or control characters");
@@ -192,18 +197,19 @@ result<std::string> check_url(std::string_view text, url_rule rule) {
     } else if (text.starts_with("http://")) {
         rest = text.substr(7);
     } else {
-        return bad("must be an http:// or https:// URL, got " + quote(text));
+        return bad("must be an http:// or https:// URL, got " + shown());
     }
     const auto authority_end = rest.find_first_of("/?#");
     const auto authority = rest.substr(0, authority_end);
     if (authority_end != std::string_view::npos &&
-        rest.find_first_of("?#", authority_end) != std::string_view::npos) {
-        return bad("must not contain a query or fragment, got " + quote(text));
+        rest.find_first_of(rule == url_rule::webhook ? "#" : "?#", authority_end) != std::string_view::npos) {
+        return bad(rule == url_rule::webhook ? "must not contain a fragment, got " + shown()
+                                             : "must not contain a query or fragment, got " + shown());
     }
     if (authority.find('@') != std::string_view::npos) {
-        return bad("must not contain user credentials, got " + quote(text));
+        return bad("must not contain user credentials, got " + shown());
     }
-    if (authority.empty()) return bad("the host is missing in " + quote(text));
+    if (authority.empty()) return bad("the host is missing in " + shown());
     auto parts = split_host_port(authority);
     if (!parts) return parts.err();
     if (parts->port) {
@@ -214,9 +220,10 @@ result<std::string> check_url(std::string_view text, url_rule rule) {
         return bad(
             "http:// is allowed only for a loopback host (127.0.0.0/8, [::1], localhost); use https://, "
             "got " +
-            quote(text));
+            shown());
     }
     std::string out(text);
+    if (rule == url_rule::webhook) return out;
     while (out.back() == '/') out.pop_back();  // the authority is non-empty, so this stops before "//"
     return out;
 }
@@ -579,7 +586,7 @@ void read_alerts(reader& r, const scope& s, alerts_config& out) {
                          "unknown_order_grace"});
     r.get_duration(s, "stuck_after", out.stuck_after, sign::non_negative);
     r.get_duration(s, "notification_silence", out.notification_silence, sign::positive);
-    out.webhook_url = r.get_url(s, "webhook_url", url_rule::http_or_https);
+    out.webhook_url = r.get_url(s, "webhook_url", url_rule::webhook);
     r.get_integer(s, "webhook_per_minute", out.webhook_per_minute, 1, 6000);
     r.get_duration(s, "unknown_order_grace", out.unknown_order_grace, sign::non_negative);
 }

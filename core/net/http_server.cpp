@@ -107,7 +107,7 @@ std::string make_request_id(std::string_view listener, std::uint64_t n) {
         std::snprintf(buf, sizeof buf, "%08x", rd());
         return std::string(buf);
     }();
-    return process_prefix + "-" + std::string(listener.substr(0, 1)) + std::to_string(n);
+    return process_prefix + "-" + std::string(listener) + "-" + std::to_string(n);
 }
 
 }  // namespace

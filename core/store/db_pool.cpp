@@ -4,6 +4,8 @@
 #include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
+#include "base/encoding.hpp"
+
 namespace wxrecon::store {
 
 db_pool::db_pool(std::string url, unsigned connections, std::size_t max_queued,
@@ -70,7 +72,7 @@ void db_pool::worker_loop() {
                 conn.reset();
                 last_failure = std::chrono::steady_clock::now();
                 if (up_.exchange(false, std::memory_order_relaxed))
-                    spdlog::warn("db: connect failed error=\"{}\"", e.what());
+                    spdlog::warn("db: connect failed error={}", log_quote(e.what()));
                 next->run(nullptr, std::make_exception_ptr(database_unavailable(e.what())));
                 continue;
             }
@@ -84,3 +86,4 @@ void db_pool::worker_loop() {
 }
 
 }  // namespace wxrecon::store
+

@@ -6,6 +6,7 @@
 #include <set>
 #include <spdlog/spdlog.h>
 
+#include "base/encoding.hpp"
 #include "base/json_writer.hpp"
 #include "store/db_pool.hpp"
 
@@ -699,7 +700,7 @@ void ledger::run_batch(pqxx::connection_base& conn, std::vector<item> items) {
             failure = std::current_exception();
             if (items.size() > 1) {
                 // A fact the database refuses: find it by halves, keeping arrival order.
-                spdlog::warn("ledger: batch of {} refused, splitting error=\"{}\"", items.size(), e.what());
+                spdlog::warn("ledger: batch of {} refused, splitting error={}", items.size(), log_quote(e.what()));
                 const auto mid = items.begin() + static_cast<std::ptrdiff_t>(items.size() / 2);
                 run_batch(conn, std::vector<item>(items.begin(), mid));
                 run_batch(conn, std::vector<item>(mid, items.end()));

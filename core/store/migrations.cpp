@@ -1,6 +1,7 @@
 #include "store/migrations.hpp"
 
 #include <pqxx/pqxx>
+#include <stdexcept>
 
 namespace wxrecon::store {
 namespace {
@@ -49,6 +50,25 @@ int current_schema_version(pqxx::connection_base& conn) {
     return tx.exec1("SELECT coalesce(max(version), 0) FROM wxrecon.schema_migrations")[0].as<int>();
 }
 
+namespace {
+
+// Versions are compared by number alone, so a database migrated by a build whose migration N was another
+// file would silently skip this build's N. Refused instead, naming both files.
+void check_recorded_names(pqxx::connection_base& conn, const std::vector<migration>& migrations) {
+    pqxx::nontransaction tx(conn);
+    for (const auto& row : tx.exec("SELECT version, name FROM wxrecon.schema_migrations ORDER BY version")) {
+        const int version = row[0].as<int>();
+        const std::string recorded = row[1].as<std::string>();
+        for (const auto& m : migrations)
+            if (m.version == version && m.name != recorded)
+                throw std::runtime_error("migration " + std::to_string(version) + " is recorded as " + recorded +
+                                         ", but this build's migration " + std::to_string(version) + " is " + m.name +
+                                         ": the database was migrated by a different build");
+    }
+}
+
+}  // namespace
+
 migrate_report migrate(pqxx::connection_base& conn) {
     return migrate(conn, embedded_migrations());
 }
@@ -70,6 +90,7 @@ migrate_report migrate(pqxx::connection_base& conn, const std::vector<migration>
             tx.commit();
         }
         int version = current_schema_version(conn);
+        check_recorded_names(conn, migrations);
         warning_collector warnings(conn, report.warnings);
         for (const auto& m : migrations) {
             if (m.version <= version) continue;

@@ -10,6 +10,7 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include "base/encoding.hpp"
 #include "base/json_writer.hpp"
 
 namespace wxrecon::workflow {
@@ -19,7 +20,6 @@ using namespace std::chrono;
 
 namespace {
 
-constexpr std::size_t claim_batch = 10;
 constexpr std::size_t wecom_detail_bytes = 1500;  // the robot refuses markdown over 4096 bytes
 
 std::string fen(std::int64_t v) { return std::to_string(v) + " fen"; }
@@ -63,7 +63,7 @@ std::string alert_message(const store::pending_alert& a, bool wecom) {
     } else {
         md += "> state: no order on record\n";
     }
-    md += "> detected: " + a.detected_at + "\n";
+    md += "> detected: " + a.detected_at + (a.resolved ? " (resolved since)" : "") + "\n";
     md += "> detail: `" + sanitize_utf8(a.detail_json, wecom_detail_bytes) + "`\n";
     md += "<font color=\"comment\">SELECT * FROM wxrecon.discrepancies WHERE id = " +
           std::to_string(a.discrepancy_id) + "</font>";
@@ -82,8 +82,7 @@ alert_pusher::alert_pusher(asio::any_io_executor ex, const config::config& cfg, 
       metrics_(std::move(m)),
       options_(options),
       client_(ex, net::client_options{}),
-      timer_(ex),
-      tokens_(std::min<double>(cfg.alerts.webhook_per_minute, claim_batch)) {}
+      timer_(ex) {}
 
 void alert_pusher::start() {
     running_ = true;
@@ -110,8 +109,12 @@ asio::awaitable<void> alert_pusher::run() {
             }
             if (cfg_.alerts.webhook_url) co_await push_due();
         } catch (const std::exception& e) {
-            // The database is down or slow: the outbox keeps everything for the next round.
-            spdlog::debug("alerts: outbox not read error=\"{}\"", e.what());
+            // The outbox keeps everything for the next round. Said once a minute: a database that is down
+            // shows in db_up, but a lasting error of the outbox alone (privileges, say) must not go unseen.
+            if (steady_clock::now() >= next_error_log_) {
+                next_error_log_ = steady_clock::now() + minutes(1);
+                spdlog::warn("alerts: outbox not read error={}", log_quote(e.what()));
+            }
         }
         if (stopping_) break;
         timer_.expires_after(options_.tick);
@@ -132,31 +135,31 @@ asio::awaitable<void> alert_pusher::tidy() {
 }
 
 asio::awaitable<void> alert_pusher::push_due() {
-    // Token bucket: webhook_per_minute, with a burst of one claim batch.
-    const auto now = steady_clock::now();
-    const double per_second = cfg_.alerts.webhook_per_minute / 60.0;
-    tokens_ = std::min<double>(tokens_ + duration<double>(now - refilled_).count() * per_second,
-                               std::min<double>(cfg_.alerts.webhook_per_minute, claim_batch));
-    refilled_ = now;
-    const auto n = static_cast<std::size_t>(tokens_);
-    if (n == 0) co_return;
     const auto grace = duration_cast<milliseconds>(cfg_.alerts.unknown_order_grace);
-    auto claim = [n, grace, lease = options_.lease](pqxx::connection_base& c) {
-        return store::claim_alerts(c, n, grace, lease);
-    };
-    const auto due = co_await pool_.run<std::vector<store::pending_alert>>(std::move(claim),
-                                                                          steady_clock::now() + seconds(10));
-    for (const auto& a : due) {
+    while (!stopping_) {
+        // At most webhook_per_minute in any minute: the send times of the last minute are kept.
+        const auto now = steady_clock::now();
+        while (!sent_.empty() && now - sent_.front() >= minutes(1)) sent_.pop_front();
+        if (sent_.size() >= cfg_.alerts.webhook_per_minute) co_return;
+        // One at a time: the lease covers a single push, and a stop is noticed between pushes.
+        auto claim = [grace, lease = options_.lease](pqxx::connection_base& c) {
+            return store::claim_alerts(c, 1, grace, lease);
+        };
+        const auto due = co_await pool_.run<std::vector<store::pending_alert>>(std::move(claim),
+                                                                              steady_clock::now() + seconds(10));
+        if (due.empty()) co_return;
+        const store::pending_alert& a = due.front();
         std::string outcome = "pushed";
         if (a.kind == "unknown_order" && a.resolved) {
             outcome = "resolved_before_push";  // the registration caught up within the grace period
         } else {
-            tokens_ -= 1;
+            sent_.push_back(steady_clock::now());
             const auto [error, retry_after] = co_await push(a);
             if (!error.empty()) {
                 metrics_->add("wxrecon_webhook_pushes_total", {{"result", "failed"}});
-                spdlog::warn("alerts: push failed discrepancy_id={} kind={} attempts={} retry_s={} error=\"{}\"",
-                             a.discrepancy_id, a.kind, a.attempts, duration_cast<seconds>(retry_after).count(), error);
+                spdlog::warn("alerts: push failed discrepancy_id={} kind={} attempts={} retry_s={} error={}",
+                             a.discrepancy_id, a.kind, a.attempts, duration_cast<seconds>(retry_after).count(),
+                             log_quote(error));
                 auto retry = [id = a.discrepancy_id, error, retry_after](pqxx::connection_base& c) {
                     store::retry_alert(c, id, error, retry_after);
                     return true;

@@ -1,12 +1,14 @@
 // Pushes new discrepancies to alerts.webhook_url from the database outbox
 // (migration 0007): at least once per discrepancy, across restarts and
-// instances; rate-limited, retried with backoff, and on its own connection so
-// the notification path never waits for it. A WeCom group-robot URL (path
+// instances; at most alerts.webhook_per_minute in any minute (per instance),
+// retried with backoff, and on its own connection so the notification path
+// never waits for it. A WeCom group-robot URL (path
 // /cgi-bin/webhook/send) gets the robot's markdown message; anything else a
 // plain JSON object.
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <string>
 
@@ -57,9 +59,9 @@ private:
     alert_pusher_options options_;
     net::http_client client_;
     boost::asio::steady_timer timer_;
-    double tokens_;
-    std::chrono::steady_clock::time_point refilled_ = std::chrono::steady_clock::now();
+    std::deque<std::chrono::steady_clock::time_point> sent_;  // pushes of the last minute
     std::chrono::steady_clock::time_point next_tidy_{};
+    std::chrono::steady_clock::time_point next_error_log_{};
     bool stopping_ = false;
     bool running_ = false;
 };

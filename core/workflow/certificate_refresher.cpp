@@ -6,6 +6,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/encoding.hpp"
+
 namespace wxrecon::workflow {
 
 namespace asio = boost::asio;
@@ -78,11 +80,11 @@ asio::awaitable<void> certificate_refresher::refresh(std::string mchid, std::str
     std::string result = "ok";
     if (answer.outcome != wechat::call_outcome::ok) {
         result = answer.outcome == wechat::call_outcome::forged ? "untrusted" : "failed";
-        spdlog::warn("certificates: download failed mchid={} why=\"{}\" result={} error=\"{}\"", mchid, why, result,
-                     answer.error);
+        spdlog::warn("certificates: download failed mchid={} why=\"{}\" result={} error={}", mchid, why, result,
+                     log_quote(answer.error));
     } else if (auto certs = wechat::read_certificates(answer, *mk->apiv3_key); !certs) {
         result = "untrusted";
-        spdlog::warn("certificates: list refused mchid={} why=\"{}\" error=\"{}\"", mchid, why, certs.err().message);
+        spdlog::warn("certificates: list refused mchid={} why=\"{}\" error={}", mchid, why, log_quote(certs.err().message));
     } else {
         const int added = keys_.add_downloaded(mchid, *certs);
         spdlog::info("certificates: refreshed mchid={} why=\"{}\" listed={} new={}", mchid, why, certs->size(), added);
@@ -92,3 +94,4 @@ asio::awaitable<void> certificate_refresher::refresh(std::string mchid, std::str
 }
 
 }  // namespace wxrecon::workflow
+

@@ -95,18 +95,17 @@ void notification_intake::finish(const inbound_request& req, std::string_view ap
     const double ms = req.received == steady_clock::time_point{}
                           ? 0.0
                           : duration<double, std::milli>(steady_clock::now() - req.received).count();
-    const std::string one_line = single_line(detail);  // PostgreSQL's messages span lines; the log line must not
     spdlog::log(result == "error" ? spdlog::level::warn : spdlog::level::info,
                 "notify: result={} api={} kind={} mchid={} out_trade_no={} request_id={} ms={:.1f}{}{}", result, api,
-                kind, mchid, out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, one_line.empty() ? "" : " ",
-                one_line);
+                kind, mchid, out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, detail.empty() ? "" : " ",
+                detail);
 }
 
 reply notification_intake::reject(const inbound_request& req, std::string_view mchid, std::string_view api,
                                   std::string_view kind, std::string_view reason, int v3_status, std::string message,
                                   bool v2) {
     finish(req, api, kind, "rejected", mchid, {},
-           fmt::format("reason={} remote={} detail=\"{}\"", reason, req.remote_addr, message));
+           fmt::format("reason={} remote={} detail={}", reason, req.remote_addr, log_quote(message)));
     rejected_.record(store::rejected_entry{req.path, std::string(mchid), std::string(reason), req.remote_addr,
                                            req.headers_json(), req.body});
     return v2 ? v2_failure(message) : v3_failure(v3_status, message);
@@ -142,7 +141,7 @@ boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const in
     } catch (const std::exception& e) {
         failure = std::string("not applied: ") + e.what();
     }
-    finish(req, api, kind, "error", mchid, out_trade_no, fmt::format("error=\"{}\"", failure));
+    finish(req, api, kind, "error", mchid, out_trade_no, "error=" + log_quote(failure));
     // WeChat Pay retries on any non-success: nothing was acknowledged, nothing is lost.
     co_return v2 ? reply{503, "application/xml", v2_failure("temporarily unavailable").body}
                  : v3_failure(503, "temporarily unavailable, retry later");

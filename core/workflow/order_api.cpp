@@ -405,7 +405,7 @@ boost::asio::awaitable<reply> order_api::session(const inbound_request& req) {
     const net::exchange ex = co_await clients_.plain(*merchant).send(std::move(out));
     if (!ex.response || ex.response->status != 200) {
         const std::string why = ex.response ? "HTTP " + std::to_string(ex.response->status) : ex.error;
-        spdlog::warn("session: jscode2session failed appid={} error=\"{}\"", appid, why);
+        spdlog::warn("session: jscode2session failed appid={} error={}", appid, log_quote(why));
         co_return json_error(502, "jscode2session did not answer: " + why);
     }
     simdjson::dom::parser answer_parser;

@@ -166,7 +166,7 @@ asio::awaitable<void> poller::poll_checked(store::claimed_order order) {
         co_await poll(std::move(order));
     } catch (const std::exception& e) {
         // The lease runs out and the order is claimed again later; nothing was half-applied.
-        spdlog::warn("poll: failed mchid={} out_trade_no={} error=\"{}\"", mchid, out_trade_no, e.what());
+        spdlog::warn("poll: failed mchid={} out_trade_no={} error={}", mchid, out_trade_no, log_quote(e.what()));
     }
     --in_flight_;
     if (!stopping_) wake_.cancel();  // a slot is free: look for due orders now
@@ -347,13 +347,13 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         settled = done;
         update.answered = true;
         spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} apply_ms={:.1f}",
-                     result, m->mchid, order.out_trade_no, answer.request_id,
+                     result, m->mchid, order.out_trade_no, log_token(answer.request_id),
                      query_ms, static_cast<double>(now_micros() - applying) / 1000);
     } else {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", std::string(query_metric(answer))}});
-        spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} error=\"{}\"",
+        spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} error={}",
                      query_metric(answer), m->mchid, order.out_trade_no,
-                     answer.request_id.empty() ? "-" : answer.request_id, query_ms, single_line(answer.error));
+                     log_token(answer.request_id), query_ms, log_quote(answer.error));
         if (!is_not_found(answer)) {  // a failed query moves only this try
             update.next_poll_at = backoff(answer);
             update.error = answer.error;

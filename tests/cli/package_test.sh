@@ -75,10 +75,12 @@ exec_start=$(sed -n 's/^ExecStart=[-@:+!]*\([^ ]*\).*/\1/p' "$source_dir/systemd
 grep -qx "\.$exec_start" "$work/actual" && ok "the unit's ExecStart $exec_start is in the package" ||
   fail "the unit runs $exec_start, which the package does not hold"
 
-# Dependencies: dpkg-shlibdeps's (libpqxx among them) and adduser for the postinst.
+# Dependencies: dpkg-shlibdeps's (libpqxx among them), adduser for the postinst, ca-certificates for HTTPS.
 depends=$(dpkg-deb -f "$deb" Depends)
 echo "Depends: $depends"
 grep -Eq '(^|, )adduser( |,|$)' <<<"$depends" && ok "depends on adduser" || fail "no adduser in Depends"
+grep -Eq '(^|, )ca-certificates( |,|$)' <<<"$depends" && ok "depends on ca-certificates" ||
+  fail "no ca-certificates in Depends (WeChat Pay's HTTPS needs the system CAs)"
 grep -Eq '(^|, )libpqxx-[0-9.]+( |,|$)' <<<"$depends" && ok "depends on libpqxx" || fail "no libpqxx in Depends"
 for field in Maintainer Section Description; do
   [ -n "$(dpkg-deb -f "$deb" "$field")" ] && ok "$field is set" || fail "no $field"

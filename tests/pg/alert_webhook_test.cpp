@@ -198,14 +198,15 @@ TEST_F(AlertWebhook, WeComRobotGetsMarkdownAndItsRateLimitErrorIsRetried) {
     EXPECT_NE(content.find("amount 100 fen, paid 90 fen"), std::string::npos) << content;
 }
 
-TEST_F(AlertWebhook, PushesStayWithinTheConfiguredRate) {
+TEST_F(AlertWebhook, NoMoreThanTheConfiguredNumberGoOutInAMinute) {
     receiver hook(0);
-    running_daemon d(config_for(hook, 60));  // one a second, after a burst of ten
-    for (int i = 0; i < 16; ++i) open("R" + std::to_string(i), "amount_mismatch");
-    ASSERT_TRUE(eventually([&] { return hook.taken().size() == 16; }, 30s));
-    const auto at = hook.taken_at();
-    // Ten may go at once; the six after them need about a second each.
-    EXPECT_GE(at.back() - at.front(), 4500ms);
+    running_daemon d(config_for(hook, 6));
+    for (int i = 0; i < 9; ++i) open("R" + std::to_string(i), "amount_mismatch");
+    ASSERT_TRUE(eventually([&] { return hook.taken().size() == 6; }));
+    // The next may go only a minute after the first: not a trickle on top of the six.
+    std::this_thread::sleep_for(12s);
+    EXPECT_EQ(hook.taken().size(), 6u);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.alert_outbox WHERE sent_at IS NULL"), 3);
 }
 
 }  // namespace

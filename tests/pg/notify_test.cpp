@@ -517,5 +517,27 @@ TEST(Migrations, ConcurrentInstancesApplyEachFileOnce) {
               static_cast<int>(store::embedded_migrations().size()));
 }
 
+TEST(Migrations, ADatabaseMigratedByADifferentBuildIsRefusedByName) {
+    scratch_database db;
+    pqxx::connection c(db.url());
+    store::migrate(c);
+    const auto& last = store::embedded_migrations().back();
+    db.exec("UPDATE wxrecon.schema_migrations SET name = 'NNNN_elsewhere.sql' WHERE version = " +
+            std::to_string(last.version));
+    try {
+        store::migrate(c);
+        FAIL() << "a migration recorded under another name was not noticed";
+    } catch (const std::exception& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find("NNNN_elsewhere.sql"), std::string::npos) << message;
+        EXPECT_NE(message.find(last.name), std::string::npos) << message;
+    }
+    // The lock was released: a correct record migrates again.
+    db.exec("UPDATE wxrecon.schema_migrations SET name = '" + std::string(last.name) + "' WHERE version = " +
+            std::to_string(last.version));
+    pqxx::connection again(db.url());
+    EXPECT_EQ(store::migrate(again).version, last.version);
+}
+
 }  // namespace
 }  // namespace wxrecon::testing
