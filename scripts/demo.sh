@@ -119,14 +119,15 @@ echo "wxrecond ready: $(curl -s "$admin/readyz")"
 control() { curl -fsS "$simurl$1" -d "$2"; echo; }
 
 api() { curl -sS -H "Authorization: Bearer $(cat "$work/api.token")" "http://127.0.0.1:$server_port$1" -d "$2"; }
-expire_at=$(date -u -d '+65 seconds' +%Y-%m-%dT%H:%M:%SZ)
 
 say "placing orders through wxrecond's API with prepay (POST /api/v1/orders, \"prepay\": true; payable for 65 s)"
 echo "DEMO-V3-1..20 at the APIv3 merchant, DEMO-V2-1..16 at the APIv2 merchant, 100 fen each. The first reply:"
 started=$(date +%s.%N)
+# Each order payable for 65 s from its own placement: wxrecond refuses to place an order that expires within
+# a minute, so one expiry shared by all would run out on a slow machine.
 order_json() {
   printf '{"mchid":"%s","out_trade_no":"%s","amount_total":100,"description":"demo","payer_openid":"oDemoPayer0001","expire_at":"%s","prepay":true}' \
-    "$1" "$2" "$expire_at"
+    "$1" "$2" "$(date -u -d '+65 seconds' +%Y-%m-%dT%H:%M:%SZ)"
 }
 api /api/v1/orders "$(order_json "$v3" DEMO-V3-1)" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({k: d[k] for k in ("mchid","out_trade_no","state","placed_at","request_payment")}, indent=1))'
 placed=1
