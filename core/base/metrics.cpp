@@ -1,7 +1,7 @@
 #include "base/metrics.hpp"
 
+#include <charconv>
 #include <cmath>
-#include <cstdio>
 
 namespace wxrecon {
 namespace {
@@ -15,11 +15,14 @@ void append_escaped(std::string& out, std::string_view v) {
     }
 }
 
+// The shortest text that reads back as the same double: le="0.005", not "0.0050000000000000001" (a
+// bucket's le is matched as text by dashboards and rules).
 std::string format_double(double v) {
     if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+    if (std::isnan(v)) return "NaN";
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return buf;
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, end) : std::string("NaN");
 }
 
 const std::vector<double> latency_bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 4, 10};
