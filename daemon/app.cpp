@@ -20,7 +20,6 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
-#include "base/encoding.hpp"
 #include "base/metrics.hpp"
 #include "net/http_server.hpp"
 #include "store/db_pool.hpp"
@@ -183,17 +182,7 @@ struct application::impl {
         co_return workflow::notification_intake::v3_failure(404, "no such endpoint");
     }
 
-    reply too_large(std::string_view target) {
-        const bool v2 = target.starts_with("/wxpay/v2/");
-        stats->add("wxrecon_notifications_total",
-                   {{"api", v2 ? "v2" : "v3"}, {"kind", "unknown"}, {"result", "rejected"}});
-        // Refused before a request (and its Request-ID) was read in full: the line names the path only.
-        spdlog::info("notify: result=rejected api={} kind=unknown mchid=- out_trade_no=- request_id=- ms=0.0 "
-                     "reason=body_too_large path={}",
-                     v2 ? "v2" : "v3", log_quote(target, 120));
-        if (v2) return reply{413, "application/xml", workflow::notification_intake::v2_failure("body too large").body};
-        return workflow::notification_intake::v3_failure(413, "body too large");
-    }
+    reply too_large(std::string_view target) { return intake->too_large(target); }
 
     asio::awaitable<reply> handle_admin(inbound_request& req) {
         if (req.method != "GET") co_return reply{405, "text/plain", "method not allowed\n"};

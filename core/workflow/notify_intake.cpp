@@ -101,6 +101,16 @@ void notification_intake::finish(const inbound_request& req, std::string_view ap
                 detail);
 }
 
+reply notification_intake::too_large(std::string_view target) {
+    const bool v2 = target.starts_with("/wxpay/v2/");
+    inbound_request req;  // only the target is known: no headers, so no Request-ID, and no timing
+    req.path = std::string(target);
+    req.request_id = "-";
+    finish(req, v2 ? "v2" : "v3", "unknown", "rejected", "-", {}, "reason=body_too_large path=" + log_quote(target, 120));
+    if (v2) return reply{413, "application/xml", v2_failure("body too large").body};
+    return v3_failure(413, "body too large");
+}
+
 reply notification_intake::reject(const inbound_request& req, std::string_view mchid, std::string_view api,
                                   std::string_view kind, std::string_view reason, int v3_status, std::string message,
                                   bool v2) {

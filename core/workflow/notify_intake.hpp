@@ -46,6 +46,10 @@ public:
     boost::asio::awaitable<reply> handle_v2_payment(const inbound_request& req, std::string mchid);
     boost::asio::awaitable<reply> handle_v2_refund(const inbound_request& req, std::string mchid);
 
+    // A body over max_body_bytes, refused by the listener before it was read: counted and logged like
+    // every other notification.
+    reply too_large(std::string_view target);
+
     // Replies for failures detected before the intake sees the request (body too large, ...).
     static reply v3_failure(int status, std::string_view message);
     static reply v2_failure(std::string_view message);
