@@ -20,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "base/time.hpp"
 #include "crypto/crypto.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
@@ -39,10 +40,6 @@ std::string slurp(const std::string& path) {
     return s.str();
 }
 
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 int run_sink(unsigned short port, double seconds, long expect) {
     asio::io_context io(1);
     long received = 0;
@@ -57,7 +54,7 @@ int run_sink(unsigned short port, double seconds, long expect) {
             if (received == expect) io.stop();
             co_return reply{204, "", ""};
         },
-        [](std::string_view) { return reply{413, "", ""}; }, std::make_shared<metrics>(), "sink");
+        [](std::string_view) { return reply{413, "", ""}; }, "sink");
     server.start();
     std::printf("sink listening on 127.0.0.1:%u\n", server.local_endpoint().port());
     std::fflush(stdout);
@@ -89,7 +86,7 @@ int run_queries(const query_options& o) {
     if (!key) throw std::runtime_error(key.err().message);
     std::vector<net::outbound_request> requests;
     requests.reserve(static_cast<std::size_t>(o.orders));
-    const std::int64_t now = unix_now();
+    const std::int64_t now = wall_clock{}.seconds();
     for (int i = 1; i <= o.orders; ++i) {
         net::outbound_request r;
         const std::string target = "/v3/pay/transactions/out-trade-no/" + o.prefix + std::to_string(i) + "?mchid=" + o.mchid;

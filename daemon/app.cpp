@@ -16,11 +16,11 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
 #include "base/metrics.hpp"
+#include "base/time.hpp"
 #include "net/http_server.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
@@ -54,13 +54,8 @@ bool is_mchid(std::string_view s) {
     return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 // Taken when the program is loaded, before configuration, keys and migrations.
-const std::int64_t process_started = unix_now();
+const std::int64_t process_started = wall_clock{}.seconds();
 
 double seconds_of(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; }
 
@@ -94,7 +89,7 @@ void refresh_key_expiry(metrics& stats, const config::key_store& keys) {
 }
 
 // Series that alert rules take increase() of exist from the start, so their first event counts.
-void initialise_series(metrics& stats, const config::config& cfg) {
+void initialise_series(metrics& stats, const config::config& cfg, const wall_clock& clock) {
     stats.add("wxrecon_orders_registered_total", {}, 0);
     stats.add("wxrecon_signature_probes_total", {}, 0);
     for (const char* result : {"pushed", "failed", "resolved_before_push", "expired"})
@@ -108,20 +103,29 @@ void initialise_series(metrics& stats, const config::config& cfg) {
     }
     stats.set("wxrecon_notification_silence_threshold_seconds",
               std::chrono::duration<double>(cfg.alerts.notification_silence).count());
-    stats.set("wxrecon_last_accepted_notification_timestamp_seconds", static_cast<double>(unix_now()));
+    stats.set("wxrecon_last_accepted_notification_timestamp_seconds", static_cast<double>(clock.seconds()));
     stats.set("process_start_time_seconds", static_cast<double>(process_started));
+}
+
+// The listener's requests and refused connections, as the daemon's metrics.
+net::http_observer listener_metrics(const std::shared_ptr<metrics>& stats, std::string listener) {
+    net::http_observer o;
+    o.answered = [stats, listener](int status) {
+        stats->add("wxrecon_http_requests_total", {{"listener", listener}, {"status", std::to_string(status)}});
+    };
+    o.refused = [stats, listener] { stats->add("wxrecon_http_connections_refused_total", {{"listener", listener}}); };
+    return o;
 }
 
 }  // namespace
 
 void migrate_database(const std::string& url) {
     try {
-        pqxx::connection conn(url);
-        const auto report = store::migrate(conn);
+        const auto report = store::migrate(url);
         for (const auto& name : report.applied) spdlog::info("migrate: applied file={}", name);
         for (const auto& warning : report.warnings) spdlog::warn("migrate: {}", warning);
         spdlog::info("migrate: schema current version={}", report.version);
-    } catch (const pqxx::broken_connection& e) {
+    } catch (const store::database_unavailable& e) {
         throw startup_error(exit_database, std::string("database unreachable: ") + e.what());
     } catch (const std::exception& e) {
         throw startup_error(exit_database, std::string("migration failed: ") + e.what());
@@ -150,6 +154,8 @@ struct application::impl {
     std::unique_ptr<http_server> public_server;
     std::unique_ptr<http_server> admin_server;
     std::atomic<bool> stopping{false};
+
+    wall_clock clock;  // the system's: every component below reads time from it
 
     impl(config::config c, std::shared_ptr<const config::key_store> k) : cfg(std::move(c)), keys(std::move(k)) {}
 
@@ -196,9 +202,8 @@ struct application::impl {
         if (req.path == "/readyz") {
             std::string why;
             try {
-                auto job = [](pqxx::connection_base& c) { return store::current_schema_version(c); };
                 const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-                const int version = co_await side_pool->run<int>(std::move(job), until);
+                const int version = co_await store::current_schema_version(*side_pool, until);
                 if (version < store::latest_migration_version())
                     why = "migrations pending: schema at " + std::to_string(version) + ", need " +
                           std::to_string(store::latest_migration_version());
@@ -264,12 +269,14 @@ void application::start() {
     s.ledger = std::make_unique<store::ledger>(*s.fact_pool);
     s.rejected = std::make_unique<store::rejected_log>(*s.side_pool, s.cfg.notifications.rejected_keep,
                                                        rejected_rows_per_second, rejected_burst, s.stats);
-    s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats);
-    s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor(), s.cfg.poller.request_timeout);
+    s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats, s.clock);
+    s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor(), s.cfg.poller.request_timeout, s.clock);
     s.poll_pool = std::make_unique<store::db_pool>(s.cfg.database.url, poll_connections, 1024,
                                                    store::prepare_poll_connection);
+    workflow::poller_options poll_options;
+    poll_options.clock = s.clock;
     s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.poll_pool, *s.ledger,
-                                                  s.stats, workflow::poller_options{});
+                                                  s.stats, poll_options);
     s.certificates = std::make_unique<workflow::certificate_refresher>(s.io.get_executor(), s.cfg, s.keys, *s.wechat,
                                                                        s.stats);
     s.alert_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
@@ -280,10 +287,10 @@ void application::start() {
         if (!token) throw startup_error(exit_bad_config, token.err().message);
         // Its own connections: a burst of registrations neither waits behind nor delays rejected-row writes.
         s.api_pool = std::make_unique<store::db_pool>(s.cfg.database.url, api_connections, 1024);
-        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys, *s.wechat, s.stats);
+        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys, *s.wechat, s.stats, s.clock);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
-    initialise_series(*s.stats, s.cfg);
+    initialise_series(*s.stats, s.cfg, s.clock);
 
     http_limits limits;
     limits.max_body_bytes = s.cfg.server.max_body_bytes;
@@ -293,20 +300,21 @@ void application::start() {
         s.public_server = std::make_unique<http_server>(
             s.io.get_executor(), parse_endpoint(s.cfg.server.listen), limits,
             [&s](inbound_request& r) { return s.handle_public(r); }, [&s](std::string_view t) { return s.too_large(t); },
-            s.stats, "public");
+            "public", listener_metrics(s.stats, "public"));
         http_limits admin_limits;
         admin_limits.max_body_bytes = 4096;
         admin_limits.max_connections = 64;
         s.admin_server = std::make_unique<http_server>(
             s.io.get_executor(), parse_endpoint(s.cfg.admin.listen), admin_limits,
             [&s](inbound_request& r) { return s.handle_admin(r); },
-            [](std::string_view) { return reply{413, "text/plain", "too large\n"}; }, s.stats, "admin");
+            [](std::string_view) { return reply{413, "text/plain", "too large\n"}; }, "admin",
+            listener_metrics(s.stats, "admin"));
         if (s.api && s.cfg.api->listen) {
             s.api_server = std::make_unique<http_server>(
                 s.io.get_executor(), parse_endpoint(*s.cfg.api->listen), limits,
                 [&s](inbound_request& r) { return s.api->handle(r); },
                 [](std::string_view) { return reply{413, "application/json", "{\"error\":\"body too large\"}"}; },
-                s.stats, "api");
+                "api", listener_metrics(s.stats, "api"));
         }
     } catch (const std::exception& e) {
         throw startup_error(exit_failure, std::string("cannot listen: ") + e.what());
@@ -361,7 +369,7 @@ void application::request_stop() {
 
 bool application::reload_keys() {
     sd_notify(0, "RELOADING=1");
-    auto loaded = config::load_key_store(impl_->cfg, unix_now());
+    auto loaded = config::load_key_store(impl_->cfg, impl_->clock.seconds());
     bool ok = loaded.has_value();
     if (ok) {
         for (const auto& w : loaded->warnings) spdlog::warn("keys: {}", w.message);

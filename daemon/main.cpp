@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "app.hpp"
+#include "base/time.hpp"
 #include "log_sink.hpp"
 
 namespace {
@@ -23,11 +24,6 @@ constexpr const char* usage =
     "  check-config  load and validate the configuration and every key file\n"
     "  --log-format  text (default) or json: one JSON object per line, for log shippers\n"
     "default config: /etc/wxrecond/wxrecond.toml\n";
-
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 int run(int argc, char** argv) {
     std::string config_path = "/etc/wxrecond/wxrecond.toml";
@@ -70,7 +66,7 @@ int run(int argc, char** argv) {
         daemon::migrate_database(cfg->database.url);
         return daemon::exit_ok;
     }
-    auto keys = config::load_key_store(*cfg, unix_now());
+    auto keys = config::load_key_store(*cfg, wall_clock{}.seconds());
     if (!keys) {
         spdlog::error("keys: {}", keys.err().message);
         return daemon::exit_bad_config;

@@ -198,12 +198,6 @@ std::pair<int, std::string> post(const http_target& t, const outgoing& out) {
     return reply.get();  // rethrows what the exchange threw
 }
 
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 // A TRANSACTION.SUCCESS plaintext for out_trade_no, paid in full just now.
 protocol::v3::notification_spec payment_spec(const options& o, std::int64_t now) {
     domain::payment_fact p;
@@ -303,7 +297,7 @@ outgoing v2_request(const options& o, std::int64_t now) {
 
 int run(const options& o) {
     const http_target target = parse_url(o.need("--url"));
-    const std::int64_t now = unix_now();
+    const std::int64_t now = wall_clock{}.seconds();
     outgoing out;
     if (o.command == "payment") {
         out = v3_request(o, payment_spec(o, now), read_secret(o, "--apiv3-key-file"),

@@ -6,6 +6,7 @@ const char* to_string(errc code) noexcept {
     switch (code) {
     case errc::invalid_argument: return "invalid_argument";
     case errc::config_error: return "config_error";
+    case errc::missing_signature: return "missing_signature";
     case errc::bad_signature: return "bad_signature";
     case errc::unknown_serial: return "unknown_serial";
     case errc::stale_timestamp: return "stale_timestamp";

@@ -12,7 +12,8 @@ namespace wxrecon {
 enum class errc {
     invalid_argument,   // caller's input is malformed: reject it (400 / exit 2)
     config_error,       // configuration or key material unusable: exit 2
-    bad_signature,      // a signature did not verify: reject (401)
+    missing_signature,  // a signature, or a header it is checked with, is absent: reject (401)
+    bad_signature,      // a signature did not verify, or its headers are unreadable: reject (401)
     unknown_serial,     // no trusted key carries this serial: reject (401)
     stale_timestamp,    // outside the replay window: reject (401)
     decrypt_failed,     // ciphertext or tag did not authenticate: reject (400)

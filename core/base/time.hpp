@@ -3,7 +3,10 @@
 // converted to Unix seconds for certificates and APIv2 Beijing times.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -11,6 +14,39 @@
 #include "base/result.hpp"
 
 namespace wxrecon {
+
+// Wall-clock time as WeChat Pay and the ledger see it, the one source every component asks. Injected:
+// a component takes a wall_clock (default: the system's) and a test hands it one it controls.
+class wall_clock {
+public:
+    using source = std::function<std::int64_t()>;  // Unix microseconds
+
+    wall_clock() = default;  // the system clock
+    explicit wall_clock(source unix_micros) : source_(std::move(unix_micros)) {}
+
+    std::int64_t micros() const;                                  // Unix microseconds
+    std::int64_t seconds() const { return micros() / 1'000'000; }  // Unix seconds, rounded down
+
+private:
+    source source_;
+};
+
+// The system's wall clock now, in Unix microseconds.
+std::int64_t system_micros() noexcept;
+
+// A clock a test sets and moves by hand; the wall_clocks it hands out all follow it.
+class manual_clock {
+public:
+    explicit manual_clock(std::int64_t unix_micros) : now_(std::make_shared<std::atomic<std::int64_t>>(unix_micros)) {}
+    wall_clock clock() const {
+        return wall_clock([now = now_] { return now->load(); });
+    }
+    void set(std::int64_t unix_micros) { now_->store(unix_micros); }
+    void advance(std::int64_t micros) { now_->fetch_add(micros); }
+
+private:
+    std::shared_ptr<std::atomic<std::int64_t>> now_;
+};
 
 // "2018-06-08T10:34:56+08:00", "2018-06-08T02:34:56.123Z" -> Unix seconds. The offset (Z or +hh:mm /
 // -hh:mm) is required; fractional seconds are accepted and dropped. Anything else is

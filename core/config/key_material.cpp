@@ -88,14 +88,9 @@ bool is_printable_ascii(std::string_view text) {
     return true;
 }
 
-// Loads one merchant's files into `keys`, appending warnings; the first problem ends the load.
-status load_merchant(const config& cfg, std::size_t index, std::int64_t now_unix, merchant_keys& keys,
-                     std::vector<key_warning>& warnings) {
-    const merchant_context ctx(cfg, index);
-    const merchant_config& m = cfg.merchants[index];
+// The APIv3 and APIv2 keys: what decrypts and authenticates notifications.
+status load_api_keys(const merchant_context& ctx, const merchant_config& m, merchant_keys& keys) {
     const bool v3 = m.version == api_version::v3;
-    keys.mchid = m.mchid;
-
     if (m.apiv3_key_file) {
         const path file = ctx.resolve(*m.apiv3_key_file);
         auto secret = ctx.read_secret("apiv3_key_file", file);
@@ -125,6 +120,12 @@ status load_merchant(const config& cfg, std::size_t index, std::int64_t now_unix
         return ctx.fail("apiv2_key_file", "required for api_version \"v2\"");
     }
 
+    return ok;
+}
+
+// The merchant's own private key and certificate serial: what signs its requests.
+status load_signing_key(const merchant_context& ctx, const merchant_config& m, merchant_keys& keys) {
+    const bool v3 = m.version == api_version::v3;
     if (m.merchant_private_key_file) {
         const path file = ctx.resolve(*m.merchant_private_key_file);
         auto pem = ctx.read_file("merchant_private_key_file", file);
@@ -146,6 +147,13 @@ status load_merchant(const config& cfg, std::size_t index, std::int64_t now_unix
                         "required for api_version \"v3\" (serial_no of every request)");
     }
 
+    return ok;
+}
+
+// What WeChat Pay's signatures are verified with: its public key and/or platform certificates.
+status load_wechatpay_keys(const merchant_context& ctx, const merchant_config& m, std::int64_t now_unix,
+                           merchant_keys& keys, std::vector<key_warning>& warnings) {
+    const bool v3 = m.version == api_version::v3;
     // Public-key mode: the id is what WeChat Pay sends in Wechatpay-Serial, so one is useless without
     // the other.
     if (m.wechatpay_public_key_file.has_value() != m.wechatpay_public_key_id.has_value()) {
@@ -220,6 +228,18 @@ status load_merchant(const config& cfg, std::size_t index, std::int64_t now_unix
             "wechatpay_public_key_id and/or platform_cert_files");
     }
 
+    return ok;
+}
+
+// Loads one merchant's files into `keys`, appending warnings; the first problem ends the load.
+status load_merchant(const config& cfg, std::size_t index, std::int64_t now_unix, merchant_keys& keys,
+                     std::vector<key_warning>& warnings) {
+    const merchant_context ctx(cfg, index);
+    const merchant_config& m = cfg.merchants[index];
+    keys.mchid = m.mchid;
+    if (auto loaded = load_api_keys(ctx, m, keys); !loaded) return loaded;
+    if (auto loaded = load_signing_key(ctx, m, keys); !loaded) return loaded;
+    if (auto loaded = load_wechatpay_keys(ctx, m, now_unix, keys, warnings); !loaded) return loaded;
     if (m.app_secret_file) {
         const path file = ctx.resolve(*m.app_secret_file);
         auto secret = ctx.read_secret("app_secret_file", file);

@@ -40,15 +40,15 @@ tcp::endpoint parse_endpoint(const std::string& listen) {
 }
 
 http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& endpoint, http_limits limits,
-                         http_handler handler, too_large_handler too_large, std::shared_ptr<metrics> m,
-                         std::string name, std::shared_ptr<asio::ssl::context> tls)
+                         http_handler handler, too_large_handler too_large, std::string name,
+                         http_observer observer, std::shared_ptr<asio::ssl::context> tls)
     : executor_(ex),
       acceptor_(ex),
       limits_(limits),
       handler_(std::move(handler)),
       too_large_(std::move(too_large)),
-      metrics_(std::move(m)),
       name_(std::move(name)),
+      observer_(std::move(observer)),
       tls_(std::move(tls)) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -72,7 +72,7 @@ asio::awaitable<void> http_server::accept_loop() {
         }
         if (sessions_.size() >= limits_.max_connections) {
             // Over the cap: refuse at once rather than queue work we cannot bound.
-            metrics_->add("wxrecon_http_connections_refused_total", {{"listener", name_}});
+            if (observer_.refused) observer_.refused();
             boost::system::error_code ignored;
             socket.close(ignored);
             continue;
@@ -161,7 +161,7 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
             state.busy = true;
             const std::string target(parser.get().target());
             const auto res = to_response(too_large_(target), parser.get().version(), false);
-            metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", "413"}});
+            if (observer_.answered) observer_.answered(413);
             lowest.expires_after(limits_.read_timeout);
             co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
             break;
@@ -191,7 +191,7 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
         const reply r = co_await handler_(req);
         const bool keep_alive = msg.keep_alive() && !stopping_;
         const auto res = to_response(r, msg.version(), keep_alive);
-        metrics_->add("wxrecon_http_requests_total", {{"listener", name_}, {"status", std::to_string(r.status)}});
+        if (observer_.answered) observer_.answered(r.status);
         lowest.expires_after(limits_.read_timeout);
         auto [wec, written] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
         (void)written;

@@ -13,7 +13,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-#include "base/metrics.hpp"
 #include "base/http_message.hpp"
 
 namespace boost::asio::ssl {
@@ -26,6 +25,12 @@ using http_handler = std::function<boost::asio::awaitable<reply>(inbound_request
 // The reply to a request whose body exceeds the limit (413), given its target.
 using too_large_handler = std::function<reply(std::string_view target)>;
 
+// What the server reports, for its user to count under names of its own choosing. Either may be empty.
+struct http_observer {
+    std::function<void(int status)> answered;  // a reply was written, with its HTTP status
+    std::function<void()> refused;             // a connection was refused at max_connections
+};
+
 struct http_limits {
     std::size_t max_body_bytes = 65536;
     std::size_t max_header_bytes = 16 * 1024;
@@ -37,7 +42,7 @@ class http_server {
 public:
     // With a TLS context every connection starts with a TLS handshake (HTTPS); without one, plain HTTP.
     http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& endpoint, http_limits limits,
-                http_handler handler, too_large_handler too_large, std::shared_ptr<metrics> m, std::string name,
+                http_handler handler, too_large_handler too_large, std::string name, http_observer observer = {},
                 std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
     ~http_server();
 
@@ -59,8 +64,8 @@ private:
     http_limits limits_;
     http_handler handler_;
     too_large_handler too_large_;
-    std::shared_ptr<metrics> metrics_;
-    std::string name_;
+    std::string name_;  // in logs and generated request ids
+    http_observer observer_;
     std::shared_ptr<boost::asio::ssl::context> tls_;
     bool stopping_ = false;
     std::uint64_t requests_served_ = 0;

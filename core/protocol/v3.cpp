@@ -80,11 +80,11 @@ std::string message_to_verify(std::string_view timestamp, std::string_view nonce
 status verify_signature(const signature_headers& h, std::string_view body, std::int64_t now_unix,
                         const key_lookup& find_key) {
     if (h.timestamp.empty() || h.nonce.empty() || h.signature.empty() || h.serial.empty())
-        return make_error(errc::invalid_argument, "missing Wechatpay-Timestamp, -Nonce, -Signature or -Serial header");
+        return make_error(errc::missing_signature, "missing Wechatpay-Timestamp, -Nonce, -Signature or -Serial header");
     std::int64_t ts = 0;
     const auto [end, ec] = std::from_chars(h.timestamp.data(), h.timestamp.data() + h.timestamp.size(), ts);
     if (ec != std::errc{} || end != h.timestamp.data() + h.timestamp.size())
-        return make_error(errc::invalid_argument, "Wechatpay-Timestamp is not an integer");
+        return make_error(errc::bad_signature, "Wechatpay-Timestamp is not an integer");
     const std::int64_t skew = ts > now_unix ? ts - now_unix : now_unix - ts;
     if (skew > timestamp_window_seconds)
         return make_error(errc::stale_timestamp,

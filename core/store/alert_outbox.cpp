@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 
 namespace wxrecon::store {
+namespace {
 
 std::vector<pending_alert> claim_alerts(pqxx::connection_base& conn, std::size_t limit,
                                         std::chrono::milliseconds unknown_order_grace,
@@ -73,6 +74,40 @@ outbox_tidy tidy_alert_outbox(pqxx::connection_base& conn) {
     t.pending = tx.exec1("SELECT count(*) FROM wxrecon.alert_outbox WHERE sent_at IS NULL")[0].as<long>();
     tx.commit();
     return t;
+}
+
+}  // namespace
+
+boost::asio::awaitable<std::vector<pending_alert>> claim_alerts(db_pool& pool, std::size_t limit,
+                                                                std::chrono::milliseconds unknown_order_grace,
+                                                                std::chrono::milliseconds lease, deadline until) {
+    auto job = [limit, unknown_order_grace, lease](pqxx::connection_base& c) {
+        return claim_alerts(c, limit, unknown_order_grace, lease);
+    };
+    co_return co_await pool.run<std::vector<pending_alert>>(std::move(job), until);
+}
+
+boost::asio::awaitable<void> finish_alert(db_pool& pool, std::int64_t discrepancy_id, std::string outcome,
+                                          deadline until) {
+    auto job = [discrepancy_id, outcome = std::move(outcome)](pqxx::connection_base& c) {
+        finish_alert(c, discrepancy_id, outcome);
+        return true;
+    };
+    co_await pool.run<bool>(std::move(job), until);
+}
+
+boost::asio::awaitable<void> retry_alert(db_pool& pool, std::int64_t discrepancy_id, std::string error,
+                                         std::chrono::milliseconds after, deadline until) {
+    auto job = [discrepancy_id, error = std::move(error), after](pqxx::connection_base& c) {
+        retry_alert(c, discrepancy_id, error, after);
+        return true;
+    };
+    co_await pool.run<bool>(std::move(job), until);
+}
+
+boost::asio::awaitable<outbox_tidy> tidy_alert_outbox(db_pool& pool, deadline until) {
+    auto job = [](pqxx::connection_base& c) { return tidy_alert_outbox(c); };
+    co_return co_await pool.run<outbox_tidy>(std::move(job), until);
 }
 
 }  // namespace wxrecon::store

@@ -1,6 +1,6 @@
-// The alert outbox's SQL (migration 0007): claim due pushes with a lease,
-// record what became of each, and keep the table small. Blocking functions,
-// run on a db_pool worker.
+// The alert outbox's operations (migration 0007): claim due pushes with a
+// lease, record what became of each, and keep the table small. Awaited; the
+// SQL runs on a db_pool worker.
 #pragma once
 
 #include <chrono>
@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-namespace pqxx {
-class connection_base;
-}
+#include <boost/asio/awaitable.hpp>
+
+#include "store/db_pool.hpp"
 
 namespace wxrecon::store {
 
@@ -31,20 +31,21 @@ struct pending_alert {
 
 // Claims up to `limit` pushes that are due, oldest first, leased for `lease`. An unknown_order is due only
 // `unknown_order_grace` after it was queued: a registration racing its notification usually resolves it.
-std::vector<pending_alert> claim_alerts(pqxx::connection_base& conn, std::size_t limit,
-                                        std::chrono::milliseconds unknown_order_grace,
-                                        std::chrono::milliseconds lease);
+boost::asio::awaitable<std::vector<pending_alert>> claim_alerts(db_pool& pool, std::size_t limit,
+                                                                std::chrono::milliseconds unknown_order_grace,
+                                                                std::chrono::milliseconds lease, deadline until);
 
 // outcome: "pushed" or "resolved_before_push".
-void finish_alert(pqxx::connection_base& conn, std::int64_t discrepancy_id, const std::string& outcome);
-void retry_alert(pqxx::connection_base& conn, std::int64_t discrepancy_id, const std::string& error,
-                 std::chrono::milliseconds after);
+boost::asio::awaitable<void> finish_alert(db_pool& pool, std::int64_t discrepancy_id, std::string outcome,
+                                          deadline until);
+boost::asio::awaitable<void> retry_alert(db_pool& pool, std::int64_t discrepancy_id, std::string error,
+                                         std::chrono::milliseconds after, deadline until);
 
 struct outbox_tidy {
     long expired = 0;  // unsent for a day: given up
     long pending = 0;  // still waiting
 };
 // Gives up on pushes a day old, forgets finished ones after a week, and counts what is waiting.
-outbox_tidy tidy_alert_outbox(pqxx::connection_base& conn);
+boost::asio::awaitable<outbox_tidy> tidy_alert_outbox(db_pool& pool, deadline until);
 
 }  // namespace wxrecon::store

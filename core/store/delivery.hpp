@@ -19,6 +19,9 @@
 
 namespace wxrecon::store {
 
+// When a caller stops waiting for the database.
+using deadline = std::chrono::steady_clock::time_point;
+
 // The caller's deadline passed before the work finished. The work may still complete (or never start);
 // the caller must treat the outcome as unknown.
 struct deadline_exceeded : std::runtime_error {

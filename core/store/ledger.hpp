@@ -40,8 +40,6 @@ struct commit_not_confirmed : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-using deadline = std::chrono::steady_clock::time_point;
-
 // Blocking: applies facts in arrival order in one transaction and returns one result per fact, as if
 // they had been applied one at a time. Throws on any failure; then nothing of the batch is applied.
 // With `until` (the earliest caller's deadline), statements time out and the commit is not attempted

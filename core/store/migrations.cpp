@@ -1,6 +1,7 @@
 #include "store/migrations.hpp"
 
 #include <pqxx/pqxx>
+#include <optional>
 #include <stdexcept>
 
 namespace wxrecon::store {
@@ -117,6 +118,21 @@ migrate_report migrate(pqxx::connection_base& conn, const std::vector<migration>
     pqxx::nontransaction tx(conn);
     tx.exec("SELECT pg_advisory_unlock(" + std::to_string(migration_lock_key) + ")");
     return report;
+}
+
+migrate_report migrate(const std::string& url) {
+    std::optional<pqxx::connection> conn;
+    try {
+        conn.emplace(url);
+    } catch (const pqxx::broken_connection& e) {
+        throw database_unavailable(e.what());
+    }
+    return migrate(*conn);
+}
+
+boost::asio::awaitable<int> current_schema_version(db_pool& pool, deadline until) {
+    auto job = [](pqxx::connection_base& c) { return current_schema_version(c); };
+    co_return co_await pool.run<int>(std::move(job), until);
 }
 
 }  // namespace wxrecon::store

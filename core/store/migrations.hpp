@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-namespace pqxx {
-class connection_base;
-}
+#include <boost/asio/awaitable.hpp>
+
+#include "store/db_pool.hpp"
 
 namespace wxrecon::store {
 
@@ -32,7 +32,12 @@ migrate_report migrate(pqxx::connection_base& conn);
 // The same with the files given: tests apply variants of a file (e.g. a role name made unique).
 migrate_report migrate(pqxx::connection_base& conn, const std::vector<migration>& migrations);
 
+// Connects to url and migrates. Throws database_unavailable when PostgreSQL cannot be reached, any other
+// exception when a migration fails.
+migrate_report migrate(const std::string& url);
+
 // The highest applied version, or 0 when the schema does not exist yet.
 int current_schema_version(pqxx::connection_base& conn);
+boost::asio::awaitable<int> current_schema_version(db_pool& pool, deadline until);
 
 }  // namespace wxrecon::store

@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 
 namespace wxrecon::store {
+namespace {
 
 registration_result register_order(pqxx::connection_base& conn, const order_registration& r) {
     pqxx::work tx(conn);
@@ -53,6 +54,21 @@ std::optional<std::string> order_json(pqxx::connection_base& conn, const std::st
     const auto row = tx.exec_params1("SELECT wxrecon.order_json($1, $2)::text", mchid, out_trade_no);
     if (row[0].is_null()) return std::nullopt;
     return row[0].as<std::string>();
+}
+
+}  // namespace
+
+boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_registration r, deadline until) {
+    auto job = [r = std::move(r)](pqxx::connection_base& c) { return register_order(c, r); };
+    co_return co_await pool.run<registration_result>(std::move(job), until);
+}
+
+boost::asio::awaitable<std::optional<std::string>> order_json(db_pool& pool, std::string mchid,
+                                                              std::string out_trade_no, deadline until) {
+    auto job = [mchid = std::move(mchid), out_trade_no = std::move(out_trade_no)](pqxx::connection_base& c) {
+        return order_json(c, mchid, out_trade_no);
+    };
+    co_return co_await pool.run<std::optional<std::string>>(std::move(job), until);
 }
 
 }  // namespace wxrecon::store

@@ -1,17 +1,16 @@
 // Orders registered through the internal API: insert-or-compare in one short
-// transaction, and the order as JSON (wxrecon.order_json). Blocking functions,
-// run on db_pool workers.
+// transaction, and the order as JSON (wxrecon.order_json). Awaited; the SQL
+// runs on a db_pool worker.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
 
-#include "domain/facts.hpp"
+#include <boost/asio/awaitable.hpp>
 
-namespace pqxx {
-class connection_base;
-}
+#include "domain/facts.hpp"
+#include "store/db_pool.hpp"
 
 namespace wxrecon::store {
 
@@ -39,10 +38,10 @@ struct registration_result {
     std::string order_json;
 };
 
-registration_result register_order(pqxx::connection_base& conn, const order_registration& r);
+boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_registration r, deadline until);
 
 // The order with its events and refunds; nullopt when there is no such order.
-std::optional<std::string> order_json(pqxx::connection_base& conn, const std::string& mchid,
-                                      const std::string& out_trade_no);
+boost::asio::awaitable<std::optional<std::string>> order_json(db_pool& pool, std::string mchid,
+                                                              std::string out_trade_no, deadline until);
 
 }  // namespace wxrecon::store

@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 
 namespace wxrecon::store {
+namespace {
 
 std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const std::string& owner,
                                             std::chrono::milliseconds lease, std::size_t limit) {
@@ -67,12 +68,6 @@ void finish_poll(pqxx::connection_base& conn, const std::string& owner, const po
         u.mchid, u.out_trade_no, owner, u.next_poll_at, u.answered, u.error, u.fill_expire_at, u.stuck_after);
 }
 
-void prepare_poll_connection(pqxx::connection_base& conn) {
-    // Claims, leases and schedules are bookkeeping, not payment facts (those go through the ledger, which
-    // commits them synchronously): lost in a crash, an order is only claimed or polled again.
-    pqxx::nontransaction(conn).exec("SET synchronous_commit = off");
-}
-
 poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_state) {
     pqxx::nontransaction tx(conn);
     poll_gauges g;
@@ -88,6 +83,36 @@ poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_st
             g.orders_by_state.emplace_back(row[0].as<std::string>(), row[1].as<long>());
     }
     return g;
+}
+
+}  // namespace
+
+void prepare_poll_connection(pqxx::connection_base& conn) {
+    // Claims, leases and schedules are bookkeeping, not payment facts (those go through the ledger, which
+    // commits them synchronously): lost in a crash, an order is only claimed or polled again.
+    pqxx::nontransaction(conn).exec("SET synchronous_commit = off");
+}
+
+
+boost::asio::awaitable<std::vector<claimed_order>> claim_due_orders(db_pool& pool, std::string owner,
+                                                                   std::chrono::milliseconds lease, std::size_t limit) {
+    auto job = [owner = std::move(owner), lease, limit](pqxx::connection_base& c) {
+        return claim_due_orders(c, owner, lease, limit);
+    };
+    co_return co_await pool.run<std::vector<claimed_order>>(std::move(job));
+}
+
+boost::asio::awaitable<void> finish_poll(db_pool& pool, std::string owner, poll_update update) {
+    auto job = [owner = std::move(owner), update = std::move(update)](pqxx::connection_base& c) {
+        finish_poll(c, owner, update);
+        return true;
+    };
+    co_await pool.run<bool>(std::move(job));
+}
+
+boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_orders_by_state, deadline until) {
+    auto job = [with_orders_by_state](pqxx::connection_base& c) { return read_poll_gauges(c, with_orders_by_state); };
+    co_return co_await pool.run<poll_gauges>(std::move(job), until);
 }
 
 }  // namespace wxrecon::store

@@ -1,6 +1,6 @@
-// The poller's SQL: claim due orders with a lease in one short statement (no
-// transaction stays open while WeChat Pay is called), then write back when
-// each is due next. Blocking functions, run on db_pool workers.
+// The poller's operations: claim due orders with a lease in one short
+// statement (no transaction stays open while WeChat Pay is called), then
+// write back when each is due next. Awaited; the SQL runs on a db_pool worker.
 #pragma once
 
 #include <chrono>
@@ -10,11 +10,10 @@
 #include <utility>
 #include <vector>
 
-#include "domain/facts.hpp"
+#include <boost/asio/awaitable.hpp>
 
-namespace pqxx {
-class connection_base;
-}
+#include "domain/facts.hpp"
+#include "store/db_pool.hpp"
 
 namespace wxrecon::store {
 
@@ -32,8 +31,8 @@ struct claimed_order {
 
 // Claims up to `limit` orders whose next_poll_at has passed and whose lease (if any) has run out, oldest
 // due first, for `lease`. Uses the partial index on next_poll_at: the cost does not grow with idle orders.
-std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const std::string& owner,
-                                            std::chrono::milliseconds lease, std::size_t limit);
+boost::asio::awaitable<std::vector<claimed_order>> claim_due_orders(db_pool& pool, std::string owner,
+                                                                   std::chrono::milliseconds lease, std::size_t limit);
 
 struct poll_update {
     std::string mchid;
@@ -51,9 +50,10 @@ struct poll_update {
 // been failing to poll for stuck_after (since its last answer, or its creation), and resolves an open one
 // once neither holds. Done here because every stuck order is still visited by the poller (backoff or
 // close retries), so idle orders cost nothing.
-void finish_poll(pqxx::connection_base& conn, const std::string& owner, const poll_update& update);
+boost::asio::awaitable<void> finish_poll(db_pool& pool, std::string owner, poll_update update);
 
-// Session setup for the poller's own connections: asynchronous commit for its bookkeeping.
+// Session setup for the poller's own connections (the pool's prepare step): asynchronous commit for its
+// bookkeeping.
 void prepare_poll_connection(pqxx::connection_base& conn);
 
 // What the poller's gauges show, read in the background (never per scrape).
@@ -62,6 +62,6 @@ struct poll_gauges {
     double lag_seconds = 0;                 // how overdue the most overdue scheduled query is
     std::vector<std::pair<std::string, long>> orders_by_state;  // empty unless asked for
 };
-poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_state);
+boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_orders_by_state, deadline until);
 
 }  // namespace wxrecon::store

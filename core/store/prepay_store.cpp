@@ -3,6 +3,7 @@
 #include <pqxx/pqxx>
 
 namespace wxrecon::store {
+namespace {
 
 std::optional<prepay_start> begin_prepay(pqxx::connection_base& conn, const std::string& mchid,
                                          const std::string& out_trade_no, const prepay_builder& build) {
@@ -15,7 +16,9 @@ std::optional<prepay_start> begin_prepay(pqxx::connection_base& conn, const std:
     if (rows.empty()) return std::nullopt;
     const auto row = rows[0];
     prepay_start out;
-    out.state = row[0].as<std::string>();
+    const auto state = domain::parse_trade_state(row[0].as<std::string>());
+    if (!state) throw std::runtime_error("order " + out_trade_no + " has an unknown state " + row[0].as<std::string>());
+    out.state = *state;
     out.expire_at = row[6].as<std::int64_t>();
     const auto stored = tx.exec_params(
         "SELECT api_version, appid, request, prepay_id, wxrecon.to_micros(prepaid_at) FROM wxrecon.prepay_requests"
@@ -48,8 +51,9 @@ std::optional<prepay_start> begin_prepay(pqxx::connection_base& conn, const std:
     return out;
 }
 
-void record_prepay(pqxx::connection_base& conn, const std::string& mchid, const std::string& out_trade_no,
-                   const std::optional<std::string>& prepay_id, bool placed, const std::optional<std::string>& error) {
+std::string record_prepay(pqxx::connection_base& conn, const std::string& mchid, const std::string& out_trade_no,
+                          const prepay_attempt& attempt) {
+    const auto& [prepay_id, placed, error] = attempt;
     pqxx::work tx(conn);
     tx.exec_params(
         "UPDATE wxrecon.prepay_requests SET attempts = attempts + 1, last_error = $3,"
@@ -61,7 +65,29 @@ void record_prepay(pqxx::connection_base& conn, const std::string& mchid, const 
             "UPDATE wxrecon.orders SET placed_at = coalesce(placed_at, now()) WHERE mchid = $1 AND out_trade_no = $2"
             " AND placed_at IS NULL",
             mchid, out_trade_no);
+    auto json = tx.exec_params1("SELECT coalesce(wxrecon.order_json($1, $2)::text, '{}')", mchid, out_trade_no)[0]
+                    .as<std::string>();
     tx.commit();
+    return json;
+}
+
+}  // namespace
+
+boost::asio::awaitable<std::optional<prepay_start>> begin_prepay(db_pool& pool, std::string mchid,
+                                                                 std::string out_trade_no, prepay_builder build,
+                                                                 deadline until) {
+    auto job = [mchid = std::move(mchid), out_trade_no = std::move(out_trade_no),
+                build = std::move(build)](pqxx::connection_base& c) { return begin_prepay(c, mchid, out_trade_no, build); };
+    co_return co_await pool.run<std::optional<prepay_start>>(std::move(job), until);
+}
+
+boost::asio::awaitable<std::string> record_prepay(db_pool& pool, std::string mchid, std::string out_trade_no,
+                                                  prepay_attempt attempt, deadline until) {
+    auto job = [mchid = std::move(mchid), out_trade_no = std::move(out_trade_no),
+                attempt = std::move(attempt)](pqxx::connection_base& c) {
+        return record_prepay(c, mchid, out_trade_no, attempt);
+    };
+    co_return co_await pool.run<std::string>(std::move(job), until);
 }
 
 }  // namespace wxrecon::store

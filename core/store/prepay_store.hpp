@@ -1,7 +1,7 @@
 // Placing an order at WeChat Pay, the database side: the request is built
 // once from the order row and stored, then every attempt resends it; the
-// outcome of each attempt is recorded. Blocking functions, run on db_pool
-// workers.
+// outcome of each attempt is recorded. Awaited; the SQL runs on a db_pool
+// worker.
 #pragma once
 
 #include <cstdint>
@@ -9,11 +9,10 @@
 #include <optional>
 #include <string>
 
-#include "domain/facts.hpp"
+#include <boost/asio/awaitable.hpp>
 
-namespace pqxx {
-class connection_base;
-}
+#include "domain/facts.hpp"
+#include "store/db_pool.hpp"
 
 namespace wxrecon::store {
 
@@ -34,21 +33,29 @@ struct stored_prepay {
 };
 
 struct prepay_start {
-    std::string state;                 // the order's trade_state
+    domain::trade_state state = domain::trade_state::notpay;
     domain::micros expire_at = 0;
     stored_prepay prepay;
 };
 
 using prepay_builder = std::function<stored_prepay(const prepay_order&)>;
 
-// Locks the order and returns its stored request, storing the one build() makes when there is none.
-// nullopt when the order does not exist.
-std::optional<prepay_start> begin_prepay(pqxx::connection_base& conn, const std::string& mchid,
-                                         const std::string& out_trade_no, const prepay_builder& build);
+// Locks the order and returns its stored request, storing the one build() makes when there is none
+// (build runs on the worker, inside the transaction). nullopt when the order does not exist.
+boost::asio::awaitable<std::optional<prepay_start>> begin_prepay(db_pool& pool, std::string mchid,
+                                                                 std::string out_trade_no, prepay_builder build,
+                                                                 deadline until);
 
-// Records an attempt: the prepay_id on success; placed says WeChat Pay may know the order now (placed_at),
-// which keeps the poller from closing it locally as never placed.
-void record_prepay(pqxx::connection_base& conn, const std::string& mchid, const std::string& out_trade_no,
-                   const std::optional<std::string>& prepay_id, bool placed, const std::optional<std::string>& error);
+// What became of one attempt at placing the order.
+struct prepay_attempt {
+    std::optional<std::string> prepay_id;  // on success
+    bool placed = false;                   // WeChat Pay may know the order now (placed_at): the poller must
+                                           // not close it locally as never placed
+    std::optional<std::string> error;
+};
+
+// Records an attempt and returns the order JSON as it stands afterwards.
+boost::asio::awaitable<std::string> record_prepay(db_pool& pool, std::string mchid, std::string out_trade_no,
+                                                  prepay_attempt attempt, deadline until);
 
 }  // namespace wxrecon::store

@@ -23,10 +23,6 @@ std::string_view to_string(call_outcome o) noexcept {
 
 namespace {
 
-std::int64_t system_seconds() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // {"code":…,"message":…} of an APIv3 error body; empty when the body is something else.
 std::pair<std::string, std::string> v3_error(std::string_view body) {
     simdjson::dom::parser parser;
@@ -45,8 +41,8 @@ bool is_rate_limit_code(std::string_view code) {
 
 }  // namespace
 
-pay_client::pay_client(asio::any_io_executor ex, net::client_options options, clock_fn now)
-    : client_(std::move(ex), std::move(options)), now_(now ? std::move(now) : clock_fn(system_seconds)) {}
+pay_client::pay_client(asio::any_io_executor ex, net::client_options options, wall_clock clock)
+    : client_(std::move(ex), std::move(options)), clock_(std::move(clock)) {}
 
 bool pay_client::try_backup(const merchant_access& m, const call_result& r, retry_safety safety) {
     if (m.api_backup_base.empty()) return false;
@@ -67,7 +63,7 @@ asio::awaitable<call_result> pay_client::v3_once(const merchant_access& m, const
     call_result r;
     r.host = base;
     auto authorization = protocol::v3::sign_request(method, path_and_query, body, m.mchid, m.merchant_serial,
-                                                    m.merchant_key, now_());
+                                                    m.merchant_key, clock_.seconds());
     if (!authorization) {
         r.error = "cannot sign the request: " + authorization.err().message;
         co_return r;
@@ -94,7 +90,7 @@ asio::awaitable<call_result> pay_client::v3_once(const merchant_access& m, const
         const auto verdict = protocol::v3::verify_signature(
             {res.header("Wechatpay-Timestamp"), res.header("Wechatpay-Nonce"), res.header("Wechatpay-Signature"),
              res.header("Wechatpay-Serial")},
-            res.body, now_(), m.find_key);
+            res.body, clock_.seconds(), m.find_key);
         if (!verdict) {
             r.outcome = call_outcome::forged;
             r.error = "answer signature: " + verdict.err().message;

@@ -15,6 +15,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include "base/time.hpp"
 #include "crypto/crypto.hpp"
 #include "net/http_client.hpp"
 #include "protocol/v2.hpp"
@@ -65,8 +66,7 @@ enum class retry_safety {
 
 class pay_client {
 public:
-    using clock_fn = std::function<std::int64_t()>;  // Unix seconds
-    pay_client(boost::asio::any_io_executor ex, net::client_options options, clock_fn now = {});
+    pay_client(boost::asio::any_io_executor ex, net::client_options options, wall_clock clock = {});
 
     // APIv3: signs method, path (with query) and body; verifies the answer's Wechatpay-* signature.
     boost::asio::awaitable<call_result> v3(const merchant_access& m, std::string method, std::string path_and_query,
@@ -84,7 +84,7 @@ private:
     static bool try_backup(const merchant_access& m, const call_result& r, retry_safety safety);
 
     net::http_client client_;
-    clock_fn now_;
+    wall_clock clock_;
 };
 
 // Verifies a /v3/certificates answer and returns the certificates it lists (decrypted with the APIv3 key,

@@ -124,8 +124,7 @@ asio::awaitable<void> alert_pusher::run() {
 }
 
 asio::awaitable<void> alert_pusher::tidy() {
-    auto job = [](pqxx::connection_base& c) { return store::tidy_alert_outbox(c); };
-    const auto t = co_await pool_.run<store::outbox_tidy>(std::move(job), steady_clock::now() + seconds(10));
+    const auto t = co_await store::tidy_alert_outbox(pool_, steady_clock::now() + seconds(10));
     metrics_->set("wxrecon_webhook_outbox", static_cast<double>(t.pending));
     // Without a webhook the queue only ages out; with one, an expiry means a receiver down for a day.
     if (t.expired > 0 && cfg_.alerts.webhook_url) {
@@ -142,11 +141,7 @@ asio::awaitable<void> alert_pusher::push_due() {
         while (!sent_.empty() && now - sent_.front() >= minutes(1)) sent_.pop_front();
         if (sent_.size() >= cfg_.alerts.webhook_per_minute) co_return;
         // One at a time: the lease covers a single push, and a stop is noticed between pushes.
-        auto claim = [grace, lease = options_.lease](pqxx::connection_base& c) {
-            return store::claim_alerts(c, 1, grace, lease);
-        };
-        const auto due = co_await pool_.run<std::vector<store::pending_alert>>(std::move(claim),
-                                                                              steady_clock::now() + seconds(10));
+        const auto due = co_await store::claim_alerts(pool_, 1, grace, options_.lease, steady_clock::now() + seconds(10));
         if (due.empty()) co_return;
         const store::pending_alert& a = due.front();
         std::string outcome = "pushed";
@@ -160,22 +155,14 @@ asio::awaitable<void> alert_pusher::push_due() {
                 spdlog::warn("alerts: push failed discrepancy_id={} kind={} attempts={} retry_s={} error={}",
                              a.discrepancy_id, a.kind, a.attempts, duration_cast<seconds>(retry_after).count(),
                              log_quote(error));
-                auto retry = [id = a.discrepancy_id, error, retry_after](pqxx::connection_base& c) {
-                    store::retry_alert(c, id, error, retry_after);
-                    return true;
-                };
-                co_await pool_.run<bool>(std::move(retry), steady_clock::now() + seconds(10));
+                co_await store::retry_alert(pool_, a.discrepancy_id, error, retry_after, steady_clock::now() + seconds(10));
                 continue;
             }
         }
         metrics_->add("wxrecon_webhook_pushes_total", {{"result", outcome}});
         spdlog::info("alerts: {} discrepancy_id={} kind={} mchid={} out_trade_no={}", outcome, a.discrepancy_id,
                      a.kind, a.mchid, a.out_trade_no);
-        auto done = [id = a.discrepancy_id, outcome](pqxx::connection_base& c) {
-            store::finish_alert(c, id, outcome);
-            return true;
-        };
-        co_await pool_.run<bool>(std::move(done), steady_clock::now() + seconds(10));
+        co_await store::finish_alert(pool_, a.discrepancy_id, outcome, steady_clock::now() + seconds(10));
     }
 }
 

@@ -18,11 +18,13 @@
 
 #include "base/metrics.hpp"
 #include "base/http_message.hpp"
+#include "base/time.hpp"
 #include "config/key_material.hpp"
 #include "protocol/v2.hpp"
 #include "store/ledger.hpp"
 #include "store/rejected_log.hpp"
 #include "workflow/key_holder.hpp"
+#include "workflow/notify_outcome.hpp"
 
 namespace wxrecon::workflow {
 
@@ -33,10 +35,8 @@ inline constexpr std::chrono::seconds notification_deadline{4};
 
 class notification_intake {
 public:
-    using clock_fn = std::function<std::int64_t()>;  // Unix microseconds; injected for tests
-
     notification_intake(key_holder& keys, store::ledger& ledger, store::rejected_log& rejected,
-                        std::shared_ptr<metrics> m, clock_fn now = {});
+                        std::shared_ptr<metrics> m, wall_clock clock = {});
 
     // Called (on the event loop, never waited for) when a verified-looking APIv3 notification names a
     // platform certificate serial no trusted key has: the certificate list may need a refresh.
@@ -56,16 +56,23 @@ public:
     static reply v2_success();
 
 private:
+    // The notification being handled, as far as it is known so far.
+    struct notice {
+        notify_api api;
+        notify_kind kind;
+        std::string_view mchid;
+    };
+
     // The reply for an applied (or failed) fact; nullopt when an unauthenticated refund matched nothing.
     boost::asio::awaitable<std::optional<reply>> apply(const inbound_request& req, const domain::fact& f,
-                                                       std::string_view api,
-                                                       std::string_view kind, bool v2,
+                                                       const notice& n,
                                                        std::chrono::steady_clock::time_point started);
-    reply reject(const inbound_request& req, std::string_view mchid, std::string_view api, std::string_view kind,
-                 std::string_view reason, int v3_status, std::string message, bool v2);
-    void count(std::string_view api, std::string_view kind, std::string_view result);
-    void finish(const inbound_request& req, std::string_view api, std::string_view kind, std::string_view result,
-                std::string_view mchid, std::string_view out_trade_no, std::string_view detail);
+    // Counts, logs and records the refusal (a rejected row), and builds the reply for the notice's API.
+    reply reject(const inbound_request& req, const notice& n, reject_reason reason, std::string message);
+    void count(const notice& n, notify_result result);
+    // The one log line (and count) every notification leaves, whatever became of it.
+    void finish(const inbound_request& req, const notice& n, notify_result result, std::string_view out_trade_no,
+                std::string_view detail);
 
     // What both APIv2 endpoints check first: a merchant with an APIv2 key, UTF-8, a flat XML document.
     struct v2_document {
@@ -73,13 +80,13 @@ private:
         protocol::v2::fields fields;
     };
     std::variant<reply, v2_document> open_v2(const inbound_request& req, const std::string& mchid,
-                                             std::string_view kind, const config::key_store& keys);
+                                             notify_kind kind, const config::key_store& keys);
 
     key_holder& keys_;
     store::ledger& ledger_;
     store::rejected_log& rejected_;
     std::shared_ptr<metrics> metrics_;
-    clock_fn now_;
+    wall_clock clock_;
 };
 
 }  // namespace wxrecon::workflow

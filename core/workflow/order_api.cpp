@@ -36,11 +36,6 @@ bool valid_out_trade_no(std::string_view s) {
     });
 }
 
-std::int64_t now_micros() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 // The order JSON with one more member appended.
 std::string with_member(std::string order_json, std::string_view key, std::string_view value_json) {
     order_json.pop_back();  // the closing brace
@@ -145,8 +140,14 @@ std::string masked(std::string_view openid) {
 }  // namespace
 
 order_api::order_api(const config::config& cfg, std::string token, store::db_pool& pool, key_holder& keys,
-                     wechat_clients& clients, std::shared_ptr<metrics> m)
-    : cfg_(cfg), token_(std::move(token)), pool_(pool), keys_(keys), clients_(clients), metrics_(std::move(m)) {}
+                     wechat_clients& clients, std::shared_ptr<metrics> m, wall_clock clock)
+    : cfg_(cfg),
+      token_(std::move(token)),
+      pool_(pool),
+      keys_(keys),
+      clients_(clients),
+      metrics_(std::move(m)),
+      clock_(std::move(clock)) {}
 
 bool order_api::authorized(const inbound_request& req) {
     const std::string_view header = req.header("Authorization");
@@ -245,11 +246,9 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
         if (!t) co_return json_error(400, "expire_at: " + t.err().message);
         r.expire_at = *t * 1'000'000;
     } else {
-        r.expire_at = now_micros() + std::chrono::duration_cast<std::chrono::microseconds>(cfg_.poller.default_expiry).count();
+        r.expire_at = clock_.micros() + std::chrono::duration_cast<std::chrono::microseconds>(cfg_.poller.default_expiry).count();
     }
-    auto job = [r](pqxx::connection_base& c) { return store::register_order(c, r); };
-    const auto result = co_await pool_.run<store::registration_result>(std::move(job),
-                                                                        std::chrono::steady_clock::now() + database_deadline);
+    const auto result = co_await store::register_order(pool_, r, std::chrono::steady_clock::now() + database_deadline);
     if (result.outcome == store::registration_outcome::created) metrics_->add("wxrecon_orders_registered_total");
     if (prepay && result.outcome != store::registration_outcome::conflict) {
         const int status = result.outcome == store::registration_outcome::created ? 201 : 200;
@@ -267,9 +266,7 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
 }
 
 boost::asio::awaitable<reply> order_api::get_order(std::string mchid, std::string out_trade_no) {
-    auto job = [mchid, out_trade_no](pqxx::connection_base& c) { return store::order_json(c, mchid, out_trade_no); };
-    const auto json = co_await pool_.run<std::optional<std::string>>(std::move(job),
-                                                                      std::chrono::steady_clock::now() + database_deadline);
+    const auto json = co_await store::order_json(pool_, mchid, out_trade_no, std::chrono::steady_clock::now() + database_deadline);
     if (!json) co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
     co_return reply{200, "application/json", *json};
 }
@@ -277,27 +274,28 @@ boost::asio::awaitable<reply> order_api::get_order(std::string mchid, std::strin
 boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m, store::order_registration r,
                                                 int status_when_placed, std::string client_ip) {
     const std::string mchid = r.mchid, out_trade_no = r.out_trade_no;
-    auto begin = [&m, r, ip = std::move(client_ip), base = cfg_.server.public_base_url](pqxx::connection_base& c) {
-        auto build = [&](const store::prepay_order& o) { return build_prepay_request(m, base, r, ip, o); };
-        return store::begin_prepay(c, r.mchid, r.out_trade_no, build);
+    auto build = [&m, r, ip = std::move(client_ip), base = cfg_.server.public_base_url](const store::prepay_order& o) {
+        return build_prepay_request(m, base, r, ip, o);
     };
-    const auto start = co_await pool_.run<std::optional<store::prepay_start>>(
-        std::move(begin), std::chrono::steady_clock::now() + database_deadline);
+    const auto start = co_await store::begin_prepay(pool_, mchid, out_trade_no, std::move(build),
+                                                    std::chrono::steady_clock::now() + database_deadline);
     if (!start) co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
-    if (start->state == "SUCCESS" || start->state == "REFUND")
-        co_return json_error(409, "the order is already paid (" + start->state + "); it cannot be paid again");
-    if (start->state != "NOTPAY" && start->state != "USERPAYING")
-        co_return json_error(409, "the order is " + start->state + "; register a new out_trade_no to take payment");
-    const std::int64_t now = now_micros();
+    const std::string state(domain::to_string(start->state));
+    if (start->state == domain::trade_state::success || start->state == domain::trade_state::refund)
+        co_return json_error(409, "the order is already paid (" + state + "); it cannot be paid again");
+    if (start->state != domain::trade_state::notpay && start->state != domain::trade_state::userpaying)
+        co_return json_error(409, "the order is " + state + "; register a new out_trade_no to take payment");
+    const std::int64_t now = clock_.micros();
     if (start->expire_at - now < min_time_to_expiry_micros)
         co_return json_error(409, "the order expires at " + format_rfc3339(start->expire_at / micros_per_second) +
                                       ", too soon to take payment; register a new out_trade_no");
 
-    const bool v3 = start->prepay.api_version == "v3";
     const auto keys = keys_.get();  // held for the whole call: the access below points into it
     const config::merchant_keys* mk = keys->find(mchid);
     if (mk == nullptr) co_return json_error(500, "no key material is loaded for merchant " + mchid);
-    // APIv2: the stored fields, and the algorithm they were signed with, which the paySign must use too (§7.4).
+    const bool v3 = start->prepay.api_version == "v3";
+    // APIv2: the stored fields, and the algorithm they were signed with, which the paySign must use too
+    // (docs/protocol-notes.md §7.4).
     protocol::v2::fields v2_fields;
     auto v2_type = protocol::v2::sign_type::hmac_sha256;
     if (!v3) {
@@ -306,59 +304,22 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
         v2_fields = std::move(*parsed);
         if (protocol::v2::field(v2_fields, "sign_type") == "MD5") v2_type = protocol::v2::sign_type::md5;
     }
-    std::optional<std::string> prepay_id;
-    if (start->prepay.prepay_id && start->prepay.prepaid_at && now - *start->prepay.prepaid_at < prepay_id_reuse_micros)
-        prepay_id = start->prepay.prepay_id;
 
     std::string order_json;
-    if (!prepay_id) {
-        const wechat::merchant_access access = merchant_access_for(m, *mk);
-        wechat::pay_client& client = clients_.pay(m);
-        const auto sent_at = std::chrono::steady_clock::now();
-        wechat::call_result answer;
-        if (v3) {
-            std::string method = "POST", path = "/v3/pay/transactions/jsapi", request = start->prepay.request;
-            answer = co_await client.v3(access, std::move(method), std::move(path), std::move(request),
-                                        wechat::retry_safety::once_only);
-        } else {
-            std::string path = "/pay/unifiedorder";
-            protocol::v2::fields fields = v2_fields;
-            answer = co_await client.v2(access, std::move(path), std::move(fields), v2_type,
-                                        wechat::retry_safety::once_only);
-        }
-        const auto latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent_at);
-        if (answer.outcome == wechat::call_outcome::ok) prepay_id = prepay_id_of(answer, v3);
-        const bool placed = prepay_id.has_value() || may_be_placed(answer);
-        const std::string code = answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
-        const std::string message = answer.message.empty() ? answer.error : answer.message;
-        std::optional<std::string> error;
-        if (!prepay_id) error = code + ": " + message;
-        auto record = [mchid, out_trade_no, prepay_id, placed, error](pqxx::connection_base& c) {
-            store::record_prepay(c, mchid, out_trade_no, prepay_id, placed, error);
-            return store::order_json(c, mchid, out_trade_no).value_or("{}");
-        };
-        order_json = co_await pool_.run<std::string>(std::move(record), std::chrono::steady_clock::now() + database_deadline);
-        metrics_->add("wxrecon_prepay_total", {{"api", v3 ? "v3" : "v2"}, {"result", prepay_id ? "ok" : "failed"}});
-        spdlog::info("prepay: mchid={} out_trade_no={} api={} result={} latency_ms={:.1f}{}", mchid, out_trade_no,
-                     v3 ? "v3" : "v2", prepay_id ? "ok" : "failed", latency.count(),
-                     error ? " error=\"" + *error + "\"" : std::string());
-        if (!prepay_id) {
-            co_return reply{502, "application/json",
-                            json_object()
-                                .add("error", "WeChat Pay did not place the order (the order stays registered; "
-                                              "retrying with the same body is safe): " + *error)
-                                .add("code", code)
-                                .add("message", message)
-                                .str()};
-        }
+    std::optional<std::string> prepay_id;
+    if (start->prepay.prepay_id && start->prepay.prepaid_at && now - *start->prepay.prepaid_at < prepay_id_reuse_micros) {
+        prepay_id = start->prepay.prepay_id;
+        order_json = (co_await store::order_json(pool_, mchid, out_trade_no,
+                                                 std::chrono::steady_clock::now() + database_deadline))
+                         .value_or("{}");
     } else {
-        auto read = [mchid, out_trade_no](pqxx::connection_base& c) {
-            return store::order_json(c, mchid, out_trade_no).value_or("{}");
-        };
-        order_json = co_await pool_.run<std::string>(std::move(read), std::chrono::steady_clock::now() + database_deadline);
+        placement placed = co_await place(m, *mk, mchid, out_trade_no, start->prepay.request, std::move(v2_fields), v2_type, v3);
+        if (!placed.prepay_id) co_return std::move(placed.failure);
+        prepay_id = std::move(placed.prepay_id);
+        order_json = std::move(placed.order_json);
     }
 
-    const std::int64_t now_unix = now_micros() / micros_per_second;
+    const std::int64_t now_unix = clock_.seconds();
     std::string payment_json;
     if (v3) {
         auto p = protocol::sign_request_payment_v3(mk->merchant_private_key, start->prepay.appid, *prepay_id, now_unix,
@@ -371,6 +332,52 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
                            .json();
     }
     co_return reply{status_when_placed, "application/json", with_member(std::move(order_json), "request_payment", payment_json)};
+}
+
+boost::asio::awaitable<order_api::placement> order_api::place(const config::merchant_config& m,
+                                                              const config::merchant_keys& mk, std::string mchid,
+                                                              std::string out_trade_no, std::string v3_request,
+                                                              protocol::v2::fields v2_fields,
+                                                              protocol::v2::sign_type v2_type, bool v3) {
+    const wechat::merchant_access access = merchant_access_for(m, mk);
+    wechat::pay_client& client = clients_.pay(m);
+    const auto sent_at = std::chrono::steady_clock::now();
+    wechat::call_result answer;
+    if (v3) {
+        std::string method = "POST", path = "/v3/pay/transactions/jsapi";
+        answer = co_await client.v3(access, std::move(method), std::move(path), std::move(v3_request),
+                                    wechat::retry_safety::once_only);
+    } else {
+        std::string path = "/pay/unifiedorder";
+        answer = co_await client.v2(access, std::move(path), std::move(v2_fields), v2_type,
+                                    wechat::retry_safety::once_only);
+    }
+    const auto latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent_at);
+    store::prepay_attempt attempt;
+    if (answer.outcome == wechat::call_outcome::ok) attempt.prepay_id = prepay_id_of(answer, v3);
+    attempt.placed = attempt.prepay_id.has_value() || may_be_placed(answer);
+    const std::string code = answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
+    const std::string message = answer.message.empty() ? answer.error : answer.message;
+    if (!attempt.prepay_id) attempt.error = code + ": " + message;
+    placement out;
+    out.prepay_id = attempt.prepay_id;
+    const std::optional<std::string> error = attempt.error;
+    out.order_json = co_await store::record_prepay(pool_, mchid, out_trade_no, std::move(attempt),
+                                                   std::chrono::steady_clock::now() + database_deadline);
+    metrics_->add("wxrecon_prepay_total", {{"api", v3 ? "v3" : "v2"}, {"result", out.prepay_id ? "ok" : "failed"}});
+    spdlog::info("prepay: mchid={} out_trade_no={} api={} result={} latency_ms={:.1f}{}", mchid, out_trade_no,
+                 v3 ? "v3" : "v2", out.prepay_id ? "ok" : "failed", latency.count(),
+                 error ? " error=\"" + *error + "\"" : std::string());
+    if (!out.prepay_id) {
+        out.failure = reply{502, "application/json",
+                            json_object()
+                                .add("error", "WeChat Pay did not place the order (the order stays registered; "
+                                              "retrying with the same body is safe): " + *error)
+                                .add("code", code)
+                                .add("message", message)
+                                .str()};
+    }
+    co_return out;
 }
 
 boost::asio::awaitable<reply> order_api::session(const inbound_request& req) {

@@ -7,27 +7,26 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/awaitable.hpp>
 
 #include "base/http_message.hpp"
 #include "base/metrics.hpp"
+#include "base/time.hpp"
 #include "config/config.hpp"
+#include "protocol/v2.hpp"
 #include "store/order_store.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/wechat_access.hpp"
-
-namespace wxrecon::store {
-class db_pool;
-}
 
 namespace wxrecon::workflow {
 
 class order_api {
 public:
     order_api(const config::config& cfg, std::string token, store::db_pool& pool, key_holder& keys,
-              wechat_clients& clients, std::shared_ptr<metrics> m);
+              wechat_clients& clients, std::shared_ptr<metrics> m, wall_clock clock = {});
 
     static bool handles(std::string_view path) { return path.starts_with("/api/v1/"); }
     boost::asio::awaitable<reply> handle(inbound_request& req);
@@ -40,6 +39,16 @@ private:
     // and its wx.requestPayment parameters.
     boost::asio::awaitable<reply> prepay(const config::merchant_config& m, store::order_registration r,
                                          int status_when_placed, std::string client_ip);
+    // One attempt at placing the order at WeChat Pay, recorded: the prepay_id and the order JSON after
+    // the record, or the 502 to answer with.
+    struct placement {
+        std::optional<std::string> prepay_id;
+        std::string order_json;
+        reply failure;
+    };
+    boost::asio::awaitable<placement> place(const config::merchant_config& m, const config::merchant_keys& mk,
+                                            std::string mchid, std::string out_trade_no, std::string v3_request,
+                                            protocol::v2::fields v2_fields, protocol::v2::sign_type v2_type, bool v3);
     boost::asio::awaitable<reply> session(const inbound_request& req);
 
     const config::config& cfg_;
@@ -48,6 +57,7 @@ private:
     key_holder& keys_;
     wechat_clients& clients_;
     std::shared_ptr<metrics> metrics_;
+    wall_clock clock_;
     // Failed authentications allowed per second (and as a burst); beyond that, 429 without checking.
     double failure_tokens_ = 20;
     std::chrono::steady_clock::time_point failure_refill_ = std::chrono::steady_clock::now();

@@ -4,7 +4,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -26,11 +25,6 @@ namespace {
 constexpr micros second = 1'000'000;
 // A ledger write gets this long; the poll is retried later when it does not commit in time.
 constexpr auto apply_deadline = std::chrono::seconds(10);
-
-micros now_micros() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 micros to_micros(config::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
 
@@ -98,8 +92,7 @@ asio::awaitable<void> poller::refresh_gauges() {
     for (int reading = 0; !stopping_; ++reading) {
         const bool by_state = reading % std::max(1, options_.orders_by_state_every) == 0;
         try {
-            auto job = [by_state](pqxx::connection_base& c) { return store::read_poll_gauges(c, by_state); };
-            const auto g = co_await pool_.run<store::poll_gauges>(std::move(job), steady::now() + options_.gauges);
+            const auto g = co_await store::read_poll_gauges(pool_, by_state, steady::now() + options_.gauges);
             metrics_->set("wxrecon_stuck_orders", {}, static_cast<double>(g.stuck));
             metrics_->set("wxrecon_poll_lag_seconds", {}, g.lag_seconds);
             if (by_state) {
@@ -141,10 +134,8 @@ asio::awaitable<void> poller::run() {
         if (free >= claim_batch || (free > 0 && in_flight_ == 0)) {
             std::vector<store::claimed_order> claimed;
             try {
-                auto job = [owner = options_.owner, lease = options_.lease, free](pqxx::connection_base& c) {
-                    return store::claim_due_orders(c, owner, lease, static_cast<std::size_t>(free));
-                };
-                claimed = co_await pool_.run<std::vector<store::claimed_order>>(std::move(job));
+                claimed = co_await store::claim_due_orders(pool_, options_.owner, options_.lease,
+                                                           static_cast<std::size_t>(free));
             } catch (const std::exception& e) {
                 spdlog::warn("poll: cannot claim due orders error=\"{}\"", e.what());
             }
@@ -200,14 +191,14 @@ domain::micros poller::backoff(const wechat::call_result& r) const {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     const micros base = r.outcome == wechat::call_outcome::rate_limited ? 10 * second : 3 * second;
     std::uniform_int_distribution<micros> jitter(0, base);
-    return now_micros() + base + jitter(rng);
+    return options_.clock.micros() + base + jitter(rng);
 }
 
 asio::awaitable<wechat::call_result> poller::query(const config::merchant_config& m,
                                                    const wechat::merchant_access& access,
                                                    const std::string& out_trade_no, micros& sent_at) {
     co_await take_token(m.mchid);
-    sent_at = now_micros();  // after the wait for the rate: what the answer describes starts here
+    sent_at = options_.clock.micros();  // after the wait for the rate: what the answer describes starts here
     wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
         std::string method = "GET", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "?mchid=" + m.mchid;
@@ -225,7 +216,7 @@ asio::awaitable<wechat::call_result> poller::close_at_wechat(const config::merch
                                                              const wechat::merchant_access& access,
                                                              const std::string& out_trade_no, micros& sent_at) {
     co_await take_token(m.mchid);
-    sent_at = now_micros();
+    sent_at = options_.clock.micros();
     wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
         std::string method = "POST", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "/close";
@@ -292,11 +283,7 @@ asio::awaitable<bool> poller::apply_close(const store::claimed_order& order, std
 }
 
 asio::awaitable<void> poller::finish(store::poll_update update) {
-    auto job = [owner = options_.owner, update = std::move(update)](pqxx::connection_base& c) {
-        store::finish_poll(c, owner, update);
-        return 0;
-    };
-    co_await pool_.run<int>(std::move(job));
+    co_await store::finish_poll(pool_, options_.owner, std::move(update));
 }
 
 asio::awaitable<void> poller::poll(store::claimed_order order) {
@@ -307,7 +294,7 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     const config::merchant_config* m = cfg_.find_merchant(order.mchid);
     const auto keys = keys_.get();  // this poll's key material; a reload meanwhile does not pull it away
     const config::merchant_keys* mk = keys->find(order.mchid);
-    const micros now = now_micros();
+    const micros now = options_.clock.micros();
     if (domain::is_terminal(order.state)) {
         // Settled meanwhile (a notification): the rest of the schedule is cancelled here rather than on the
         // fact path, so applying a fact never touches the next_poll_at index and stays a HOT update.
@@ -338,17 +325,17 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     const std::string api = m->version == config::api_version::v3 ? "v3" : "v2";
     micros sent_at = 0;
     const wechat::call_result answer = co_await query(*m, access, order.out_trade_no, sent_at);
-    const double query_ms = static_cast<double>(now_micros() - sent_at) / 1000;
+    const double query_ms = static_cast<double>(options_.clock.micros() - sent_at) / 1000;
     bool settled = false;
     if (answer.outcome == wechat::call_outcome::ok) {
-        const micros applying = now_micros();
+        const micros applying = options_.clock.micros();
         auto [result, done] = co_await apply_answer(*m, order, answer, sent_at);
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", result}});
         settled = done;
         update.answered = true;
         spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} apply_ms={:.1f}",
                      result, m->mchid, order.out_trade_no, log_token(answer.request_id),
-                     query_ms, static_cast<double>(now_micros() - applying) / 1000);
+                     query_ms, static_cast<double>(options_.clock.micros() - applying) / 1000);
     } else {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", std::string(query_metric(answer))}});
         spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} error={}",
@@ -367,39 +354,47 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     if (!closing || settled) {
         if (!settled) {
             const auto next =
-                domain::next_query_due(schedule_, order.created_at, expire, order.poll_attempts + 1, now_micros());
+                domain::next_query_due(schedule_, order.created_at, expire, order.poll_attempts + 1, options_.clock.micros());
             update.next_poll_at = next ? std::min(*next, close_at) : close_at;
         }
         co_await finish(std::move(update));
         co_return;
     }
 
-    // The final query said the order is open (or unknown at WeChat): close it.
+    co_await close_expired(*m, access, order, answer, update);
+    co_await finish(std::move(update));
+}
+
+// The final query found the order still open (or unknown at WeChat Pay) at its close time: close it,
+// unless it was paid meanwhile. What is left to do goes into update.
+asio::awaitable<void> poller::close_expired(const config::merchant_config& m, const wechat::merchant_access& access,
+                                            const store::claimed_order& order, const wechat::call_result& answer,
+                                            store::poll_update& update) {
+    const std::string api = m.version == config::api_version::v3 ? "v3" : "v2";
     if (is_not_found(answer)) {
         if (!order.placed_at) {
             std::string why = "never placed at WeChat Pay";
-            co_await apply_close(order, std::move(why), now_micros());
-            spdlog::info("poll: closed locally mchid={} out_trade_no={} (never placed at WeChat Pay)", m->mchid,
+            co_await apply_close(order, std::move(why), options_.clock.micros());
+            spdlog::info("poll: closed locally mchid={} out_trade_no={} (never placed at WeChat Pay)", m.mchid,
                          order.out_trade_no);
         } else {
             update.next_poll_at = backoff(answer);
         }
-        co_await finish(std::move(update));
         co_return;
     }
     micros close_sent_at = 0;
-    const wechat::call_result closed = co_await close_at_wechat(*m, access, order.out_trade_no, close_sent_at);
+    const wechat::call_result closed = co_await close_at_wechat(m, access, order.out_trade_no, close_sent_at);
     if (closed.outcome == wechat::call_outcome::ok || is_already_closed(closed)) {
         std::string why = "closed by wxrecon after expiry";
         co_await apply_close(order, std::move(why), close_sent_at);
-        spdlog::info("poll: closed mchid={} out_trade_no={}", m->mchid, order.out_trade_no);
+        spdlog::info("poll: closed mchid={} out_trade_no={}", m.mchid, order.out_trade_no);
         update.error.reset();
     } else if (is_already_paid(closed)) {
         // Paid between the final query and the close: the payment is what counts.
         micros again_at = 0;
-        const wechat::call_result again = co_await query(*m, access, order.out_trade_no, again_at);
+        const wechat::call_result again = co_await query(m, access, order.out_trade_no, again_at);
         if (again.outcome == wechat::call_outcome::ok) {
-            auto [result, done] = co_await apply_answer(*m, order, again, again_at);
+            auto [result, done] = co_await apply_answer(m, order, again, again_at);
             (void)done;
             metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", result}});
         } else {
@@ -410,7 +405,6 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         update.next_poll_at = backoff(closed);
         update.error = "close: " + closed.error;
     }
-    co_await finish(std::move(update));
 }
 
 }  // namespace wxrecon::workflow

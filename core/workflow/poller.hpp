@@ -16,6 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "base/metrics.hpp"
+#include "base/time.hpp"
 #include "config/config.hpp"
 #include "domain/schedule.hpp"
 #include "store/poll_store.hpp"
@@ -36,6 +37,7 @@ struct poller_options {
     std::string owner;                        // this instance's name in poll_lease_owner
     std::chrono::milliseconds gauges{5000};   // how often the stuck-order and poll-lag gauges are read
     int orders_by_state_every = 12;           // wxrecon_orders{state} (a GROUP BY) on every n-th reading
+    wall_clock clock;                         // when queries are sent and due
 };
 
 class poller {
@@ -54,6 +56,9 @@ private:
     boost::asio::awaitable<void> refresh_gauges();
     boost::asio::awaitable<void> poll(store::claimed_order order);
     boost::asio::awaitable<void> poll_checked(store::claimed_order order);
+    boost::asio::awaitable<void> close_expired(const config::merchant_config& m, const wechat::merchant_access& access,
+                                               const store::claimed_order& order, const wechat::call_result& answer,
+                                               store::poll_update& update);
     boost::asio::awaitable<wechat::call_result> query(const config::merchant_config& m,
                                                       const wechat::merchant_access& access,
                                                       const std::string& out_trade_no, domain::micros& sent_at);

@@ -12,7 +12,7 @@ net::client_options wechat_clients::options_for(const config::merchant_config& m
 wechat::pay_client& wechat_clients::pay(const config::merchant_config& m) {
     auto options = options_for(m);
     auto& slot = pay_[options.ca_file];
-    if (!slot) slot = std::make_unique<wechat::pay_client>(executor_, options);
+    if (!slot) slot = std::make_unique<wechat::pay_client>(executor_, options, clock_);
     return *slot;
 }
 

@@ -10,6 +10,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include "base/time.hpp"
 #include "config/config.hpp"
 #include "config/key_material.hpp"
 #include "net/http_client.hpp"
@@ -20,8 +21,8 @@ namespace wxrecon::workflow {
 
 class wechat_clients {
 public:
-    wechat_clients(boost::asio::any_io_executor ex, std::chrono::milliseconds request_timeout)
-        : executor_(std::move(ex)), request_timeout_(request_timeout) {}
+    wechat_clients(boost::asio::any_io_executor ex, std::chrono::milliseconds request_timeout, wall_clock clock = {})
+        : executor_(std::move(ex)), request_timeout_(request_timeout), clock_(std::move(clock)) {}
     // Signed WeChat Pay calls for the merchant's api_base (its ca_file added to the trusted CAs).
     wechat::pay_client& pay(const config::merchant_config& m);
     // Plain HTTPS for the mini-program API (jscode2session), with the same CA rule.
@@ -32,6 +33,7 @@ private:
 
     boost::asio::any_io_executor executor_;
     std::chrono::milliseconds request_timeout_;
+    wall_clock clock_;  // signs requests and judges answers' timestamps
     std::map<std::string, std::unique_ptr<wechat::pay_client>> pay_;  // by ca_file
     std::map<std::string, std::unique_ptr<net::http_client>> plain_;  // by ca_file
 };

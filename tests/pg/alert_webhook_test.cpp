@@ -26,7 +26,7 @@ public:
         server_ = std::make_unique<net::http_server>(
             io_.get_executor(), boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
             net::http_limits{}, [this](inbound_request& r) { return answer(r); },
-            [](std::string_view) { return reply{413, "", ""}; }, std::make_shared<metrics>(), "receiver");
+            [](std::string_view) { return reply{413, "", ""}; }, "receiver");
         server_->start();
         port_ = server_->local_endpoint().port();
         thread_ = std::thread([this] { io_.run(); });

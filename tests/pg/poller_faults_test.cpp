@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/time.hpp"
 #include "domain/facts.hpp"
 #include "sim_env.hpp"
 #include "store/ledger.hpp"
@@ -104,11 +105,6 @@ long metric(unsigned short admin_port, const std::string& series) {
 
 std::string queries_total(const std::string& api, const std::string& result) {
     return "wxrecon_queries_total{api=\"" + api + "\",result=\"" + result + "\"}";
-}
-
-domain::micros now_micros() {
-    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 class PollerFaults : public ::testing::Test {
@@ -472,13 +468,13 @@ domain::fact notified_payment(const std::string& mchid, const std::string& out_t
     p.transaction_id = txid;
     p.amount_total = 100;
     p.payer_total = 100;
-    p.success_time = now_micros();
+    p.success_time = system_micros();
     domain::fact f;
     f.mchid = mchid;
     f.source = domain::fact_source::notify_v3;
     f.event_type = "TRANSACTION.SUCCESS";
     f.notify_id = "EV-" + txid;
-    f.observed_at = now_micros();
+    f.observed_at = system_micros();
     f.occurred_at = p.success_time;
     f.payload_json = "{\"out_trade_no\":\"" + out_trade_no + "\"}";
     f.raw_body = "{}";
@@ -576,7 +572,7 @@ TEST_F(PollerFaults, AnswerOfAQueryThatWaitedForTheRateIsNotStale) {
     for (int i = 1; i <= 4; ++i) {
         const std::string no = "TOKWAIT-" + std::to_string(i);
         if (std::none_of(first.begin(), first.end(), [&](const sim_call& c) { return c.order == no; })) {
-            domain::fact f = queried_notpay(mchid, no, now_micros());  // another instance saw USERPAYING
+            domain::fact f = queried_notpay(mchid, no, system_micros());  // another instance saw USERPAYING
             std::get<domain::payment_fact>(f.body).state = domain::trade_state::userpaying;
             ASSERT_EQ(apply_one(db_.url(), f).outcome, domain::outcome::applied);
             waiting.push_back(no);

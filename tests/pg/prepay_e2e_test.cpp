@@ -27,10 +27,6 @@ const std::string converging_poller =
     "[poller]\ndelays = [\"3s\", \"8s\"]\ninterval_after = \"5s\"\nclose_after_expire = \"1s\"\n"
     "concurrency = 32\nrate_per_second = 500\n";
 
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 TEST(PrepayEndToEnd, PlacedPaidLostAndExpiredOrdersAllAgreeWithTheSimulator) {
     const char* env = std::getenv("WXRECON_PREPAY_ORDERS");
     const int orders = env != nullptr ? std::atoi(env) : 2000;
@@ -69,7 +65,7 @@ TEST(PrepayEndToEnd, PlacedPaidLostAndExpiredOrdersAllAgreeWithTheSimulator) {
                     R"({"mchid":")" + m.mchid + R"(","out_trade_no":"E2E-PREPAY-)" + std::to_string(i) +
                     R"(","amount_total":)" + std::to_string(100 + i) +
                     R"(,"description":"e2e","payer_openid":"oE2EPayer","prepay":true,"expire_at":")" +
-                    format_rfc3339(unix_now() + 65) + "\"}";
+                    format_rfc3339(wall_clock{}.seconds() + 65) + "\"}";
                 const auto r = api_post(daemon.port(), "/api/v1/orders", body);
                 (r.status == 201 && r.body.find("\"paySign\"") != std::string::npos ? placed : failed) += 1;
             }

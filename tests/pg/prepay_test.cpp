@@ -23,9 +23,7 @@ namespace {
 using namespace std::chrono_literals;
 
 std::string expire_in(std::chrono::seconds s) {
-    return format_rfc3339(std::chrono::duration_cast<std::chrono::seconds>(
-                              std::chrono::system_clock::now().time_since_epoch() + s)
-                              .count());
+    return format_rfc3339(wall_clock{}.seconds() + s.count());
 }
 
 std::string order_body(const sim::sim_merchant& m, const std::string& no, std::int64_t amount,

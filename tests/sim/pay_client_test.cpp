@@ -70,9 +70,10 @@ protected:
     }
 
     wechat::call_result v3(const merchant_view& m, const std::string& method, const std::string& target,
-                           const std::string& body = "", retry_safety safety = retry_safety::idempotent) {
+                           const std::string& body = "", retry_safety safety = retry_safety::idempotent,
+                           wall_clock clock = {}) {
         boost::asio::io_context io;
-        wechat::pay_client client(io.get_executor(), {});
+        wechat::pay_client client(io.get_executor(), {}, std::move(clock));
         auto done = boost::asio::co_spawn(io, client.v3(m.access, method, target, body, safety), boost::asio::use_future);
         io.run();
         return done.get();
@@ -108,6 +109,18 @@ TEST_F(PayClient, QueryAnswerIsVerifiedBeforeItIsOk) {
     EXPECT_EQ(r.status, 200);
     EXPECT_NE(r.body.find("\"trade_state\":\"NOTPAY\""), std::string::npos) << r.body;
     EXPECT_FALSE(r.request_id.empty());
+}
+
+TEST_F(PayClient, SignsAndJudgesAnswersByTheInjectedClock) {
+    running_simulator sim(*keys_, {});
+    const auto m = view_of(*keys_, 0, base(sim));
+    create_order(sim, 0, "CLIENT-0007");
+    manual_clock clock(system_micros() + 600'000'000);  // ten minutes ahead of WeChat Pay: outside both windows
+    const auto ahead = v3(*m, "GET", query_target(0, "CLIENT-0007"), "", retry_safety::idempotent, clock.clock());
+    EXPECT_NE(ahead.outcome, call_outcome::ok) << ahead.body;
+    clock.set(system_micros());
+    const auto in_step = v3(*m, "GET", query_target(0, "CLIENT-0007"), "", retry_safety::idempotent, clock.clock());
+    EXPECT_EQ(in_step.outcome, call_outcome::ok) << in_step.error;
 }
 
 TEST_F(PayClient, ForgedOrUntrustedSuccessIsNeverOk) {

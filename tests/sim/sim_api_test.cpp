@@ -45,12 +45,6 @@ constexpr std::size_t mixed_merchant = 3;          // APIv3, migrating between t
 const std::string unreachable_notify_url = "http://127.0.0.1:1/x";
 constexpr const char* absent = "<absent>";
 
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
 std::string json_string(std::string_view s) {
     return "\"" + std::string(s) + "\"";
 }
@@ -165,7 +159,7 @@ http_response signed_call(unsigned short port, const merchant_identity& m, const
     header_list headers = {{"Accept", "application/json"},
                            {"User-Agent", "wxrecon-sim-test"},
                            {"Authorization", authorization(m, method, target, body, m.signing_key,
-                                                           m.merchant_serial, unix_now())}};
+                                                           m.merchant_serial, wall_clock{}.seconds())}};
     if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
     for (auto& h : extra) headers.push_back(std::move(h));
     return http_request(port, method, target, headers, body);
@@ -197,7 +191,7 @@ status check_response_signature(const http_response& r, const crypto::public_key
     const std::string signature = r.header("Wechatpay-Signature");
     const std::string sent_serial = r.header("Wechatpay-Serial");
     const v3::signature_headers h{timestamp, nonce, signature, sent_serial};
-    return v3::verify_signature(h, r.body, unix_now(), [&](std::string_view s) -> const crypto::public_key* {
+    return v3::verify_signature(h, r.body, wall_clock{}.seconds(), [&](std::string_view s) -> const crypto::public_key* {
         return s == serial ? &key : nullptr;
     });
 }
@@ -426,28 +420,28 @@ TEST_F(SimApi, AuthorizationFailuresAreSignErrors) {
 
     // Control: within the window (250 s old) with the right key and serial the call succeeds.
     const auto fine =
-        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, unix_now() - 250));
+        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds() - 250));
     EXPECT_EQ(fine.status, 200) << fine.body;
 
     auto stranger = crypto::generate_rsa_key();
     ASSERT_TRUE(stranger.has_value()) << stranger.err().message;
-    expect_sign_error(send(authorization(m, "GET", target, "", *stranger, m.merchant_serial, unix_now())),
+    expect_sign_error(send(authorization(m, "GET", target, "", *stranger, m.merchant_serial, wall_clock{}.seconds())),
                       "signed with a key the merchant does not have");
 
     std::string wrong_serial = m.merchant_serial;
     wrong_serial.back() = wrong_serial.back() == 'A' ? 'B' : 'A';
-    expect_sign_error(send(authorization(m, "GET", target, "", m.signing_key, wrong_serial, unix_now())),
+    expect_sign_error(send(authorization(m, "GET", target, "", m.signing_key, wrong_serial, wall_clock{}.seconds())),
                       "wrong serial_no");
 
     const auto stale =
-        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, unix_now() - 301));
+        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds() - 301));
     expect_sign_error(stale, "timestamp 301 s old");
     EXPECT_EQ(json_doc(stale.body).str("/message"),
               "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟");
 
     // |now - timestamp| > 300 s: the future counts too.
     expect_sign_error(
-        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, unix_now() + 310)),
+        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds() + 310)),
         "timestamp 310 s ahead");
 
     expect_sign_error(http_request(sim_port(), "GET", target, {{"Accept", "application/json"}}),
@@ -456,7 +450,7 @@ TEST_F(SimApi, AuthorizationFailuresAreSignErrors) {
     // §1.1: the ?mchid= query string is part of the canonical URL.
     const std::string path_only = "/v3/pay/transactions/out-trade-no/AUTH-0000000001";
     expect_sign_error(
-        send(authorization(m, "GET", path_only, "", m.signing_key, m.merchant_serial, unix_now())),
+        send(authorization(m, "GET", path_only, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds())),
         "signed without the query string");
 }
 

@@ -1,3 +1,4 @@
+#include "base/time.hpp"
 #include "sim_env.hpp"
 
 #include <boost/asio/co_spawn.hpp>
@@ -22,7 +23,7 @@ sim_key_dir::sim_key_dir(int merchants)
     sim::keygen_options o;
     o.out = dir;
     o.merchants = merchants;
-    o.now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    o.now = wall_clock{}.seconds();
     auto written = sim::write_key_set(o);
     if (!written) throw std::runtime_error(written.err().message);
     keys = std::move(*written);

@@ -129,5 +129,24 @@ TEST(civil_to_unix, validates_fields) {
     EXPECT_FALSE(civil_to_unix(-1, 1, 1, 0, 0, 0));
 }
 
+TEST(wall_clock, defaults_to_the_system_clock) {
+    const std::int64_t before = system_micros();
+    const std::int64_t read = wall_clock{}.micros();
+    EXPECT_GE(read, before);
+    EXPECT_LT(read - before, 60'000'000);
+}
+
+TEST(wall_clock, follows_a_manual_clock_it_was_handed) {
+    manual_clock manual(1'528'425'296'500'000);
+    const wall_clock a = manual.clock(), b = manual.clock();
+    EXPECT_EQ(a.micros(), 1'528'425'296'500'000);
+    EXPECT_EQ(a.seconds(), 1'528'425'296);
+    manual.advance(600'000);
+    EXPECT_EQ(b.micros(), 1'528'425'297'100'000);
+    EXPECT_EQ(a.seconds(), 1'528'425'297);
+    manual.set(0);
+    EXPECT_EQ(a.micros(), 0);
+}
+
 }  // namespace
 }  // namespace wxrecon

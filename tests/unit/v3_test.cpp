@@ -67,10 +67,10 @@ TEST(V3Signature, UnknownSerialTamperedBodyAndMissingHeadersFail) {
     EXPECT_EQ(check(v, v.now, v.body + " ", v.serial).err().code, errc::bad_signature);
     const signature_headers missing{v.timestamp, "", v.signature, v.serial};
     EXPECT_EQ(verify_signature(missing, v.body, v.now, [](std::string_view) { return nullptr; }).err().code,
-              errc::invalid_argument);
+              errc::missing_signature);
     const signature_headers garbled{"16245x3846", v.nonce, v.signature, v.serial};
     EXPECT_EQ(verify_signature(garbled, v.body, v.now, [](std::string_view) { return nullptr; }).err().code,
-              errc::invalid_argument);
+              errc::bad_signature);
 }
 
 TEST(V3Signature, ProbePrefix) {

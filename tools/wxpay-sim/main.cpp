@@ -78,10 +78,6 @@ Control API (JSON, no authentication: bind it to loopback):
   GET  /sim/merchants       merchants with their key mode, faults and protocol variants
 )";
 
-std::int64_t unix_now() {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 int fail(const std::string& message) {
     std::fprintf(stderr, "wxpay-sim: %s\n", message.c_str());
     return 2;
@@ -89,7 +85,7 @@ int fail(const std::string& message) {
 
 int run_keys(int argc, char** argv) {
     sim::keygen_options o;
-    o.now = unix_now();
+    o.now = wall_clock{}.seconds();
     for (int i = 2; i < argc; ++i) {
         const std::string arg = argv[i];
         if (i + 1 >= argc) return fail("missing value after " + arg);

@@ -148,7 +148,7 @@ void simulator::start() {
         io_.get_executor(), net::parse_endpoint(options_.listen), limits,
         [this](inbound_request& r) { return handle(r); },
         [](std::string_view) { return json_reply(413, v3_error_body("PARAM_ERROR", "request body too large")); },
-        std::make_shared<metrics>(), "sim", tls);
+        "sim", net::http_observer{}, tls);
     server_->start();
 }
 
@@ -168,7 +168,7 @@ simulator::merchant_state* simulator::merchant(std::string_view mchid) {
 }
 
 std::int64_t simulator::now() const {
-    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    return options_.clock.seconds();
 }
 
 std::int64_t simulator::elapsed_ms() const {

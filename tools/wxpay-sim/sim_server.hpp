@@ -20,6 +20,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "base/http_message.hpp"
+#include "base/time.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "sim_faults.hpp"
@@ -38,6 +39,7 @@ struct sim_options {
     int delivery_concurrency = 64;      // notification POSTs in flight at once
     int signing_threads = 2;
     std::chrono::milliseconds notify_timeout{5000};  // WeChat gives the merchant 5 s
+    wall_clock clock;                   // WeChat Pay's time: timestamps, expiry, success_time
 };
 
 // §3.7: after the first attempt, re-sent at these intervals (15 attempts over 24 h 4 min).

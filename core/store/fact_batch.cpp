@@ -1,0 +1,594 @@
+#include "store/fact_batch.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "base/json_writer.hpp"
+
+namespace wxrecon::store {
+namespace {
+
+using namespace domain;
+
+// PostgreSQL array literal, passed as one text parameter and cast in SQL: libpqxx 6 binds no arrays.
+class pg_array {
+public:
+    void add(std::string_view v) {
+        separator();
+        text_.push_back('"');
+        for (char c : v) {
+            if (c == '"' || c == '\\') text_.push_back('\\');
+            text_.push_back(c);
+        }
+        text_.push_back('"');
+    }
+    void add(const std::string& v) { add(std::string_view(v)); }
+    void add(const std::optional<std::string>& v) { v ? add(std::string_view(*v)) : add_null(); }
+    void add(std::optional<std::int64_t> v) {
+        separator();
+        text_ += v ? std::to_string(*v) : "NULL";
+    }
+    void add(bool v) {
+        separator();
+        text_ += v ? "t" : "f";
+    }
+    void add_null() {
+        separator();
+        text_ += "NULL";
+    }
+    std::string str() const { return text_ + "}"; }
+    bool empty() const { return text_.size() == 1; }
+
+private:
+    void separator() {
+        if (text_.size() > 1) text_.push_back(',');
+    }
+    std::string text_ = "{";
+};
+
+std::optional<std::string> non_empty(const std::string& s) {
+    if (s.empty()) return std::nullopt;
+    return s;
+}
+
+std::string key_of(std::string_view a, std::string_view b) {
+    std::string k(a);
+    k.push_back('\x1f');
+    k.append(b);
+    return k;
+}
+
+// Every identity a fact is recognised by (interfaces.md section 3).
+std::vector<std::string> identities_of(const fact& f) {
+    std::vector<std::string> ids;
+    if (f.notify_id) ids.push_back(key_of("n" + f.mchid, *f.notify_id));
+    if (const auto* p = std::get_if<payment_fact>(&f.body)) {
+        if (!p->transaction_id.empty())
+            ids.push_back(key_of("p" + f.mchid, key_of(p->transaction_id, to_string(p->state))));
+        else
+            ids.push_back(key_of("u" + f.mchid, key_of(p->out_trade_no, to_string(p->state))));
+    } else {
+        const auto& r = std::get<refund_fact>(f.body);
+        ids.push_back(key_of("r" + f.mchid, key_of(r.out_refund_no, to_string(r.status))));
+    }
+    return ids;
+}
+
+std::string state_source_of(fact_source s) {
+    switch (s) {
+    case fact_source::notify_v3:
+    case fact_source::notify_v2: return "notify";
+    case fact_source::query_v3:
+    case fact_source::query_v2: return "query";
+    case fact_source::close: return "close";
+    }
+    return "notify";
+}
+
+std::string discrepancy_detail(const fact& f, const std::optional<order_snapshot>& order) {
+    json_object o;
+    o.add("source", to_string(f.source)).add("event_type", f.event_type);
+    if (f.notify_id) o.add("notify_id", *f.notify_id);
+    if (const auto* p = std::get_if<payment_fact>(&f.body)) {
+        o.add("reported_state", to_string(p->state));
+        if (p->amount_total) o.add("reported_total", *p->amount_total);
+        if (p->payer_total) o.add("reported_payer_total", *p->payer_total);
+        if (!p->appid.empty()) o.add("reported_appid", p->appid);
+        if (!p->transaction_id.empty()) o.add("transaction_id", p->transaction_id);
+    } else {
+        const auto& r = std::get<refund_fact>(f.body);
+        o.add("out_refund_no", r.out_refund_no).add("reported_refund_status", to_string(r.status));
+        o.add("amount_refund", r.amount_refund);
+    }
+    if (order) {
+        o.add("recorded_state", to_string(order->state)).add("recorded_total", order->amount_total);
+        if (order->appid) o.add("recorded_appid", *order->appid);
+    }
+    return o.str();
+}
+
+// What the batch will write to one order row: the net effect of its facts, in arrival order.
+struct order_change {
+    std::optional<trade_state> state;
+    std::string state_source;
+    std::optional<std::string> state_desc, transaction_id, trade_type, bank_type, payer_openid;
+    std::optional<std::int64_t> payer_total;
+    std::optional<micros> success_time;
+    bool notified = false;
+};
+
+struct refund_change {
+    const refund_fact* latest = nullptr;
+    std::optional<std::string> refund_id, transaction_id;
+    std::optional<std::int64_t> amount_total;
+    std::optional<micros> success_time;
+};
+
+template <class T>
+void keep_first(std::optional<T>& slot, const std::optional<T>& v) {
+    if (!slot && v) slot = v;
+}
+template <class T>
+void keep_last(std::optional<T>& slot, const std::optional<T>& v) {
+    if (v) slot = v;
+}
+
+// The decisions of a batch and the rows they produce.
+class batch_plan {
+public:
+    batch_plan(micros now, std::map<std::string, order_snapshot> orders,
+               std::map<std::string, refund_snapshot> refunds, std::set<std::string> recorded)
+        : now_(now), orders_(std::move(orders)), refunds_(std::move(refunds)), seen_(std::move(recorded)) {}
+
+    apply_result add(const fact& f) {
+        auto ids = identities_of(f);
+        const std::string okey = key_of(f.mchid, f.out_trade_no());
+        for (const auto& id : ids) {
+            if (!seen_.count(id)) continue;
+            // Already recorded: changes nothing, though a notification still counts as received.
+            if (is_notification(f.source) && orders_.count(okey)) change_order(f, okey, decision{});
+            return apply_result{outcome::unchanged, true, {}};
+        }
+        std::optional<order_snapshot> order;
+        if (auto it = orders_.find(okey); it != orders_.end()) order = it->second;
+        const decision d = std::holds_alternative<payment_fact>(f.body)
+                               ? decide(f, std::get<payment_fact>(f.body), order)
+                               : decide_refund(f, order);
+        if (d.result == outcome::unmatched) return apply_result{d.result, false, {}};
+        if (d.result == outcome::applied) {
+            events_.push_back(&f);
+            for (auto& id : ids) seen_.insert(std::move(id));
+        }
+        if (d.result == outcome::applied || is_notification(f.source)) {
+            if (d.create_order) create(f, okey);
+            if (orders_.count(okey)) change_order(f, okey, d);
+        }
+        if (d.result == outcome::applied && d.upsert_refund) change_refund(f);
+        for (const auto kind : d.open) discrepancy_op(f, kind, true, order);
+        for (const auto kind : d.resolve) discrepancy_op(f, kind, false, order);
+        return apply_result{d.result, false, d.open};
+    }
+
+    void write(pqxx::work& tx) const;
+
+private:
+    void write_created_orders(pqxx::work& tx) const;
+    void write_events(pqxx::work& tx) const;
+    void write_order_changes(pqxx::work& tx) const;
+    void write_refund_changes(pqxx::work& tx) const;
+    void write_discrepancies(pqxx::work& tx) const;
+
+    decision decide_refund(const fact& f, const std::optional<order_snapshot>& order) const {
+        const auto& r = std::get<refund_fact>(f.body);
+        std::optional<refund_snapshot> refund;
+        if (auto it = refunds_.find(key_of(f.mchid, r.out_refund_no)); it != refunds_.end()) refund = it->second;
+        return decide(f, r, order, refund);
+    }
+
+    void create(const fact& f, const std::string& okey) {
+        const auto& p = std::get<payment_fact>(f.body);
+        created_.push_back(&f);
+        order_snapshot fresh;
+        fresh.state_changed_at = now_;
+        fresh.amount_total = p.amount_total.value_or(0);
+        if (!p.appid.empty()) fresh.appid = p.appid;
+        orders_[okey] = fresh;
+    }
+
+    void change_order(const fact& f, const std::string& okey, const decision& d) {
+        auto& snap = orders_[okey];
+        auto& c = changes_[okey];
+        if (c.state_source.empty()) order_keys_.push_back({f.mchid, f.out_trade_no()});
+        if (c.state_source.empty()) c.state_source = state_source_of(f.source);
+        c.notified = c.notified || is_notification(f.source);
+        if (d.result != outcome::applied) return;
+        if (d.new_state) {
+            c.state = d.new_state;
+            c.state_source = state_source_of(f.source);
+            snap.state = *d.new_state;
+            snap.state_changed_at = now_;
+        }
+        const auto* p = std::get_if<payment_fact>(&f.body);
+        // The description goes with the state it describes (a close records why, e.g. never placed).
+        if (p && (d.new_state || d.record_payment_details)) keep_last(c.state_desc, non_empty(p->state_desc));
+        if (p && d.record_payment_details) {
+            keep_first(c.transaction_id, non_empty(p->transaction_id));
+            keep_last(c.trade_type, non_empty(p->trade_type));
+            keep_last(c.bank_type, non_empty(p->bank_type));
+            keep_first(c.payer_openid, non_empty(p->payer_openid));
+            keep_last(c.payer_total, p->payer_total);
+            keep_first(c.success_time, p->success_time);
+            if (snap.transaction_id.empty()) snap.transaction_id = p->transaction_id;
+        }
+        if (const auto* r = std::get_if<refund_fact>(&f.body); r && r->status == refund_status::success)
+            snap.has_successful_refund = true;
+    }
+
+    void change_refund(const fact& f) {
+        const auto& r = std::get<refund_fact>(f.body);
+        const std::string rkey = key_of(f.mchid, r.out_refund_no);
+        auto& c = refund_changes_[rkey];
+        if (!c.latest) refund_order_.push_back(rkey);
+        c.latest = &r;
+        keep_first(c.refund_id, non_empty(r.refund_id));
+        keep_first(c.transaction_id, non_empty(r.transaction_id));
+        keep_last(c.amount_total, r.amount_total);
+        keep_last(c.success_time, r.success_time);
+        refunds_[rkey] = refund_snapshot{r.status, now_};
+        refund_mchid_[rkey] = f.mchid;
+        // The refund may complete the order's history (see domain::decide for payments).
+        if (r.status == refund_status::success)
+            if (auto it = orders_.find(key_of(f.mchid, r.out_trade_no)); it != orders_.end())
+                it->second.has_successful_refund = true;
+    }
+
+    void discrepancy_op(const fact& f, discrepancy_kind kind, bool open, const std::optional<order_snapshot>& order) {
+        const std::string k = key_of(key_of(f.mchid, f.out_trade_no()), to_string(kind));
+        auto& ops = discrepancy_ops_[k];
+        if (ops.ops.empty()) {
+            ops.mchid = f.mchid;
+            ops.out_trade_no = f.out_trade_no();
+            ops.kind = std::string(to_string(kind));
+            discrepancy_order_.push_back(k);
+        }
+        if (open && ops.detail.empty()) ops.detail = discrepancy_detail(f, order);
+        ops.ops.push_back(open);
+    }
+
+    struct discrepancy_ops {
+        std::string mchid, out_trade_no, kind, detail;
+        std::vector<bool> ops;  // true = open, false = resolve, in arrival order
+    };
+
+    micros now_;
+    std::map<std::string, order_snapshot> orders_;
+    std::map<std::string, refund_snapshot> refunds_;
+    std::set<std::string> seen_;
+    std::vector<const fact*> created_;
+    std::vector<const fact*> events_;
+    std::map<std::string, order_change> changes_;
+    std::vector<std::pair<std::string, std::string>> order_keys_;
+    std::map<std::string, refund_change> refund_changes_;
+    std::map<std::string, std::string> refund_mchid_;
+    std::vector<std::string> refund_order_;
+    std::map<std::string, discrepancy_ops> discrepancy_ops_;
+    std::vector<std::string> discrepancy_order_;
+};
+
+void batch_plan::write(pqxx::work& tx) const {
+    write_created_orders(tx);
+    write_events(tx);
+    write_order_changes(tx);
+    write_refund_changes(tx);
+    write_discrepancies(tx);
+}
+
+// Orders first seen in a notification: created before their events reference them.
+void batch_plan::write_created_orders(pqxx::work& tx) const {
+    if (created_.empty()) return;
+    pg_array mchid, otn, appid, amount, currency;
+    for (const fact* f : created_) {
+        const auto& p = std::get<payment_fact>(f->body);
+        mchid.add(f->mchid);
+        otn.add(p.out_trade_no);
+        appid.add(non_empty(p.appid));
+        amount.add(std::optional<std::int64_t>(p.amount_total.value_or(0)));
+        currency.add(non_empty(p.currency));
+    }
+    const auto r = tx.exec_prepared("batch_create_orders", mchid.str(), otn.str(), appid.str(), amount.str(),
+                                    currency.str());
+    if (r.size() != created_.size()) throw batch_conflict("an order was created concurrently");
+}
+
+// Every applied fact as received: the evidence, in arrival order.
+void batch_plan::write_events(pqxx::work& tx) const {
+    if (events_.empty()) return;
+    pg_array mchid, otn, source, nid, etype, tstate, rstatus, txid, orn, total, payer_total, refund, occurred,
+        received, payload, raw_body, raw_headers;
+    for (const fact* f : events_) {
+        mchid.add(f->mchid);
+        otn.add(f->out_trade_no());
+        source.add(to_string(f->source));
+        nid.add(f->notify_id);
+        etype.add(f->event_type);
+        if (const auto* p = std::get_if<payment_fact>(&f->body)) {
+            tstate.add(to_string(p->state));
+            rstatus.add_null();
+            txid.add(non_empty(p->transaction_id));
+            orn.add_null();
+            total.add(p->amount_total);
+            payer_total.add(p->payer_total);
+            refund.add_null();
+        } else {
+            const auto& r = std::get<refund_fact>(f->body);
+            tstate.add_null();
+            rstatus.add(to_string(r.status));
+            txid.add(non_empty(r.transaction_id));
+            orn.add(r.out_refund_no);
+            total.add(r.amount_total);
+            payer_total.add_null();
+            refund.add(std::optional<std::int64_t>(r.amount_refund));
+        }
+        occurred.add(f->occurred_at);
+        received.add(std::optional<std::int64_t>(f->observed_at));
+        payload.add(f->payload_json);
+        raw_body.add(f->raw_body);
+        raw_headers.add(f->raw_headers_json);
+    }
+    const auto r = tx.exec_prepared("batch_append_events", mchid.str(), otn.str(), source.str(), nid.str(),
+                                    etype.str(), tstate.str(), rstatus.str(), txid.str(), orn.str(), total.str(),
+                                    payer_total.str(), refund.str(), occurred.str(), received.str(),
+                                    payload.str(), raw_body.str(), raw_headers.str());
+    if (r.size() != events_.size()) throw batch_conflict("a fact identity was recorded concurrently");
+}
+
+// The net change to each order row.
+void batch_plan::write_order_changes(pqxx::work& tx) const {
+    if (order_keys_.empty()) return;
+    pg_array mchid, otn, state, source, desc, txid, ttype, btype, openid, payer_total, success, notified;
+    for (const auto& [m, o] : order_keys_) {
+        const auto& c = changes_.at(key_of(m, o));
+        mchid.add(m);
+        otn.add(o);
+        state.add(c.state ? std::optional<std::string>(std::string(to_string(*c.state))) : std::nullopt);
+        source.add(c.state_source);
+        desc.add(c.state_desc);
+        txid.add(c.transaction_id);
+        ttype.add(c.trade_type);
+        btype.add(c.bank_type);
+        openid.add(c.payer_openid);
+        payer_total.add(c.payer_total);
+        success.add(c.success_time);
+        notified.add(c.notified);
+    }
+    tx.exec_prepared("batch_update_orders", mchid.str(), otn.str(), state.str(), source.str(), desc.str(),
+                     txid.str(), ttype.str(), btype.str(), openid.str(), payer_total.str(), success.str(),
+                     notified.str());
+}
+
+// The net change to each refund row.
+void batch_plan::write_refund_changes(pqxx::work& tx) const {
+    if (refund_order_.empty()) return;
+    pg_array mchid, orn, otn, rid, txid, amount, total, status, success;
+    for (const auto& k : refund_order_) {
+        const auto& c = refund_changes_.at(k);
+        mchid.add(refund_mchid_.at(k));
+        orn.add(c.latest->out_refund_no);
+        otn.add(c.latest->out_trade_no);
+        rid.add(c.refund_id);
+        txid.add(c.transaction_id);
+        amount.add(std::optional<std::int64_t>(c.latest->amount_refund));
+        total.add(c.amount_total);
+        status.add(to_string(c.latest->status));
+        success.add(c.success_time);
+    }
+    tx.exec_prepared("batch_upsert_refunds", mchid.str(), orn.str(), otn.str(), rid.str(), txid.str(),
+                     amount.str(), total.str(), status.str(), success.str());
+}
+
+// Discrepancies opened and resolved by the batch.
+void batch_plan::write_discrepancies(pqxx::work& tx) const {
+    // Net effect per (order, kind), matching one-at-a-time application: a resolve that precedes an open
+    // closes the existing row first; an open lands before a resolve that follows it.
+    pg_array resolve_first[3], open[4], resolve_last[3];
+    for (const auto& k : discrepancy_order_) {
+        const auto& d = discrepancy_ops_.at(k);
+        const auto last_open = std::find(d.ops.rbegin(), d.ops.rend(), true);
+        const bool any_open = last_open != d.ops.rend();
+        const bool resolve_before_open = any_open && std::find(last_open, d.ops.rend(), false) != d.ops.rend();
+        auto add3 = [&](pg_array* a) {
+            a[0].add(d.mchid);
+            a[1].add(d.out_trade_no);
+            a[2].add(d.kind);
+        };
+        if (resolve_before_open) add3(resolve_first);
+        if (any_open) {
+            add3(open);
+            open[3].add(d.detail);
+        }
+        if (!d.ops.back()) add3(resolve_last);
+    }
+    if (!resolve_first[0].empty())
+        tx.exec_prepared("batch_resolve_discrepancies", resolve_first[0].str(), resolve_first[1].str(),
+                         resolve_first[2].str());
+    if (!open[0].empty())
+        tx.exec_prepared("batch_open_discrepancies", open[0].str(), open[1].str(), open[2].str(), open[3].str());
+    if (!resolve_last[0].empty())
+        tx.exec_prepared("batch_resolve_discrepancies", resolve_last[0].str(), resolve_last[1].str(),
+                         resolve_last[2].str());
+}
+
+// Locks every order and refund the batch touches (in key order, so concurrent batches cannot deadlock)
+// and reads which of its identities are already recorded.
+batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& facts, long statement_timeout_ms) {
+    // One round trip: this transaction's settings and its clock. synchronous_commit is on whatever the
+    // server default; the statement timeout bounds lock waits so workers give up before callers do.
+    const micros now = tx.exec_prepared1("batch_begin", std::to_string(statement_timeout_ms))[0].as<std::int64_t>();
+    pg_array order_mchid, order_otn, refund_mchid, refund_orn;
+    pg_array nid_m, nid_v, pay_m, pay_t, pay_s, unpaid_m, unpaid_o, unpaid_s, ref_m, ref_o, ref_s;
+    for (const fact* f : facts) {
+        order_mchid.add(f->mchid);
+        order_otn.add(f->out_trade_no());
+        if (f->notify_id) nid_m.add(f->mchid), nid_v.add(*f->notify_id);
+        if (const auto* p = std::get_if<payment_fact>(&f->body)) {
+            if (!p->transaction_id.empty())
+                pay_m.add(f->mchid), pay_t.add(p->transaction_id), pay_s.add(to_string(p->state));
+            else
+                unpaid_m.add(f->mchid), unpaid_o.add(p->out_trade_no), unpaid_s.add(to_string(p->state));
+        } else {
+            const auto& r = std::get<refund_fact>(f->body);
+            refund_mchid.add(f->mchid);
+            refund_orn.add(r.out_refund_no);
+            ref_m.add(f->mchid), ref_o.add(r.out_refund_no), ref_s.add(to_string(r.status));
+        }
+    }
+    std::map<std::string, order_snapshot> orders;
+    for (const auto& row : tx.exec_prepared("batch_lock_orders", order_mchid.str(), order_otn.str())) {
+        order_snapshot s;
+        s.state = parse_trade_state(row[2].c_str()).value_or(trade_state::notpay);
+        s.state_changed_at = row[3].as<std::int64_t>();
+        s.amount_total = row[4].as<std::int64_t>();
+        if (!row[5].is_null()) s.appid = row[5].as<std::string>();
+        if (!row[6].is_null()) s.transaction_id = row[6].as<std::string>();
+        s.has_successful_refund = row[7].as<bool>();
+        orders.emplace(key_of(row[0].c_str(), row[1].c_str()), s);
+    }
+    std::map<std::string, refund_snapshot> refunds;
+    if (!refund_mchid.empty())
+        for (const auto& row : tx.exec_prepared("batch_lock_refunds", refund_mchid.str(), refund_orn.str()))
+            refunds.emplace(key_of(row[0].c_str(), row[1].c_str()),
+                            refund_snapshot{parse_refund_status(row[2].c_str()).value_or(refund_status::processing),
+                                            row[3].as<std::int64_t>()});
+    std::set<std::string> recorded;
+    for (const auto& row : tx.exec_prepared("batch_known_identities", nid_m.str(), nid_v.str(), pay_m.str(),
+                                            pay_t.str(), pay_s.str(), unpaid_m.str(), unpaid_o.str(), unpaid_s.str(),
+                                            ref_m.str(), ref_o.str(), ref_s.str())) {
+        const std::string kind = row[0].c_str();
+        if (kind == "n")
+            recorded.insert(key_of("n" + std::string(row[1].c_str()), row[2].c_str()));
+        else
+            recorded.insert(key_of(kind + row[1].c_str(), key_of(row[2].c_str(), row[3].c_str())));
+    }
+    return batch_plan(now, std::move(orders), std::move(refunds), std::move(recorded));
+}
+
+}  // namespace
+
+std::vector<apply_result> apply_in(pqxx::work& tx, const std::vector<const fact*>& facts, long statement_timeout_ms) {
+    batch_plan plan = read_locked_state(tx, facts, statement_timeout_ms);
+    std::vector<apply_result> results;
+    results.reserve(facts.size());
+    for (const fact* f : facts) results.push_back(plan.add(*f));
+    plan.write(tx);
+    return results;
+}
+
+void prepare_fact_batch(pqxx::connection_base& conn) {
+    const std::string order_snapshot_columns =
+        "o.mchid, o.out_trade_no, o.state, wxrecon.to_micros(o.state_changed_at), o.amount_total, o.appid,"
+        " o.transaction_id, EXISTS (SELECT 1 FROM wxrecon.refunds r WHERE r.mchid = o.mchid"
+        " AND r.out_trade_no = o.out_trade_no AND r.status = 'SUCCESS')";
+    conn.prepare("batch_lock_orders",
+                 "SELECT " + order_snapshot_columns +
+                     " FROM wxrecon.orders o JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_trade_no)"
+                     " ON o.mchid = k.mchid AND o.out_trade_no = k.out_trade_no"
+                     " ORDER BY o.mchid, o.out_trade_no FOR UPDATE OF o");
+    conn.prepare("batch_lock_refunds",
+                 "SELECT r.mchid, r.out_refund_no, r.status, wxrecon.to_micros(r.status_changed_at)"
+                 " FROM wxrecon.refunds r JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_refund_no)"
+                 " ON r.mchid = k.mchid AND r.out_refund_no = k.out_refund_no"
+                 " ORDER BY r.mchid, r.out_refund_no FOR UPDATE OF r");
+    conn.prepare("batch_begin",
+                 "SELECT wxrecon.to_micros(now()), set_config('synchronous_commit', 'on', true),"
+                 " set_config('statement_timeout', $1, true)");
+    // Which of the batch's identities are recorded already: notification ids, paid and unpaid payment
+    // facts, refund facts. Each branch matches its partial unique index.
+    conn.prepare("batch_known_identities",
+                 "SELECT 'n', e.mchid, e.notify_id, NULL FROM wxrecon.payment_events e"
+                 " JOIN unnest($1::text[], $2::text[]) AS k(mchid, notify_id)"
+                 " ON e.mchid = k.mchid AND e.notify_id = k.notify_id AND e.notify_id IS NOT NULL"
+                 " UNION ALL"
+                 " SELECT 'p', e.mchid, e.transaction_id, e.trade_state FROM wxrecon.payment_events e"
+                 " JOIN unnest($3::text[], $4::text[], $5::text[]) AS k(mchid, transaction_id, trade_state)"
+                 " ON e.mchid = k.mchid AND e.transaction_id = k.transaction_id AND e.trade_state = k.trade_state"
+                 " AND e.out_refund_no IS NULL AND e.transaction_id IS NOT NULL"
+                 " UNION ALL"
+                 " SELECT 'u', e.mchid, e.out_trade_no, e.trade_state FROM wxrecon.payment_events e"
+                 " JOIN unnest($6::text[], $7::text[], $8::text[]) AS k(mchid, out_trade_no, trade_state)"
+                 " ON e.mchid = k.mchid AND e.out_trade_no = k.out_trade_no AND e.trade_state = k.trade_state"
+                 " AND e.transaction_id IS NULL AND e.out_refund_no IS NULL"
+                 " UNION ALL"
+                 " SELECT 'r', e.mchid, e.out_refund_no, e.refund_status FROM wxrecon.payment_events e"
+                 " JOIN unnest($9::text[], $10::text[], $11::text[]) AS k(mchid, out_refund_no, refund_status)"
+                 " ON e.mchid = k.mchid AND e.out_refund_no = k.out_refund_no AND e.refund_status = k.refund_status"
+                 " AND e.out_refund_no IS NOT NULL");
+    conn.prepare("batch_create_orders",
+                 "INSERT INTO wxrecon.orders (mchid, out_trade_no, appid, amount_total, currency, origin, state_source)"
+                 " SELECT mchid, out_trade_no, appid, amount_total, coalesce(currency, 'CNY'), 'notify', 'notify'"
+                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])"
+                 " AS n(mchid, out_trade_no, appid, amount_total, currency)"
+                 " ON CONFLICT DO NOTHING RETURNING 1");
+    conn.prepare("batch_append_events",
+                 "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,"
+                 " refund_status, transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
+                 " occurred_at, received_at, payload, raw_body, raw_headers)"
+                 " SELECT mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status,"
+                 " transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
+                 " wxrecon.from_micros(occurred_at), wxrecon.from_micros(received_at), payload::jsonb, raw_body,"
+                 " raw_headers::jsonb"
+                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+                 " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],"
+                 " $15::text[], $16::text[], $17::text[]) WITH ORDINALITY"
+                 " AS e(mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status, transaction_id,"
+                 " out_refund_no, amount_total, payer_total, amount_refund, occurred_at, received_at, payload,"
+                 " raw_body, raw_headers, arrival)"
+                 " ORDER BY arrival ON CONFLICT DO NOTHING RETURNING 1");
+    conn.prepare("batch_update_orders",
+                 "UPDATE wxrecon.orders o SET"
+                 " state = coalesce(u.state, o.state),"
+                 " state_source = CASE WHEN u.state IS NULL THEN o.state_source ELSE u.state_source END,"
+                 " state_changed_at = CASE WHEN u.state IS NULL THEN o.state_changed_at ELSE now() END,"
+                 " state_desc = coalesce(u.state_desc, o.state_desc),"
+                 " transaction_id = coalesce(o.transaction_id, u.transaction_id),"
+                 " trade_type = coalesce(u.trade_type, o.trade_type),"
+                 " bank_type = coalesce(u.bank_type, o.bank_type),"
+                 " payer_openid = coalesce(o.payer_openid, u.payer_openid),"
+                 " payer_total = coalesce(u.payer_total, o.payer_total),"
+                 " success_time = coalesce(o.success_time, wxrecon.from_micros(u.success_time)),"
+                 " notified_at = CASE WHEN u.notified THEN coalesce(o.notified_at, now()) ELSE o.notified_at END,"
+                 " updated_at = now()"
+                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+                 " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::boolean[])"
+                 " AS u(mchid, out_trade_no, state, state_source, state_desc, transaction_id, trade_type, bank_type,"
+                 " payer_openid, payer_total, success_time, notified)"
+                 " WHERE o.mchid = u.mchid AND o.out_trade_no = u.out_trade_no");
+    conn.prepare("batch_upsert_refunds",
+                 "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, refund_id, transaction_id,"
+                 " amount_refund, amount_total, status, success_time)"
+                 " SELECT mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
+                 " status, wxrecon.from_micros(success_time)"
+                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],"
+                 " $8::text[], $9::bigint[])"
+                 " AS r(mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
+                 " status, success_time)"
+                 " ON CONFLICT (mchid, out_refund_no) DO UPDATE SET"
+                 " refund_id = coalesce(wxrecon.refunds.refund_id, excluded.refund_id),"
+                 " transaction_id = coalesce(wxrecon.refunds.transaction_id, excluded.transaction_id),"
+                 " amount_total = coalesce(excluded.amount_total, wxrecon.refunds.amount_total),"
+                 " status = excluded.status, status_changed_at = now(),"
+                 " success_time = coalesce(excluded.success_time, wxrecon.refunds.success_time),"
+                 " updated_at = now()");
+    conn.prepare("batch_open_discrepancies",
+                 "INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
+                 " SELECT mchid, out_trade_no, kind, detail::jsonb"
+                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(mchid, out_trade_no, kind, detail)"
+                 " ON CONFLICT (mchid, out_trade_no, kind) WHERE resolved_at IS NULL DO NOTHING");
+    conn.prepare("batch_resolve_discrepancies",
+                 "UPDATE wxrecon.discrepancies d SET resolved_at = now()"
+                 " FROM unnest($1::text[], $2::text[], $3::text[]) AS k(mchid, out_trade_no, kind)"
+                 " WHERE d.mchid = k.mchid AND d.out_trade_no = k.out_trade_no AND d.kind = k.kind"
+                 " AND d.resolved_at IS NULL");
+}
+
+}  // namespace wxrecon::store
