@@ -11,7 +11,7 @@
 
 namespace wxrecon::daemon {
 
-// A startup failure with the process exit status it maps to (interfaces.md section 1).
+// A startup failure with the process exit status it maps to (docs/interfaces.md §1.2).
 struct startup_error : std::runtime_error {
     startup_error(int status, const std::string& what) : std::runtime_error(what), exit_status(status) {}
     int exit_status;

@@ -1,5 +1,5 @@
 // wxrecond: parse the command line, load the configuration, hand over to the
-// application. Exit statuses follow interfaces.md section 1.
+// application. Exit statuses follow docs/interfaces.md §1.2.
 #include <chrono>
 #include <cstdio>
 #include <cstring>

@@ -1,4 +1,4 @@
--- Finance views over the ledger (interfaces.md section 5, docs/finance.md) and the read-only role
+-- Finance views over the ledger (docs/interfaces.md §7.7, docs/finance.md) and the read-only role
 -- wxrecon_finance that finance staff are made members of.
 
 -- The calendar day in Beijing time (Asia/Shanghai, UTC+8 all year), the day WeChat Pay's bills use.

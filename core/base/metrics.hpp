@@ -29,7 +29,7 @@ public:
 
     std::string render() const;
 
-    // The metric families of interfaces.md section 4 with their HELP/TYPE lines.
+    // The metric families of docs/interfaces.md §6 with their HELP/TYPE lines.
     static std::shared_ptr<metrics> make_standard();
 
 private:

@@ -310,7 +310,7 @@ private:
     std::optional<error> error_;
 };
 
-// --- sections, in the order of interfaces.md section 2 -------------------------------------------------
+// --- sections, in the order of docs/interfaces.md §2.1 -------------------------------------------------
 
 void read_server(reader& r, const scope& s, server_config& out) {
     r.reject_unknown(s, {"listen", "public_base_url", "max_body_bytes", "read_timeout", "shutdown_grace",
@@ -426,7 +426,7 @@ merchant_config read_merchant(reader& r, const scope& s) {
     m.apiv3_key_file = r.get_path(s, "apiv3_key_file", need::optional);
     m.apiv2_key_file = r.get_path(s, "apiv2_key_file", need::optional);
     if (auto v = r.get_string(s, "apiv2_sign_type", need::optional)) {
-        // Signs APIv2 requests and the wx.requestPayment paySign, which must use the same algorithm (§7.4).
+        // Signs APIv2 requests and the wx.requestPayment paySign, which must use the same algorithm (docs/protocol-notes.md §7.4).
         if (*v == "MD5") {
             m.apiv2_sign_md5 = true;
         } else if (*v != "HMAC-SHA256") {

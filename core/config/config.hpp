@@ -1,4 +1,4 @@
-// Typed configuration (interfaces.md section 2): parsed from TOML, defaults
+// Typed configuration (docs/interfaces.md §2): parsed from TOML, defaults
 // applied, every value validated, unknown keys rejected, relative paths
 // resolved against the folder of the config file.
 #pragma once

@@ -1,4 +1,4 @@
-// When an order is queried and when it is closed (interfaces.md section 5,
+// When an order is queried and when it is closed (docs/interfaces.md §9.3–§9.4,
 // polling and closing rules), as pure functions of its times and the config.
 #pragma once
 

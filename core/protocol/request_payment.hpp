@@ -1,6 +1,6 @@
 // The parameters a mini program passes to wx.requestPayment (再次签名): APIv3
-// signs four lines with the merchant's RSA key (§5.2), APIv2 signs the five
-// fields with the APIv2 key by the algorithm used for unifiedorder (§7.4).
+// signs four lines with the merchant's RSA key (docs/protocol-notes.md §5.2), APIv2 signs the five
+// fields with the APIv2 key by the algorithm used for unifiedorder (docs/protocol-notes.md §7.4).
 #pragma once
 
 #include <cstdint>
@@ -29,12 +29,12 @@ struct request_payment {
 std::string request_payment_message_v3(std::string_view appid, std::string_view time_stamp, std::string_view nonce_str,
                                        std::string_view package);
 
-// §5.2: signType RSA, paySign = Base64(SHA256withRSA(merchant key, the four lines)).
+// docs/protocol-notes.md §5.2: signType RSA, paySign = Base64(SHA256withRSA(merchant key, the four lines)).
 result<request_payment> sign_request_payment_v3(const crypto::private_key& merchant_key, std::string_view appid,
                                                 std::string_view prepay_id, std::int64_t now_unix,
                                                 std::string nonce_str);
 
-// §7.4: appId, nonceStr, package, signType, timeStamp signed like any APIv2 request.
+// docs/protocol-notes.md §7.4: appId, nonceStr, package, signType, timeStamp signed like any APIv2 request.
 request_payment sign_request_payment_v2(std::string_view apiv2_key, v2::sign_type type, std::string_view appid,
                                         std::string_view prepay_id, std::int64_t now_unix, std::string nonce_str);
 

@@ -31,7 +31,7 @@ std::string message_to_verify(std::string_view timestamp, std::string_view nonce
 
 using key_lookup = std::function<const crypto::public_key*(std::string_view serial)>;
 
-// §2.3 in order: headers present, timestamp within 300 s of now, key chosen by serial, RSA-SHA256 over
+// docs/protocol-notes.md §2.3 in order: headers present, timestamp within 300 s of now, key chosen by serial, RSA-SHA256 over
 // the raw body. Fails with invalid_argument (missing/garbled header), stale_timestamp, unknown_serial
 // or bad_signature.
 status verify_signature(const signature_headers& h, std::string_view body, std::int64_t now_unix,
@@ -70,7 +70,7 @@ struct decrypted_refund {
 result<decrypted_payment> parse_transaction(std::string_view plaintext);
 result<decrypted_refund> parse_refund(std::string_view plaintext);
 
-// ---- APIv3 request signing (§1): the merchant signs, WeChat Pay (and the simulator) verifies ----
+// ---- APIv3 request signing (docs/protocol-notes.md §1): the merchant signs, WeChat Pay (and the simulator) verifies ----
 
 inline constexpr std::string_view auth_scheme = "WECHATPAY2-SHA256-RSA2048";
 

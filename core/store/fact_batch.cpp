@@ -59,7 +59,7 @@ std::string key_of(std::string_view a, std::string_view b) {
     return k;
 }
 
-// Every identity a fact is recognised by (interfaces.md section 3).
+// Every identity a fact is recognised by (docs/interfaces.md §3.4).
 std::vector<std::string> identities_of(const fact& f) {
     std::vector<std::string> ids;
     if (f.notify_id) ids.push_back(key_of("n" + f.mchid, *f.notify_id));

@@ -86,7 +86,7 @@ asio::awaitable<call_result> pay_client::v3_once(const merchant_access& m, const
     r.request_id = std::string(res.header("Request-ID"));
     r.body = res.body;
     if (r.status >= 200 && r.status < 300) {
-        // §2.3: an unsigned or badly signed success is treated as forged, whatever it says.
+        // docs/protocol-notes.md §2.3: an unsigned or badly signed success is treated as forged, whatever it says.
         const auto verdict = protocol::v3::verify_signature(
             {res.header("Wechatpay-Timestamp"), res.header("Wechatpay-Nonce"), res.header("Wechatpay-Signature"),
              res.header("Wechatpay-Serial")},

@@ -1,4 +1,4 @@
-// Platform certificates (protocol doc §2.4, §2.6): the list from
+// Platform certificates (docs/protocol-notes.md §2.4, §2.6): the list from
 // /v3/certificates is downloaded at start and every 12 hours for merchants
 // that verify with platform certificates, and on demand, throttled per
 // merchant, when a notification names a serial no trusted key has. A list is
@@ -24,8 +24,8 @@
 namespace wxrecon::workflow {
 
 struct certificate_refresh_options {
-    std::chrono::milliseconds interval{std::chrono::hours(12)};      // §2.4: at least every 12 h
-    std::chrono::milliseconds on_demand_gap{std::chrono::minutes(1)}; // §2.6: ≥ 1 min between forced refreshes
+    std::chrono::milliseconds interval{std::chrono::hours(12)};      // docs/protocol-notes.md §2.4: at least every 12 h
+    std::chrono::milliseconds on_demand_gap{std::chrono::minutes(1)}; // docs/protocol-notes.md §2.6: ≥ 1 min between forced refreshes
 };
 
 class certificate_refresher {

@@ -1,6 +1,6 @@
 // Notification intake: an HTTP request from WeChat Pay becomes a committed
 // fact or a precise refusal. Verify first, then parse, then apply through the
-// ledger, and only then reply success (interfaces.md section 3).
+// ledger, and only then reply success (docs/interfaces.md §3).
 #pragma once
 
 #include <chrono>

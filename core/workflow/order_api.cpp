@@ -21,7 +21,7 @@ constexpr double failures_per_second = 10;
 constexpr double failure_burst = 20;
 constexpr auto database_deadline = std::chrono::seconds(5);
 constexpr std::int64_t micros_per_second = 1'000'000;
-// A prepay_id lives two hours (§5.1); past this age a fresh one is asked for with the same request.
+// A prepay_id lives two hours (docs/protocol-notes.md §5.1); past this age a fresh one is asked for with the same request.
 constexpr std::int64_t prepay_id_reuse_micros = 110LL * 60 * micros_per_second;
 // WeChat Pay raises an earlier time_expire to now + 1 min; wxrecon would then disagree on the expiry.
 constexpr std::int64_t min_time_to_expiry_micros = 60 * micros_per_second;

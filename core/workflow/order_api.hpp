@@ -1,4 +1,4 @@
-// The internal API (interfaces.md section 3): a merchant's backend registers
+// The internal API (docs/interfaces.md §4): a merchant's backend registers
 // the orders wxrecon watches and reads them back, places them at WeChat Pay
 // (prepay, with the wx.requestPayment parameters signed) and trades a mini
 // program's login code for the user's openid. Bearer-token authentication

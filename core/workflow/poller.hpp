@@ -1,6 +1,6 @@
 // Orders that never got a notification: the poller claims due orders (a short
 // lease, no transaction open while WeChat Pay is called), queries them on the
-// schedule of interfaces.md section 5, and closes them after expiry. Every
+// schedule of docs/interfaces.md §9.3, and closes them after expiry. Every
 // answer becomes a fact applied through the same ledger as a notification.
 #pragma once
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Command-line contract of wxrecond (interfaces.md section 1): --version,
+# Command-line contract of wxrecond (docs/interfaces.md §1): --version,
 # check-config on the shipped example with generated keys, and the exit
 # statuses for bad configuration (2) and an unreachable database (3).
 set -uo pipefail

@@ -1,4 +1,4 @@
-// Platform certificate rotation against wxpay-sim (protocol doc §2.4, §2.6):
+// Platform certificate rotation against wxpay-sim (docs/protocol-notes.md §2.4, §2.6):
 // during a gradual rotation a notification signed with a certificate wxrecon
 // has not seen is refused, the certificate list is downloaded (verified with
 // the certificate trusted before) and WeChat Pay's retry is accepted. A list

@@ -1,4 +1,4 @@
-// The finance views and the read-only role (interfaces.md section 5, docs/finance.md): every
+// The finance views and the read-only role (docs/interfaces.md §7.7, §7.8, docs/finance.md): every
 // column of daily_summary for each day and merchant of a fixture ledger (tests/data/finance_ledger.sql),
 // the rows of open_discrepancies, and wxrecon_finance as a superuser and as an owner who may not
 // create roles migrate the schema.

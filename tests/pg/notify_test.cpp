@@ -1,5 +1,5 @@
 // Notification intake end to end against a real PostgreSQL: every row of the
-// reply table of interfaces.md section 3, checked on the HTTP reply and on the
+// reply table of docs/interfaces.md §3.2, checked on the HTTP reply and on the
 // rows it leaves behind.
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-// The internal API against a real PostgreSQL (interfaces.md section 3):
+// The internal API against a real PostgreSQL (docs/interfaces.md §4):
 // bearer-token authentication with throttled failures, registration with the
 // status codes and idempotency rules given there, adoption of an order first
 // created by a notification, and the order read back with events and refunds.

@@ -3,7 +3,7 @@
 // the row), the per-merchant rate and the concurrency limit hold, a restart
 // keeps the schedule, money after a close is flagged, stale and regressing
 // answers never move an order backwards, and both outcomes of a close land
-// where interfaces.md section 5 puts them.
+// where docs/interfaces.md §9.4 puts them.
 #include <gtest/gtest.h>
 #include <simdjson.h>
 

@@ -1,4 +1,4 @@
-// Stuck orders (interfaces.md section 5, alerts.stuck_after): an order the
+// Stuck orders (docs/interfaces.md §9.5, alerts.stuck_after): an order the
 // poller has been failing to query for that long, or still open that long past
 // its expiry, gets one open `stuck` discrepancy and counts in the
 // wxrecon_stuck_orders gauge; the discrepancy is resolved once polling works

@@ -106,7 +106,7 @@ protected:
 };
 sim_key_dir* SimDelivery::keys_ = nullptr;
 
-// §3.7: re-sent at 15s/15s/30s/3m/… until the merchant answers success; here compressed 10,000x.
+// docs/protocol-notes.md §3.7: re-sent at 15s/15s/30s/3m/… until the merchant answers success; here compressed 10,000x.
 TEST_F(SimDelivery, RetriesFollowTheScheduleAndStopAtTheFirstSuccess) {
     flaky_merchant merchant(4);
     sim::sim_options options;

@@ -1,4 +1,4 @@
-// Configuration parsing and validation (interfaces.md section 2): one test per rule, table-driven
+// Configuration parsing and validation (docs/interfaces.md §2): one test per rule, table-driven
 // where the cases are many. Configs are built from a minimal valid document that each case edits.
 #include "config/config.hpp"
 
@@ -999,7 +999,7 @@ TEST(ConfigExampleTest, ShippedExampleParsesAndShowsEveryKey) {
     ASSERT_TRUE(cfg->api);
     EXPECT_EQ(cfg->api->token_file, conf_dir / "keys/api.token");
 
-    // Every key of interfaces.md section 2 appears, set or commented out, so the example documents them all.
+    // Every key of docs/interfaces.md §2 appears, set or commented out, so the example documents them all.
     std::ifstream in(example);
     std::stringstream text;
     text << in.rdbuf();

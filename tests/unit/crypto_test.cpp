@@ -1,4 +1,4 @@
-// OpenSSL wrappers against WeChat Pay's published vectors (protocol doc §1.6, §5.2, §9) and
+// OpenSSL wrappers against WeChat Pay's published vectors (docs/protocol-notes.md §1.6, §5.2, §9) and
 // against keys and signatures made independently with the openssl CLI.
 #include "crypto/crypto.hpp"
 
@@ -45,9 +45,9 @@ struct rsa_vector {
     std::string signature;
 };
 
-// §9.1: all four signatures WeChat Pay's documentation made with apiclient_test_key.pem.
+// docs/protocol-notes.md §9.1: all four signatures WeChat Pay's documentation made with apiclient_test_key.pem.
 const std::vector<rsa_vector> official_rsa_vectors = {
-    {"GET with path parameter (§1.6a)",
+    {"GET with path parameter (docs/protocol-notes.md §1.6 (a))",
      "GET\n/v3/refund/domestic/refunds/123123123123\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n",
      "Lc9VXxmeonkdV8Xk9tmigQFLhl0vRWTerdmoRu01aAnYwIrD/"
      "5nsSwE1WlmZGLRlAFTNQ3QsMa0+VRDlJp1Wp5p0nO8EK68b5sJBbjouxaFciIfq1"
@@ -56,7 +56,7 @@ const std::vector<rsa_vector> official_rsa_vectors = {
      "cUehU5kr4IvGa/lEU5RZb/q00zP9VLdBhC/jQSX3X1UcJLCtEc4gTmib4tnmAT+bHF/"
      "e17ZAuxDNcx6rqT8gNEXqaJGG+1OflMSTU2tpyG65G4dM"
      "KdFcoA=="},
-    {"POST JSAPI prepay (§1.6b)",
+    {"POST JSAPI prepay (docs/protocol-notes.md §1.6 (b))",
      "POST\n/v3/pay/transactions/jsapi\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n" + prepay_body + "\n",
      "gEuexJ547PHFV77TQ6eiE4tphVYfWfUe1Wc2dBmVnoMYU2rl/"
      "M4zhw+b3vBhuMw6AC7pteNkryLA7UWU2h+umo0OdSuuLm1++O3NckQPCSfm6dyps"
@@ -65,7 +65,7 @@ const std::vector<rsa_vector> official_rsa_vectors = {
      "0Y2Q+iKFDxzkaXBk8LTy6HzvxizRo6Q+J4SVM7O0hKXfgo1QdI68kpzNULb3EVBXlhTyPUzhkHzzLxECL1qHl3HH2hEv8++C+"
      "4wBlsagF3j/O6PA"
      "BojA=="},
-    {"paySign, mini-program (§5.2)",
+    {"paySign, mini-program (docs/protocol-notes.md §5.2)",
      "wx2421b1c4370ec43b\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\nprepay_id="
      "wx201410272009395522657a690389285100\n",
      "mI35pfNEQV6777ke/1T+LJLQDNTm7yeoUJH+j/"
@@ -75,7 +75,7 @@ const std::vector<rsa_vector> official_rsa_vectors = {
      "VM1Qdxk4UIG59CP5Y3wtYIFybyF3bdu1caHTRRX+DLyMXyYA/"
      "IrTmiW01c4RPjpHBX5Dk1sZyY1zVsWNsvMHr2e1NTWtBxKJ+qk5N61J7caYoepH"
      "Faxw=="},
-    {"paySign, APP style (§5.2)",
+    {"paySign, APP style (docs/protocol-notes.md §5.2)",
      "wx2421b1c4370ec43b\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\nwx201410272009395522657a690389285100"
      "\n",
      "gXx9KhTP6IooKV1SuG3OCGlBIgZbKtubCZvnau6khw1iffvNT28IzLbKmztq2xA/"
@@ -156,7 +156,7 @@ TEST_F(official_test_key, public_part_carries_no_private_key) {
     EXPECT_EQ(public_key_fingerprint(*reloaded), public_key_fingerprint(pub));
 }
 
-// §9.3: a complete signed notification from wechatpay-go.
+// docs/protocol-notes.md §9.3: a complete signed notification from wechatpay-go.
 class wechatpay_go_notification : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -232,7 +232,7 @@ TEST(aes256_gcm, go_sdk_aes128_vector_is_rejected_for_key_length) {
     EXPECT_EQ(plain.err().code, errc::invalid_argument);
 }
 
-// §9.4: /v3/certificates response from wechatpay-java.
+// docs/protocol-notes.md §9.4: /v3/certificates response from wechatpay-java.
 TEST(aes256_gcm, decrypts_the_v3_certificates_vector) {
     const std::string json = fixtures::read_data("v3_certificates_vector.json");
     simdjson::dom::parser parser;
@@ -277,7 +277,7 @@ const std::string derived_transaction_plaintext =
     R"("payer":{"openid":"oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},"amount":{"total":100,"payer_total":100,"currency":"CNY",)"
     R"("payer_currency":"CNY"}})";
 
-// §9.2: the wechatpay-java vector and the DERIVED transaction vector.
+// docs/protocol-notes.md §9.2: the wechatpay-java vector and the DERIVED transaction vector.
 const std::vector<gcm_vector> gcm_vectors = {
     {"wechatpay-java AeadAesCipherTest", "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb", "uluk4a9R25RW", "associatedData",
      "ulwSiIajGClcvcOYvOQ7+l+0PAbzzwI=", "message"},
@@ -384,7 +384,7 @@ TEST(aes256_gcm, round_trips) {
     }
 }
 
-// §9.5: wechatpay-php AesEcbTest.
+// docs/protocol-notes.md §9.5: wechatpay-php AesEcbTest.
 TEST(aes256_ecb, encrypts_the_published_vector) {
     const auto sealed = aes256_ecb_encrypt("0123456789abcdef0123456789abcdef", "hello");
     ASSERT_TRUE(sealed.has_value());

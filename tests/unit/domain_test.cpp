@@ -1,4 +1,4 @@
-// The state rules of interfaces.md section 5, pair by pair: every recorded
+// The state rules of docs/interfaces.md §9, pair by pair: every recorded
 // state against every observed state, stale versus newer observations, refund
 // moves and the discrepancies each decision opens.
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
-// wx.requestPayment parameters (再次签名): the APIv3 paySign of §5.2 and the
-// APIv2 paySign of §7.4, reproduced from the official worked examples.
+// wx.requestPayment parameters (再次签名): the APIv3 paySign of docs/protocol-notes.md §5.2 and the
+// APIv2 paySign of docs/protocol-notes.md §7.4, reproduced from the official worked examples.
 #include <gtest/gtest.h>
 
 #include "crypto/crypto.hpp"

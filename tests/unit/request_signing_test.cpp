@@ -1,4 +1,4 @@
-// APIv3 request signing (protocol doc §1): the string to sign and the
+// APIv3 request signing (docs/protocol-notes.md §1): the string to sign and the
 // Authorization header against the official worked examples, the verifier the
 // simulator uses, and the certificates it issues (checked with the openssl CLI).
 #include <gtest/gtest.h>

@@ -16,7 +16,7 @@ struct parse_case {
 
 TEST(parse_rfc3339, accepts_offsets_and_fractions) {
     const std::vector<parse_case> cases = {
-        {"2018-06-08T10:34:56+08:00", 1528425296},  // protocol doc §0 example
+        {"2018-06-08T10:34:56+08:00", 1528425296},  // docs/protocol-notes.md §0.4 example
         {"2018-06-08T02:34:56Z", 1528425296},
         {"2018-06-08T02:34:56z", 1528425296},
         {"2018-06-08t02:34:56Z", 1528425296},

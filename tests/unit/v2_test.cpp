@@ -1,4 +1,4 @@
-// APIv2: flat XML parsing with DTD/entity refusal, MD5 / HMAC-SHA256 signatures (§7.2, §7.4, §9.5),
+// APIv2: flat XML parsing with DTD/entity refusal, MD5 / HMAC-SHA256 signatures (docs/protocol-notes.md §7.2, §7.4, §9.5),
 // the AES-256-ECB refund req_info and Beijing-time parsing.
 #include "protocol/v2.hpp"
 
@@ -17,13 +17,13 @@ using namespace std::string_literals;
 
 const std::string official_key = "192006250b4c09247ec02edce69f6a2d";
 
-// §7.2 official example.
+// docs/protocol-notes.md §7.2 official example.
 const fields official_example = {
     {"appid", "wxd930ea5d5a258f4f"},   {"mch_id", "10000100"}, {"device_info", "1000"}, {"body", "test"},
     {"nonce_str", "ibuaiVcKdpRxkhJA"},
 };
 
-// §9.5 DERIVED notification: wechatpay-php paysuccess fixture plus an empty device_info, which must
+// docs/protocol-notes.md §9.5 DERIVED notification: wechatpay-php paysuccess fixture plus an empty device_info, which must
 // not take part in the signature.
 const fields derived_notification = {
     {"appid", "wx2421b1c4370ec43b"},
@@ -48,7 +48,7 @@ const fields derived_notification = {
     {"transaction_id", "1004400740201409030005092168"},
 };
 
-// §7.4 second signature for wx.requestPayment.
+// docs/protocol-notes.md §7.4 second signature for wx.requestPayment.
 const fields pay_sign_v2 = {
     {"appId", "wxd678efh567hg6787"},
     {"nonceStr", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS"},
@@ -66,14 +66,14 @@ struct sign_vector {
 };
 
 const std::vector<sign_vector> sign_vectors = {
-    {"§7.2 MD5", official_example, official_key, sign_type::md5, "9A0A8659F005D6984697E2CA0A9CF3B7"},
-    {"§7.2 HMAC-SHA256", official_example, official_key, sign_type::hmac_sha256,
+    {"docs/protocol-notes.md §7.2 MD5", official_example, official_key, sign_type::md5, "9A0A8659F005D6984697E2CA0A9CF3B7"},
+    {"docs/protocol-notes.md §7.2 HMAC-SHA256", official_example, official_key, sign_type::hmac_sha256,
      "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6"},
-    {"§9.5 notification MD5", derived_notification, official_key, sign_type::md5,
+    {"docs/protocol-notes.md §9.5 notification MD5", derived_notification, official_key, sign_type::md5,
      "F3F481B732273AFA2839E877583F311D"},
-    {"§9.5 notification HMAC-SHA256", derived_notification, official_key, sign_type::hmac_sha256,
+    {"docs/protocol-notes.md §9.5 notification HMAC-SHA256", derived_notification, official_key, sign_type::hmac_sha256,
      "DB7FDDA72B74F16EBD936876F870DEA7E28141AD5AE8D45312B011AD61ACC342"},
-    {"§7.4 paySign v2", pay_sign_v2, "qazwsxedcrfvtgbyhnujmikolp111111", sign_type::md5,
+    {"docs/protocol-notes.md §7.4 paySign v2", pay_sign_v2, "qazwsxedcrfvtgbyhnujmikolp111111", sign_type::md5,
      "22D9B4E54AB1950F51E0649E8810ACD6"},
 };
 
@@ -324,7 +324,7 @@ TEST(v2_xml, round_trips_awkward_values) {
     EXPECT_TRUE(verify(*reparsed, official_key));
 }
 
-// §9.5 DERIVED refund req_info vector.
+// docs/protocol-notes.md §9.5 DERIVED refund req_info vector.
 const std::string refund_inner_xml =
     "<root><out_refund_no><![CDATA[131811191610442717309]]></out_refund_no><out_trade_no><![CDATA["
     "71106718111915575302817]]></out_trade_no><refund_id><![CDATA[50000408942018111907145868882]]></"
@@ -393,8 +393,8 @@ TEST(v2_time, parses_beijing_times) {
         std::int64_t unix;
     };
     const std::vector<time_case> cases = {
-        {"20141030133525", 1414647325},       // §7.5 time_end example
-        {"2018-11-19 16:24:13", 1542615853},  // §9.5 refund success_time
+        {"20141030133525", 1414647325},       // docs/protocol-notes.md §9.5 time_end example
+        {"2018-11-19 16:24:13", 1542615853},  // docs/protocol-notes.md §9.5 refund success_time
         {"20140903131540", 1409721340},      {"19700101080000", 0},
         {"1970-01-01 08:00:00", 0},          {"20240229235959", 1709222399},
     };

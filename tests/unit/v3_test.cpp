@@ -106,7 +106,7 @@ TEST(V3Envelope, WrongAlgorithmAndBadBase64AreDecryptFailures) {
     EXPECT_EQ(decrypt_resource(r, std::string(32, 'k')).err().code, errc::decrypt_failed);
 }
 
-// The DERIVED transaction vector of the protocol doc, section 9.2.
+// The DERIVED transaction vector of docs/protocol-notes.md §9.2.
 TEST(V3Transaction, DerivedVectorDecryptsAndParses) {
     const std::string ciphertext =
         "fCGbTgyG47RB1xNUbNfsU48xCoj5jS4HfzDwc7ROSY8uBCbgWxPu2DiMvBo+CU8l6T8rCFx27uHXvbLeYOpFno7az0uh6ehWiGYFjGtRlaC3"

@@ -39,7 +39,8 @@ struct fault_config {
 // Applies the keys present in a JSON object to `into`; unknown keys and out-of-range rates are refused.
 status apply_fault_json(std::string_view json, fault_config& into);
 
-// Where the protocol doc says UNCONFIRMED, each merchant gets one of the plausible readings.
+// Where WeChat Pay's behaviour is unconfirmed (docs/protocol-notes.md §11), each merchant gets one of the
+// plausible readings.
 struct protocol_variants {
     bool old_not_found_spelling = false;    // 404 ORDERNOTEXIST instead of ORDER_NOT_EXIST
     bool alt_rate_limit_spelling = false;   // 429 RATELIMIT_EXCEEDED instead of FREQUENCY_LIMITED

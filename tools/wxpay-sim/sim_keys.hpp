@@ -14,7 +14,7 @@
 
 namespace wxrecon::sim {
 
-// How WeChat Pay signs what it sends this merchant (protocol doc §2.4–§2.6).
+// How WeChat Pay signs what it sends this merchant (docs/protocol-notes.md §2.4–§2.6).
 enum class key_mode {
     public_key,     // everything signed with the WeChat Pay public key (PUB_KEY_ID_…)
     platform_cert,  // everything signed with the platform certificate

@@ -98,7 +98,7 @@ op_result<order_record> ledger_model::prepay(const order_request& request, std::
     o.version = request.version;
     o.v2_sign = request.v2_sign;
     o.created_at = now;
-    // §5.1: earlier than now + 1 min is raised to it; later than 90 days is capped.
+    // docs/protocol-notes.md §5.1: earlier than now + 1 min is raised to it; later than 90 days is capped.
     std::int64_t expire = request.expire_at.value_or(now + default_expiry_seconds);
     expire = std::max<std::int64_t>(expire, now + 60);
     expire = std::min<std::int64_t>(expire, now + std::int64_t{90} * 24 * 3600);

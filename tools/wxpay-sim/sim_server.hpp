@@ -2,22 +2,23 @@
 // mini-program login exchange, the /sim control API, and the notifier that
 // delivers payment and refund notifications on WeChat's retry schedule with
 // the configured faults. One event-loop thread owns all state; RSA signing
-// runs on a small thread pool.
+// runs on a small thread pool. One source file per job: sim_merchant_api,
+// sim_login, sim_control, sim_notifier; sim_server.cpp holds the rest.
 #pragma once
-
-#include <chrono>
-#include <cstdint>
-#include <deque>
-#include <map>
-#include <memory>
-#include <string>
-#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "base/http_message.hpp"
 #include "base/time.hpp"
@@ -31,26 +32,26 @@ namespace wxrecon::sim {
 
 struct sim_options {
     std::string listen = "127.0.0.1:8480";
-    bool tls = false;                   // serve HTTPS with the key set's server certificate (issued by its CA)
+    bool tls = false;  // serve HTTPS with the key set's server certificate (issued by its CA)
     std::uint64_t seed = 1;
-    double time_scale = 1.0;            // multiplies the retry schedule and injected delays
+    double time_scale = 1.0;  // multiplies the retry schedule and injected delays
     std::size_t max_orders = 2'000'000;
     std::size_t max_deliveries = 1'000'000;  // delivery log entries kept (oldest finished ones go first)
-    int delivery_concurrency = 64;      // notification POSTs in flight at once
+    int delivery_concurrency = 64;           // notification POSTs in flight at once
     int signing_threads = 2;
     std::chrono::milliseconds notify_timeout{5000};  // WeChat gives the merchant 5 s
     wall_clock clock;                   // WeChat Pay's time: timestamps, expiry, success_time
 };
 
-// §3.7: after the first attempt, re-sent at these intervals (15 attempts over 24 h 4 min).
-inline constexpr std::int64_t retry_schedule_seconds[] = {15,   15,    30,    180,   600,   1200,  1800, 1800,
-                                                          1800, 3600,  10800, 10800, 10800, 21600, 21600};
+// docs/protocol-notes.md §3.7: after the first attempt, re-sent at these intervals (15 attempts over 24 h 4 min).
+inline constexpr std::int64_t retry_schedule_seconds[] = {15,   15,   30,    180,   600,   1200,  1800, 1800,
+                                                          1800, 3600, 10800, 10800, 10800, 21600, 21600};
 
 struct delivery_attempt {
     int number = 0;
-    std::int64_t at_ms = 0;   // since the simulator started
-    int status = 0;           // HTTP status, 0 when there was none
-    std::string outcome;      // "acknowledged", "refused", or what went wrong
+    std::int64_t at_ms = 0;  // since the simulator started
+    int status = 0;          // HTTP status, 0 when there was none
+    std::string outcome;     // "acknowledged", "refused", or what went wrong
 };
 
 struct delivery {
@@ -58,12 +59,12 @@ struct delivery {
     std::string mchid;
     std::string out_trade_no;
     std::string out_refund_no;
-    std::string event_type;        // TRANSACTION.SUCCESS, REFUND.SUCCESS …
-    std::string notification_id;   // the APIv3 envelope id (the same on every copy and retry)
-    std::string kind;              // genuine, duplicate, concurrent, forged, probe
+    std::string event_type;       // TRANSACTION.SUCCESS, REFUND.SUCCESS …
+    std::string notification_id;  // the APIv3 envelope id (the same on every copy and retry)
+    std::string kind;             // genuine, duplicate, concurrent, forged, probe
     std::string url;
     api_version version = api_version::v3;
-    std::string serial;            // the key that signs it (APIv3)
+    std::string serial;  // the key that signs it (APIv3)
     bool dropped = false;
     std::int64_t first_delay_ms = 0;
     std::vector<delivery_attempt> attempts;
@@ -73,7 +74,7 @@ struct delivery {
     std::string plaintext;
     protocol::v2::fields v2_fields;
     bool refund = false;
-    std::string refund_status;     // refunds: SUCCESS / ABNORMAL / CLOSED
+    std::string refund_status;  // refunds: SUCCESS / ABNORMAL / CLOSED
 };
 
 struct json_body;
@@ -82,10 +83,10 @@ struct json_body;
 struct api_call {
     std::uint64_t id = 0;
     std::string mchid;
-    std::string api;          // v3 / v2
-    std::string what;         // "GET /v3/pay/transactions/out-trade-no/X", "/pay/orderquery X"
+    std::string api;   // v3 / v2
+    std::string what;  // "GET /v3/pay/transactions/out-trade-no/X", "/pay/orderquery X"
     std::int64_t start_ms = 0;
-    std::int64_t end_ms = -1; // -1 while unanswered
+    std::int64_t end_ms = -1;  // -1 while unanswered
     int status = 0;
 };
 
@@ -107,33 +108,52 @@ private:
         sim_merchant* keys = nullptr;
         fault_config faults;
         protocol_variants variants;
-        std::uint64_t notifications = 0;   // sent, for certificate rotation
-        std::uint64_t api_calls = 0;       // for per-call fault draws
+        std::uint64_t notifications = 0;  // sent, for certificate rotation
+        std::uint64_t api_calls = 0;      // for per-call fault draws
         // During a gradual rotation, API answers stay on this certificate while callbacks use the newest.
         std::optional<std::size_t> answers_sign_with;
     };
 
-    // Routes
+    // The four jobs' entry points, picked by handle's route table.
     boost::asio::awaitable<reply> handle_v3(inbound_request& request);
     boost::asio::awaitable<reply> handle_v2(inbound_request& request);
-    reply handle_login(const inbound_request& request);
+    boost::asio::awaitable<reply> handle_login(inbound_request& request);
     boost::asio::awaitable<reply> handle_control(inbound_request& request);
 
-    // APIv3 operations, after the Authorization check; return status and JSON body.
-    std::pair<int, std::string> v3_prepay(merchant_state& m, std::string_view body);
+    // Merchant APIs (sim_merchant_api.cpp). APIv3 operations run after the Authorization check and
+    // return status and JSON body.
+    std::pair<int, std::string> v3_dispatch(merchant_state& m, const inbound_request& request);
+    std::pair<int, std::string> v3_prepay(merchant_state& m, const inbound_request& request);
     std::pair<int, std::string> v3_query(merchant_state& m, const inbound_request& request);
-    std::pair<int, std::string> v3_close(merchant_state& m, std::string_view out_trade_no, std::string_view body);
-    std::pair<int, std::string> v3_refund(merchant_state& m, std::string_view body);
-    std::pair<int, std::string> v3_refund_query(merchant_state& m, std::string_view out_refund_no);
-    std::pair<int, std::string> v3_certificates(merchant_state& m);
+    std::pair<int, std::string> v3_close(merchant_state& m, const inbound_request& request);
+    std::pair<int, std::string> v3_refund(merchant_state& m, const inbound_request& request);
+    std::pair<int, std::string> v3_refund_query(merchant_state& m, const inbound_request& request);
+    std::pair<int, std::string> v3_certificates(merchant_state& m, const inbound_request& request);
     std::pair<int, std::string> v3_not_found(merchant_state& m);
     boost::asio::awaitable<reply> v3_signed(merchant_state& m, const inbound_request& request, int status,
                                             std::string body);
-
+    // APIv2 operations run after the signature check; the answer is signed afterwards.
     protocol::v2::fields v2_dispatch(merchant_state& m, std::string_view path, const protocol::v2::fields& in,
                                      protocol::v2::sign_type type);
+    protocol::v2::fields v2_unifiedorder(merchant_state& m, const protocol::v2::fields& in,
+                                         protocol::v2::sign_type type);
+    protocol::v2::fields v2_orderquery(merchant_state& m, const protocol::v2::fields& in,
+                                       protocol::v2::sign_type type);
+    protocol::v2::fields v2_closeorder(merchant_state& m, const protocol::v2::fields& in,
+                                       protocol::v2::sign_type type);
+    protocol::v2::fields v2_refund(merchant_state& m, const protocol::v2::fields& in,
+                                   protocol::v2::sign_type type);
+    protocol::v2::fields v2_refundquery(merchant_state& m, const protocol::v2::fields& in,
+                                        protocol::v2::sign_type type);
+    api_call& log_call(const std::string& mchid, std::string_view api, std::string what);
+    void end_call(std::uint64_t id, int status);
 
-    // Control API
+    // Control API (sim_control.cpp; the login code issuer is in sim_login.cpp)
+    reply control_ledger(const inbound_request& request) const;
+    reply control_merchants(const inbound_request& request) const;
+    reply control_deliveries(const inbound_request& request) const;
+    reply control_stats(const inbound_request& request) const;
+    reply control_calls(const inbound_request& request) const;
     result<std::vector<std::string>> order_batch(const json_body& j) const;
     reply control_create_order(std::string_view body);
     reply control_pay(std::string_view body);
@@ -141,14 +161,9 @@ private:
     reply control_refund(std::string_view body);
     reply control_faults(std::string_view body);
     reply control_rotate(std::string_view body);
-    reply control_deliveries(const inbound_request& request) const;
-    reply control_stats() const;
-    reply control_calls(const inbound_request& request) const;
-    api_call& log_call(const std::string& mchid, std::string_view api, std::string what);
-    void end_call(std::uint64_t id, int status);
     reply control_login_code(std::string_view body);
 
-    // Notifications
+    // Notifications (sim_notifier.cpp)
     void notify_payment(merchant_state& m, const order_record& o);
     void notify_refund(merchant_state& m, const order_record& o, const refund_record& r);
     void plan(merchant_state& m, delivery base);
@@ -157,6 +172,11 @@ private:
     void schedule(std::uint64_t id, std::chrono::milliseconds after);
     void release_slot();
     boost::asio::awaitable<void> run_attempt(std::uint64_t id, std::chrono::milliseconds after);
+    // What one attempt POSTs (without method and URL); nullopt when signing failed.
+    boost::asio::awaitable<std::optional<net::outbound_request>> v3_notification_request(
+        const merchant_state& m, const delivery& d);
+    net::outbound_request v2_notification_request(const merchant_state& m, const delivery& d);
+    void record_attempt(std::uint64_t id, std::int64_t sent_at, const net::exchange& ex);
     void rotate_certificate(merchant_state& m);
     std::string pick_serial(merchant_state& m, std::string_view decision_key);
 
@@ -174,7 +194,7 @@ private:
     std::unique_ptr<net::http_server> server_;
     std::unique_ptr<net::http_client> client_;
     boost::asio::thread_pool signers_;
-    crypto::private_key forger_key_;   // a key WeChat does not have: what forged notifications are signed with
+    crypto::private_key forger_key_;  // a key WeChat does not have: what forged notifications are signed with
     std::deque<delivery> deliveries_;
     std::deque<api_call> calls_;
     std::uint64_t first_call_id_ = 1;

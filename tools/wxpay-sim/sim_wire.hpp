@@ -14,11 +14,11 @@ namespace wxrecon::sim {
 
 std::string_view trade_state_desc(domain::trade_state s) noexcept;
 
-// The transaction object of a query answer or a payment notification (§3.4 / §4.2).
+// The transaction object of a query answer or a payment notification (docs/protocol-notes.md §3.4 / §4.2).
 std::string transaction_object(const order_record& o, const protocol_variants& variants);
-// The refund object of a refund create / query answer (§4.6).
+// The refund object of a refund create / query answer (docs/protocol-notes.md §4.6).
 std::string refund_api_object(const order_record& o, const refund_record& r);
-// The decrypted payload of a refund notification (§3.5).
+// The decrypted payload of a refund notification (docs/protocol-notes.md §3.5).
 std::string refund_notification_object(const order_record& o, const refund_record& r);
 
 // {"code":…,"message":…}
