@@ -14,9 +14,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <pqxx/pqxx>
@@ -99,9 +99,13 @@ int run(const options& o) {
                     p.amount_total = 100;
                     p.payer_total = 100;
                     p.success_time = now * 1'000'000LL;
-                    const protocol::v3::notification_spec spec{
-                        "EV-" + p.transaction_id, format_rfc3339(now), "TRANSACTION.SUCCESS", "支付成功",
-                        "transaction", "transaction", protocol::v3::transaction_json(o.mchid, p)};
+                    const protocol::v3::notification_spec spec{"EV-" + p.transaction_id,
+                                                               format_rfc3339(now),
+                                                               "TRANSACTION.SUCCESS",
+                                                               "支付成功",
+                                                               "transaction",
+                                                               "transaction",
+                                                               protocol::v3::transaction_json(o.mchid, p)};
                     notes[i] = *protocol::v3::make_notification(spec, apiv3_key, *key, o.serial, now);
                 }
             });
@@ -143,7 +147,8 @@ int run(const options& o) {
     };
     auto connect = [&](beast::tcp_stream& stream) {
         return stream.async_connect(
-            boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(o.host), o.port), boost::asio::use_awaitable);
+            boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(o.host), o.port),
+            boost::asio::use_awaitable);
     };
     auto client = [&]() -> boost::asio::awaitable<void> {
         beast::tcp_stream stream(io);
@@ -163,8 +168,8 @@ int run(const options& o) {
         }
     };
     // Forgeries: a genuine-looking notification whose signature was made by another key.
-    const std::string forged_signature = notes.front().signature.substr(0, 10) +
-                                         std::string(notes.front().signature.size() - 12, 'A') + "==";
+    const std::string forged_signature =
+        notes.front().signature.substr(0, 10) + std::string(notes.front().signature.size() - 12, 'A') + "==";
     auto forger = [&]() -> boost::asio::awaitable<void> {
         beast::tcp_stream stream(io);
         co_await connect(stream);
@@ -186,12 +191,15 @@ int run(const options& o) {
     const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();
 
     std::sort(all.begin(), all.end());
-    auto pct = [&](double p) { return all.empty() ? 0.0 : all[static_cast<std::size_t>(p * (all.size() - 1))]; };
+    auto pct = [&](double p) {
+        return all.empty() ? 0.0 : all[static_cast<std::size_t>(p * (all.size() - 1))];
+    };
     const int done = static_cast<int>(all.size());
-    std::printf("notifications: %d in %.2f s = %.0f/s, concurrency %d, non-204 replies: %d%s\n", done, seconds,
-                done / seconds, o.concurrency, failures,
+    std::printf("notifications: %d in %.2f s = %.0f/s, concurrency %d, non-204 replies: %d%s\n", done,
+                seconds, done / seconds, o.concurrency, failures,
                 o.seconds > 0 && done >= o.orders ? " (ran out of pre-signed notifications)" : "");
-    std::printf("latency ms: p50 %.2f  p99 %.2f  max %.2f\n", pct(0.50), pct(0.99), all.empty() ? 0 : all.back());
+    std::printf("latency ms: p50 %.2f  p99 %.2f  max %.2f\n", pct(0.50), pct(0.99),
+                all.empty() ? 0 : all.back());
     if (o.forgeries > 0)
         std::printf("forgeries: %ld sent alongside = %.0f/s, %ld refused with 401\n", forged_sent,
                     forged_sent / seconds, forged_refused);
@@ -205,22 +213,38 @@ int main(int argc, char** argv) {
     options o;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string k = argv[i], v = argv[i + 1];
-        if (k == "--port") o.port = static_cast<unsigned short>(std::stoi(v));
-        else if (k == "--mchid") o.mchid = v;
-        else if (k == "--appid") o.appid = v;
-        else if (k == "--apiv3-key-file") o.apiv3_key_file = v;
-        else if (k == "--wechatpay-key-file") o.wechatpay_key_file = v;
-        else if (k == "--serial") o.serial = v;
-        else if (k == "--database-url") o.database_url = v;
-        else if (k == "--orders") o.orders = std::stoi(v);
-        else if (k == "--register") o.register_orders = std::stoi(v);
-        else if (k == "--prefix") o.prefix = v;
-        else if (k == "--seconds") o.seconds = std::stod(v);
-        else if (k == "--rate") o.rate = std::stod(v);
-        else if (k == "--first") o.first = std::stoi(v);
-        else if (k == "--forgeries") o.forgeries = std::stod(v);
-        else if (k == "--concurrency") o.concurrency = std::stoi(v);
-        else if (k == "--daemon-pid") o.daemon_pid = std::stoi(v);
+        if (k == "--port")
+            o.port = static_cast<unsigned short>(std::stoi(v));
+        else if (k == "--mchid")
+            o.mchid = v;
+        else if (k == "--appid")
+            o.appid = v;
+        else if (k == "--apiv3-key-file")
+            o.apiv3_key_file = v;
+        else if (k == "--wechatpay-key-file")
+            o.wechatpay_key_file = v;
+        else if (k == "--serial")
+            o.serial = v;
+        else if (k == "--database-url")
+            o.database_url = v;
+        else if (k == "--orders")
+            o.orders = std::stoi(v);
+        else if (k == "--register")
+            o.register_orders = std::stoi(v);
+        else if (k == "--prefix")
+            o.prefix = v;
+        else if (k == "--seconds")
+            o.seconds = std::stod(v);
+        else if (k == "--rate")
+            o.rate = std::stod(v);
+        else if (k == "--first")
+            o.first = std::stoi(v);
+        else if (k == "--forgeries")
+            o.forgeries = std::stod(v);
+        else if (k == "--concurrency")
+            o.concurrency = std::stoi(v);
+        else if (k == "--daemon-pid")
+            o.daemon_pid = std::stoi(v);
         else {
             std::fprintf(stderr, "notify_load: unknown option %s\n", k.c_str());
             return 2;

@@ -54,7 +54,10 @@ int run_sink(unsigned short port, double seconds, long expect) {
             if (received == expect) io.stop();
             co_return reply{204, "", ""};
         },
-        [](std::string_view) { return reply{413, "", ""}; }, "sink");
+        [](std::string_view) {
+            return reply{413, "", ""};
+        },
+        "sink");
     server.start();
     std::printf("sink listening on 127.0.0.1:%u\n", server.local_endpoint().port());
     std::fflush(stdout);
@@ -89,7 +92,8 @@ int run_queries(const query_options& o) {
     const std::int64_t now = wall_clock{}.seconds();
     for (int i = 1; i <= o.orders; ++i) {
         net::outbound_request r;
-        const std::string target = "/v3/pay/transactions/out-trade-no/" + o.prefix + std::to_string(i) + "?mchid=" + o.mchid;
+        const std::string target =
+            "/v3/pay/transactions/out-trade-no/" + o.prefix + std::to_string(i) + "?mchid=" + o.mchid;
         auto auth = protocol::v3::sign_request("GET", target, "", o.mchid, o.serial, *key, now);
         if (!auth) throw std::runtime_error(auth.err().message);
         r.url = "http://127.0.0.1:" + std::to_string(o.port) + target;
@@ -106,15 +110,17 @@ int run_queries(const query_options& o) {
     std::vector<double> latencies;
     latencies.reserve(requests.size());
     const auto start = clock_type::now();
-    const auto deadline = o.seconds > 0 ? start + std::chrono::milliseconds(static_cast<long>(o.seconds * 1000))
-                                        : clock_type::time_point::max();
+    const auto deadline = o.seconds > 0
+                              ? start + std::chrono::milliseconds(static_cast<long>(o.seconds * 1000))
+                              : clock_type::time_point::max();
     auto worker = [&]() -> asio::awaitable<void> {
         while (next < requests.size() && clock_type::now() < deadline) {
             net::outbound_request r = requests[next++];
             const auto sent = clock_type::now();
             const net::exchange ex = co_await client.send(std::move(r));
             latencies.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - sent).count());
-            if (ex.response && ex.response->status == 200 && !ex.response->header("Wechatpay-Signature").empty())
+            if (ex.response && ex.response->status == 200 &&
+                !ex.response->header("Wechatpay-Signature").empty())
                 ++ok;
             else
                 ++other;
@@ -125,11 +131,15 @@ int run_queries(const query_options& o) {
     const double elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
     std::sort(latencies.begin(), latencies.end());
     auto pct = [&](double p) {
-        return latencies.empty() ? 0.0 : latencies[std::min(latencies.size() - 1, static_cast<std::size_t>(p * static_cast<double>(latencies.size())))];
+        return latencies.empty()
+                   ? 0.0
+                   : latencies[std::min(latencies.size() - 1,
+                                        static_cast<std::size_t>(p * static_cast<double>(latencies.size())))];
     };
-    std::printf("queries: %ld signed 200 answers in %.2f s = %.0f/s, concurrency %d, other answers: %ld\n", ok, elapsed,
-                static_cast<double>(ok) / elapsed, o.concurrency, other);
-    std::printf("latency ms: p50 %.2f  p99 %.2f  max %.2f\n", pct(0.50), pct(0.99), latencies.empty() ? 0.0 : latencies.back());
+    std::printf("queries: %ld signed 200 answers in %.2f s = %.0f/s, concurrency %d, other answers: %ld\n",
+                ok, elapsed, static_cast<double>(ok) / elapsed, o.concurrency, other);
+    std::printf("latency ms: p50 %.2f  p99 %.2f  max %.2f\n", pct(0.50), pct(0.99),
+                latencies.empty() ? 0.0 : latencies.back());
     return other == 0 ? 0 : 1;
 }
 
@@ -143,22 +153,33 @@ int main(int argc, char** argv) {
         long expect = 0;
         for (int i = 2; i + 1 < argc; i += 2) {
             const std::string k = argv[i], v = argv[i + 1];
-            if (k == "--port") o.port = static_cast<unsigned short>(std::stoi(v));
-            else if (k == "--seconds") seconds = o.seconds = std::stod(v);
-            else if (k == "--keys") o.keys = v;
-            else if (k == "--mchid") o.mchid = v;
-            else if (k == "--serial") o.serial = v;
-            else if (k == "--prefix") o.prefix = v;
-            else if (k == "--orders") o.orders = std::stoi(v);
-            else if (k == "--concurrency") o.concurrency = std::stoi(v);
-            else if (k == "--expect") expect = std::stol(v);
-            else throw std::runtime_error("unknown option " + k);
+            if (k == "--port")
+                o.port = static_cast<unsigned short>(std::stoi(v));
+            else if (k == "--seconds")
+                seconds = o.seconds = std::stod(v);
+            else if (k == "--keys")
+                o.keys = v;
+            else if (k == "--mchid")
+                o.mchid = v;
+            else if (k == "--serial")
+                o.serial = v;
+            else if (k == "--prefix")
+                o.prefix = v;
+            else if (k == "--orders")
+                o.orders = std::stoi(v);
+            else if (k == "--concurrency")
+                o.concurrency = std::stoi(v);
+            else if (k == "--expect")
+                expect = std::stol(v);
+            else
+                throw std::runtime_error("unknown option " + k);
         }
         if (mode == "sink") return run_sink(o.port, seconds, expect);
         if (mode == "queries") return run_queries(o);
-        std::fprintf(stderr, "usage: sim_load sink --port P [--seconds S] [--expect N]\n"
-                             "       sim_load queries --port P --keys DIR --mchid M --serial S --prefix X --orders N "
-                             "[--concurrency C] [--seconds S]\n");
+        std::fprintf(stderr,
+                     "usage: sim_load sink --port P [--seconds S] [--expect N]\n"
+                     "       sim_load queries --port P --keys DIR --mchid M --serial S --prefix X --orders N "
+                     "[--concurrency C] [--seconds S]\n");
         return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "sim_load: %s\n", e.what());

@@ -9,6 +9,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,8 +18,6 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
-#include <systemd/sd-daemon.h>
 
 #include "base/metrics.hpp"
 #include "base/time.hpp"
@@ -28,9 +28,9 @@
 #include "store/poll_store.hpp"
 #include "store/rejected_log.hpp"
 #include "workflow/alert_pusher.hpp"
+#include "workflow/certificate_refresher.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/order_api.hpp"
-#include "workflow/certificate_refresher.hpp"
 #include "workflow/poller.hpp"
 
 namespace wxrecon::daemon {
@@ -51,13 +51,16 @@ constexpr unsigned api_connections = 4;
 constexpr unsigned poll_connections = 2;
 
 bool is_mchid(std::string_view s) {
-    return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return !s.empty() && s.size() <= 32 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 // Taken when the program is loaded, before configuration, keys and migrations.
 const std::int64_t process_started = wall_clock{}.seconds();
 
-double seconds_of(const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6; }
+double seconds_of(const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
 
 // What any Prometheus-scraped process exports about itself, read from /proc at scrape time (cheap).
 void refresh_process_metrics(metrics& stats) {
@@ -70,10 +73,14 @@ void refresh_process_metrics(metrics& stats) {
     }
     std::error_code ec;
     std::size_t fds = 0;
-    for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec)) ++fds;
-    if (!ec) stats.set("process_open_fds", static_cast<double>(fds > 0 ? fds - 1 : 0));  // minus the one listing it
+    for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec))
+        ++fds;
+    if (!ec)
+        stats.set("process_open_fds",
+                  static_cast<double>(fds > 0 ? fds - 1 : 0));  // minus the one listing it
     rlimit limit{};
-    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) stats.set("process_max_fds", static_cast<double>(limit.rlim_cur));
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0)
+        stats.set("process_max_fds", static_cast<double>(limit.rlim_cur));
     rusage usage{};
     if (::getrusage(RUSAGE_SELF, &usage) == 0)
         stats.set("process_cpu_seconds_total", seconds_of(usage.ru_utime) + seconds_of(usage.ru_stime));
@@ -84,7 +91,8 @@ void refresh_key_expiry(metrics& stats, const config::key_store& keys) {
     std::vector<std::pair<metrics::labels, double>> series;
     for (const auto& [mchid, mk] : keys.merchants)
         for (const auto& cert : mk.platform_certs)
-            series.push_back({{{"mchid", mchid}, {"serial", cert.serial}}, static_cast<double>(cert.not_after)});
+            series.push_back(
+                {{{"mchid", mchid}, {"serial", cert.serial}}, static_cast<double>(cert.not_after)});
     stats.replace("wxrecon_key_expiry_timestamp_seconds", series);
 }
 
@@ -95,11 +103,14 @@ void initialise_series(metrics& stats, const config::config& cfg, const wall_clo
     for (const char* result : {"pushed", "failed", "resolved_before_push", "expired"})
         stats.add("wxrecon_webhook_pushes_total", {{"result", result}}, 0);
     for (const char* api : {"v3", "v2"}) {
-        for (const char* result : {"ok", "failed"}) stats.add("wxrecon_prepay_total", {{"api", api}, {"result", result}}, 0);
+        for (const char* result : {"ok", "failed"})
+            stats.add("wxrecon_prepay_total", {{"api", api}, {"result", result}}, 0);
         for (const char* kind : {"payment", "refund"})
             for (const char* result : {"accepted", "duplicate", "rejected", "error"})
-                stats.add("wxrecon_notifications_total", {{"api", api}, {"kind", kind}, {"result", result}}, 0);
-        stats.add("wxrecon_notifications_total", {{"api", api}, {"kind", "unknown"}, {"result", "rejected"}}, 0);
+                stats.add("wxrecon_notifications_total", {{"api", api}, {"kind", kind}, {"result", result}},
+                          0);
+        stats.add("wxrecon_notifications_total", {{"api", api}, {"kind", "unknown"}, {"result", "rejected"}},
+                  0);
     }
     stats.set("wxrecon_notification_silence_threshold_seconds",
               std::chrono::duration<double>(cfg.alerts.notification_silence).count());
@@ -111,9 +122,12 @@ void initialise_series(metrics& stats, const config::config& cfg, const wall_clo
 net::http_observer listener_metrics(const std::shared_ptr<metrics>& stats, std::string listener) {
     net::http_observer o;
     o.answered = [stats, listener](int status) {
-        stats->add("wxrecon_http_requests_total", {{"listener", listener}, {"status", std::to_string(status)}});
+        stats->add("wxrecon_http_requests_total",
+                   {{"listener", listener}, {"status", std::to_string(status)}});
     };
-    o.refused = [stats, listener] { stats->add("wxrecon_http_connections_refused_total", {{"listener", listener}}); };
+    o.refused = [stats, listener] {
+        stats->add("wxrecon_http_connections_refused_total", {{"listener", listener}});
+    };
     return o;
 }
 
@@ -140,7 +154,8 @@ struct application::impl {
     std::unique_ptr<store::db_pool> fact_pool;
     std::unique_ptr<store::db_pool> side_pool;  // readiness checks and rejected rows: never the fact path
     std::unique_ptr<store::db_pool> api_pool;   // the internal API's registrations and prepay records
-    std::unique_ptr<store::db_pool> poll_pool;  // the poller's claims and schedules (its facts go through the ledger)
+    std::unique_ptr<store::db_pool>
+        poll_pool;  // the poller's claims and schedules (its facts go through the ledger)
     std::unique_ptr<store::db_pool> alert_pool;  // the webhook outbox: never in the way of facts
     std::unique_ptr<store::ledger> ledger;
     std::unique_ptr<store::rejected_log> rejected;
@@ -157,7 +172,8 @@ struct application::impl {
 
     wall_clock clock;  // the system's: every component below reads time from it
 
-    impl(config::config c, std::shared_ptr<const config::key_store> k) : cfg(std::move(c)), keys(std::move(k)) {}
+    impl(config::config c, std::shared_ptr<const config::key_store> k)
+        : cfg(std::move(c)), keys(std::move(k)) {}
 
     asio::awaitable<reply> handle_public(inbound_request& req) {
         const std::string_view path = req.path;
@@ -165,7 +181,7 @@ struct application::impl {
         struct route {
             std::string_view prefix;
             asio::awaitable<reply> (workflow::notification_intake::*handler)(const workflow::inbound_request&,
-                                                                           std::string);
+                                                                             std::string);
             bool v2;
         };
         static constexpr route routes[] = {
@@ -235,8 +251,9 @@ struct application::impl {
         // TimeoutStopSec); notifications in flight come first.
         const auto deadline = std::chrono::steady_clock::now() + cfg.server.shutdown_grace;
         const auto left = [deadline] {
-            return std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                              deadline - std::chrono::steady_clock::now()));
+            return std::max(std::chrono::milliseconds(0),
+                            std::chrono::duration_cast<std::chrono::milliseconds>(
+                                deadline - std::chrono::steady_clock::now()));
         };
         co_await public_server->shutdown(left());
         if (api_server) co_await api_server->shutdown(left());
@@ -269,25 +286,30 @@ void application::start() {
     s.ledger = std::make_unique<store::ledger>(*s.fact_pool);
     s.rejected = std::make_unique<store::rejected_log>(*s.side_pool, s.cfg.notifications.rejected_keep,
                                                        rejected_rows_per_second, rejected_burst, s.stats);
-    s.intake = std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats, s.clock);
-    s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor(), s.cfg.poller.request_timeout, s.clock);
+    s.intake =
+        std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats, s.clock);
+    s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor(), s.cfg.poller.request_timeout,
+                                                          s.clock);
     s.poll_pool = std::make_unique<store::db_pool>(s.cfg.database.url, poll_connections, 1024,
                                                    store::prepare_poll_connection);
     workflow::poller_options poll_options;
     poll_options.clock = s.clock;
-    s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.poll_pool, *s.ledger,
-                                                  s.stats, poll_options);
-    s.certificates = std::make_unique<workflow::certificate_refresher>(s.io.get_executor(), s.cfg, s.keys, *s.wechat,
-                                                                       s.stats);
+    s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.poll_pool,
+                                                  *s.ledger, s.stats, poll_options);
+    s.certificates = std::make_unique<workflow::certificate_refresher>(s.io.get_executor(), s.cfg, s.keys,
+                                                                       *s.wechat, s.stats);
     s.alert_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
     s.alerts = std::make_unique<workflow::alert_pusher>(s.io.get_executor(), s.cfg, *s.alert_pool, s.stats);
-    s.intake->on_unknown_serial = [c = s.certificates.get()](const std::string& mchid) { c->unknown_serial(mchid); };
+    s.intake->on_unknown_serial = [c = s.certificates.get()](const std::string& mchid) {
+        c->unknown_serial(mchid);
+    };
     if (s.cfg.api) {
         auto token = config::load_api_token(*s.cfg.api);
         if (!token) throw startup_error(exit_bad_config, token.err().message);
         // Its own connections: a burst of registrations neither waits behind nor delays rejected-row writes.
         s.api_pool = std::make_unique<store::db_pool>(s.cfg.database.url, api_connections, 1024);
-        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys, *s.wechat, s.stats, s.clock);
+        s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys,
+                                                      *s.wechat, s.stats, s.clock);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
     initialise_series(*s.stats, s.cfg, s.clock);
@@ -299,21 +321,26 @@ void application::start() {
     try {
         s.public_server = std::make_unique<http_server>(
             s.io.get_executor(), parse_endpoint(s.cfg.server.listen), limits,
-            [&s](inbound_request& r) { return s.handle_public(r); }, [&s](std::string_view t) { return s.too_large(t); },
-            "public", listener_metrics(s.stats, "public"));
+            [&s](inbound_request& r) { return s.handle_public(r); },
+            [&s](std::string_view t) { return s.too_large(t); }, "public",
+            listener_metrics(s.stats, "public"));
         http_limits admin_limits;
         admin_limits.max_body_bytes = 4096;
         admin_limits.max_connections = 64;
         s.admin_server = std::make_unique<http_server>(
             s.io.get_executor(), parse_endpoint(s.cfg.admin.listen), admin_limits,
             [&s](inbound_request& r) { return s.handle_admin(r); },
-            [](std::string_view) { return reply{413, "text/plain", "too large\n"}; }, "admin",
-            listener_metrics(s.stats, "admin"));
+            [](std::string_view) {
+                return reply{413, "text/plain", "too large\n"};
+            },
+            "admin", listener_metrics(s.stats, "admin"));
         if (s.api && s.cfg.api->listen) {
             s.api_server = std::make_unique<http_server>(
                 s.io.get_executor(), parse_endpoint(*s.cfg.api->listen), limits,
                 [&s](inbound_request& r) { return s.api->handle(r); },
-                [](std::string_view) { return reply{413, "application/json", "{\"error\":\"body too large\"}"}; },
+                [](std::string_view) {
+                    return reply{413, "application/json", "{\"error\":\"body too large\"}"};
+                },
                 "api", listener_metrics(s.stats, "api"));
         }
     } catch (const std::exception& e) {
@@ -382,8 +409,12 @@ bool application::reload_keys() {
     return ok;
 }
 
-unsigned short application::public_port() const { return impl_->public_server->local_endpoint().port(); }
-unsigned short application::admin_port() const { return impl_->admin_server->local_endpoint().port(); }
+unsigned short application::public_port() const {
+    return impl_->public_server->local_endpoint().port();
+}
+unsigned short application::admin_port() const {
+    return impl_->admin_server->local_endpoint().port();
+}
 
 unsigned short application::api_port() const {
     return impl_->api_server ? impl_->api_server->local_endpoint().port() : public_port();

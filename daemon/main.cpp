@@ -57,9 +57,10 @@ int run(int argc, char** argv) {
     }
     if (cfg->server.tls_cert_file) {
         // Refused rather than ignored: a listener silently serving plain HTTP would be worse.
-        spdlog::error("config: {}: server.tls_cert_file: serving HTTPS directly is not supported yet; "
-                      "terminate TLS in front of wxrecond",
-                      config_path);
+        spdlog::error(
+            "config: {}: server.tls_cert_file: serving HTTPS directly is not supported yet; "
+            "terminate TLS in front of wxrecond",
+            config_path);
         return daemon::exit_bad_config;
     }
     if (command == "migrate") {
@@ -94,8 +95,10 @@ std::optional<wxrecon::daemon::log_format> requested_log_format(int argc, char**
     std::string value = "text";
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
-        if (arg == "--log-format" && i + 1 < argc) value = argv[++i];
-        else if (arg.starts_with("--log-format=")) value = arg.substr(std::strlen("--log-format="));
+        if (arg == "--log-format" && i + 1 < argc)
+            value = argv[++i];
+        else if (arg.starts_with("--log-format="))
+            value = arg.substr(std::strlen("--log-format="));
     }
     if (value == "text") return wxrecon::daemon::log_format::text;
     if (value == "json") return wxrecon::daemon::log_format::json;

@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config git openssl curl ca-certificates procps
+  clang-format   # tests/cli/format_test.sh
   libboost1.81-dev libssl-dev libsimdjson-dev libpqxx-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libpugixml-dev libsystemd-dev libgtest-dev
   postgresql-15 postgresql-client-15

@@ -144,7 +144,8 @@ std::string log_token(std::string_view s) {
     if (s.empty()) return "-";
     std::string out(s.substr(0, 64));
     for (char& c : out)
-        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != ':' && c != '-') c = '_';
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != ':' && c != '-')
+            c = '_';
     return out;
 }
 

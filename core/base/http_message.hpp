@@ -12,12 +12,13 @@ namespace wxrecon {
 
 struct inbound_request {
     std::string method;
-    std::string target;        // path and query string, as sent
-    std::string path;          // target without the query string
+    std::string target;  // path and query string, as sent
+    std::string path;    // target without the query string
     std::string remote_addr;
     std::vector<std::pair<std::string, std::string>> headers;  // in arrival order
     std::string body;
-    // WeChat Pay's Request-ID when it sent a usable one, else one made up by the server: ties log lines together.
+    // WeChat Pay's Request-ID when it sent a usable one, else one made up by the server: ties log lines
+    // together.
     std::string request_id;
     std::chrono::steady_clock::time_point received{};  // when the whole request had been read
 

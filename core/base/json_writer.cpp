@@ -8,10 +8,14 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
     const auto c = static_cast<unsigned char>(s[i]);
     std::size_t n = 0;
     if (c < 0x80) return 1;
-    if ((c & 0xE0) == 0xC0 && c >= 0xC2) n = 2;
-    else if ((c & 0xF0) == 0xE0) n = 3;
-    else if ((c & 0xF8) == 0xF0 && c <= 0xF4) n = 4;
-    else return 0;
+    if ((c & 0xE0) == 0xC0 && c >= 0xC2)
+        n = 2;
+    else if ((c & 0xF0) == 0xE0)
+        n = 3;
+    else if ((c & 0xF8) == 0xF0 && c <= 0xF4)
+        n = 4;
+    else
+        return 0;
     if (i + n > s.size()) return 0;
     for (std::size_t k = 1; k < n; ++k)
         if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;

@@ -2,9 +2,9 @@
 // notification plaintexts in tests and tools). Parsing is simdjson's job.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
-#include <algorithm>
 #include <string_view>
 
 namespace wxrecon {

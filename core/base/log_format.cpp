@@ -26,8 +26,8 @@ bool is_json_number(std::string_view v) {
 // Measurements become JSON numbers; everything else stays a string, so an identifier made of digits (an
 // mchid, an out_trade_no) keeps its type in every line and log stores never see a field change type.
 bool is_measurement(std::string_view key, std::string_view value) {
-    const bool numeric_key = key == "ms" || key.ends_with("_ms") || key.ends_with("_s") || key == "version" ||
-                             key == "attempts";
+    const bool numeric_key =
+        key == "ms" || key.ends_with("_ms") || key.ends_with("_s") || key == "version" || key == "attempts";
     return numeric_key && value.size() <= 24 && is_json_number(value);
 }
 
@@ -81,8 +81,10 @@ std::string json_log_line(std::string_view time, std::string_view level, std::st
         fields.push_back(',');
         append_json_string(fields, key);
         fields.push_back(':');
-        if (!quoted && is_measurement(key, value)) fields += value;
-        else append_json_string(fields, value);
+        if (!quoted && is_measurement(key, value))
+            fields += value;
+        else
+            append_json_string(fields, value);
     }
     if (!event.empty()) out.add("event", event);
     out.add("msg", message);

@@ -8,10 +8,14 @@ namespace {
 
 void append_escaped(std::string& out, std::string_view v) {
     for (char c : v) {
-        if (c == '\\') out += "\\\\";
-        else if (c == '"') out += "\\\"";
-        else if (c == '\n') out += "\\n";
-        else out.push_back(c);
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '"')
+            out += "\\\"";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out.push_back(c);
     }
 }
 
@@ -25,7 +29,8 @@ std::string format_double(double v) {
     return ec == std::errc() ? std::string(buf, end) : std::string("NaN");
 }
 
-const std::vector<double> latency_bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 4, 10};
+const std::vector<double> latency_bounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                            0.25,  0.5,    1,     2.5,  4,     10};
 
 }  // namespace
 
@@ -57,7 +62,8 @@ void metrics::describe(std::string_view name, std::string_view type, std::string
 
 metrics::family& metrics::get(std::string_view name) {
     auto it = families_.find(name);
-    if (it == families_.end()) it = families_.emplace(std::string(name), family{"counter", "", {}, {}, {}}).first;
+    if (it == families_.end())
+        it = families_.emplace(std::string(name), family{"counter", "", {}, {}, {}}).first;
     return it->second;
 }
 
@@ -81,7 +87,8 @@ void metrics::replace(std::string_view name, const std::vector<std::pair<labels,
     std::lock_guard lock(mutex_);
     auto& gauges = get(name).gauges;
     gauges.clear();
-    for (const auto& [l, value] : series) gauges[render_labels(l)] = std::make_unique<std::atomic<double>>(value);
+    for (const auto& [l, value] : series)
+        gauges[render_labels(l)] = std::make_unique<std::atomic<double>>(value);
 }
 
 void metrics::observe(std::string_view name, double value) {
@@ -119,30 +126,38 @@ std::string metrics::render() const {
 std::shared_ptr<metrics> metrics::make_standard() {
     auto m = std::make_shared<metrics>();
     m->describe("wxrecon_notifications_total", "counter", "Notifications received, by API, kind and result.");
-    m->describe("wxrecon_signature_probes_total", "counter", "WeChat Pay WECHATPAY/SIGNTEST/ signature probes.");
-    m->describe("wxrecon_notification_seconds", "histogram", "Time from receiving a notification to replying.");
+    m->describe("wxrecon_signature_probes_total", "counter",
+                "WeChat Pay WECHATPAY/SIGNTEST/ signature probes.");
+    m->describe("wxrecon_notification_seconds", "histogram",
+                "Time from receiving a notification to replying.");
     m->describe("wxrecon_rejected_sampled_total", "counter",
                 "Rejected notifications counted but not written, to bound the write rate under a flood.");
     m->describe("wxrecon_queries_total", "counter", "Outbound order queries, by API and result.");
     m->describe("wxrecon_orders", "gauge", "Orders per state.");
-    m->describe("wxrecon_stuck_orders", "gauge", "Open stuck discrepancies: orders open past expiry or failing to poll.");
+    m->describe("wxrecon_stuck_orders", "gauge",
+                "Open stuck discrepancies: orders open past expiry or failing to poll.");
     m->describe("wxrecon_prepay_total", "counter", "Orders placed at WeChat Pay, by API and result.");
-    m->describe("wxrecon_certificate_refreshes_total", "counter", "Platform certificate list downloads, by result.");
-    m->describe("wxrecon_key_expiry_timestamp_seconds", "gauge",
-                "When a WeChat Pay platform certificate (configured or downloaded) expires, by merchant and serial.");
-    m->describe("wxrecon_orders_registered_total", "counter", "Orders newly registered through the internal API.");
+    m->describe("wxrecon_certificate_refreshes_total", "counter",
+                "Platform certificate list downloads, by result.");
+    m->describe(
+        "wxrecon_key_expiry_timestamp_seconds", "gauge",
+        "When a WeChat Pay platform certificate (configured or downloaded) expires, by merchant and serial.");
+    m->describe("wxrecon_orders_registered_total", "counter",
+                "Orders newly registered through the internal API.");
     m->describe("wxrecon_last_accepted_notification_timestamp_seconds", "gauge",
                 "When a notification was last accepted (process start until the first one).");
     m->describe("wxrecon_notification_silence_threshold_seconds", "gauge",
                 "alerts.notification_silence: how long without an accepted notification is suspicious.");
-    m->describe("wxrecon_webhook_pushes_total", "counter", "Discrepancy pushes to alerts.webhook_url, by result.");
+    m->describe("wxrecon_webhook_pushes_total", "counter",
+                "Discrepancy pushes to alerts.webhook_url, by result.");
     m->describe("wxrecon_webhook_outbox", "gauge", "Discrepancy pushes waiting in the outbox.");
     m->describe("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
     m->describe("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
     m->describe("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
     m->describe("process_open_fds", "gauge", "Open file descriptors.");
     m->describe("process_max_fds", "gauge", "The limit on open file descriptors.");
-    m->describe("process_start_time_seconds", "gauge", "Start time of the process since the Unix epoch, in seconds.");
+    m->describe("process_start_time_seconds", "gauge",
+                "Start time of the process since the Unix epoch, in seconds.");
     m->describe("wxrecon_poll_lag_seconds", "gauge", "How overdue the most overdue scheduled query is.");
     m->describe("wxrecon_db_up", "gauge", "1 when PostgreSQL answers, else 0.");
     m->describe("wxrecon_http_requests_total", "counter", "HTTP requests by listener and status.");

@@ -59,6 +59,8 @@ struct ok_t {};
 inline constexpr ok_t ok{};
 using status = result<ok_t>;
 
-inline error make_error(errc code, std::string message) { return error{code, std::move(message)}; }
+inline error make_error(errc code, std::string message) {
+    return error{code, std::move(message)};
+}
 
 }  // namespace wxrecon

@@ -6,11 +6,14 @@
 namespace wxrecon {
 
 std::int64_t system_micros() noexcept {
-    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 
-std::int64_t wall_clock::micros() const { return source_ ? source_() : system_micros(); }
+std::int64_t wall_clock::micros() const {
+    return source_ ? source_() : system_micros();
+}
 
 namespace {
 

@@ -24,7 +24,7 @@ public:
     wall_clock() = default;  // the system clock
     explicit wall_clock(source unix_micros) : source_(std::move(unix_micros)) {}
 
-    std::int64_t micros() const;                                  // Unix microseconds
+    std::int64_t micros() const;                                   // Unix microseconds
     std::int64_t seconds() const { return micros() / 1'000'000; }  // Unix seconds, rounded down
 
 private:
@@ -37,7 +37,8 @@ std::int64_t system_micros() noexcept;
 // A clock a test sets and moves by hand; the wall_clocks it hands out all follow it.
 class manual_clock {
 public:
-    explicit manual_clock(std::int64_t unix_micros) : now_(std::make_shared<std::atomic<std::int64_t>>(unix_micros)) {}
+    explicit manual_clock(std::int64_t unix_micros)
+        : now_(std::make_shared<std::atomic<std::int64_t>>(unix_micros)) {}
     wall_clock clock() const {
         return wall_clock([now = now_] { return now->load(); });
     }

@@ -426,7 +426,8 @@ merchant_config read_merchant(reader& r, const scope& s) {
     m.apiv3_key_file = r.get_path(s, "apiv3_key_file", need::optional);
     m.apiv2_key_file = r.get_path(s, "apiv2_key_file", need::optional);
     if (auto v = r.get_string(s, "apiv2_sign_type", need::optional)) {
-        // Signs APIv2 requests and the wx.requestPayment paySign, which must use the same algorithm (docs/protocol-notes.md §7.4).
+        // Signs APIv2 requests and the wx.requestPayment paySign, which must use the same algorithm
+        // (docs/protocol-notes.md §7.4).
         if (*v == "MD5") {
             m.apiv2_sign_md5 = true;
         } else if (*v != "HMAC-SHA256") {
@@ -614,8 +615,8 @@ result<std::string> load_api_token(const api_config& api) {
     auto token = read_secret_file(api.token_file, "api.token_file");
     if (!token) return token.err();
     if (token->size() < 16)
-        return make_error(errc::config_error,
-                          "api.token_file: " + api.token_file.string() + ": the token must be at least 16 characters");
+        return make_error(errc::config_error, "api.token_file: " + api.token_file.string() +
+                                                  ": the token must be at least 16 characters");
     return token;
 }
 

@@ -19,8 +19,8 @@ using duration = std::chrono::milliseconds;
 using path = std::filesystem::path;
 
 struct server_config {
-    std::string listen;                 // "host:port"
-    std::string public_base_url;        // required when any merchant places orders; validated as http(s) URL
+    std::string listen;           // "host:port"
+    std::string public_base_url;  // required when any merchant places orders; validated as http(s) URL
     std::uint64_t max_body_bytes = 65536;
     duration read_timeout = std::chrono::seconds(10);
     duration shutdown_grace = std::chrono::seconds(15);
@@ -45,15 +45,16 @@ struct database_config {
 };
 
 struct poller_config {
-    std::vector<duration> delays = {std::chrono::seconds(5),  std::chrono::seconds(30), std::chrono::minutes(1),
-                                    std::chrono::minutes(3),  std::chrono::minutes(5),  std::chrono::minutes(10),
-                                    std::chrono::minutes(30)};
+    std::vector<duration> delays = {
+        std::chrono::seconds(5), std::chrono::seconds(30), std::chrono::minutes(1), std::chrono::minutes(3),
+        std::chrono::minutes(5), std::chrono::minutes(10), std::chrono::minutes(30)};
     duration interval_after = std::chrono::minutes(30);
     duration close_after_expire = std::chrono::minutes(1);
     std::uint32_t concurrency = 16;
     std::uint32_t rate_per_second = 50;
     duration default_expiry = std::chrono::hours(2);
-    duration request_timeout = std::chrono::seconds(10);  // a WeChat Pay call's write + answer; then "timeout"
+    duration request_timeout =
+        std::chrono::seconds(10);  // a WeChat Pay call's write + answer; then "timeout"
 };
 
 struct alerts_config {
@@ -62,8 +63,9 @@ struct alerts_config {
     // Exported as a gauge for the alert rule to compare against.
     duration notification_silence = std::chrono::hours(1);
     std::optional<std::string> webhook_url;
-    std::uint32_t webhook_per_minute = 20;   // pushes at most this often; the rest wait in the outbox
-    duration unknown_order_grace = std::chrono::minutes(2);  // a racing registration usually resolves it by then
+    std::uint32_t webhook_per_minute = 20;  // pushes at most this often; the rest wait in the outbox
+    duration unknown_order_grace =
+        std::chrono::minutes(2);  // a racing registration usually resolves it by then
 };
 
 struct notifications_config {
@@ -81,9 +83,9 @@ struct merchant_config {
     std::optional<path> ca_file;
     std::optional<path> apiv3_key_file;
     std::optional<path> apiv2_key_file;
-    bool apiv2_sign_md5 = false;                        // apiv2_sign_type: "HMAC-SHA256" (default) or "MD5"
+    bool apiv2_sign_md5 = false;  // apiv2_sign_type: "HMAC-SHA256" (default) or "MD5"
     std::optional<path> merchant_private_key_file;
-    std::optional<std::string> merchant_cert_serial;   // upper-case hex after parsing
+    std::optional<std::string> merchant_cert_serial;  // upper-case hex after parsing
     std::optional<path> wechatpay_public_key_file;
     std::optional<std::string> wechatpay_public_key_id;
     std::vector<path> platform_cert_files;
@@ -92,10 +94,10 @@ struct merchant_config {
 };
 
 struct config {
-    path source_file;                   // absolute path of the file this came from
+    path source_file;  // absolute path of the file this came from
     server_config server;
     admin_config admin;
-    std::optional<api_config> api;      // absent: the internal API is disabled
+    std::optional<api_config> api;  // absent: the internal API is disabled
     database_config database;
     poller_config poller;
     alerts_config alerts;

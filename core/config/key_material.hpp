@@ -16,9 +16,9 @@ namespace wxrecon::config {
 
 struct merchant_keys {
     std::string mchid;
-    std::optional<std::string> apiv3_key;             // exactly 32 bytes
-    std::optional<std::string> apiv2_key;             // exactly 32 characters
-    crypto::private_key merchant_private_key;         // empty unless configured
+    std::optional<std::string> apiv3_key;      // exactly 32 bytes
+    std::optional<std::string> apiv2_key;      // exactly 32 characters
+    crypto::private_key merchant_private_key;  // empty unless configured
     std::optional<std::string> app_secret;
     // Verification keys by Wechatpay-Serial: PUB_KEY_ID_... and platform certificate serials (upper hex).
     std::map<std::string, crypto::public_key, std::less<>> wechatpay_keys;

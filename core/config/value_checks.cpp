@@ -159,10 +159,10 @@ std::optional<std::string> listen_problem(std::string_view text) {
     return port_problem(*parts->port, true);
 }
 
-
 result<std::string> check_url(std::string_view text, url_rule rule) {
-    const std::string shown_text =
-        text.find('?') == std::string_view::npos ? std::string(text) : std::string(text.substr(0, text.find('?'))) + "?…";
+    const std::string shown_text = text.find('?') == std::string_view::npos
+                                       ? std::string(text)
+                                       : std::string(text.substr(0, text.find('?'))) + "?…";
     auto shown = [&shown_text] { return quote(shown_text); };
     auto bad = [&](const std::string& why) { return make_error(errc::invalid_argument, why); };
     if (std::any_of(text.begin(), text.end(), is_space_or_control)) {

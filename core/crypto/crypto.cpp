@@ -316,8 +316,8 @@ std::string private_key_to_pem(const private_key& key) {
 result<private_key> generate_rsa_key(int bits) {
     pkey_ctx_ptr ctx(EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr));
     EVP_PKEY* raw = nullptr;
-    if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 || EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), bits) != 1 ||
-        EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
+    if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1 ||
+        EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), bits) != 1 || EVP_PKEY_keygen(ctx.get(), &raw) != 1) {
         return openssl_failure(errc::internal, "RSA key generation failed");
     }
     return private_key(share(pkey_ptr(raw)));
@@ -335,9 +335,9 @@ bool add_extension(X509* cert, X509* issuer, int nid, const std::string& value) 
 
 bool set_name(X509_NAME* name, const certificate_request& request) {
     const auto add = [name](const char* field, const std::string& value) {
-        return value.empty() ||
-               X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
-                                          reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0) == 1;
+        return value.empty() || X509_NAME_add_entry_by_txt(
+                                    name, field, MBSTRING_UTF8,
+                                    reinterpret_cast<const unsigned char*>(value.c_str()), -1, -1, 0) == 1;
     };
     return add("C", "CN") && add("O", request.organization) && add("CN", request.common_name);
 }
@@ -346,7 +346,8 @@ bool set_name(X509_NAME* name, const certificate_request& request) {
 
 result<std::string> issue_certificate(const certificate_request& request, const public_key& subject_key,
                                       const private_key& issuer_key, std::string_view issuer_pem) {
-    if (!subject_key || !issuer_key) return make_error(errc::invalid_argument, "issue_certificate: missing key");
+    if (!subject_key || !issuer_key)
+        return make_error(errc::invalid_argument, "issue_certificate: missing key");
     x509_ptr issuer;
     if (!issuer_pem.empty()) {
         bio_ptr bio = memory_bio(issuer_pem);
@@ -372,12 +373,13 @@ result<std::string> issue_certificate(const certificate_request& request, const 
     X509* issuer_cert = issuer ? issuer.get() : cert.get();
     std::string san;
     for (const auto& name : request.subject_alt_names) san += (san.empty() ? "" : ",") + name;
-    const bool extended =
-        add_extension(cert.get(), issuer_cert, NID_basic_constraints, request.is_ca ? "critical,CA:TRUE" : "CA:FALSE") &&
-        add_extension(cert.get(), issuer_cert, NID_key_usage,
-                      request.is_ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature,keyEncipherment") &&
-        add_extension(cert.get(), issuer_cert, NID_subject_key_identifier, "hash") &&
-        (san.empty() || add_extension(cert.get(), issuer_cert, NID_subject_alt_name, san));
+    const bool extended = add_extension(cert.get(), issuer_cert, NID_basic_constraints,
+                                        request.is_ca ? "critical,CA:TRUE" : "CA:FALSE") &&
+                          add_extension(cert.get(), issuer_cert, NID_key_usage,
+                                        request.is_ca ? "critical,keyCertSign,cRLSign"
+                                                      : "critical,digitalSignature,keyEncipherment") &&
+                          add_extension(cert.get(), issuer_cert, NID_subject_key_identifier, "hash") &&
+                          (san.empty() || add_extension(cert.get(), issuer_cert, NID_subject_alt_name, san));
     if (!extended) return openssl_failure(errc::internal, "cannot add certificate extensions");
     if (X509_sign(cert.get(), issuer_key.get(), EVP_sha256()) <= 0) {
         return openssl_failure(errc::internal, "cannot sign certificate");

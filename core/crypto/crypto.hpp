@@ -41,10 +41,10 @@ private:
 
 struct certificate {
     public_key key;
-    std::string serial;        // upper-case hex, no leading zeros stripped beyond OpenSSL's BIGNUM form
-    std::int64_t not_before;   // Unix seconds
-    std::int64_t not_after;    // Unix seconds
-    std::string pem;           // the certificate as given
+    std::string serial;       // upper-case hex, no leading zeros stripped beyond OpenSSL's BIGNUM form
+    std::int64_t not_before;  // Unix seconds
+    std::int64_t not_after;   // Unix seconds
+    std::string pem;          // the certificate as given
 };
 
 // RSA keys only (WeChat Pay's RSA-2048 mode); PKCS#8 "PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY".
@@ -62,10 +62,10 @@ result<private_key> generate_rsa_key(int bits = 2048);
 struct certificate_request {
     std::string common_name;
     std::string organization;
-    std::string serial_hex;            // upper-case hex, becomes the certificate serial
-    std::int64_t not_before = 0;       // Unix seconds
+    std::string serial_hex;       // upper-case hex, becomes the certificate serial
+    std::int64_t not_before = 0;  // Unix seconds
     std::int64_t not_after = 0;
-    bool is_ca = false;                // basicConstraints CA:TRUE, keyCertSign
+    bool is_ca = false;                          // basicConstraints CA:TRUE, keyCertSign
     std::vector<std::string> subject_alt_names;  // "DNS:localhost", "IP:127.0.0.1"
 };
 // Signs (SHA-256) a certificate for subject_key with issuer_key. issuer_pem empty: self-signed.
@@ -90,9 +90,9 @@ result<std::string> aes256_gcm_decrypt(std::string_view key, std::string_view no
 result<std::string> aes256_ecb_encrypt(std::string_view key, std::string_view plaintext);
 result<std::string> aes256_ecb_decrypt(std::string_view key, std::string_view ciphertext);
 
-std::string md5(std::string_view data);                                  // 16 raw bytes
-std::string sha256(std::string_view data);                               // 32 raw bytes
-std::string hmac_sha256(std::string_view key, std::string_view data);    // 32 raw bytes
+std::string md5(std::string_view data);                                // 16 raw bytes
+std::string sha256(std::string_view data);                             // 32 raw bytes
+std::string hmac_sha256(std::string_view key, std::string_view data);  // 32 raw bytes
 
 std::string random_bytes(std::size_t n);
 // n characters from [0-9A-Za-z], uniformly distributed (nonces).

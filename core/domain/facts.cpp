@@ -40,25 +40,38 @@ std::optional<Enum> value_of(const std::array<std::pair<Enum, std::string_view>,
 
 }  // namespace
 
-std::string_view to_string(trade_state s) noexcept { return name_of(trade_state_names, s); }
-std::string_view to_string(refund_status s) noexcept { return name_of(refund_status_names, s); }
-std::optional<trade_state> parse_trade_state(std::string_view s) noexcept { return value_of(trade_state_names, s); }
+std::string_view to_string(trade_state s) noexcept {
+    return name_of(trade_state_names, s);
+}
+std::string_view to_string(refund_status s) noexcept {
+    return name_of(refund_status_names, s);
+}
+std::optional<trade_state> parse_trade_state(std::string_view s) noexcept {
+    return value_of(trade_state_names, s);
+}
 std::optional<refund_status> parse_refund_status(std::string_view s) noexcept {
     return value_of(refund_status_names, s);
 }
 
 std::string_view to_string(fact_source s) noexcept {
     switch (s) {
-    case fact_source::notify_v3: return "notify_v3";
-    case fact_source::notify_v2: return "notify_v2";
-    case fact_source::query_v3: return "query_v3";
-    case fact_source::query_v2: return "query_v2";
-    case fact_source::close: return "close";
+        case fact_source::notify_v3:
+            return "notify_v3";
+        case fact_source::notify_v2:
+            return "notify_v2";
+        case fact_source::query_v3:
+            return "query_v3";
+        case fact_source::query_v2:
+            return "query_v2";
+        case fact_source::close:
+            return "close";
     }
     return "?";
 }
 
-bool is_notification(fact_source s) noexcept { return s == fact_source::notify_v3 || s == fact_source::notify_v2; }
+bool is_notification(fact_source s) noexcept {
+    return s == fact_source::notify_v3 || s == fact_source::notify_v2;
+}
 
 const std::string& fact::out_trade_no() const noexcept {
     return std::visit([](const auto& b) -> const std::string& { return b.out_trade_no; }, body);
@@ -66,15 +79,24 @@ const std::string& fact::out_trade_no() const noexcept {
 
 std::string_view to_string(discrepancy_kind k) noexcept {
     switch (k) {
-    case discrepancy_kind::amount_mismatch: return "amount_mismatch";
-    case discrepancy_kind::unknown_order: return "unknown_order";
-    case discrepancy_kind::appid_mismatch: return "appid_mismatch";
-    case discrepancy_kind::state_regression: return "state_regression";
-    case discrepancy_kind::paid_after_close: return "paid_after_close";
-    case discrepancy_kind::state_conflict: return "state_conflict";
-    case discrepancy_kind::refund_without_payment: return "refund_without_payment";
-    case discrepancy_kind::refund_abnormal: return "refund_abnormal";
-    case discrepancy_kind::stuck: return "stuck";
+        case discrepancy_kind::amount_mismatch:
+            return "amount_mismatch";
+        case discrepancy_kind::unknown_order:
+            return "unknown_order";
+        case discrepancy_kind::appid_mismatch:
+            return "appid_mismatch";
+        case discrepancy_kind::state_regression:
+            return "state_regression";
+        case discrepancy_kind::paid_after_close:
+            return "paid_after_close";
+        case discrepancy_kind::state_conflict:
+            return "state_conflict";
+        case discrepancy_kind::refund_without_payment:
+            return "refund_without_payment";
+        case discrepancy_kind::refund_abnormal:
+            return "refund_abnormal";
+        case discrepancy_kind::stuck:
+            return "stuck";
     }
     return "?";
 }

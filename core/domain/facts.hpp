@@ -17,9 +17,9 @@ enum class trade_state { notpay, userpaying, success, refund, closed, revoked, p
 enum class refund_status { processing, success, closed, abnormal };
 enum class fact_source { notify_v3, notify_v2, query_v3, query_v2, close };
 
-std::string_view to_string(trade_state s) noexcept;     // "NOTPAY", ...
-std::string_view to_string(refund_status s) noexcept;   // "PROCESSING", ...
-std::string_view to_string(fact_source s) noexcept;     // "notify_v3", ...
+std::string_view to_string(trade_state s) noexcept;    // "NOTPAY", ...
+std::string_view to_string(refund_status s) noexcept;  // "PROCESSING", ...
+std::string_view to_string(fact_source s) noexcept;    // "notify_v3", ...
 std::optional<trade_state> parse_trade_state(std::string_view s) noexcept;
 std::optional<refund_status> parse_refund_status(std::string_view s) noexcept;
 
@@ -31,13 +31,13 @@ struct payment_fact {
     trade_state state = trade_state::notpay;
     std::string state_desc;
     std::string appid;
-    std::string transaction_id;                 // empty before payment
+    std::string transaction_id;  // empty before payment
     std::string trade_type;
     std::string bank_type;
     std::string payer_openid;
     std::string currency;
-    std::optional<std::int64_t> amount_total;   // fen
-    std::optional<std::int64_t> payer_total;    // fen
+    std::optional<std::int64_t> amount_total;  // fen
+    std::optional<std::int64_t> payer_total;   // fen
     std::optional<micros> success_time;
 };
 
@@ -48,8 +48,8 @@ struct refund_fact {
     std::string refund_id;
     std::string transaction_id;
     refund_status status = refund_status::processing;
-    std::int64_t amount_refund = 0;             // fen
-    std::optional<std::int64_t> amount_total;   // fen, the order's total as WeChat reports it
+    std::int64_t amount_refund = 0;            // fen
+    std::optional<std::int64_t> amount_total;  // fen, the order's total as WeChat reports it
     std::optional<micros> success_time;
     // APIv2 refund notifications authenticate nothing (AES-ECB): apply only when transaction_id,
     // out_trade_no and amount_total match a paid order on record.
@@ -60,12 +60,12 @@ struct refund_fact {
 struct fact {
     std::string mchid;
     fact_source source = fact_source::notify_v3;
-    std::string event_type;                     // "TRANSACTION.SUCCESS", "REFUND.SUCCESS", "QUERY", ...
-    std::optional<std::string> notify_id;       // APIv3 notification id
-    micros observed_at = 0;                     // receive time (notification) or send time (query)
-    std::optional<micros> occurred_at;          // WeChat's time of the fact
-    std::string payload_json;                   // the decrypted business object as JSON
-    std::optional<std::string> raw_body;        // notification exactly as received
+    std::string event_type;                // "TRANSACTION.SUCCESS", "REFUND.SUCCESS", "QUERY", ...
+    std::optional<std::string> notify_id;  // APIv3 notification id
+    micros observed_at = 0;                // receive time (notification) or send time (query)
+    std::optional<micros> occurred_at;     // WeChat's time of the fact
+    std::string payload_json;              // the decrypted business object as JSON
+    std::optional<std::string> raw_body;   // notification exactly as received
     std::optional<std::string> raw_headers_json;
     std::variant<payment_fact, refund_fact> body;
 
@@ -78,7 +78,7 @@ enum class discrepancy_kind {
     appid_mismatch,
     state_regression,
     paid_after_close,
-    state_conflict,          // SUCCESS reported for an order recorded as REVOKED or PAYERROR
+    state_conflict,  // SUCCESS reported for an order recorded as REVOKED or PAYERROR
     refund_without_payment,
     refund_abnormal,
     stuck,

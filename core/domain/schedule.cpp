@@ -27,7 +27,8 @@ std::optional<micros> next_query_due(const poll_schedule& s, micros created_at, 
     for (; attempt < n; ++attempt) {
         const auto due = query_due(s, created_at, expire_at, attempt);
         if (!due) return due;
-        const micros before = attempt == 0 ? created_at : created_at + s.delays[static_cast<std::size_t>(attempt - 1)];
+        const micros before =
+            attempt == 0 ? created_at : created_at + s.delays[static_cast<std::size_t>(attempt - 1)];
         if (*due - now > (*due - before) / 2) return due;
     }
     if (s.interval_after <= 0) return std::nullopt;

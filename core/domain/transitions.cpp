@@ -3,7 +3,9 @@
 namespace wxrecon::domain {
 namespace {
 
-bool is_paid(trade_state s) noexcept { return s == trade_state::success || s == trade_state::refund; }
+bool is_paid(trade_state s) noexcept {
+    return s == trade_state::success || s == trade_state::refund;
+}
 
 // An observation that contradicts the record: older than it (stale) or a newer report of an older state.
 decision contradicts(micros observed_at, micros recorded_at) {
@@ -18,31 +20,41 @@ decision contradicts(micros observed_at, micros recorded_at) {
 }
 
 void check_payment_against_order(const payment_fact& p, const order_snapshot& order, decision& d) {
-    if (p.amount_total && *p.amount_total != order.amount_total) d.open.push_back(discrepancy_kind::amount_mismatch);
+    if (p.amount_total && *p.amount_total != order.amount_total)
+        d.open.push_back(discrepancy_kind::amount_mismatch);
     if (!p.appid.empty() && order.appid && !order.appid->empty() && *order.appid != p.appid)
         d.open.push_back(discrepancy_kind::appid_mismatch);
 }
 
 }  // namespace
 
-bool is_terminal(trade_state s) noexcept { return s != trade_state::notpay && s != trade_state::userpaying; }
+bool is_terminal(trade_state s) noexcept {
+    return s != trade_state::notpay && s != trade_state::userpaying;
+}
 
 bool is_forward(trade_state from, trade_state to) noexcept {
     if (from == to) return false;
     switch (from) {
-    case trade_state::notpay: return true;
-    case trade_state::userpaying: return to != trade_state::notpay;
-    case trade_state::success: return to == trade_state::refund;
-    default: return false;
+        case trade_state::notpay:
+            return true;
+        case trade_state::userpaying:
+            return to != trade_state::notpay;
+        case trade_state::success:
+            return to == trade_state::refund;
+        default:
+            return false;
     }
 }
 
 bool is_forward(refund_status from, refund_status to) noexcept {
     if (from == to) return false;
     switch (from) {
-    case refund_status::processing: return true;
-    case refund_status::abnormal: return to == refund_status::success || to == refund_status::closed;
-    default: return false;
+        case refund_status::processing:
+            return true;
+        case refund_status::abnormal:
+            return to == refund_status::success || to == refund_status::closed;
+        default:
+            return false;
     }
 }
 
@@ -113,8 +125,9 @@ decision decide(const fact& f, const refund_fact& r, const std::optional<order_s
     const bool paid = order && is_paid(order->state);
     if (r.require_paid_order_match) {
         // Nothing authenticates an APIv2 refund notification; only agreement with a paid order does.
-        const bool matches = paid && !order->transaction_id.empty() && order->transaction_id == r.transaction_id &&
-                             r.amount_total && *r.amount_total == order->amount_total;
+        const bool matches = paid && !order->transaction_id.empty() &&
+                             order->transaction_id == r.transaction_id && r.amount_total &&
+                             *r.amount_total == order->amount_total;
         if (!matches) {
             decision d;
             d.result = outcome::unmatched;
@@ -124,7 +137,8 @@ decision decide(const fact& f, const refund_fact& r, const std::optional<order_s
 
     if (refund) {
         if (refund->status == r.status) return decision{};
-        if (!is_forward(refund->status, r.status)) return contradicts(f.observed_at, refund->status_changed_at);
+        if (!is_forward(refund->status, r.status))
+            return contradicts(f.observed_at, refund->status_changed_at);
     }
 
     decision d;

@@ -22,8 +22,8 @@ struct order_snapshot {
     micros state_changed_at = 0;
     std::int64_t amount_total = 0;
     std::optional<std::string> appid;
-    std::string transaction_id;           // empty until a payment is recorded
-    bool has_successful_refund = false;   // any refund of this order is SUCCESS
+    std::string transaction_id;          // empty until a payment is recorded
+    bool has_successful_refund = false;  // any refund of this order is SUCCESS
 };
 
 struct refund_snapshot {
@@ -41,10 +41,10 @@ enum class outcome {
 
 struct decision {
     outcome result = outcome::unchanged;
-    bool create_order = false;                 // order row is missing: create it (origin notify)
-    std::optional<trade_state> new_state;      // order state to set
-    bool record_payment_details = false;       // store transaction_id, payer_total, success_time ...
-    bool upsert_refund = false;                // write the refund row with the fact's status
+    bool create_order = false;             // order row is missing: create it (origin notify)
+    std::optional<trade_state> new_state;  // order state to set
+    bool record_payment_details = false;   // store transaction_id, payer_total, success_time ...
+    bool upsert_refund = false;            // write the refund row with the fact's status
     std::vector<discrepancy_kind> open;
     std::vector<discrepancy_kind> resolve;
 };

@@ -1,13 +1,13 @@
 #include "net/http_client.hpp"
 
+#include <openssl/ssl.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/asio/ssl/host_name_verification.hpp>
 #include <boost/beast/ssl.hpp>
-#include <openssl/ssl.h>
 
 #include "base/encoding.hpp"
 
@@ -21,7 +21,8 @@ using tcp = asio::ip::tcp;
 result<url_parts> parse_url(std::string_view url) {
     const bool tls = url.starts_with("https://");
     if (!tls && !url.starts_with("http://"))
-        return make_error(errc::invalid_argument, "URL must start with http:// or https://: " + std::string(url));
+        return make_error(errc::invalid_argument,
+                          "URL must start with http:// or https://: " + std::string(url));
     std::string_view rest = url.substr(tls ? 8 : 7);
     const auto slash = rest.find_first_of("/?");
     std::string_view authority = rest.substr(0, slash);
@@ -35,10 +36,12 @@ result<url_parts> parse_url(std::string_view url) {
     std::string_view port = tls ? "443" : "80";
     if (authority.front() == '[') {  // [IPv6]:port
         const auto close = authority.find(']');
-        if (close == std::string_view::npos) return make_error(errc::invalid_argument, "URL has a broken IPv6 host: " + std::string(url));
+        if (close == std::string_view::npos)
+            return make_error(errc::invalid_argument, "URL has a broken IPv6 host: " + std::string(url));
         host = authority.substr(1, close - 1);
         if (close + 1 < authority.size()) {
-            if (authority[close + 1] != ':') return make_error(errc::invalid_argument, "URL has a broken port: " + std::string(url));
+            if (authority[close + 1] != ':')
+                return make_error(errc::invalid_argument, "URL has a broken port: " + std::string(url));
             port = authority.substr(close + 2);
         }
     } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
@@ -69,8 +72,8 @@ std::string_view http_response::header(std::string_view name) const noexcept {
 
 struct http_client::connection {
     explicit connection(asio::any_io_executor ex) : plain(std::move(ex)) {}
-    beast::tcp_stream plain;                                   // the socket, for http
-    std::optional<beast::ssl_stream<beast::tcp_stream>> tls;   // for https: owns the socket instead
+    beast::tcp_stream plain;                                  // the socket, for http
+    std::optional<beast::ssl_stream<beast::tcp_stream>> tls;  // for https: owns the socket instead
     beast::flat_buffer buffer;
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : plain; }
 };
@@ -79,7 +82,8 @@ http_client::http_client(asio::any_io_executor ex, client_options options)
     : executor_(std::move(ex)), options_(std::move(options)) {
     tls_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
     tls_->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
-                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+                      asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                      asio::ssl::context::no_tlsv1_1);
     tls_->set_default_verify_paths();
     tls_->set_verify_mode(asio::ssl::verify_peer);
     if (!options_.ca_file.empty()) {
@@ -91,7 +95,9 @@ http_client::http_client(asio::any_io_executor ex, client_options options)
 
 http_client::~http_client() = default;
 
-void http_client::close_idle() { idle_.clear(); }
+void http_client::close_idle() {
+    idle_.clear();
+}
 
 using request_type = http::request<http::string_body>;
 
@@ -121,16 +127,17 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::flat_buffer& buffer, co
     auto [rec, read] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
     if (rec) {
         if (reused && read == 0 &&
-            (rec == http::error::end_of_stream || rec == asio::error::connection_reset || rec == asio::error::eof ||
-             rec == asio::ssl::error::stream_truncated)) {
+            (rec == http::error::end_of_stream || rec == asio::error::connection_reset ||
+             rec == asio::error::eof || rec == asio::ssl::error::stream_truncated)) {
             out.sent = false;
             retry = true;
             co_return;
         }
-        out.error = rec == beast::error::timeout ? "no answer from " + where + " in time"
-                    : rec == http::error::body_limit ? "answer from " + where + " exceeds " +
-                                                           std::to_string(options.max_body_bytes) + " bytes"
-                                                     : "cannot read answer from " + where + ": " + rec.message();
+        out.error =
+            rec == beast::error::timeout ? "no answer from " + where + " in time"
+            : rec == http::error::body_limit
+                ? "answer from " + where + " exceeds " + std::to_string(options.max_body_bytes) + " bytes"
+                : "cannot read answer from " + where + ": " + rec.message();
         co_return;
     }
     auto& msg = parser.get();
@@ -179,13 +186,15 @@ asio::awaitable<exchange> http_client::send(outbound_request request) {
         } else {
             conn = std::make_unique<connection>(executor_);
             tcp::resolver resolver(executor_);
-            auto [rec, endpoints] = co_await resolver.async_resolve(url.host, url.port, asio::as_tuple(asio::use_awaitable));
+            auto [rec, endpoints] =
+                co_await resolver.async_resolve(url.host, url.port, asio::as_tuple(asio::use_awaitable));
             if (rec) {
                 out.error = "cannot resolve " + url.host + ": " + rec.message();
                 co_return out;
             }
             conn->plain.expires_after(options_.connect_timeout);
-            auto [cec, endpoint] = co_await conn->plain.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
+            auto [cec, endpoint] =
+                co_await conn->plain.async_connect(endpoints, asio::as_tuple(asio::use_awaitable));
             (void)endpoint;
             if (cec) {
                 out.error = "cannot connect to " + key + ": " + cec.message();
@@ -203,7 +212,8 @@ asio::awaitable<exchange> http_client::send(outbound_request request) {
                 auto [hec] = co_await conn->tls->async_handshake(asio::ssl::stream_base::client,
                                                                  asio::as_tuple(asio::use_awaitable));
                 if (hec) {
-                    // Nothing of the request was sent: a failed handshake is as safe to retry as a refused connect.
+                    // Nothing of the request was sent: a failed handshake is as safe to retry as a refused
+                    // connect.
                     out.error = "TLS handshake with " + key + " failed: " + hec.message();
                     co_return out;
                 }

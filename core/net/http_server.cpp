@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <random>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -13,7 +14,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <spdlog/spdlog.h>
 
 namespace wxrecon::net {
 
@@ -58,9 +58,13 @@ http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& endpoint
 
 http_server::~http_server() = default;
 
-tcp::endpoint http_server::local_endpoint() const { return acceptor_.local_endpoint(); }
+tcp::endpoint http_server::local_endpoint() const {
+    return acceptor_.local_endpoint();
+}
 
-void http_server::start() { asio::co_spawn(executor_, accept_loop(), asio::detached); }
+void http_server::start() {
+    asio::co_spawn(executor_, accept_loop(), asio::detached);
+}
 
 asio::awaitable<void> http_server::accept_loop() {
     while (!stopping_) {
@@ -127,7 +131,8 @@ asio::awaitable<void> http_server::run_session(tcp::socket socket) {
             beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls_);
             state.stream = &beast::get_lowest_layer(stream);
             state.stream->expires_after(limits_.read_timeout);
-            auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, asio::as_tuple(asio::use_awaitable));
+            auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                                         asio::as_tuple(asio::use_awaitable));
             if (!hec && !stopping_) co_await serve(stream, remote, state);
             boost::system::error_code ignored;
             state.stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -155,7 +160,8 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
         parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
         parser.body_limit(limits_.max_body_bytes);
         lowest.expires_after(limits_.read_timeout);
-        auto [ec, bytes] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+        auto [ec, bytes] =
+            co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
         (void)bytes;
         if (ec == http::error::body_limit) {
             state.busy = true;
@@ -182,11 +188,13 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
         req.target = std::string(msg.target());
         req.path = req.target.substr(0, req.target.find('?'));
         req.remote_addr = remote;
-        for (const auto& h : msg) req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
+        for (const auto& h : msg)
+            req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
         req.body = std::move(msg.body());
         req.received = std::chrono::steady_clock::now();
         const std::string_view wechat_id = req.header("Request-ID");
-        req.request_id = usable_request_id(wechat_id) ? std::string(wechat_id) : make_request_id(name_, ++requests_served_);
+        req.request_id = usable_request_id(wechat_id) ? std::string(wechat_id)
+                                                      : make_request_id(name_, ++requests_served_);
         lowest.expires_never();
         const reply r = co_await handler_(req);
         const bool keep_alive = msg.keep_alive() && !stopping_;

@@ -41,9 +41,9 @@ struct http_limits {
 class http_server {
 public:
     // With a TLS context every connection starts with a TLS handshake (HTTPS); without one, plain HTTP.
-    http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& endpoint, http_limits limits,
-                http_handler handler, too_large_handler too_large, std::string name, http_observer observer = {},
-                std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
+    http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& endpoint,
+                http_limits limits, http_handler handler, too_large_handler too_large, std::string name,
+                http_observer observer = {}, std::shared_ptr<boost::asio::ssl::context> tls = nullptr);
     ~http_server();
 
     boost::asio::ip::tcp::endpoint local_endpoint() const;

@@ -16,8 +16,8 @@ std::string request_payment::json() const {
         .str();
 }
 
-std::string request_payment_message_v3(std::string_view appid, std::string_view time_stamp, std::string_view nonce_str,
-                                       std::string_view package) {
+std::string request_payment_message_v3(std::string_view appid, std::string_view time_stamp,
+                                       std::string_view nonce_str, std::string_view package) {
     std::string m;
     for (const std::string_view line : {appid, time_stamp, nonce_str, package}) {
         m += line;
@@ -26,24 +26,25 @@ std::string request_payment_message_v3(std::string_view appid, std::string_view 
     return m;
 }
 
-result<request_payment> sign_request_payment_v3(const crypto::private_key& merchant_key, std::string_view appid,
-                                                std::string_view prepay_id, std::int64_t now_unix,
-                                                std::string nonce_str) {
+result<request_payment> sign_request_payment_v3(const crypto::private_key& merchant_key,
+                                                std::string_view appid, std::string_view prepay_id,
+                                                std::int64_t now_unix, std::string nonce_str) {
     request_payment p;
     p.app_id = std::string(appid);
     p.time_stamp = std::to_string(now_unix);
     p.nonce_str = std::move(nonce_str);
     p.package = "prepay_id=" + std::string(prepay_id);
     p.sign_type = "RSA";
-    auto sig = crypto::rsa_sha256_sign(merchant_key,
-                                       request_payment_message_v3(p.app_id, p.time_stamp, p.nonce_str, p.package));
+    auto sig = crypto::rsa_sha256_sign(
+        merchant_key, request_payment_message_v3(p.app_id, p.time_stamp, p.nonce_str, p.package));
     if (!sig) return sig.err();
     p.pay_sign = base64_encode(*sig);
     return p;
 }
 
-request_payment sign_request_payment_v2(std::string_view apiv2_key, v2::sign_type type, std::string_view appid,
-                                        std::string_view prepay_id, std::int64_t now_unix, std::string nonce_str) {
+request_payment sign_request_payment_v2(std::string_view apiv2_key, v2::sign_type type,
+                                        std::string_view appid, std::string_view prepay_id,
+                                        std::int64_t now_unix, std::string nonce_str) {
     request_payment p;
     p.app_id = std::string(appid);
     p.time_stamp = std::to_string(now_unix);

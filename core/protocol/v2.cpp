@@ -327,11 +327,13 @@ result<domain::payment_fact> read_payment(const fields& f) {
     p.currency = field(f, "fee_type");
     if (const std::string total = field(f, "total_fee"); !total.empty()) {
         p.amount_total = parse_fen(total);
-        if (!p.amount_total) return make_error(errc::parse_error, "total_fee is not a number of fen: " + total);
+        if (!p.amount_total)
+            return make_error(errc::parse_error, "total_fee is not a number of fen: " + total);
     }
     const std::string cash_fee = field(f, "cash_fee");
     p.payer_total = cash_fee.empty() ? p.amount_total : parse_fen(cash_fee);
-    if (!cash_fee.empty() && !p.payer_total) return make_error(errc::parse_error, "cash_fee is not a number of fen: " + cash_fee);
+    if (!cash_fee.empty() && !p.payer_total)
+        return make_error(errc::parse_error, "cash_fee is not a number of fen: " + cash_fee);
     if (const std::string time_end = field(f, "time_end"); !time_end.empty()) {
         const auto t = parse_beijing_time(time_end);
         if (!t) return make_error(errc::parse_error, "time_end is not yyyyMMddHHmmss: " + time_end);

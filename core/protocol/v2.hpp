@@ -24,8 +24,8 @@ result<fields> parse_xml(std::string_view xml, std::string_view root = "xml", st
 // Serialises as <xml><k><![CDATA[v]]></k>...</xml>; values containing "]]>" are split safely.
 std::string to_xml(const fields& f);
 
-// docs/protocol-notes.md §7.2: all fields except "sign" with non-empty values, sorted, "k=v&...&key=<api key>";
-// MD5 -> upper hex (32), HMAC-SHA256 (keyed with the API key) -> upper hex (64).
+// docs/protocol-notes.md §7.2: all fields except "sign" with non-empty values, sorted, "k=v&...&key=<api
+// key>"; MD5 -> upper hex (32), HMAC-SHA256 (keyed with the API key) -> upper hex (64).
 std::string sign(const fields& f, std::string_view api_key, sign_type type);
 // Verifies f["sign"] in constant time. The algorithm comes from f["sign_type"] when present,
 // otherwise from the signature's length (32 hex = MD5, 64 hex = HMAC-SHA256).

@@ -1,7 +1,7 @@
 #include "protocol/v3.hpp"
 
-#include <charconv>
 #include <simdjson.h>
+#include <charconv>
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
@@ -17,7 +17,9 @@ simdjson::dom::parser& thread_parser() {
     return parser;
 }
 
-error parse_failure(std::string message) { return make_error(errc::parse_error, std::move(message)); }
+error parse_failure(std::string message) {
+    return make_error(errc::parse_error, std::move(message));
+}
 
 result<element> parse_object(std::string_view text, std::string_view what) {
     element doc;
@@ -45,7 +47,8 @@ result<std::optional<std::int64_t>> optional_int(element obj, std::string_view k
     element v;
     if (obj.at_key(key).get(v) != simdjson::SUCCESS || v.is_null()) return std::optional<std::int64_t>{};
     std::int64_t n = 0;
-    if (v.get(n) != simdjson::SUCCESS) return parse_failure("field \"" + std::string(key) + "\" is not an integer");
+    if (v.get(n) != simdjson::SUCCESS)
+        return parse_failure("field \"" + std::string(key) + "\" is not an integer");
     return std::optional<std::int64_t>{n};
 }
 
@@ -66,7 +69,9 @@ std::optional<element> sub_object(element obj, std::string_view key) {
 
 }  // namespace
 
-bool is_probe(std::string_view signature) noexcept { return signature.starts_with(probe_prefix); }
+bool is_probe(std::string_view signature) noexcept {
+    return signature.starts_with(probe_prefix);
+}
 
 std::string message_to_verify(std::string_view timestamp, std::string_view nonce, std::string_view body) {
     std::string m;
@@ -80,18 +85,20 @@ std::string message_to_verify(std::string_view timestamp, std::string_view nonce
 status verify_signature(const signature_headers& h, std::string_view body, std::int64_t now_unix,
                         const key_lookup& find_key) {
     if (h.timestamp.empty() || h.nonce.empty() || h.signature.empty() || h.serial.empty())
-        return make_error(errc::missing_signature, "missing Wechatpay-Timestamp, -Nonce, -Signature or -Serial header");
+        return make_error(errc::missing_signature,
+                          "missing Wechatpay-Timestamp, -Nonce, -Signature or -Serial header");
     std::int64_t ts = 0;
     const auto [end, ec] = std::from_chars(h.timestamp.data(), h.timestamp.data() + h.timestamp.size(), ts);
     if (ec != std::errc{} || end != h.timestamp.data() + h.timestamp.size())
         return make_error(errc::bad_signature, "Wechatpay-Timestamp is not an integer");
     const std::int64_t skew = ts > now_unix ? ts - now_unix : now_unix - ts;
     if (skew > timestamp_window_seconds)
-        return make_error(errc::stale_timestamp,
-                          "Wechatpay-Timestamp is " + std::to_string(skew) + " s away from now (limit 300 s)");
+        return make_error(errc::stale_timestamp, "Wechatpay-Timestamp is " + std::to_string(skew) +
+                                                     " s away from now (limit 300 s)");
     const crypto::public_key* key = find_key(h.serial);
     if (key == nullptr)
-        return make_error(errc::unknown_serial, "no trusted WeChat Pay key has serial " + std::string(h.serial));
+        return make_error(errc::unknown_serial,
+                          "no trusted WeChat Pay key has serial " + std::string(h.serial));
     const auto raw = base64_decode(h.signature);
     if (!raw) return make_error(errc::bad_signature, "Wechatpay-Signature is not Base64");
     if (!crypto::rsa_sha256_verify(*key, message_to_verify(h.timestamp, h.nonce, body), *raw))
@@ -131,7 +138,8 @@ result<envelope> parse_envelope(std::string_view body) {
 
 result<std::string> decrypt_resource(const resource& r, std::string_view apiv3_key) {
     if (r.algorithm != "AEAD_AES_256_GCM")
-        return make_error(errc::decrypt_failed, "resource.algorithm \"" + r.algorithm + "\" is not AEAD_AES_256_GCM");
+        return make_error(errc::decrypt_failed,
+                          "resource.algorithm \"" + r.algorithm + "\" is not AEAD_AES_256_GCM");
     const auto raw = base64_decode(r.ciphertext);
     if (!raw) return make_error(errc::decrypt_failed, "resource.ciphertext is not Base64");
     auto plain = crypto::aes256_gcm_decrypt(apiv3_key, r.nonce, r.associated_data, *raw);
@@ -215,7 +223,8 @@ result<decrypted_refund> parse_refund(std::string_view plaintext) {
     if (!*refund || **refund < 0) return parse_failure("amount.refund missing or negative");
     r.amount_refund = **refund;
     r.amount_total = *total;
-    if (r.out_trade_no.empty() || r.out_refund_no.empty()) return parse_failure("out_trade_no or out_refund_no is empty");
+    if (r.out_trade_no.empty() || r.out_refund_no.empty())
+        return parse_failure("out_trade_no or out_refund_no is empty");
     return out;
 }
 
@@ -258,8 +267,8 @@ std::string refund_json(std::string_view mchid, const domain::refund_fact& r) {
     return o.str();
 }
 
-std::string message_to_sign(std::string_view method, std::string_view canonical_url, std::string_view timestamp,
-                            std::string_view nonce, std::string_view body) {
+std::string message_to_sign(std::string_view method, std::string_view canonical_url,
+                            std::string_view timestamp, std::string_view nonce, std::string_view body) {
     std::string m;
     m.reserve(method.size() + canonical_url.size() + timestamp.size() + nonce.size() + body.size() + 5);
     m.append(method).push_back('\n');
@@ -278,7 +287,8 @@ std::string format_authorization(const authorization& a) {
 }
 
 result<authorization> parse_authorization(std::string_view header) {
-    if (!header.starts_with(auth_scheme) || header.size() <= auth_scheme.size() || header[auth_scheme.size()] != ' ')
+    if (!header.starts_with(auth_scheme) || header.size() <= auth_scheme.size() ||
+        header[auth_scheme.size()] != ' ')
         return make_error(errc::invalid_argument,
                           "Authorization does not start with \"" + std::string(auth_scheme) + " \"");
     std::string_view rest = header.substr(auth_scheme.size() + 1);
@@ -289,7 +299,8 @@ result<authorization> parse_authorization(std::string_view header) {
             return make_error(errc::invalid_argument, "Authorization parameters must be key=\"value\" pairs");
         const std::string_view key = rest.substr(0, eq);
         const auto close = rest.find('"', eq + 2);
-        if (close == std::string_view::npos) return make_error(errc::invalid_argument, "Authorization: unterminated value");
+        if (close == std::string_view::npos)
+            return make_error(errc::invalid_argument, "Authorization: unterminated value");
         const std::string value(rest.substr(eq + 2, close - eq - 2));
         std::string* slot = key == "mchid"       ? &a.mchid
                             : key == "nonce_str" ? &a.nonce_str
@@ -297,30 +308,37 @@ result<authorization> parse_authorization(std::string_view header) {
                             : key == "serial_no" ? &a.serial_no
                             : key == "signature" ? &a.signature
                                                  : nullptr;
-        if (slot == nullptr) return make_error(errc::invalid_argument, "Authorization: unknown parameter " + std::string(key));
-        if (!slot->empty()) return make_error(errc::invalid_argument, "Authorization: repeated parameter " + std::string(key));
+        if (slot == nullptr)
+            return make_error(errc::invalid_argument, "Authorization: unknown parameter " + std::string(key));
+        if (!slot->empty())
+            return make_error(errc::invalid_argument,
+                              "Authorization: repeated parameter " + std::string(key));
         *slot = value;
         rest.remove_prefix(close + 1);
         if (!rest.empty()) {
-            if (rest.front() != ',') return make_error(errc::invalid_argument, "Authorization: expected ',' between pairs");
+            if (rest.front() != ',')
+                return make_error(errc::invalid_argument, "Authorization: expected ',' between pairs");
             rest.remove_prefix(1);
         }
     }
-    if (a.mchid.empty() || a.nonce_str.empty() || a.timestamp.empty() || a.serial_no.empty() || a.signature.empty())
+    if (a.mchid.empty() || a.nonce_str.empty() || a.timestamp.empty() || a.serial_no.empty() ||
+        a.signature.empty())
         return make_error(errc::invalid_argument,
                           "Authorization needs mchid, nonce_str, timestamp, serial_no and signature");
     return a;
 }
 
-result<std::string> sign_request(std::string_view method, std::string_view canonical_url, std::string_view body,
-                                 std::string_view mchid, std::string_view merchant_serial,
-                                 const crypto::private_key& merchant_key, std::int64_t now_unix) {
+result<std::string> sign_request(std::string_view method, std::string_view canonical_url,
+                                 std::string_view body, std::string_view mchid,
+                                 std::string_view merchant_serial, const crypto::private_key& merchant_key,
+                                 std::int64_t now_unix) {
     authorization a;
     a.mchid = std::string(mchid);
     a.nonce_str = crypto::random_alnum(32);
     a.timestamp = std::to_string(now_unix);
     a.serial_no = std::string(merchant_serial);
-    auto sig = crypto::rsa_sha256_sign(merchant_key, message_to_sign(method, canonical_url, a.timestamp, a.nonce_str, body));
+    auto sig = crypto::rsa_sha256_sign(
+        merchant_key, message_to_sign(method, canonical_url, a.timestamp, a.nonce_str, body));
     if (!sig) return sig.err();
     a.signature = base64_encode(*sig);
     return format_authorization(a);
@@ -334,11 +352,12 @@ status verify_request(const authorization& a, std::string_view method, std::stri
         return make_error(errc::invalid_argument, "Authorization timestamp is not an integer");
     const std::int64_t skew = ts > now_unix ? ts - now_unix : now_unix - ts;
     if (skew > timestamp_window_seconds)
-        return make_error(errc::stale_timestamp,
-                          "Authorization timestamp is " + std::to_string(skew) + " s away from now (limit 300 s)");
+        return make_error(errc::stale_timestamp, "Authorization timestamp is " + std::to_string(skew) +
+                                                     " s away from now (limit 300 s)");
     const auto raw = base64_decode(a.signature);
     if (!raw) return make_error(errc::bad_signature, "Authorization signature is not Base64");
-    if (!crypto::rsa_sha256_verify(merchant_key, message_to_sign(method, canonical_url, a.timestamp, a.nonce_str, body), *raw))
+    if (!crypto::rsa_sha256_verify(
+            merchant_key, message_to_sign(method, canonical_url, a.timestamp, a.nonce_str, body), *raw))
         return make_error(errc::bad_signature, "Authorization signature does not verify");
     return ok;
 }
@@ -356,8 +375,8 @@ result<response_signature> sign_message(std::string_view body, const crypto::pri
 }
 
 result<signed_notification> make_notification(const notification_spec& spec, std::string_view apiv3_key,
-                                              const crypto::private_key& wechatpay_key, std::string_view serial,
-                                              std::int64_t now_unix) {
+                                              const crypto::private_key& wechatpay_key,
+                                              std::string_view serial, std::int64_t now_unix) {
     const std::string nonce = crypto::random_alnum(12);
     auto sealed = crypto::aes256_gcm_encrypt(apiv3_key, nonce, spec.associated_data, spec.plaintext);
     if (!sealed) return sealed.err();

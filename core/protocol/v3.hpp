@@ -31,15 +31,15 @@ std::string message_to_verify(std::string_view timestamp, std::string_view nonce
 
 using key_lookup = std::function<const crypto::public_key*(std::string_view serial)>;
 
-// docs/protocol-notes.md §2.3 in order: headers present, timestamp within 300 s of now, key chosen by serial, RSA-SHA256 over
-// the raw body. Fails with invalid_argument (missing/garbled header), stale_timestamp, unknown_serial
-// or bad_signature.
+// docs/protocol-notes.md §2.3 in order: headers present, timestamp within 300 s of now, key chosen by serial,
+// RSA-SHA256 over the raw body. Fails with invalid_argument (missing/garbled header), stale_timestamp,
+// unknown_serial or bad_signature.
 status verify_signature(const signature_headers& h, std::string_view body, std::int64_t now_unix,
                         const key_lookup& find_key);
 
 struct resource {
     std::string algorithm;
-    std::string ciphertext;       // Base64
+    std::string ciphertext;  // Base64
     std::string nonce;
     std::string associated_data;
     std::string original_type;
@@ -70,29 +70,31 @@ struct decrypted_refund {
 result<decrypted_payment> parse_transaction(std::string_view plaintext);
 result<decrypted_refund> parse_refund(std::string_view plaintext);
 
-// ---- APIv3 request signing (docs/protocol-notes.md §1): the merchant signs, WeChat Pay (and the simulator) verifies ----
+// ---- APIv3 request signing (docs/protocol-notes.md §1): the merchant signs, WeChat Pay (and the simulator)
+// verifies ----
 
 inline constexpr std::string_view auth_scheme = "WECHATPAY2-SHA256-RSA2048";
 
 // "<METHOD>\n<canonical URL>\n<timestamp>\n<nonce>\n<body>\n"
-std::string message_to_sign(std::string_view method, std::string_view canonical_url, std::string_view timestamp,
-                            std::string_view nonce, std::string_view body);
+std::string message_to_sign(std::string_view method, std::string_view canonical_url,
+                            std::string_view timestamp, std::string_view nonce, std::string_view body);
 
 struct authorization {
     std::string mchid;
     std::string nonce_str;
     std::string timestamp;
-    std::string serial_no;   // the merchant's API certificate serial
-    std::string signature;   // Base64
+    std::string serial_no;  // the merchant's API certificate serial
+    std::string signature;  // Base64
 };
 // The Authorization header value (scheme, then the five key="value" pairs without spaces).
 std::string format_authorization(const authorization& a);
 // Parses a header value; the pairs may come in any order. invalid_argument names what is wrong.
 result<authorization> parse_authorization(std::string_view header);
 // Signs a request with the merchant key: fresh nonce, the given time, header value ready to send.
-result<std::string> sign_request(std::string_view method, std::string_view canonical_url, std::string_view body,
-                                 std::string_view mchid, std::string_view merchant_serial,
-                                 const crypto::private_key& merchant_key, std::int64_t now_unix);
+result<std::string> sign_request(std::string_view method, std::string_view canonical_url,
+                                 std::string_view body, std::string_view mchid,
+                                 std::string_view merchant_serial, const crypto::private_key& merchant_key,
+                                 std::int64_t now_unix);
 // Verifies a parsed Authorization against the request: timestamp within 300 s, RSA-SHA256 with the
 // merchant's public key. Fails with stale_timestamp or bad_signature.
 status verify_request(const authorization& a, std::string_view method, std::string_view canonical_url,
@@ -115,8 +117,8 @@ std::string refund_json(std::string_view mchid, const domain::refund_fact& r);
 
 struct notification_spec {
     std::string id;
-    std::string create_time;      // RFC 3339
-    std::string event_type;       // TRANSACTION.SUCCESS, REFUND.SUCCESS ...
+    std::string create_time;  // RFC 3339
+    std::string event_type;   // TRANSACTION.SUCCESS, REFUND.SUCCESS ...
     std::string summary;
     std::string original_type;    // transaction / refund
     std::string associated_data;  // transaction / refund
@@ -133,7 +135,7 @@ struct signed_notification {
 
 // Encrypts plaintext with a fresh nonce, builds the envelope and signs it like WeChat Pay does.
 result<signed_notification> make_notification(const notification_spec& spec, std::string_view apiv3_key,
-                                              const crypto::private_key& wechatpay_key, std::string_view serial,
-                                              std::int64_t now_unix);
+                                              const crypto::private_key& wechatpay_key,
+                                              std::string_view serial, std::int64_t now_unix);
 
 }  // namespace wxrecon::protocol::v3

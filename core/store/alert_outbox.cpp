@@ -20,7 +20,8 @@ std::vector<pending_alert> claim_alerts(pqxx::connection_base& conn, std::size_t
         "  attempts = a.attempts + 1"
         " FROM due WHERE a.discrepancy_id = due.discrepancy_id"
         " RETURNING a.discrepancy_id, a.attempts)"
-        " SELECT c.discrepancy_id, d.kind, d.mchid, d.out_trade_no, d.detail::text, wxrecon.rfc3339(d.detected_at),"
+        " SELECT c.discrepancy_id, d.kind, d.mchid, d.out_trade_no, d.detail::text, "
+        "wxrecon.rfc3339(d.detected_at),"
         "  d.resolved_at IS NOT NULL, o.state, o.amount_total, o.payer_total, c.attempts"
         " FROM claimed c JOIN wxrecon.discrepancies d ON d.id = c.discrepancy_id"
         " LEFT JOIN wxrecon.orders o ON o.mchid = d.mchid AND o.out_trade_no = d.out_trade_no"
@@ -50,7 +51,8 @@ std::vector<pending_alert> claim_alerts(pqxx::connection_base& conn, std::size_t
 void finish_alert(pqxx::connection_base& conn, std::int64_t discrepancy_id, const std::string& outcome) {
     pqxx::nontransaction tx(conn);
     tx.exec_params(
-        "UPDATE wxrecon.alert_outbox SET sent_at = now(), outcome = $2, last_error = NULL WHERE discrepancy_id = $1",
+        "UPDATE wxrecon.alert_outbox SET sent_at = now(), outcome = $2, last_error = NULL WHERE "
+        "discrepancy_id = $1",
         discrepancy_id, outcome);
 }
 
@@ -58,7 +60,8 @@ void retry_alert(pqxx::connection_base& conn, std::int64_t discrepancy_id, const
                  std::chrono::milliseconds after) {
     pqxx::nontransaction tx(conn);
     tx.exec_params(
-        "UPDATE wxrecon.alert_outbox SET due_at = now() + make_interval(secs => $3::float8 / 1000), last_error = $2"
+        "UPDATE wxrecon.alert_outbox SET due_at = now() + make_interval(secs => $3::float8 / 1000), "
+        "last_error = $2"
         " WHERE discrepancy_id = $1 AND sent_at IS NULL",
         discrepancy_id, error.substr(0, 500), static_cast<std::int64_t>(after.count()));
 }
@@ -80,7 +83,8 @@ outbox_tidy tidy_alert_outbox(pqxx::connection_base& conn) {
 
 boost::asio::awaitable<std::vector<pending_alert>> claim_alerts(db_pool& pool, std::size_t limit,
                                                                 std::chrono::milliseconds unknown_order_grace,
-                                                                std::chrono::milliseconds lease, deadline until) {
+                                                                std::chrono::milliseconds lease,
+                                                                deadline until) {
     auto job = [limit, unknown_order_grace, lease](pqxx::connection_base& c) {
         return claim_alerts(c, limit, unknown_order_grace, lease);
     };

@@ -33,7 +33,8 @@ struct pending_alert {
 // `unknown_order_grace` after it was queued: a registration racing its notification usually resolves it.
 boost::asio::awaitable<std::vector<pending_alert>> claim_alerts(db_pool& pool, std::size_t limit,
                                                                 std::chrono::milliseconds unknown_order_grace,
-                                                                std::chrono::milliseconds lease, deadline until);
+                                                                std::chrono::milliseconds lease,
+                                                                deadline until);
 
 // outcome: "pushed" or "resolved_before_push".
 boost::asio::awaitable<void> finish_alert(db_pool& pool, std::int64_t discrepancy_id, std::string outcome,

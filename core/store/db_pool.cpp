@@ -1,8 +1,8 @@
 #include "store/db_pool.hpp"
 
+#include <spdlog/spdlog.h>
 #include <chrono>
 #include <pqxx/pqxx>
-#include <spdlog/spdlog.h>
 
 #include "base/encoding.hpp"
 
@@ -15,7 +15,9 @@ db_pool::db_pool(std::string url, unsigned connections, std::size_t max_queued,
     for (unsigned i = 0; i < connections; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
-db_pool::~db_pool() { stop(); }
+db_pool::~db_pool() {
+    stop();
+}
 
 void db_pool::stop() {
     {
@@ -61,7 +63,8 @@ void db_pool::worker_loop() {
             conn.reset();
             // While PostgreSQL is down, fail fast instead of hammering it with connects.
             if (std::chrono::steady_clock::now() - last_failure < std::chrono::milliseconds(200)) {
-                next->run(nullptr, std::make_exception_ptr(database_unavailable("PostgreSQL is unreachable")));
+                next->run(nullptr,
+                          std::make_exception_ptr(database_unavailable("PostgreSQL is unreachable")));
                 continue;
             }
             try {
@@ -86,4 +89,3 @@ void db_pool::worker_loop() {
 }
 
 }  // namespace wxrecon::store
-

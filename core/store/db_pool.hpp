@@ -8,9 +8,9 @@
 #include <deque>
 #include <exception>
 #include <functional>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -106,7 +106,8 @@ boost::asio::awaitable<R> db_pool::run(F f, std::optional<std::chrono::steady_cl
 template <class F>
 void db_pool::post(F f, std::function<void(std::exception_ptr)> on_failure) {
     struct detached final : job {
-        detached(F fn, std::function<void(std::exception_ptr)> fail) : f_(std::move(fn)), fail_(std::move(fail)) {}
+        detached(F fn, std::function<void(std::exception_ptr)> fail)
+            : f_(std::move(fn)), fail_(std::move(fail)) {}
         void run(pqxx::connection_base* conn, std::exception_ptr unavailable) override {
             std::exception_ptr ep = unavailable;
             if (!ep) {

@@ -45,14 +45,17 @@ namespace detail {
 
 // Both completions run on the caller's executor, which is single-threaded, so only abandoned_ is shared.
 template <class R, class Handler>
-class delivery_impl final : public delivery<R>, public std::enable_shared_from_this<delivery_impl<R, Handler>> {
+class delivery_impl final : public delivery<R>,
+                            public std::enable_shared_from_this<delivery_impl<R, Handler>> {
 public:
-    delivery_impl(Handler h, boost::asio::any_io_executor ex) : handler_(std::move(h)), executor_(std::move(ex)) {}
+    delivery_impl(Handler h, boost::asio::any_io_executor ex)
+        : handler_(std::move(h)), executor_(std::move(ex)) {}
 
     void deliver(std::exception_ptr error, R value) override {
-        boost::asio::post(executor_, [self = this->shared_from_this(), error, v = std::move(value)]() mutable {
-            self->complete(error, std::move(v));
-        });
+        boost::asio::post(executor_,
+                          [self = this->shared_from_this(), error, v = std::move(value)]() mutable {
+                              self->complete(error, std::move(v));
+                          });
     }
 
     void arm(std::chrono::steady_clock::time_point until) {
@@ -82,7 +85,8 @@ private:
 
 // start(std::shared_ptr<delivery<R>>) hands the delivery to whoever does the work.
 template <class R, class Start>
-boost::asio::awaitable<R> await_delivery(Start start, std::optional<std::chrono::steady_clock::time_point> until) {
+boost::asio::awaitable<R> await_delivery(Start start,
+                                         std::optional<std::chrono::steady_clock::time_point> until) {
     return boost::asio::async_initiate<decltype(boost::asio::use_awaitable), void(std::exception_ptr, R)>(
         [until](auto handler, Start begin) {
             using impl = detail::delivery_impl<R, decltype(handler)>;

@@ -77,11 +77,14 @@ std::vector<std::string> identities_of(const fact& f) {
 
 std::string state_source_of(fact_source s) {
     switch (s) {
-    case fact_source::notify_v3:
-    case fact_source::notify_v2: return "notify";
-    case fact_source::query_v3:
-    case fact_source::query_v2: return "query";
-    case fact_source::close: return "close";
+        case fact_source::notify_v3:
+        case fact_source::notify_v2:
+            return "notify";
+        case fact_source::query_v3:
+        case fact_source::query_v2:
+            return "query";
+        case fact_source::close:
+            return "close";
     }
     return "notify";
 }
@@ -182,7 +185,8 @@ private:
     decision decide_refund(const fact& f, const std::optional<order_snapshot>& order) const {
         const auto& r = std::get<refund_fact>(f.body);
         std::optional<refund_snapshot> refund;
-        if (auto it = refunds_.find(key_of(f.mchid, r.out_refund_no)); it != refunds_.end()) refund = it->second;
+        if (auto it = refunds_.find(key_of(f.mchid, r.out_refund_no)); it != refunds_.end())
+            refund = it->second;
         return decide(f, r, order, refund);
     }
 
@@ -243,7 +247,8 @@ private:
                 it->second.has_successful_refund = true;
     }
 
-    void discrepancy_op(const fact& f, discrepancy_kind kind, bool open, const std::optional<order_snapshot>& order) {
+    void discrepancy_op(const fact& f, discrepancy_kind kind, bool open,
+                        const std::optional<order_snapshot>& order) {
         const std::string k = key_of(key_of(f.mchid, f.out_trade_no()), to_string(kind));
         auto& ops = discrepancy_ops_[k];
         if (ops.ops.empty()) {
@@ -337,9 +342,9 @@ void batch_plan::write_events(pqxx::work& tx) const {
         raw_headers.add(f->raw_headers_json);
     }
     const auto r = tx.exec_prepared("batch_append_events", mchid.str(), otn.str(), source.str(), nid.str(),
-                                    etype.str(), tstate.str(), rstatus.str(), txid.str(), orn.str(), total.str(),
-                                    payer_total.str(), refund.str(), occurred.str(), received.str(),
-                                    payload.str(), raw_body.str(), raw_headers.str());
+                                    etype.str(), tstate.str(), rstatus.str(), txid.str(), orn.str(),
+                                    total.str(), payer_total.str(), refund.str(), occurred.str(),
+                                    received.str(), payload.str(), raw_body.str(), raw_headers.str());
     if (r.size() != events_.size()) throw batch_conflict("a fact identity was recorded concurrently");
 }
 
@@ -396,7 +401,8 @@ void batch_plan::write_discrepancies(pqxx::work& tx) const {
         const auto& d = discrepancy_ops_.at(k);
         const auto last_open = std::find(d.ops.rbegin(), d.ops.rend(), true);
         const bool any_open = last_open != d.ops.rend();
-        const bool resolve_before_open = any_open && std::find(last_open, d.ops.rend(), false) != d.ops.rend();
+        const bool resolve_before_open =
+            any_open && std::find(last_open, d.ops.rend(), false) != d.ops.rend();
         auto add3 = [&](pg_array* a) {
             a[0].add(d.mchid);
             a[1].add(d.out_trade_no);
@@ -413,7 +419,8 @@ void batch_plan::write_discrepancies(pqxx::work& tx) const {
         tx.exec_prepared("batch_resolve_discrepancies", resolve_first[0].str(), resolve_first[1].str(),
                          resolve_first[2].str());
     if (!open[0].empty())
-        tx.exec_prepared("batch_open_discrepancies", open[0].str(), open[1].str(), open[2].str(), open[3].str());
+        tx.exec_prepared("batch_open_discrepancies", open[0].str(), open[1].str(), open[2].str(),
+                         open[3].str());
     if (!resolve_last[0].empty())
         tx.exec_prepared("batch_resolve_discrepancies", resolve_last[0].str(), resolve_last[1].str(),
                          resolve_last[2].str());
@@ -421,10 +428,12 @@ void batch_plan::write_discrepancies(pqxx::work& tx) const {
 
 // Locks every order and refund the batch touches (in key order, so concurrent batches cannot deadlock)
 // and reads which of its identities are already recorded.
-batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& facts, long statement_timeout_ms) {
+batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& facts,
+                             long statement_timeout_ms) {
     // One round trip: this transaction's settings and its clock. synchronous_commit is on whatever the
     // server default; the statement timeout bounds lock waits so workers give up before callers do.
-    const micros now = tx.exec_prepared1("batch_begin", std::to_string(statement_timeout_ms))[0].as<std::int64_t>();
+    const micros now =
+        tx.exec_prepared1("batch_begin", std::to_string(statement_timeout_ms))[0].as<std::int64_t>();
     pg_array order_mchid, order_otn, refund_mchid, refund_orn;
     pg_array nid_m, nid_v, pay_m, pay_t, pay_s, unpaid_m, unpaid_o, unpaid_s, ref_m, ref_o, ref_s;
     for (const fact* f : facts) {
@@ -457,13 +466,14 @@ batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& fac
     std::map<std::string, refund_snapshot> refunds;
     if (!refund_mchid.empty())
         for (const auto& row : tx.exec_prepared("batch_lock_refunds", refund_mchid.str(), refund_orn.str()))
-            refunds.emplace(key_of(row[0].c_str(), row[1].c_str()),
-                            refund_snapshot{parse_refund_status(row[2].c_str()).value_or(refund_status::processing),
-                                            row[3].as<std::int64_t>()});
+            refunds.emplace(
+                key_of(row[0].c_str(), row[1].c_str()),
+                refund_snapshot{parse_refund_status(row[2].c_str()).value_or(refund_status::processing),
+                                row[3].as<std::int64_t>()});
     std::set<std::string> recorded;
     for (const auto& row : tx.exec_prepared("batch_known_identities", nid_m.str(), nid_v.str(), pay_m.str(),
-                                            pay_t.str(), pay_s.str(), unpaid_m.str(), unpaid_o.str(), unpaid_s.str(),
-                                            ref_m.str(), ref_o.str(), ref_s.str())) {
+                                            pay_t.str(), pay_s.str(), unpaid_m.str(), unpaid_o.str(),
+                                            unpaid_s.str(), ref_m.str(), ref_o.str(), ref_s.str())) {
         const std::string kind = row[0].c_str();
         if (kind == "n")
             recorded.insert(key_of("n" + std::string(row[1].c_str()), row[2].c_str()));
@@ -475,7 +485,8 @@ batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& fac
 
 }  // namespace
 
-std::vector<apply_result> apply_in(pqxx::work& tx, const std::vector<const fact*>& facts, long statement_timeout_ms) {
+std::vector<apply_result> apply_in(pqxx::work& tx, const std::vector<const fact*>& facts,
+                                   long statement_timeout_ms) {
     batch_plan plan = read_locked_state(tx, facts, statement_timeout_ms);
     std::vector<apply_result> results;
     results.reserve(facts.size());
@@ -504,86 +515,94 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
                  " set_config('statement_timeout', $1, true)");
     // Which of the batch's identities are recorded already: notification ids, paid and unpaid payment
     // facts, refund facts. Each branch matches its partial unique index.
-    conn.prepare("batch_known_identities",
-                 "SELECT 'n', e.mchid, e.notify_id, NULL FROM wxrecon.payment_events e"
-                 " JOIN unnest($1::text[], $2::text[]) AS k(mchid, notify_id)"
-                 " ON e.mchid = k.mchid AND e.notify_id = k.notify_id AND e.notify_id IS NOT NULL"
-                 " UNION ALL"
-                 " SELECT 'p', e.mchid, e.transaction_id, e.trade_state FROM wxrecon.payment_events e"
-                 " JOIN unnest($3::text[], $4::text[], $5::text[]) AS k(mchid, transaction_id, trade_state)"
-                 " ON e.mchid = k.mchid AND e.transaction_id = k.transaction_id AND e.trade_state = k.trade_state"
-                 " AND e.out_refund_no IS NULL AND e.transaction_id IS NOT NULL"
-                 " UNION ALL"
-                 " SELECT 'u', e.mchid, e.out_trade_no, e.trade_state FROM wxrecon.payment_events e"
-                 " JOIN unnest($6::text[], $7::text[], $8::text[]) AS k(mchid, out_trade_no, trade_state)"
-                 " ON e.mchid = k.mchid AND e.out_trade_no = k.out_trade_no AND e.trade_state = k.trade_state"
-                 " AND e.transaction_id IS NULL AND e.out_refund_no IS NULL"
-                 " UNION ALL"
-                 " SELECT 'r', e.mchid, e.out_refund_no, e.refund_status FROM wxrecon.payment_events e"
-                 " JOIN unnest($9::text[], $10::text[], $11::text[]) AS k(mchid, out_refund_no, refund_status)"
-                 " ON e.mchid = k.mchid AND e.out_refund_no = k.out_refund_no AND e.refund_status = k.refund_status"
-                 " AND e.out_refund_no IS NOT NULL");
-    conn.prepare("batch_create_orders",
-                 "INSERT INTO wxrecon.orders (mchid, out_trade_no, appid, amount_total, currency, origin, state_source)"
-                 " SELECT mchid, out_trade_no, appid, amount_total, coalesce(currency, 'CNY'), 'notify', 'notify'"
-                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])"
-                 " AS n(mchid, out_trade_no, appid, amount_total, currency)"
-                 " ON CONFLICT DO NOTHING RETURNING 1");
-    conn.prepare("batch_append_events",
-                 "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,"
-                 " refund_status, transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
-                 " occurred_at, received_at, payload, raw_body, raw_headers)"
-                 " SELECT mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status,"
-                 " transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
-                 " wxrecon.from_micros(occurred_at), wxrecon.from_micros(received_at), payload::jsonb, raw_body,"
-                 " raw_headers::jsonb"
-                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-                 " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],"
-                 " $15::text[], $16::text[], $17::text[]) WITH ORDINALITY"
-                 " AS e(mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status, transaction_id,"
-                 " out_refund_no, amount_total, payer_total, amount_refund, occurred_at, received_at, payload,"
-                 " raw_body, raw_headers, arrival)"
-                 " ORDER BY arrival ON CONFLICT DO NOTHING RETURNING 1");
-    conn.prepare("batch_update_orders",
-                 "UPDATE wxrecon.orders o SET"
-                 " state = coalesce(u.state, o.state),"
-                 " state_source = CASE WHEN u.state IS NULL THEN o.state_source ELSE u.state_source END,"
-                 " state_changed_at = CASE WHEN u.state IS NULL THEN o.state_changed_at ELSE now() END,"
-                 " state_desc = coalesce(u.state_desc, o.state_desc),"
-                 " transaction_id = coalesce(o.transaction_id, u.transaction_id),"
-                 " trade_type = coalesce(u.trade_type, o.trade_type),"
-                 " bank_type = coalesce(u.bank_type, o.bank_type),"
-                 " payer_openid = coalesce(o.payer_openid, u.payer_openid),"
-                 " payer_total = coalesce(u.payer_total, o.payer_total),"
-                 " success_time = coalesce(o.success_time, wxrecon.from_micros(u.success_time)),"
-                 " notified_at = CASE WHEN u.notified THEN coalesce(o.notified_at, now()) ELSE o.notified_at END,"
-                 " updated_at = now()"
-                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-                 " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::boolean[])"
-                 " AS u(mchid, out_trade_no, state, state_source, state_desc, transaction_id, trade_type, bank_type,"
-                 " payer_openid, payer_total, success_time, notified)"
-                 " WHERE o.mchid = u.mchid AND o.out_trade_no = u.out_trade_no");
-    conn.prepare("batch_upsert_refunds",
-                 "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, refund_id, transaction_id,"
-                 " amount_refund, amount_total, status, success_time)"
-                 " SELECT mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
-                 " status, wxrecon.from_micros(success_time)"
-                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],"
-                 " $8::text[], $9::bigint[])"
-                 " AS r(mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
-                 " status, success_time)"
-                 " ON CONFLICT (mchid, out_refund_no) DO UPDATE SET"
-                 " refund_id = coalesce(wxrecon.refunds.refund_id, excluded.refund_id),"
-                 " transaction_id = coalesce(wxrecon.refunds.transaction_id, excluded.transaction_id),"
-                 " amount_total = coalesce(excluded.amount_total, wxrecon.refunds.amount_total),"
-                 " status = excluded.status, status_changed_at = now(),"
-                 " success_time = coalesce(excluded.success_time, wxrecon.refunds.success_time),"
-                 " updated_at = now()");
-    conn.prepare("batch_open_discrepancies",
-                 "INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
-                 " SELECT mchid, out_trade_no, kind, detail::jsonb"
-                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(mchid, out_trade_no, kind, detail)"
-                 " ON CONFLICT (mchid, out_trade_no, kind) WHERE resolved_at IS NULL DO NOTHING");
+    conn.prepare(
+        "batch_known_identities",
+        "SELECT 'n', e.mchid, e.notify_id, NULL FROM wxrecon.payment_events e"
+        " JOIN unnest($1::text[], $2::text[]) AS k(mchid, notify_id)"
+        " ON e.mchid = k.mchid AND e.notify_id = k.notify_id AND e.notify_id IS NOT NULL"
+        " UNION ALL"
+        " SELECT 'p', e.mchid, e.transaction_id, e.trade_state FROM wxrecon.payment_events e"
+        " JOIN unnest($3::text[], $4::text[], $5::text[]) AS k(mchid, transaction_id, trade_state)"
+        " ON e.mchid = k.mchid AND e.transaction_id = k.transaction_id AND e.trade_state = k.trade_state"
+        " AND e.out_refund_no IS NULL AND e.transaction_id IS NOT NULL"
+        " UNION ALL"
+        " SELECT 'u', e.mchid, e.out_trade_no, e.trade_state FROM wxrecon.payment_events e"
+        " JOIN unnest($6::text[], $7::text[], $8::text[]) AS k(mchid, out_trade_no, trade_state)"
+        " ON e.mchid = k.mchid AND e.out_trade_no = k.out_trade_no AND e.trade_state = k.trade_state"
+        " AND e.transaction_id IS NULL AND e.out_refund_no IS NULL"
+        " UNION ALL"
+        " SELECT 'r', e.mchid, e.out_refund_no, e.refund_status FROM wxrecon.payment_events e"
+        " JOIN unnest($9::text[], $10::text[], $11::text[]) AS k(mchid, out_refund_no, refund_status)"
+        " ON e.mchid = k.mchid AND e.out_refund_no = k.out_refund_no AND e.refund_status = k.refund_status"
+        " AND e.out_refund_no IS NOT NULL");
+    conn.prepare(
+        "batch_create_orders",
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, appid, amount_total, currency, origin, "
+        "state_source)"
+        " SELECT mchid, out_trade_no, appid, amount_total, coalesce(currency, 'CNY'), 'notify', 'notify'"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])"
+        " AS n(mchid, out_trade_no, appid, amount_total, currency)"
+        " ON CONFLICT DO NOTHING RETURNING 1");
+    conn.prepare(
+        "batch_append_events",
+        "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,"
+        " refund_status, transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
+        " occurred_at, received_at, payload, raw_body, raw_headers)"
+        " SELECT mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status,"
+        " transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
+        " wxrecon.from_micros(occurred_at), wxrecon.from_micros(received_at), payload::jsonb, raw_body,"
+        " raw_headers::jsonb"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+        " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],"
+        " $15::text[], $16::text[], $17::text[]) WITH ORDINALITY"
+        " AS e(mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status, "
+        "transaction_id,"
+        " out_refund_no, amount_total, payer_total, amount_refund, occurred_at, received_at, payload,"
+        " raw_body, raw_headers, arrival)"
+        " ORDER BY arrival ON CONFLICT DO NOTHING RETURNING 1");
+    conn.prepare(
+        "batch_update_orders",
+        "UPDATE wxrecon.orders o SET"
+        " state = coalesce(u.state, o.state),"
+        " state_source = CASE WHEN u.state IS NULL THEN o.state_source ELSE u.state_source END,"
+        " state_changed_at = CASE WHEN u.state IS NULL THEN o.state_changed_at ELSE now() END,"
+        " state_desc = coalesce(u.state_desc, o.state_desc),"
+        " transaction_id = coalesce(o.transaction_id, u.transaction_id),"
+        " trade_type = coalesce(u.trade_type, o.trade_type),"
+        " bank_type = coalesce(u.bank_type, o.bank_type),"
+        " payer_openid = coalesce(o.payer_openid, u.payer_openid),"
+        " payer_total = coalesce(u.payer_total, o.payer_total),"
+        " success_time = coalesce(o.success_time, wxrecon.from_micros(u.success_time)),"
+        " notified_at = CASE WHEN u.notified THEN coalesce(o.notified_at, now()) ELSE o.notified_at END,"
+        " updated_at = now()"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+        " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::boolean[])"
+        " AS u(mchid, out_trade_no, state, state_source, state_desc, transaction_id, trade_type, bank_type,"
+        " payer_openid, payer_total, success_time, notified)"
+        " WHERE o.mchid = u.mchid AND o.out_trade_no = u.out_trade_no");
+    conn.prepare(
+        "batch_upsert_refunds",
+        "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, refund_id, transaction_id,"
+        " amount_refund, amount_total, status, success_time)"
+        " SELECT mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
+        " status, wxrecon.from_micros(success_time)"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],"
+        " $8::text[], $9::bigint[])"
+        " AS r(mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
+        " status, success_time)"
+        " ON CONFLICT (mchid, out_refund_no) DO UPDATE SET"
+        " refund_id = coalesce(wxrecon.refunds.refund_id, excluded.refund_id),"
+        " transaction_id = coalesce(wxrecon.refunds.transaction_id, excluded.transaction_id),"
+        " amount_total = coalesce(excluded.amount_total, wxrecon.refunds.amount_total),"
+        " status = excluded.status, status_changed_at = now(),"
+        " success_time = coalesce(excluded.success_time, wxrecon.refunds.success_time),"
+        " updated_at = now()");
+    conn.prepare(
+        "batch_open_discrepancies",
+        "INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
+        " SELECT mchid, out_trade_no, kind, detail::jsonb"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(mchid, out_trade_no, kind, detail)"
+        " ON CONFLICT (mchid, out_trade_no, kind) WHERE resolved_at IS NULL DO NOTHING");
     conn.prepare("batch_resolve_discrepancies",
                  "UPDATE wxrecon.discrepancies d SET resolved_at = now()"
                  " FROM unnest($1::text[], $2::text[], $3::text[]) AS k(mchid, out_trade_no, kind)"

@@ -1,10 +1,10 @@
 #include "store/ledger.hpp"
 
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
-#include <spdlog/spdlog.h>
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
@@ -31,9 +31,10 @@ std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::ve
     constexpr auto commit_margin = std::chrono::milliseconds(150);
     long timeout_ms = 4000;
     if (until) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*until - commit_margin -
-                                                                                std::chrono::steady_clock::now());
-        if (left.count() <= 0) throw commit_not_confirmed("the callers' deadline passed before the batch began");
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            *until - commit_margin - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+            throw commit_not_confirmed("the callers' deadline passed before the batch began");
         timeout_ms = static_cast<long>(left.count());
     }
     try {
@@ -52,13 +53,16 @@ std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::ve
     } catch (const pqxx::broken_connection& e) {
         throw database_unavailable(e.what());
     } catch (const pqxx::sql_error& e) {
-        if (e.sqlstate() == "57014") throw commit_not_confirmed(std::string("statement timed out: ") + e.what());
+        if (e.sqlstate() == "57014")
+            throw commit_not_confirmed(std::string("statement timed out: ") + e.what());
         if (is_outage(e.sqlstate())) throw database_unavailable(e.what());
         throw;
     }
 }
 
-void prepare_ledger_connection(pqxx::connection_base& conn) { prepare_fact_batch(conn); }
+void prepare_ledger_connection(pqxx::connection_base& conn) {
+    prepare_fact_batch(conn);
+}
 
 ledger::ledger(db_pool& pool, ledger_limits limits) : pool_(pool), limits_(limits) {}
 
@@ -110,7 +114,8 @@ void ledger::drain(pqxx::connection_base& conn) {
             while (!queue_.empty() && batch.size() < limits_.max_batch) {
                 item& front = queue_.front();
                 if (front.until <= soon)
-                    front.done->deliver(std::make_exception_ptr(commit_not_confirmed("no time left to commit")), {});
+                    front.done->deliver(
+                        std::make_exception_ptr(commit_not_confirmed("no time left to commit")), {});
                 else if (!front.done->abandoned())
                     batch.push_back(std::move(front));
                 queue_.pop_front();
@@ -136,7 +141,8 @@ void ledger::run_batch(pqxx::connection_base& conn, std::vector<item> items) {
     for (int attempt = 0; attempt < batch_attempts; ++attempt) {
         try {
             auto results = apply_batch(conn, facts, until);
-            for (std::size_t i = 0; i < items.size(); ++i) items[i].done->deliver(nullptr, std::move(results[i]));
+            for (std::size_t i = 0; i < items.size(); ++i)
+                items[i].done->deliver(nullptr, std::move(results[i]));
             return;
         } catch (const batch_conflict&) {
             failure = std::current_exception();  // lost a race: the retry sees the winner's rows
@@ -152,7 +158,8 @@ void ledger::run_batch(pqxx::connection_base& conn, std::vector<item> items) {
             failure = std::current_exception();
             if (items.size() > 1) {
                 // A fact the database refuses: find it by halves, keeping arrival order.
-                spdlog::warn("ledger: batch of {} refused, splitting error={}", items.size(), log_quote(e.what()));
+                spdlog::warn("ledger: batch of {} refused, splitting error={}", items.size(),
+                             log_quote(e.what()));
                 const auto mid = items.begin() + static_cast<std::ptrdiff_t>(items.size() / 2);
                 run_batch(conn, std::vector<item>(items.begin(), mid));
                 run_batch(conn, std::vector<item>(mid, items.end()));

@@ -10,8 +10,8 @@
 #include <chrono>
 #include <deque>
 #include <memory>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -31,8 +31,8 @@ class db_pool;
 
 struct apply_result {
     domain::outcome outcome = domain::outcome::unchanged;
-    bool duplicate = false;                          // the fact's identity was already recorded
-    std::vector<domain::discrepancy_kind> opened;    // discrepancies this fact opened
+    bool duplicate = false;                        // the fact's identity was already recorded
+    std::vector<domain::discrepancy_kind> opened;  // discrepancies this fact opened
 };
 
 // The commit did not happen, or its outcome is unknown: nothing may be acknowledged (503).
@@ -44,15 +44,16 @@ struct commit_not_confirmed : std::runtime_error {
 // they had been applied one at a time. Throws on any failure; then nothing of the batch is applied.
 // With `until` (the earliest caller's deadline), statements time out and the commit is not attempted
 // once it is too close, so a caller answered "no commit in time" never sees its fact committed later.
-std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::vector<const domain::fact*>& facts,
+std::vector<apply_result> apply_batch(pqxx::connection_base& conn,
+                                      const std::vector<const domain::fact*>& facts,
                                       std::optional<deadline> until = std::nullopt);
 
 // Session setup for pool connections used by the ledger.
 void prepare_ledger_connection(pqxx::connection_base& conn);
 
 struct ledger_limits {
-    std::size_t max_batch = 128;     // facts per transaction
-    std::size_t max_queued = 8192;   // facts waiting for a worker; beyond: database_overloaded (503)
+    std::size_t max_batch = 128;    // facts per transaction
+    std::size_t max_queued = 8192;  // facts waiting for a worker; beyond: database_overloaded (503)
     // Transactions in flight at once. Two keep one batch filling while the other commits; more only
     // shrink the batches and make the server work harder per fact.
     std::size_t max_concurrent_batches = 2;

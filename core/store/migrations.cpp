@@ -1,7 +1,7 @@
 #include "store/migrations.hpp"
 
-#include <pqxx/pqxx>
 #include <optional>
+#include <pqxx/pqxx>
 #include <stdexcept>
 
 namespace wxrecon::store {
@@ -62,8 +62,9 @@ void check_recorded_names(pqxx::connection_base& conn, const std::vector<migrati
         const std::string recorded = row[1].as<std::string>();
         for (const auto& m : migrations)
             if (m.version == version && m.name != recorded)
-                throw std::runtime_error("migration " + std::to_string(version) + " is recorded as " + recorded +
-                                         ", but this build's migration " + std::to_string(version) + " is " + m.name +
+                throw std::runtime_error("migration " + std::to_string(version) + " is recorded as " +
+                                         recorded + ", but this build's migration " +
+                                         std::to_string(version) + " is " + m.name +
                                          ": the database was migrated by a different build");
     }
 }
@@ -99,8 +100,8 @@ migrate_report migrate(pqxx::connection_base& conn, const std::vector<migration>
             // Warnings and errors only: not the notices of IF NOT EXISTS and the like.
             tx.exec("SET LOCAL client_min_messages = warning");
             tx.exec(m.sql);
-            tx.exec("INSERT INTO wxrecon.schema_migrations (version, name) VALUES (" + std::to_string(m.version) +
-                    ", " + tx.quote(m.name) + ")");
+            tx.exec("INSERT INTO wxrecon.schema_migrations (version, name) VALUES (" +
+                    std::to_string(m.version) + ", " + tx.quote(m.name) + ")");
             tx.commit();
             report.applied.emplace_back(m.name);
             version = m.version;

@@ -9,10 +9,12 @@ registration_result register_order(pqxx::connection_base& conn, const order_regi
     pqxx::work tx(conn);
     registration_result out;
     const auto inserted = tx.exec_params(
-        "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid, currency, description, payer_openid,"
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid, currency, description, "
+        "payer_openid,"
         " expire_at, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, wxrecon.from_micros($8), 'api')"
         " ON CONFLICT (mchid, out_trade_no) DO NOTHING RETURNING 1",
-        r.mchid, r.out_trade_no, r.amount_total, r.appid, r.currency, r.description, r.payer_openid, r.expire_at);
+        r.mchid, r.out_trade_no, r.amount_total, r.appid, r.currency, r.description, r.payer_openid,
+        r.expire_at);
     if (inserted.empty()) {
         const auto row = tx.exec_params1(
             "SELECT amount_total, appid, currency, origin FROM wxrecon.orders"
@@ -30,8 +32,10 @@ registration_result register_order(pqxx::connection_base& conn, const order_regi
         } else if (row[3].as<std::string>() == "notify") {
             // Money arrived before the registration: the order is now known; origin stays notify.
             tx.exec_params(
-                "UPDATE wxrecon.orders SET appid = coalesce(appid, $3), description = coalesce(description, $4),"
-                " payer_openid = coalesce(payer_openid, $5), expire_at = coalesce(expire_at, wxrecon.from_micros($6)),"
+                "UPDATE wxrecon.orders SET appid = coalesce(appid, $3), description = coalesce(description, "
+                "$4),"
+                " payer_openid = coalesce(payer_openid, $5), expire_at = coalesce(expire_at, "
+                "wxrecon.from_micros($6)),"
                 " updated_at = now() WHERE mchid = $1 AND out_trade_no = $2",
                 r.mchid, r.out_trade_no, r.appid, r.description, r.payer_openid, r.expire_at);
             const auto resolved = tx.exec_params(
@@ -43,7 +47,8 @@ registration_result register_order(pqxx::connection_base& conn, const order_regi
             out.outcome = registration_outcome::same;
         }
     }
-    out.order_json = tx.exec_params1("SELECT wxrecon.order_json($1, $2)::text", r.mchid, r.out_trade_no)[0].as<std::string>();
+    out.order_json = tx.exec_params1("SELECT wxrecon.order_json($1, $2)::text", r.mchid, r.out_trade_no)[0]
+                         .as<std::string>();
     tx.commit();
     return out;
 }
@@ -58,7 +63,8 @@ std::optional<std::string> order_json(pqxx::connection_base& conn, const std::st
 
 }  // namespace
 
-boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_registration r, deadline until) {
+boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_registration r,
+                                                           deadline until) {
     auto job = [r = std::move(r)](pqxx::connection_base& c) { return register_order(c, r); };
     co_return co_await pool.run<registration_result>(std::move(job), until);
 }

@@ -18,7 +18,7 @@ struct order_registration {
     std::string mchid;
     std::string out_trade_no;
     std::int64_t amount_total = 0;
-    std::string appid;                  // the merchant's when the request gave none
+    std::string appid;  // the merchant's when the request gave none
     std::string currency = "CNY";
     std::optional<std::string> description;
     std::optional<std::string> payer_openid;
@@ -26,19 +26,20 @@ struct order_registration {
 };
 
 enum class registration_outcome {
-    created,    // 201
-    same,       // 200: already registered with the same amount, appid and currency
-    adopted,    // 200: created by a notification; now registered, its unknown_order resolved
-    conflict,   // 409: registered with a different amount, appid or currency
+    created,   // 201
+    same,      // 200: already registered with the same amount, appid and currency
+    adopted,   // 200: created by a notification; now registered, its unknown_order resolved
+    conflict,  // 409: registered with a different amount, appid or currency
 };
 
 struct registration_result {
     registration_outcome outcome = registration_outcome::created;
-    std::string conflict;   // which field differs, for the 409 message
+    std::string conflict;  // which field differs, for the 409 message
     std::string order_json;
 };
 
-boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_registration r, deadline until);
+boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_registration r,
+                                                           deadline until);
 
 // The order with its events and refunds; nullopt when there is no such order.
 boost::asio::awaitable<std::optional<std::string>> order_json(db_pool& pool, std::string mchid,

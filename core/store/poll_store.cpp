@@ -9,7 +9,8 @@ std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const s
                                             std::chrono::milliseconds lease, std::size_t limit) {
     pqxx::nontransaction tx(conn);  // one statement, one round trip
     const auto rows = tx.exec_params(
-        "UPDATE wxrecon.orders o SET poll_lease_until = now() + make_interval(secs => $2::double precision / 1000),"
+        "UPDATE wxrecon.orders o SET poll_lease_until = now() + make_interval(secs => $2::double precision / "
+        "1000),"
         " poll_lease_owner = $1"
         " FROM (SELECT mchid, out_trade_no FROM wxrecon.orders"
         "       WHERE next_poll_at <= now() AND (poll_lease_until IS NULL OR poll_lease_until < now())"
@@ -55,10 +56,12 @@ void finish_poll(pqxx::connection_base& conn, const std::string& owner, const po
         "  $8::bigint > 0 AND state IN ('NOTPAY', 'USERPAYING')"
         "  AND (expire_at < now() - $8::float8 * interval '1 microsecond'"
         "       OR (last_poll_error IS NOT NULL"
-        "           AND coalesce(last_polled_at, created_at) < now() - $8::float8 * interval '1 microsecond')) AS stuck),"
+        "           AND coalesce(last_polled_at, created_at) < now() - $8::float8 * interval '1 "
+        "microsecond')) AS stuck),"
         " opened AS ("
         " INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
-        " SELECT mchid, out_trade_no, 'stuck', jsonb_build_object('state', state, 'expire_at', wxrecon.rfc3339(expire_at),"
+        " SELECT mchid, out_trade_no, 'stuck', jsonb_build_object('state', state, 'expire_at', "
+        "wxrecon.rfc3339(expire_at),"
         "  'last_polled_at', wxrecon.rfc3339(last_polled_at), 'last_poll_error', last_poll_error,"
         "  'poll_attempts', poll_attempts)"
         " FROM o WHERE stuck ON CONFLICT DO NOTHING RETURNING 1)"
@@ -71,8 +74,9 @@ void finish_poll(pqxx::connection_base& conn, const std::string& owner, const po
 poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_state) {
     pqxx::nontransaction tx(conn);
     poll_gauges g;
-    g.stuck = tx.exec1("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'stuck' AND resolved_at IS NULL")[0]
-                  .as<long>();
+    g.stuck =
+        tx.exec1("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'stuck' AND resolved_at IS NULL")[0]
+            .as<long>();
     // min() over the partial index on next_poll_at: one index probe, whatever the number of orders.
     const auto lag = tx.exec1(
         "SELECT greatest(0, extract(epoch FROM now() - min(next_poll_at)))::float8 FROM wxrecon.orders"
@@ -93,9 +97,9 @@ void prepare_poll_connection(pqxx::connection_base& conn) {
     pqxx::nontransaction(conn).exec("SET synchronous_commit = off");
 }
 
-
 boost::asio::awaitable<std::vector<claimed_order>> claim_due_orders(db_pool& pool, std::string owner,
-                                                                   std::chrono::milliseconds lease, std::size_t limit) {
+                                                                    std::chrono::milliseconds lease,
+                                                                    std::size_t limit) {
     auto job = [owner = std::move(owner), lease, limit](pqxx::connection_base& c) {
         return claim_due_orders(c, owner, lease, limit);
     };
@@ -110,8 +114,11 @@ boost::asio::awaitable<void> finish_poll(db_pool& pool, std::string owner, poll_
     co_await pool.run<bool>(std::move(job));
 }
 
-boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_orders_by_state, deadline until) {
-    auto job = [with_orders_by_state](pqxx::connection_base& c) { return read_poll_gauges(c, with_orders_by_state); };
+boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_orders_by_state,
+                                                     deadline until) {
+    auto job = [with_orders_by_state](pqxx::connection_base& c) {
+        return read_poll_gauges(c, with_orders_by_state);
+    };
     co_return co_await pool.run<poll_gauges>(std::move(job), until);
 }
 

@@ -24,24 +24,25 @@ struct claimed_order {
     std::int64_t amount_total = 0;
     domain::micros created_at = 0;
     std::optional<domain::micros> expire_at;
-    std::optional<domain::micros> placed_at;   // set when wxrecon placed it at WeChat Pay
-    int poll_attempts = 0;                     // queries answered so far
+    std::optional<domain::micros> placed_at;  // set when wxrecon placed it at WeChat Pay
+    int poll_attempts = 0;                    // queries answered so far
     std::optional<domain::micros> last_polled_at;
 };
 
 // Claims up to `limit` orders whose next_poll_at has passed and whose lease (if any) has run out, oldest
 // due first, for `lease`. Uses the partial index on next_poll_at: the cost does not grow with idle orders.
 boost::asio::awaitable<std::vector<claimed_order>> claim_due_orders(db_pool& pool, std::string owner,
-                                                                   std::chrono::milliseconds lease, std::size_t limit);
+                                                                    std::chrono::milliseconds lease,
+                                                                    std::size_t limit);
 
 struct poll_update {
     std::string mchid;
     std::string out_trade_no;
-    std::optional<domain::micros> next_poll_at;   // nullopt: nothing more is scheduled
-    bool answered = false;                        // a query got an answer: poll_attempts + 1, last_polled_at
-    std::optional<std::string> error;             // last_poll_error (cleared when answered without one)
-    std::optional<domain::micros> fill_expire_at; // set expire_at when it is still null
-    domain::micros stuck_after = 0;               // alerts.stuck_after; 0 leaves stuck discrepancies alone
+    std::optional<domain::micros> next_poll_at;    // nullopt: nothing more is scheduled
+    bool answered = false;                         // a query got an answer: poll_attempts + 1, last_polled_at
+    std::optional<std::string> error;              // last_poll_error (cleared when answered without one)
+    std::optional<domain::micros> fill_expire_at;  // set expire_at when it is still null
+    domain::micros stuck_after = 0;                // alerts.stuck_after; 0 leaves stuck discrepancies alone
 };
 
 // Releases the lease and records the outcome, only while the lease is still ours. A terminal order gets
@@ -58,10 +59,11 @@ void prepare_poll_connection(pqxx::connection_base& conn);
 
 // What the poller's gauges show, read in the background (never per scrape).
 struct poll_gauges {
-    long stuck = 0;                         // open `stuck` discrepancies
-    double lag_seconds = 0;                 // how overdue the most overdue scheduled query is
+    long stuck = 0;          // open `stuck` discrepancies
+    double lag_seconds = 0;  // how overdue the most overdue scheduled query is
     std::vector<std::pair<std::string, long>> orders_by_state;  // empty unless asked for
 };
-boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_orders_by_state, deadline until);
+boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_orders_by_state,
+                                                     deadline until);
 
 }  // namespace wxrecon::store

@@ -17,11 +17,14 @@ std::optional<prepay_start> begin_prepay(pqxx::connection_base& conn, const std:
     const auto row = rows[0];
     prepay_start out;
     const auto state = domain::parse_trade_state(row[0].as<std::string>());
-    if (!state) throw std::runtime_error("order " + out_trade_no + " has an unknown state " + row[0].as<std::string>());
+    if (!state)
+        throw std::runtime_error("order " + out_trade_no + " has an unknown state " +
+                                 row[0].as<std::string>());
     out.state = *state;
     out.expire_at = row[6].as<std::int64_t>();
     const auto stored = tx.exec_params(
-        "SELECT api_version, appid, request, prepay_id, wxrecon.to_micros(prepaid_at) FROM wxrecon.prepay_requests"
+        "SELECT api_version, appid, request, prepay_id, wxrecon.to_micros(prepaid_at) FROM "
+        "wxrecon.prepay_requests"
         " WHERE mchid = $1 AND out_trade_no = $2",
         mchid, out_trade_no);
     if (!stored.empty()) {
@@ -51,22 +54,25 @@ std::optional<prepay_start> begin_prepay(pqxx::connection_base& conn, const std:
     return out;
 }
 
-std::string record_prepay(pqxx::connection_base& conn, const std::string& mchid, const std::string& out_trade_no,
-                          const prepay_attempt& attempt) {
+std::string record_prepay(pqxx::connection_base& conn, const std::string& mchid,
+                          const std::string& out_trade_no, const prepay_attempt& attempt) {
     const auto& [prepay_id, placed, error] = attempt;
     pqxx::work tx(conn);
     tx.exec_params(
         "UPDATE wxrecon.prepay_requests SET attempts = attempts + 1, last_error = $3,"
-        " prepay_id = coalesce($4, prepay_id), prepaid_at = CASE WHEN $4::text IS NULL THEN prepaid_at ELSE now() END,"
+        " prepay_id = coalesce($4, prepay_id), prepaid_at = CASE WHEN $4::text IS NULL THEN prepaid_at ELSE "
+        "now() END,"
         " updated_at = now() WHERE mchid = $1 AND out_trade_no = $2",
         mchid, out_trade_no, error, prepay_id);
     if (placed)
         tx.exec_params(
-            "UPDATE wxrecon.orders SET placed_at = coalesce(placed_at, now()) WHERE mchid = $1 AND out_trade_no = $2"
+            "UPDATE wxrecon.orders SET placed_at = coalesce(placed_at, now()) WHERE mchid = $1 AND "
+            "out_trade_no = $2"
             " AND placed_at IS NULL",
             mchid, out_trade_no);
-    auto json = tx.exec_params1("SELECT coalesce(wxrecon.order_json($1, $2)::text, '{}')", mchid, out_trade_no)[0]
-                    .as<std::string>();
+    auto json =
+        tx.exec_params1("SELECT coalesce(wxrecon.order_json($1, $2)::text, '{}')", mchid, out_trade_no)[0]
+            .as<std::string>();
     tx.commit();
     return json;
 }
@@ -74,10 +80,10 @@ std::string record_prepay(pqxx::connection_base& conn, const std::string& mchid,
 }  // namespace
 
 boost::asio::awaitable<std::optional<prepay_start>> begin_prepay(db_pool& pool, std::string mchid,
-                                                                 std::string out_trade_no, prepay_builder build,
-                                                                 deadline until) {
-    auto job = [mchid = std::move(mchid), out_trade_no = std::move(out_trade_no),
-                build = std::move(build)](pqxx::connection_base& c) { return begin_prepay(c, mchid, out_trade_no, build); };
+                                                                 std::string out_trade_no,
+                                                                 prepay_builder build, deadline until) {
+    auto job = [mchid = std::move(mchid), out_trade_no = std::move(out_trade_no), build = std::move(build)](
+                   pqxx::connection_base& c) { return begin_prepay(c, mchid, out_trade_no, build); };
     co_return co_await pool.run<std::optional<prepay_start>>(std::move(job), until);
 }
 

@@ -43,8 +43,8 @@ using prepay_builder = std::function<stored_prepay(const prepay_order&)>;
 // Locks the order and returns its stored request, storing the one build() makes when there is none
 // (build runs on the worker, inside the transaction). nullopt when the order does not exist.
 boost::asio::awaitable<std::optional<prepay_start>> begin_prepay(db_pool& pool, std::string mchid,
-                                                                 std::string out_trade_no, prepay_builder build,
-                                                                 deadline until);
+                                                                 std::string out_trade_no,
+                                                                 prepay_builder build, deadline until);
 
 // What became of one attempt at placing the order.
 struct prepay_attempt {

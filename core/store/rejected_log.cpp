@@ -1,7 +1,7 @@
 #include "store/rejected_log.hpp"
 
-#include <pqxx/pqxx>
 #include <spdlog/spdlog.h>
+#include <pqxx/pqxx>
 
 #include "base/json_writer.hpp"
 #include "store/db_pool.hpp"
@@ -45,12 +45,13 @@ void rejected_log::record(rejected_entry e) {
     pool_.post(
         [e = std::move(e), keep = keep_](pqxx::connection_base& conn) {
             pqxx::work tx(conn);
-            const auto id = tx.exec_params1(
-                                  "INSERT INTO wxrecon.rejected_notifications"
-                                  " (path, mchid, reason, remote_addr, headers, body)"
-                                  " VALUES ($1, nullif($2, ''), $3, nullif($4, ''), $5::jsonb, $6) RETURNING id",
-                                  e.path, e.mchid, e.reason, e.remote_addr, e.headers_json, e.body)[0]
-                                .as<std::int64_t>();
+            const auto id =
+                tx.exec_params1(
+                      "INSERT INTO wxrecon.rejected_notifications"
+                      " (path, mchid, reason, remote_addr, headers, body)"
+                      " VALUES ($1, nullif($2, ''), $3, nullif($4, ''), $5::jsonb, $6) RETURNING id",
+                      e.path, e.mchid, e.reason, e.remote_addr, e.headers_json, e.body)[0]
+                    .as<std::int64_t>();
             // Oldest first out: ids only grow, so this keeps at most `keep` rows.
             tx.exec_params("DELETE FROM wxrecon.rejected_notifications WHERE id <= $1",
                            id - static_cast<std::int64_t>(keep));

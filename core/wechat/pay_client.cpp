@@ -11,12 +11,18 @@ namespace v2 = protocol::v2;
 
 std::string_view to_string(call_outcome o) noexcept {
     switch (o) {
-        case call_outcome::ok: return "ok";
-        case call_outcome::rejected: return "rejected";
-        case call_outcome::rate_limited: return "rate_limited";
-        case call_outcome::server_error: return "server_error";
-        case call_outcome::forged: return "forged";
-        case call_outcome::unreachable: return "unreachable";
+        case call_outcome::ok:
+            return "ok";
+        case call_outcome::rejected:
+            return "rejected";
+        case call_outcome::rate_limited:
+            return "rate_limited";
+        case call_outcome::server_error:
+            return "server_error";
+        case call_outcome::forged:
+            return "forged";
+        case call_outcome::unreachable:
+            return "unreachable";
     }
     return "?";
 }
@@ -50,8 +56,9 @@ bool pay_client::try_backup(const merchant_access& m, const call_result& r, retr
     return r.outcome == call_outcome::server_error && safety == retry_safety::idempotent;
 }
 
-asio::awaitable<call_result> pay_client::v3(const merchant_access& m, std::string method, std::string path_and_query,
-                                            std::string body, retry_safety safety) {
+asio::awaitable<call_result> pay_client::v3(const merchant_access& m, std::string method,
+                                            std::string path_and_query, std::string body,
+                                            retry_safety safety) {
     call_result r = co_await v3_once(m, m.api_base, method, path_and_query, body);
     if (try_backup(m, r, safety)) r = co_await v3_once(m, m.api_backup_base, method, path_and_query, body);
     co_return r;
@@ -73,7 +80,8 @@ asio::awaitable<call_result> pay_client::v3_once(const merchant_access& m, const
     request.url = base + path_and_query;
     request.headers = {{"Authorization", *authorization}, {"Accept", "application/json"}};
     if (!body.empty()) request.headers.emplace_back("Content-Type", "application/json");
-    if (!m.wechatpay_serial_to_send.empty()) request.headers.emplace_back("Wechatpay-Serial", m.wechatpay_serial_to_send);
+    if (!m.wechatpay_serial_to_send.empty())
+        request.headers.emplace_back("Wechatpay-Serial", m.wechatpay_serial_to_send);
     request.body = body;
     const net::exchange ex = co_await client_.send(std::move(request));
     r.sent = ex.sent;
@@ -86,10 +94,11 @@ asio::awaitable<call_result> pay_client::v3_once(const merchant_access& m, const
     r.request_id = std::string(res.header("Request-ID"));
     r.body = res.body;
     if (r.status >= 200 && r.status < 300) {
-        // docs/protocol-notes.md §2.3: an unsigned or badly signed success is treated as forged, whatever it says.
+        // docs/protocol-notes.md §2.3: an unsigned or badly signed success is treated as forged, whatever it
+        // says.
         const auto verdict = protocol::v3::verify_signature(
-            {res.header("Wechatpay-Timestamp"), res.header("Wechatpay-Nonce"), res.header("Wechatpay-Signature"),
-             res.header("Wechatpay-Serial")},
+            {res.header("Wechatpay-Timestamp"), res.header("Wechatpay-Nonce"),
+             res.header("Wechatpay-Signature"), res.header("Wechatpay-Serial")},
             res.body, clock_.seconds(), m.find_key);
         if (!verdict) {
             r.outcome = call_outcome::forged;
@@ -183,7 +192,8 @@ asio::awaitable<call_result> pay_client::v2_once(const merchant_access& m, const
     co_return r;
 }
 
-result<std::vector<crypto::certificate>> read_certificates(const call_result& answer, std::string_view apiv3_key) {
+result<std::vector<crypto::certificate>> read_certificates(const call_result& answer,
+                                                           std::string_view apiv3_key) {
     if (answer.outcome != call_outcome::ok)
         return make_error(errc::bad_signature, "certificate list not verified: " + answer.error);
     simdjson::dom::parser parser;
@@ -198,15 +208,23 @@ result<std::vector<crypto::certificate>> read_certificates(const call_result& an
             item["encrypt_certificate"]["nonce"].get(nonce) != simdjson::SUCCESS ||
             item["encrypt_certificate"]["associated_data"].get(aad) != simdjson::SUCCESS ||
             item["encrypt_certificate"]["ciphertext"].get(ciphertext) != simdjson::SUCCESS)
-            return make_error(errc::parse_error, "certificate entry lacks serial_no or encrypt_certificate fields");
+            return make_error(errc::parse_error,
+                              "certificate entry lacks serial_no or encrypt_certificate fields");
         const auto raw = base64_decode(ciphertext);
-        if (!raw) return make_error(errc::parse_error, "certificate " + std::string(serial) + ": ciphertext is not Base64");
+        if (!raw)
+            return make_error(errc::parse_error,
+                              "certificate " + std::string(serial) + ": ciphertext is not Base64");
         auto pem = crypto::aes256_gcm_decrypt(apiv3_key, nonce, aad, *raw);
-        if (!pem) return make_error(errc::decrypt_failed, "certificate " + std::string(serial) + ": " + pem.err().message);
+        if (!pem)
+            return make_error(errc::decrypt_failed,
+                              "certificate " + std::string(serial) + ": " + pem.err().message);
         auto cert = crypto::load_certificate_pem(*pem);
-        if (!cert) return make_error(errc::parse_error, "certificate " + std::string(serial) + ": " + cert.err().message);
+        if (!cert)
+            return make_error(errc::parse_error,
+                              "certificate " + std::string(serial) + ": " + cert.err().message);
         if (!iequals(cert->serial, serial))
-            return make_error(errc::bad_signature, "certificate serial " + cert->serial + " is not the listed " + std::string(serial));
+            return make_error(errc::bad_signature, "certificate serial " + cert->serial +
+                                                       " is not the listed " + std::string(serial));
         out.push_back(std::move(*cert));
     }
     return out;

@@ -35,33 +35,33 @@ std::string_view to_string(call_outcome o) noexcept;
 
 struct call_result {
     call_outcome outcome = call_outcome::unreachable;
-    int status = 0;               // HTTP status, 0 without an answer
-    std::string code;             // WeChat's error code (APIv3 "code", APIv2 err_code / return_msg)
+    int status = 0;    // HTTP status, 0 without an answer
+    std::string code;  // WeChat's error code (APIv3 "code", APIv2 err_code / return_msg)
     std::string message;
     std::string body;             // APIv3: the answer's body (verified when outcome is ok)
     protocol::v2::fields fields;  // APIv2: the answer's fields (verified when outcome is ok)
     std::string request_id;
-    std::string host;             // the base URL that answered (or was tried last)
-    bool sent = false;            // false: provably never left (connect or TLS handshake failed)
-    std::string error;            // what went wrong, for logs and last_poll_error
+    std::string host;   // the base URL that answered (or was tried last)
+    bool sent = false;  // false: provably never left (connect or TLS handshake failed)
+    std::string error;  // what went wrong, for logs and last_poll_error
 };
 
 // One merchant as the client sees it.
 struct merchant_access {
     std::string mchid;
-    std::string api_base;                 // "https://api.mch.weixin.qq.com"
-    std::string api_backup_base;          // optional
-    std::string merchant_serial;          // APIv3 Authorization serial_no
-    crypto::private_key merchant_key;     // signs APIv3 requests
-    std::string apiv2_key;                // signs APIv2 requests
-    std::string wechatpay_serial_to_send; // Wechatpay-Serial on requests (the PUB_KEY_ID_… when configured)
-    protocol::v3::key_lookup find_key;    // trusted WeChat Pay keys by serial
+    std::string api_base;                  // "https://api.mch.weixin.qq.com"
+    std::string api_backup_base;           // optional
+    std::string merchant_serial;           // APIv3 Authorization serial_no
+    crypto::private_key merchant_key;      // signs APIv3 requests
+    std::string apiv2_key;                 // signs APIv2 requests
+    std::string wechatpay_serial_to_send;  // Wechatpay-Serial on requests (the PUB_KEY_ID_… when configured)
+    protocol::v3::key_lookup find_key;     // trusted WeChat Pay keys by serial
 };
 
 // Whether a request may be re-sent to the backup host.
 enum class retry_safety {
-    idempotent,      // a query: any failure may go to the backup host
-    once_only,       // close, prepay, refund: only when it provably never left
+    idempotent,  // a query: any failure may go to the backup host
+    once_only,   // close, prepay, refund: only when it provably never left
 };
 
 class pay_client {
@@ -69,11 +69,12 @@ public:
     pay_client(boost::asio::any_io_executor ex, net::client_options options, wall_clock clock = {});
 
     // APIv3: signs method, path (with query) and body; verifies the answer's Wechatpay-* signature.
-    boost::asio::awaitable<call_result> v3(const merchant_access& m, std::string method, std::string path_and_query,
-                                           std::string body, retry_safety safety);
+    boost::asio::awaitable<call_result> v3(const merchant_access& m, std::string method,
+                                           std::string path_and_query, std::string body, retry_safety safety);
     // APIv2: adds mch_id, nonce_str, sign_type and sign; verifies the answer's sign.
-    boost::asio::awaitable<call_result> v2(const merchant_access& m, std::string path, protocol::v2::fields fields,
-                                           protocol::v2::sign_type type, retry_safety safety);
+    boost::asio::awaitable<call_result> v2(const merchant_access& m, std::string path,
+                                           protocol::v2::fields fields, protocol::v2::sign_type type,
+                                           retry_safety safety);
 
 private:
     boost::asio::awaitable<call_result> v3_once(const merchant_access& m, const std::string& base,
@@ -90,6 +91,7 @@ private:
 // Verifies a /v3/certificates answer and returns the certificates it lists (decrypted with the APIv3 key,
 // each serial checked against serial_no). The answer must already be ok, i.e. signed by a key trusted
 // before this download — never by a certificate it brings itself.
-result<std::vector<crypto::certificate>> read_certificates(const call_result& answer, std::string_view apiv3_key);
+result<std::vector<crypto::certificate>> read_certificates(const call_result& answer,
+                                                           std::string_view apiv3_key);
 
 }  // namespace wxrecon::wechat

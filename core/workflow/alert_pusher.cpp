@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <random>
 
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <simdjson.h>
-#include <spdlog/spdlog.h>
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
@@ -22,7 +22,9 @@ namespace {
 
 constexpr std::size_t wecom_detail_bytes = 1500;  // the robot refuses markdown over 4096 bytes
 
-std::string fen(std::int64_t v) { return std::to_string(v) + " fen"; }
+std::string fen(std::int64_t v) {
+    return std::to_string(v) + " fen";
+}
 
 }  // namespace
 
@@ -48,8 +50,10 @@ std::string alert_message(const store::pending_alert& a, bool wecom) {
             .add("detected_at", a.detected_at)
             .add("resolved", a.resolved)
             .add_raw("detail", a.detail_json);
-        if (a.order_state) o.add_raw("order", order.str());
-        else o.add_null("order");
+        if (a.order_state)
+            o.add_raw("order", order.str());
+        else
+            o.add_null("order");
         return o.str();
     }
     std::string md = "**wxrecon: " + a.kind + "**\n";
@@ -128,7 +132,8 @@ asio::awaitable<void> alert_pusher::tidy() {
     metrics_->set("wxrecon_webhook_outbox", static_cast<double>(t.pending));
     // Without a webhook the queue only ages out; with one, an expiry means a receiver down for a day.
     if (t.expired > 0 && cfg_.alerts.webhook_url) {
-        metrics_->add("wxrecon_webhook_pushes_total", {{"result", "expired"}}, static_cast<std::uint64_t>(t.expired));
+        metrics_->add("wxrecon_webhook_pushes_total", {{"result", "expired"}},
+                      static_cast<std::uint64_t>(t.expired));
         spdlog::warn("alerts: gave up on {} push(es) unsent for a day; see wxrecon.alert_outbox", t.expired);
     }
 }
@@ -141,7 +146,8 @@ asio::awaitable<void> alert_pusher::push_due() {
         while (!sent_.empty() && now - sent_.front() >= minutes(1)) sent_.pop_front();
         if (sent_.size() >= cfg_.alerts.webhook_per_minute) co_return;
         // One at a time: the lease covers a single push, and a stop is noticed between pushes.
-        const auto due = co_await store::claim_alerts(pool_, 1, grace, options_.lease, steady_clock::now() + seconds(10));
+        const auto due =
+            co_await store::claim_alerts(pool_, 1, grace, options_.lease, steady_clock::now() + seconds(10));
         if (due.empty()) co_return;
         const store::pending_alert& a = due.front();
         std::string outcome = "pushed";
@@ -153,15 +159,16 @@ asio::awaitable<void> alert_pusher::push_due() {
             if (!error.empty()) {
                 metrics_->add("wxrecon_webhook_pushes_total", {{"result", "failed"}});
                 spdlog::warn("alerts: push failed discrepancy_id={} kind={} attempts={} retry_s={} error={}",
-                             a.discrepancy_id, a.kind, a.attempts, duration_cast<seconds>(retry_after).count(),
-                             log_quote(error));
-                co_await store::retry_alert(pool_, a.discrepancy_id, error, retry_after, steady_clock::now() + seconds(10));
+                             a.discrepancy_id, a.kind, a.attempts,
+                             duration_cast<seconds>(retry_after).count(), log_quote(error));
+                co_await store::retry_alert(pool_, a.discrepancy_id, error, retry_after,
+                                            steady_clock::now() + seconds(10));
                 continue;
             }
         }
         metrics_->add("wxrecon_webhook_pushes_total", {{"result", outcome}});
-        spdlog::info("alerts: {} discrepancy_id={} kind={} mchid={} out_trade_no={}", outcome, a.discrepancy_id,
-                     a.kind, a.mchid, a.out_trade_no);
+        spdlog::info("alerts: {} discrepancy_id={} kind={} mchid={} out_trade_no={}", outcome,
+                     a.discrepancy_id, a.kind, a.mchid, a.out_trade_no);
         co_await store::finish_alert(pool_, a.discrepancy_id, outcome, steady_clock::now() + seconds(10));
     }
 }
@@ -188,7 +195,8 @@ asio::awaitable<std::pair<std::string, milliseconds>> alert_pusher::push(const s
         if (parser.parse(res.body).get(doc) || doc["errcode"].get(errcode))
             co_return std::pair{std::string("WeCom answer is not {\"errcode\":...}"), backoff(a.attempts)};
         // 45009 is the robot's rate limit (20 a minute): backing off like any failure is enough.
-        if (errcode != 0) co_return std::pair{"WeCom errcode " + std::to_string(errcode), backoff(a.attempts)};
+        if (errcode != 0)
+            co_return std::pair{"WeCom errcode " + std::to_string(errcode), backoff(a.attempts)};
     }
     co_return std::pair{std::string(), milliseconds(0)};
 }
@@ -196,7 +204,8 @@ asio::awaitable<std::pair<std::string, milliseconds>> alert_pusher::push(const s
 milliseconds alert_pusher::backoff(int attempts) const {
     static thread_local std::mt19937 rng{std::random_device{}()};
     const int doublings = std::clamp(attempts - 1, 0, 20);
-    const milliseconds base = std::min<milliseconds>(options_.first_retry * (1L << std::min(doublings, 16)), options_.last_retry);
+    const milliseconds base =
+        std::min<milliseconds>(options_.first_retry * (1L << std::min(doublings, 16)), options_.last_retry);
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
     return milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * jitter(rng)));
 }

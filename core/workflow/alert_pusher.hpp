@@ -27,7 +27,8 @@ namespace wxrecon::workflow {
 struct alert_pusher_options {
     std::chrono::milliseconds tick{1000};
     std::chrono::milliseconds tidy_every{std::chrono::minutes(1)};
-    std::chrono::milliseconds lease{std::chrono::minutes(2)};  // a claimed push another instance may retry after
+    std::chrono::milliseconds lease{
+        std::chrono::minutes(2)};  // a claimed push another instance may retry after
     std::chrono::milliseconds first_retry{std::chrono::seconds(5)};
     std::chrono::milliseconds last_retry{std::chrono::hours(1)};
 };
@@ -49,7 +50,8 @@ private:
     boost::asio::awaitable<void> tidy();
     boost::asio::awaitable<void> push_due();
     // Empty when the receiver took it; otherwise why not, and how long to wait before the next try.
-    boost::asio::awaitable<std::pair<std::string, std::chrono::milliseconds>> push(const store::pending_alert& a);
+    boost::asio::awaitable<std::pair<std::string, std::chrono::milliseconds>> push(
+        const store::pending_alert& a);
     std::chrono::milliseconds backoff(int attempts) const;
 
     boost::asio::any_io_executor executor_;

@@ -1,10 +1,10 @@
 #include "workflow/certificate_refresher.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include "base/encoding.hpp"
 
@@ -21,9 +21,9 @@ bool can_download(const config::merchant_config& m, const config::merchant_keys&
 
 }  // namespace
 
-certificate_refresher::certificate_refresher(asio::any_io_executor ex, const config::config& cfg, key_holder& keys,
-                                             wechat_clients& clients, std::shared_ptr<metrics> m,
-                                             certificate_refresh_options options)
+certificate_refresher::certificate_refresher(asio::any_io_executor ex, const config::config& cfg,
+                                             key_holder& keys, wechat_clients& clients,
+                                             std::shared_ptr<metrics> m, certificate_refresh_options options)
     : executor_(ex),
       cfg_(cfg),
       keys_(keys),
@@ -32,7 +32,9 @@ certificate_refresher::certificate_refresher(asio::any_io_executor ex, const con
       options_(options),
       timer_(ex) {}
 
-void certificate_refresher::start() { asio::co_spawn(executor_, run(), asio::detached); }
+void certificate_refresher::start() {
+    asio::co_spawn(executor_, run(), asio::detached);
+}
 
 asio::awaitable<void> certificate_refresher::stop(std::chrono::milliseconds grace) {
     stopping_ = true;
@@ -75,23 +77,24 @@ asio::awaitable<void> certificate_refresher::refresh(std::string mchid, std::str
     ++in_flight_;
     const wechat::merchant_access access = merchant_access_for(*m, *mk);
     std::string method = "GET", path = "/v3/certificates?algorithm_type=RSA", no_body;
-    const wechat::call_result answer = co_await clients_.pay(*m).v3(access, std::move(method), std::move(path),
-                                                                    std::move(no_body), wechat::retry_safety::idempotent);
+    const wechat::call_result answer = co_await clients_.pay(*m).v3(
+        access, std::move(method), std::move(path), std::move(no_body), wechat::retry_safety::idempotent);
     std::string result = "ok";
     if (answer.outcome != wechat::call_outcome::ok) {
         result = answer.outcome == wechat::call_outcome::forged ? "untrusted" : "failed";
-        spdlog::warn("certificates: download failed mchid={} why=\"{}\" result={} error={}", mchid, why, result,
-                     log_quote(answer.error));
+        spdlog::warn("certificates: download failed mchid={} why=\"{}\" result={} error={}", mchid, why,
+                     result, log_quote(answer.error));
     } else if (auto certs = wechat::read_certificates(answer, *mk->apiv3_key); !certs) {
         result = "untrusted";
-        spdlog::warn("certificates: list refused mchid={} why=\"{}\" error={}", mchid, why, log_quote(certs.err().message));
+        spdlog::warn("certificates: list refused mchid={} why=\"{}\" error={}", mchid, why,
+                     log_quote(certs.err().message));
     } else {
         const int added = keys_.add_downloaded(mchid, *certs);
-        spdlog::info("certificates: refreshed mchid={} why=\"{}\" listed={} new={}", mchid, why, certs->size(), added);
+        spdlog::info("certificates: refreshed mchid={} why=\"{}\" listed={} new={}", mchid, why,
+                     certs->size(), added);
     }
     metrics_->add("wxrecon_certificate_refreshes_total", {{"result", result}});
     --in_flight_;
 }
 
 }  // namespace wxrecon::workflow
-

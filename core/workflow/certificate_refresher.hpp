@@ -24,8 +24,10 @@
 namespace wxrecon::workflow {
 
 struct certificate_refresh_options {
-    std::chrono::milliseconds interval{std::chrono::hours(12)};      // docs/protocol-notes.md §2.4: at least every 12 h
-    std::chrono::milliseconds on_demand_gap{std::chrono::minutes(1)}; // docs/protocol-notes.md §2.6: ≥ 1 min between forced refreshes
+    std::chrono::milliseconds interval{
+        std::chrono::hours(12)};  // docs/protocol-notes.md §2.4: at least every 12 h
+    std::chrono::milliseconds on_demand_gap{
+        std::chrono::minutes(1)};  // docs/protocol-notes.md §2.6: ≥ 1 min between forced refreshes
 };
 
 class certificate_refresher {

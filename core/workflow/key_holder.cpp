@@ -5,7 +5,8 @@
 namespace wxrecon::workflow {
 
 std::shared_ptr<const config::key_store> key_holder::with_downloaded(
-    const config::key_store& base, const std::map<std::string, std::vector<crypto::certificate>>& downloaded) {
+    const config::key_store& base,
+    const std::map<std::string, std::vector<crypto::certificate>>& downloaded) {
     auto merged = std::make_shared<config::key_store>(base);
     for (const auto& [mchid, certs] : downloaded) {
         const auto it = merged->merchants.find(mchid);

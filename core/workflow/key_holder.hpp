@@ -30,7 +30,8 @@ public:
 
 private:
     static std::shared_ptr<const config::key_store> with_downloaded(
-        const config::key_store& base, const std::map<std::string, std::vector<crypto::certificate>>& downloaded);
+        const config::key_store& base,
+        const std::map<std::string, std::vector<crypto::certificate>>& downloaded);
 
     mutable std::mutex mutex_;
     std::shared_ptr<const config::key_store> keys_;

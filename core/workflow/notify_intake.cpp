@@ -1,8 +1,8 @@
 #include "workflow/notify_intake.hpp"
 
+#include <spdlog/spdlog.h>
 #include <algorithm>
 #include <charconv>
-#include <spdlog/spdlog.h>
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
@@ -27,8 +27,8 @@ bool handled_v3_event(std::string_view event_type) {
 }
 
 // What every notification fact carries: where it came from and the evidence as received.
-domain::fact notification_fact(const inbound_request& req, const std::string& mchid, domain::fact_source source,
-                               std::string event_type, std::int64_t now_us) {
+domain::fact notification_fact(const inbound_request& req, const std::string& mchid,
+                               domain::fact_source source, std::string event_type, std::int64_t now_us) {
     domain::fact f;
     f.mchid = mchid;
     f.source = source;
@@ -41,13 +41,10 @@ domain::fact notification_fact(const inbound_request& req, const std::string& mc
 
 }  // namespace
 
-notification_intake::notification_intake(key_holder& keys, store::ledger& ledger, store::rejected_log& rejected,
-                                         std::shared_ptr<metrics> m, wall_clock clock)
-    : keys_(keys),
-      ledger_(ledger),
-      rejected_(rejected),
-      metrics_(std::move(m)),
-      clock_(std::move(clock)) {}
+notification_intake::notification_intake(key_holder& keys, store::ledger& ledger,
+                                         store::rejected_log& rejected, std::shared_ptr<metrics> m,
+                                         wall_clock clock)
+    : keys_(keys), ledger_(ledger), rejected_(rejected), metrics_(std::move(m)), clock_(std::move(clock)) {}
 
 reply notification_intake::v3_failure(int status, std::string_view message) {
     return reply{status, "application/json", json_object().add("code", "FAIL").add("message", message).str()};
@@ -59,16 +56,18 @@ reply notification_intake::v2_failure(std::string_view message) {
 }
 
 reply notification_intake::v2_success() {
-    return reply{200, "application/xml",
-                 "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"};
+    return reply{
+        200, "application/xml",
+        "<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"};
 }
 
 void notification_intake::count(const notice& n, notify_result result) {
     metrics_->add("wxrecon_notifications_total", {{"api", std::string(to_string(n.api))},
                                                   {"kind", std::string(to_string(n.kind))},
                                                   {"result", std::string(to_string(result))}});
-    if (result == notify_result::accepted) metrics_->set("wxrecon_last_accepted_notification_timestamp_seconds",
-                                            static_cast<double>(clock_.seconds()));
+    if (result == notify_result::accepted)
+        metrics_->set("wxrecon_last_accepted_notification_timestamp_seconds",
+                      static_cast<double>(clock_.seconds()));
 }
 
 void notification_intake::finish(const inbound_request& req, const notice& n, notify_result result,
@@ -80,7 +79,8 @@ void notification_intake::finish(const inbound_request& req, const notice& n, no
     spdlog::log(result == notify_result::error ? spdlog::level::warn : spdlog::level::info,
                 "notify: result={} api={} kind={} mchid={} out_trade_no={} request_id={} ms={:.1f}{}{}",
                 to_string(result), to_string(n.api), to_string(n.kind), n.mchid,
-                out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, detail.empty() ? "" : " ", detail);
+                out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, detail.empty() ? "" : " ",
+                detail);
 }
 
 reply notification_intake::too_large(std::string_view target) {
@@ -89,23 +89,26 @@ reply notification_intake::too_large(std::string_view target) {
     req.path = std::string(target);
     req.request_id = "-";
     const notice n{v2 ? notify_api::v2 : notify_api::v3, notify_kind::unknown, "-"};
-    finish(req, n, notify_result::rejected, {},
-           fmt::format("reason={} path={}", to_string(reject_reason::body_too_large), log_quote(target, 120)));
+    finish(
+        req, n, notify_result::rejected, {},
+        fmt::format("reason={} path={}", to_string(reject_reason::body_too_large), log_quote(target, 120)));
     if (v2) return reply{413, "application/xml", v2_failure("body too large").body};
     return v3_failure(413, "body too large");
 }
 
 reply notification_intake::reject(const inbound_request& req, const notice& n, reject_reason reason,
                                   std::string message) {
-    finish(req, n, notify_result::rejected, {},
-           fmt::format("reason={} remote={} detail={}", to_string(reason), req.remote_addr, log_quote(message)));
+    finish(
+        req, n, notify_result::rejected, {},
+        fmt::format("reason={} remote={} detail={}", to_string(reason), req.remote_addr, log_quote(message)));
     rejected_.record(store::rejected_entry{req.path, std::string(n.mchid), std::string(to_string(reason)),
                                            req.remote_addr, req.headers_json(), req.body});
     return n.api == notify_api::v2 ? v2_failure(message) : v3_failure(v3_status_of(reason), message);
 }
 
 boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const inbound_request& req,
-                                                                        const domain::fact& f, const notice& n,
+                                                                        const domain::fact& f,
+                                                                        const notice& n,
                                                                         steady_clock::time_point started) {
     const bool v2 = n.api == notify_api::v2;
     const std::string out_trade_no = f.out_trade_no();
@@ -119,9 +122,9 @@ boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const in
         if (r.outcome == domain::outcome::unmatched) co_return std::nullopt;
         std::string opened;
         for (const auto k : r.opened) (opened += opened.empty() ? "" : ",") += domain::to_string(k);
-        finish(req, n, result, out_trade_no,
-               fmt::format("notify_id={} opened={}", f.notify_id.value_or("-"),
-                           opened.empty() ? "-" : opened));
+        finish(
+            req, n, result, out_trade_no,
+            fmt::format("notify_id={} opened={}", f.notify_id.value_or("-"), opened.empty() ? "-" : opened));
         co_return v2 ? v2_success() : reply{204, "", ""};
     } catch (const store::database_unavailable& e) {
         failure = std::string("database unavailable: ") + e.what();
@@ -156,15 +159,18 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
         metrics_->add("wxrecon_signature_probes_total");
         co_return reject(req, n, reject_reason::probe, "signature probe refused");
     }
-    const protocol::v3::signature_headers sig{req.header("Wechatpay-Timestamp"), req.header("Wechatpay-Nonce"),
-                                              signature, req.header("Wechatpay-Serial")};
+    const protocol::v3::signature_headers sig{req.header("Wechatpay-Timestamp"),
+                                              req.header("Wechatpay-Nonce"), signature,
+                                              req.header("Wechatpay-Serial")};
     const auto now_us = clock_.micros();
-    if (auto ok = protocol::v3::verify_signature(sig, req.body, now_us / 1'000'000,
-                                                 [merchant](std::string_view s) { return merchant->find_wechatpay_key(s); });
+    if (auto ok = protocol::v3::verify_signature(
+            sig, req.body, now_us / 1'000'000,
+            [merchant](std::string_view s) { return merchant->find_wechatpay_key(s); });
         !ok) {
-        // A platform certificate wxrecon has not downloaded yet (a rotation): refused now, WeChat Pay retries,
-        // and the refresh this starts lets the retry verify.
-        if (ok.err().code == errc::unknown_serial && on_unknown_serial && !sig.serial.starts_with("PUB_KEY_ID_"))
+        // A platform certificate wxrecon has not downloaded yet (a rotation): refused now, WeChat Pay
+        // retries, and the refresh this starts lets the retry verify.
+        if (ok.err().code == errc::unknown_serial && on_unknown_serial &&
+            !sig.serial.starts_with("PUB_KEY_ID_"))
             on_unknown_serial(mchid);
         co_return reject(req, n, reason_of(ok.err().code), ok.err().message);
     }
@@ -188,13 +194,15 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
     if (n.kind == notify_kind::payment) {
         auto tx = protocol::v3::parse_transaction(*plain);
         if (!tx) co_return reject(req, n, reject_reason::malformed, tx.err().message);
-        if (tx->mchid != mchid) co_return reject(req, n, reject_reason::mchid_mismatch, "decrypted mchid differs from the path");
+        if (tx->mchid != mchid)
+            co_return reject(req, n, reject_reason::mchid_mismatch, "decrypted mchid differs from the path");
         f.occurred_at = tx->payment.success_time;
         f.body = std::move(tx->payment);
     } else {
         auto rf = protocol::v3::parse_refund(*plain);
         if (!rf) co_return reject(req, n, reject_reason::malformed, rf.err().message);
-        if (rf->mchid != mchid) co_return reject(req, n, reject_reason::mchid_mismatch, "decrypted mchid differs from the path");
+        if (rf->mchid != mchid)
+            co_return reject(req, n, reject_reason::mchid_mismatch, "decrypted mchid differs from the path");
         f.occurred_at = rf->refund.success_time;
         f.body = std::move(rf->refund);
     }
@@ -218,7 +226,8 @@ std::variant<reply, notification_intake::v2_document> notification_intake::open_
     return v2_document{merchant, std::move(*fields)};
 }
 
-boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbound_request& req, std::string mchid) {
+boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbound_request& req,
+                                                                     std::string mchid) {
     const auto started = steady_clock::now();
     notice n{notify_api::v2, notify_kind::unknown, mchid};
     const auto keys = keys_.get();
@@ -241,10 +250,12 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_payment(const inbou
 
     auto payment = protocol::v2::read_payment(fields);
     if (!payment || payment->state != domain::trade_state::success)
-        co_return reject(req, n, reject_reason::malformed, payment ? "trade_state is not SUCCESS" : payment.err().message);
+        co_return reject(req, n, reject_reason::malformed,
+                         payment ? "trade_state is not SUCCESS" : payment.err().message);
     domain::payment_fact p = std::move(*payment);
 
-    domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v2, "TRANSACTION.SUCCESS", clock_.micros());
+    domain::fact f =
+        notification_fact(req, mchid, domain::fact_source::notify_v2, "TRANSACTION.SUCCESS", clock_.micros());
     f.occurred_at = p.success_time;
     f.payload_json = protocol::v2::to_json(fields);
     f.body = std::move(p);
@@ -270,15 +281,19 @@ result<v2_refund> read_v2_refund(const protocol::v2::fields& inner) {
     r.transaction_id = protocol::v2::field(inner, "transaction_id");
     r.require_paid_order_match = true;
     const std::string status = protocol::v2::field(inner, "refund_status");
-    if (status == "SUCCESS") r.status = domain::refund_status::success, out.event_type = "REFUND.SUCCESS";
-    else if (status == "CHANGE") r.status = domain::refund_status::abnormal, out.event_type = "REFUND.ABNORMAL";
-    else if (status == "REFUNDCLOSE") r.status = domain::refund_status::closed, out.event_type = "REFUND.CLOSED";
+    if (status == "SUCCESS")
+        r.status = domain::refund_status::success, out.event_type = "REFUND.SUCCESS";
+    else if (status == "CHANGE")
+        r.status = domain::refund_status::abnormal, out.event_type = "REFUND.ABNORMAL";
+    else if (status == "REFUNDCLOSE")
+        r.status = domain::refund_status::closed, out.event_type = "REFUND.CLOSED";
     const auto refund_fee = protocol::v2::parse_fen(protocol::v2::field(inner, "refund_fee"));
     r.amount_total = protocol::v2::parse_fen(protocol::v2::field(inner, "total_fee"));
-    if (r.out_trade_no.empty() || r.out_refund_no.empty() || r.transaction_id.empty() || out.event_type.empty() ||
-        !refund_fee || !r.amount_total)
-        return make_error(errc::parse_error,
-                          "req_info lacks out_trade_no, out_refund_no, transaction_id, refund_status or amounts");
+    if (r.out_trade_no.empty() || r.out_refund_no.empty() || r.transaction_id.empty() ||
+        out.event_type.empty() || !refund_fee || !r.amount_total)
+        return make_error(
+            errc::parse_error,
+            "req_info lacks out_trade_no, out_refund_no, transaction_id, refund_status or amounts");
     r.amount_refund = *refund_fee;
     if (const std::string t = protocol::v2::field(inner, "success_time"); !t.empty()) {
         auto parsed = protocol::v2::parse_beijing_time(t);
@@ -290,7 +305,8 @@ result<v2_refund> read_v2_refund(const protocol::v2::fields& inner) {
 
 }  // namespace
 
-boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inbound_request& req, std::string mchid) {
+boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inbound_request& req,
+                                                                    std::string mchid) {
     const auto started = steady_clock::now();
     const notice n{notify_api::v2, notify_kind::refund, mchid};
     const auto keys = keys_.get();
@@ -298,24 +314,28 @@ boost::asio::awaitable<reply> notification_intake::handle_v2_refund(const inboun
     if (auto* refused = std::get_if<reply>(&opened)) co_return std::move(*refused);
     v2_document& doc = std::get<v2_document>(opened);
     const protocol::v2::fields& outer = doc.fields;
-    if (protocol::v2::field(outer, "return_code") != "SUCCESS" || protocol::v2::field(outer, "req_info").empty())
+    if (protocol::v2::field(outer, "return_code") != "SUCCESS" ||
+        protocol::v2::field(outer, "req_info").empty())
         co_return reject(req, n, reject_reason::malformed, "return_code not SUCCESS or req_info missing");
     if (protocol::v2::field(outer, "mch_id") != mchid)
         co_return reject(req, n, reject_reason::mchid_mismatch, "mch_id differs from the path");
-    auto inner_xml = protocol::v2::decrypt_req_info(protocol::v2::field(outer, "req_info"), *doc.merchant->apiv2_key);
+    auto inner_xml =
+        protocol::v2::decrypt_req_info(protocol::v2::field(outer, "req_info"), *doc.merchant->apiv2_key);
     if (!inner_xml) co_return reject(req, n, reject_reason::decrypt_failed, inner_xml.err().message);
     auto inner = protocol::v2::parse_xml(*inner_xml, "root");
     if (!inner) co_return reject(req, n, reject_reason::malformed, inner.err().message);
     auto refund = read_v2_refund(*inner);
     if (!refund) co_return reject(req, n, reject_reason::malformed, refund.err().message);
 
-    domain::fact f = notification_fact(req, mchid, domain::fact_source::notify_v2, refund->event_type, clock_.micros());
+    domain::fact f =
+        notification_fact(req, mchid, domain::fact_source::notify_v2, refund->event_type, clock_.micros());
     f.occurred_at = refund->refund.success_time;
     f.payload_json = protocol::v2::to_json(*inner);
     f.body = std::move(refund->refund);
 
     std::optional<reply> out = co_await apply(req, f, n, started);
-    if (!out) co_return reject(req, n, reject_reason::refund_unmatched, "refund matches no paid order on record");
+    if (!out)
+        co_return reject(req, n, reject_reason::refund_unmatched, "refund matches no paid order on record");
     co_return std::move(*out);
 }
 

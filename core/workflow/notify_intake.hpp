@@ -16,8 +16,8 @@
 
 #include <boost/asio/awaitable.hpp>
 
-#include "base/metrics.hpp"
 #include "base/http_message.hpp"
+#include "base/metrics.hpp"
 #include "base/time.hpp"
 #include "config/key_material.hpp"
 #include "protocol/v2.hpp"
@@ -71,8 +71,8 @@ private:
     reply reject(const inbound_request& req, const notice& n, reject_reason reason, std::string message);
     void count(const notice& n, notify_result result);
     // The one log line (and count) every notification leaves, whatever became of it.
-    void finish(const inbound_request& req, const notice& n, notify_result result, std::string_view out_trade_no,
-                std::string_view detail);
+    void finish(const inbound_request& req, const notice& n, notify_result result,
+                std::string_view out_trade_no, std::string_view detail);
 
     // What both APIv2 endpoints check first: a merchant with an APIv2 key, UTF-8, a flat XML document.
     struct v2_document {

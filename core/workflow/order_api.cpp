@@ -21,7 +21,8 @@ constexpr double failures_per_second = 10;
 constexpr double failure_burst = 20;
 constexpr auto database_deadline = std::chrono::seconds(5);
 constexpr std::int64_t micros_per_second = 1'000'000;
-// A prepay_id lives two hours (docs/protocol-notes.md §5.1); past this age a fresh one is asked for with the same request.
+// A prepay_id lives two hours (docs/protocol-notes.md §5.1); past this age a fresh one is asked for with the
+// same request.
 constexpr std::int64_t prepay_id_reuse_micros = 110LL * 60 * micros_per_second;
 // WeChat Pay raises an earlier time_expire to now + 1 min; wxrecon would then disagree on the expiry.
 constexpr std::int64_t min_time_to_expiry_micros = 60 * micros_per_second;
@@ -48,7 +49,8 @@ std::string with_member(std::string order_json, std::string_view key, std::strin
 }
 
 // The request placing the order, built once from the stored order and kept for every retry.
-store::stored_prepay build_prepay_request(const config::merchant_config& m, const std::string& public_base_url,
+store::stored_prepay build_prepay_request(const config::merchant_config& m,
+                                          const std::string& public_base_url,
                                           const store::order_registration& r, const std::string& client_ip,
                                           const store::prepay_order& o) {
     store::stored_prepay p;
@@ -65,7 +67,8 @@ store::stored_prepay build_prepay_request(const config::merchant_config& m, cons
                         .add("out_trade_no", o.out_trade_no)
                         .add("time_expire", format_rfc3339(expire_unix))
                         .add("notify_url", public_base_url + "/wxpay/v3/notify/" + o.mchid)
-                        .add_raw("amount", json_object().add("total", o.amount_total).add("currency", o.currency).str())
+                        .add_raw("amount",
+                                 json_object().add("total", o.amount_total).add("currency", o.currency).str())
                         .add_raw("payer", json_object().add("openid", openid).str())
                         .str();
     } else {
@@ -91,16 +94,20 @@ store::stored_prepay build_prepay_request(const config::merchant_config& m, cons
 // poller from closing it locally as never placed.
 bool may_be_placed(const wechat::call_result& r) {
     switch (r.outcome) {
-        case wechat::call_outcome::unreachable: return r.sent;
-        case wechat::call_outcome::rate_limited: return false;
+        case wechat::call_outcome::unreachable:
+            return r.sent;
+        case wechat::call_outcome::rate_limited:
+            return false;
         case wechat::call_outcome::rejected: {
             static constexpr std::string_view refused_for_form[] = {
-                "PARAM_ERROR", "SIGN_ERROR", "SIGNERROR", "LACK_PARAMS", "APPID_MCHID_NOT_MATCH", "MCHID_NOT_EXIST",
-                "APPID_NOT_EXIST", "NO_AUTH", "NOAUTH", "XML_FORMAT_ERROR", "INVALID_REQUEST"};
+                "PARAM_ERROR",     "SIGN_ERROR",      "SIGNERROR", "LACK_PARAMS", "APPID_MCHID_NOT_MATCH",
+                "MCHID_NOT_EXIST", "APPID_NOT_EXIST", "NO_AUTH",   "NOAUTH",      "XML_FORMAT_ERROR",
+                "INVALID_REQUEST"};
             return std::find(std::begin(refused_for_form), std::end(refused_for_form), r.code) ==
                    std::end(refused_for_form);
         }
-        default: return true;
+        default:
+            return true;
     }
 }
 
@@ -157,8 +164,9 @@ bool order_api::authorized(const inbound_request& req) {
 
 boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
     const auto now = std::chrono::steady_clock::now();
-    failure_tokens_ = std::min(failure_burst, failure_tokens_ + std::chrono::duration<double>(now - failure_refill_).count() *
-                                                                    failures_per_second);
+    failure_tokens_ = std::min(
+        failure_burst,
+        failure_tokens_ + std::chrono::duration<double>(now - failure_refill_).count() * failures_per_second);
     failure_refill_ = now;
     if (failure_tokens_ < 1) co_return json_error(429, "too many failed authentications; retry later");
     if (!authorized(req)) {
@@ -174,7 +182,8 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
             co_return co_await register_order(req);
         }
         if (path == "/api/v1/session") {
-            if (req.method != "POST") co_return json_error(405, "POST /api/v1/session exchanges a login code");
+            if (req.method != "POST")
+                co_return json_error(405, "POST /api/v1/session exchanges a login code");
             co_return co_await session(req);
         }
         constexpr std::string_view orders = "/api/v1/orders/";
@@ -197,15 +206,17 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
     simdjson::dom::parser parser;
     simdjson::padded_string padded(req.body);
     simdjson::dom::object body;
-    if (parser.parse(padded).get(body) != simdjson::SUCCESS) co_return json_error(400, "body is not a JSON object");
+    if (parser.parse(padded).get(body) != simdjson::SUCCESS)
+        co_return json_error(400, "body is not a JSON object");
     auto text = [&](std::string_view key) -> std::optional<std::string> {
         std::string_view v;
         if (body[key].get(v) != simdjson::SUCCESS) return std::nullopt;
         return std::string(v);
     };
     for (auto [key, value] : body) {
-        static constexpr std::string_view known[] = {"mchid", "out_trade_no", "amount_total", "appid", "description",
-                                                     "currency", "payer_openid", "expire_at", "prepay"};
+        static constexpr std::string_view known[] = {"mchid",        "out_trade_no", "amount_total",
+                                                     "appid",        "description",  "currency",
+                                                     "payer_openid", "expire_at",    "prepay"};
         if (std::find(std::begin(known), std::end(known), key) == std::end(known))
             co_return json_error(400, "unknown field " + std::string(key));
         (void)value;
@@ -213,7 +224,8 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
     store::order_registration r;
     r.mchid = text("mchid").value_or("");
     const config::merchant_config* merchant = cfg_.find_merchant(r.mchid);
-    if (merchant == nullptr) co_return json_error(400, "mchid: no configured merchant has id \"" + r.mchid + "\"");
+    if (merchant == nullptr)
+        co_return json_error(400, "mchid: no configured merchant has id \"" + r.mchid + "\"");
     r.out_trade_no = text("out_trade_no").value_or("");
     if (!valid_out_trade_no(r.out_trade_no))
         co_return json_error(400, "out_trade_no: 1 to 32 characters of [0-9A-Za-z_-|*] required");
@@ -223,50 +235,62 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
     r.amount_total = amount;
     r.appid = text("appid").value_or(merchant->appid);
     r.currency = text("currency").value_or("CNY");
-    if (r.currency.size() != 3 || !std::all_of(r.currency.begin(), r.currency.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+    if (r.currency.size() != 3 ||
+        !std::all_of(r.currency.begin(), r.currency.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
         co_return json_error(400, "currency: three upper-case letters required, e.g. CNY");
     r.description = text("description");
     if (r.description && (r.description->size() > 384 || !is_valid_utf8(*r.description)))
         co_return json_error(400, "description: at most 127 characters of UTF-8");
     r.payer_openid = text("payer_openid");
-    if (r.payer_openid && r.payer_openid->size() > 128) co_return json_error(400, "payer_openid: at most 128 characters");
+    if (r.payer_openid && r.payer_openid->size() > 128)
+        co_return json_error(400, "payer_openid: at most 128 characters");
     bool prepay = false;
     if (body["prepay"].error() != simdjson::NO_SUCH_FIELD && body["prepay"].get(prepay) != simdjson::SUCCESS)
         co_return json_error(400, "prepay: true or false required");
     if (prepay) {
         if (!r.payer_openid || r.payer_openid->empty())
-            co_return json_error(400, "payer_openid: required with prepay (the payer's openid under the appid)");
+            co_return json_error(400,
+                                 "payer_openid: required with prepay (the payer's openid under the appid)");
         if (!r.description || r.description->empty())
             co_return json_error(400, "description: required with prepay (shown in the payer's bill)");
         if (cfg_.server.public_base_url.empty())
-            co_return json_error(500, "server.public_base_url is not configured; prepay needs it for notify_url");
+            co_return json_error(500,
+                                 "server.public_base_url is not configured; prepay needs it for notify_url");
     }
     if (const auto expire = text("expire_at")) {
         const auto t = parse_rfc3339(*expire);
         if (!t) co_return json_error(400, "expire_at: " + t.err().message);
         r.expire_at = *t * 1'000'000;
     } else {
-        r.expire_at = clock_.micros() + std::chrono::duration_cast<std::chrono::microseconds>(cfg_.poller.default_expiry).count();
+        r.expire_at =
+            clock_.micros() +
+            std::chrono::duration_cast<std::chrono::microseconds>(cfg_.poller.default_expiry).count();
     }
-    const auto result = co_await store::register_order(pool_, r, std::chrono::steady_clock::now() + database_deadline);
-    if (result.outcome == store::registration_outcome::created) metrics_->add("wxrecon_orders_registered_total");
+    const auto result =
+        co_await store::register_order(pool_, r, std::chrono::steady_clock::now() + database_deadline);
+    if (result.outcome == store::registration_outcome::created)
+        metrics_->add("wxrecon_orders_registered_total");
     if (prepay && result.outcome != store::registration_outcome::conflict) {
         const int status = result.outcome == store::registration_outcome::created ? 201 : 200;
         co_return co_await this->prepay(*merchant, std::move(r), status, req.remote_addr);
     }
     switch (result.outcome) {
-        case store::registration_outcome::created: co_return reply{201, "application/json", result.order_json};
+        case store::registration_outcome::created:
+            co_return reply{201, "application/json", result.order_json};
         case store::registration_outcome::same:
-        case store::registration_outcome::adopted: co_return reply{200, "application/json", result.order_json};
+        case store::registration_outcome::adopted:
+            co_return reply{200, "application/json", result.order_json};
         case store::registration_outcome::conflict:
-            co_return json_error(409, result.conflict + ": the order is already registered with a different " +
-                                          result.conflict);
+            co_return json_error(
+                409,
+                result.conflict + ": the order is already registered with a different " + result.conflict);
     }
     co_return json_error(500, "unexpected registration outcome");
 }
 
 boost::asio::awaitable<reply> order_api::get_order(std::string mchid, std::string out_trade_no) {
-    const auto json = co_await store::order_json(pool_, mchid, out_trade_no, std::chrono::steady_clock::now() + database_deadline);
+    const auto json = co_await store::order_json(pool_, mchid, out_trade_no,
+                                                 std::chrono::steady_clock::now() + database_deadline);
     if (!json) co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
     co_return reply{200, "application/json", *json};
 }
@@ -274,9 +298,8 @@ boost::asio::awaitable<reply> order_api::get_order(std::string mchid, std::strin
 boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m, store::order_registration r,
                                                 int status_when_placed, std::string client_ip) {
     const std::string mchid = r.mchid, out_trade_no = r.out_trade_no;
-    auto build = [&m, r, ip = std::move(client_ip), base = cfg_.server.public_base_url](const store::prepay_order& o) {
-        return build_prepay_request(m, base, r, ip, o);
-    };
+    auto build = [&m, r, ip = std::move(client_ip), base = cfg_.server.public_base_url](
+                     const store::prepay_order& o) { return build_prepay_request(m, base, r, ip, o); };
     const auto start = co_await store::begin_prepay(pool_, mchid, out_trade_no, std::move(build),
                                                     std::chrono::steady_clock::now() + database_deadline);
     if (!start) co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
@@ -287,7 +310,8 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
         co_return json_error(409, "the order is " + state + "; register a new out_trade_no to take payment");
     const std::int64_t now = clock_.micros();
     if (start->expire_at - now < min_time_to_expiry_micros)
-        co_return json_error(409, "the order expires at " + format_rfc3339(start->expire_at / micros_per_second) +
+        co_return json_error(409, "the order expires at " +
+                                      format_rfc3339(start->expire_at / micros_per_second) +
                                       ", too soon to take payment; register a new out_trade_no");
 
     const auto keys = keys_.get();  // held for the whole call: the access below points into it
@@ -300,20 +324,23 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
     auto v2_type = protocol::v2::sign_type::hmac_sha256;
     if (!v3) {
         auto parsed = protocol::v2::parse_xml(start->prepay.request);
-        if (!parsed) co_return json_error(500, "the stored prepay request does not parse: " + parsed.err().message);
+        if (!parsed)
+            co_return json_error(500, "the stored prepay request does not parse: " + parsed.err().message);
         v2_fields = std::move(*parsed);
         if (protocol::v2::field(v2_fields, "sign_type") == "MD5") v2_type = protocol::v2::sign_type::md5;
     }
 
     std::string order_json;
     std::optional<std::string> prepay_id;
-    if (start->prepay.prepay_id && start->prepay.prepaid_at && now - *start->prepay.prepaid_at < prepay_id_reuse_micros) {
+    if (start->prepay.prepay_id && start->prepay.prepaid_at &&
+        now - *start->prepay.prepaid_at < prepay_id_reuse_micros) {
         prepay_id = start->prepay.prepay_id;
         order_json = (co_await store::order_json(pool_, mchid, out_trade_no,
                                                  std::chrono::steady_clock::now() + database_deadline))
                          .value_or("{}");
     } else {
-        placement placed = co_await place(m, *mk, mchid, out_trade_no, start->prepay.request, std::move(v2_fields), v2_type, v3);
+        placement placed = co_await place(m, *mk, mchid, out_trade_no, start->prepay.request,
+                                          std::move(v2_fields), v2_type, v3);
         if (!placed.prepay_id) co_return std::move(placed.failure);
         prepay_id = std::move(placed.prepay_id);
         order_json = std::move(placed.order_json);
@@ -322,21 +349,24 @@ boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m
     const std::int64_t now_unix = clock_.seconds();
     std::string payment_json;
     if (v3) {
-        auto p = protocol::sign_request_payment_v3(mk->merchant_private_key, start->prepay.appid, *prepay_id, now_unix,
-                                                   crypto::random_alnum(32));
+        auto p = protocol::sign_request_payment_v3(mk->merchant_private_key, start->prepay.appid, *prepay_id,
+                                                   now_unix, crypto::random_alnum(32));
         if (!p) co_return json_error(500, "cannot sign the payment parameters: " + p.err().message);
         payment_json = p->json();
     } else {
-        payment_json = protocol::sign_request_payment_v2(mk->apiv2_key.value_or(""), v2_type, start->prepay.appid,
-                                                         *prepay_id, now_unix, crypto::random_alnum(32))
-                           .json();
+        payment_json =
+            protocol::sign_request_payment_v2(mk->apiv2_key.value_or(""), v2_type, start->prepay.appid,
+                                              *prepay_id, now_unix, crypto::random_alnum(32))
+                .json();
     }
-    co_return reply{status_when_placed, "application/json", with_member(std::move(order_json), "request_payment", payment_json)};
+    co_return reply{status_when_placed, "application/json",
+                    with_member(std::move(order_json), "request_payment", payment_json)};
 }
 
 boost::asio::awaitable<order_api::placement> order_api::place(const config::merchant_config& m,
-                                                              const config::merchant_keys& mk, std::string mchid,
-                                                              std::string out_trade_no, std::string v3_request,
+                                                              const config::merchant_keys& mk,
+                                                              std::string mchid, std::string out_trade_no,
+                                                              std::string v3_request,
                                                               protocol::v2::fields v2_fields,
                                                               protocol::v2::sign_type v2_type, bool v3) {
     const wechat::merchant_access access = merchant_access_for(m, mk);
@@ -352,11 +382,13 @@ boost::asio::awaitable<order_api::placement> order_api::place(const config::merc
         answer = co_await client.v2(access, std::move(path), std::move(v2_fields), v2_type,
                                     wechat::retry_safety::once_only);
     }
-    const auto latency = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent_at);
+    const auto latency =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sent_at);
     store::prepay_attempt attempt;
     if (answer.outcome == wechat::call_outcome::ok) attempt.prepay_id = prepay_id_of(answer, v3);
     attempt.placed = attempt.prepay_id.has_value() || may_be_placed(answer);
-    const std::string code = answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
+    const std::string code =
+        answer.code.empty() ? std::string(wechat::to_string(answer.outcome)) : answer.code;
     const std::string message = answer.message.empty() ? answer.error : answer.message;
     if (!attempt.prepay_id) attempt.error = code + ": " + message;
     placement out;
@@ -364,15 +396,18 @@ boost::asio::awaitable<order_api::placement> order_api::place(const config::merc
     const std::optional<std::string> error = attempt.error;
     out.order_json = co_await store::record_prepay(pool_, mchid, out_trade_no, std::move(attempt),
                                                    std::chrono::steady_clock::now() + database_deadline);
-    metrics_->add("wxrecon_prepay_total", {{"api", v3 ? "v3" : "v2"}, {"result", out.prepay_id ? "ok" : "failed"}});
+    metrics_->add("wxrecon_prepay_total",
+                  {{"api", v3 ? "v3" : "v2"}, {"result", out.prepay_id ? "ok" : "failed"}});
     spdlog::info("prepay: mchid={} out_trade_no={} api={} result={} latency_ms={:.1f}{}", mchid, out_trade_no,
                  v3 ? "v3" : "v2", out.prepay_id ? "ok" : "failed", latency.count(),
                  error ? " error=\"" + *error + "\"" : std::string());
     if (!out.prepay_id) {
         out.failure = reply{502, "application/json",
                             json_object()
-                                .add("error", "WeChat Pay did not place the order (the order stays registered; "
-                                              "retrying with the same body is safe): " + *error)
+                                .add("error",
+                                     "WeChat Pay did not place the order (the order stays registered; "
+                                     "retrying with the same body is safe): " +
+                                         *error)
                                 .add("code", code)
                                 .add("message", message)
                                 .str()};
@@ -384,7 +419,8 @@ boost::asio::awaitable<reply> order_api::session(const inbound_request& req) {
     simdjson::dom::parser parser;
     simdjson::padded_string padded(req.body);
     simdjson::dom::object body;
-    if (parser.parse(padded).get(body) != simdjson::SUCCESS) co_return json_error(400, "body is not a JSON object");
+    if (parser.parse(padded).get(body) != simdjson::SUCCESS)
+        co_return json_error(400, "body is not a JSON object");
     std::string_view appid_view, code_view;
     if (body["appid"].get(appid_view) != simdjson::SUCCESS || appid_view.empty())
         co_return json_error(400, "appid: the mini program's appid required");
@@ -400,9 +436,11 @@ boost::asio::awaitable<reply> order_api::session(const inbound_request& req) {
         mk = keys->find(m.mchid);
         if (mk != nullptr && mk->app_secret) break;
     }
-    if (merchant == nullptr) co_return json_error(400, "appid: no configured merchant has appid \"" + appid + "\"");
+    if (merchant == nullptr)
+        co_return json_error(400, "appid: no configured merchant has appid \"" + appid + "\"");
     if (mk == nullptr || !mk->app_secret)
-        co_return json_error(500, "app_secret_file is not configured for appid " + appid + "; sessions need it");
+        co_return json_error(500,
+                             "app_secret_file is not configured for appid " + appid + "; sessions need it");
 
     net::outbound_request out;
     out.method = "GET";
@@ -437,8 +475,10 @@ boost::asio::awaitable<reply> order_api::session(const inbound_request& req) {
         co_return json_error(502, "jscode2session answered without an openid");
     json_object result;
     result.add("openid", openid);
-    if (answer["unionid"].get(unionid) == simdjson::SUCCESS && !unionid.empty()) result.add("unionid", unionid);
-    spdlog::info("session: appid={} openid={}", appid, masked(openid));  // session_key is dropped here, never kept
+    if (answer["unionid"].get(unionid) == simdjson::SUCCESS && !unionid.empty())
+        result.add("unionid", unionid);
+    spdlog::info("session: appid={} openid={}", appid,
+                 masked(openid));  // session_key is dropped here, never kept
     co_return reply{200, "application/json", result.str()};
 }
 

@@ -47,8 +47,9 @@ private:
         reply failure;
     };
     boost::asio::awaitable<placement> place(const config::merchant_config& m, const config::merchant_keys& mk,
-                                            std::string mchid, std::string out_trade_no, std::string v3_request,
-                                            protocol::v2::fields v2_fields, protocol::v2::sign_type v2_type, bool v3);
+                                            std::string mchid, std::string out_trade_no,
+                                            std::string v3_request, protocol::v2::fields v2_fields,
+                                            protocol::v2::sign_type v2_type, bool v3);
     boost::asio::awaitable<reply> session(const inbound_request& req);
 
     const config::config& cfg_;

@@ -1,10 +1,10 @@
 #include "workflow/poller.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <random>
@@ -26,7 +26,9 @@ constexpr micros second = 1'000'000;
 // A ledger write gets this long; the poll is retried later when it does not commit in time.
 constexpr auto apply_deadline = std::chrono::seconds(10);
 
-micros to_micros(config::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
+micros to_micros(config::duration d) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
 
 bool is_not_found(const wechat::call_result& r) {
     return r.outcome == wechat::call_outcome::rejected &&
@@ -40,16 +42,22 @@ bool is_already_paid(const wechat::call_result& r) {
 }
 
 bool is_already_closed(const wechat::call_result& r) {
-    return r.outcome == wechat::call_outcome::rejected && (r.code == "ORDER_CLOSED" || r.code == "ORDERCLOSED");
+    return r.outcome == wechat::call_outcome::rejected &&
+           (r.code == "ORDER_CLOSED" || r.code == "ORDERCLOSED");
 }
 
 std::string_view query_metric(const wechat::call_result& r) {
     switch (r.outcome) {
-        case wechat::call_outcome::rate_limited: return "rate_limited";
-        case wechat::call_outcome::server_error: return "server_error";
-        case wechat::call_outcome::forged: return "bad_signature";
-        case wechat::call_outcome::unreachable: return r.sent ? "timeout" : "error";
-        default: return is_not_found(r) ? "not_found" : "error";
+        case wechat::call_outcome::rate_limited:
+            return "rate_limited";
+        case wechat::call_outcome::server_error:
+            return "server_error";
+        case wechat::call_outcome::forged:
+            return "bad_signature";
+        case wechat::call_outcome::unreachable:
+            return r.sent ? "timeout" : "error";
+        default:
+            return is_not_found(r) ? "not_found" : "error";
     }
 }
 
@@ -62,7 +70,8 @@ struct poller::token_bucket {
 };
 
 poller::poller(asio::any_io_executor ex, const config::config& cfg, key_holder& keys, wechat_clients& clients,
-               store::db_pool& pool, store::ledger& ledger, std::shared_ptr<metrics> m, poller_options options)
+               store::db_pool& pool, store::ledger& ledger, std::shared_ptr<metrics> m,
+               poller_options options)
     : executor_(ex),
       cfg_(cfg),
       keys_(keys),
@@ -97,7 +106,8 @@ asio::awaitable<void> poller::refresh_gauges() {
             metrics_->set("wxrecon_poll_lag_seconds", {}, g.lag_seconds);
             if (by_state) {
                 // A state no order is in any more reads 0, not its last count.
-                for (const char* state : {"NOTPAY", "USERPAYING", "SUCCESS", "REFUND", "CLOSED", "REVOKED", "PAYERROR"}) {
+                for (const char* state :
+                     {"NOTPAY", "USERPAYING", "SUCCESS", "REFUND", "CLOSED", "REVOKED", "PAYERROR"}) {
                     double count = 0;
                     for (const auto& [s, n] : g.orders_by_state)
                         if (s == state) count = static_cast<double>(n);
@@ -105,7 +115,8 @@ asio::awaitable<void> poller::refresh_gauges() {
                 }
             }
         } catch (const std::exception& e) {
-            spdlog::debug("poll: gauges not refreshed error=\"{}\"", e.what());  // the database is down: db_up says so
+            spdlog::debug("poll: gauges not refreshed error=\"{}\"",
+                          e.what());  // the database is down: db_up says so
         }
         gauge_timer_.expires_after(options_.gauges);
         co_await gauge_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -157,7 +168,8 @@ asio::awaitable<void> poller::poll_checked(store::claimed_order order) {
         co_await poll(std::move(order));
     } catch (const std::exception& e) {
         // The lease runs out and the order is claimed again later; nothing was half-applied.
-        spdlog::warn("poll: failed mchid={} out_trade_no={} error={}", mchid, out_trade_no, log_quote(e.what()));
+        spdlog::warn("poll: failed mchid={} out_trade_no={} error={}", mchid, out_trade_no,
+                     log_quote(e.what()));
     }
     --in_flight_;
     if (!stopping_) wake_.cancel();  // a slot is free: look for due orders now
@@ -201,7 +213,8 @@ asio::awaitable<wechat::call_result> poller::query(const config::merchant_config
     sent_at = options_.clock.micros();  // after the wait for the rate: what the answer describes starts here
     wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
-        std::string method = "GET", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "?mchid=" + m.mchid;
+        std::string method = "GET",
+                    path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "?mchid=" + m.mchid;
         std::string no_body;  // named: GCC 12 mishandles temporaries inside co_await
         co_return co_await client.v3(access, std::move(method), std::move(path), std::move(no_body),
                                      wechat::retry_safety::idempotent);
@@ -214,7 +227,8 @@ asio::awaitable<wechat::call_result> poller::query(const config::merchant_config
 
 asio::awaitable<wechat::call_result> poller::close_at_wechat(const config::merchant_config& m,
                                                              const wechat::merchant_access& access,
-                                                             const std::string& out_trade_no, micros& sent_at) {
+                                                             const std::string& out_trade_no,
+                                                             micros& sent_at) {
     co_await take_token(m.mchid);
     sent_at = options_.clock.micros();
     wechat::pay_client& client = clients_.pay(m);
@@ -237,7 +251,8 @@ asio::awaitable<std::pair<std::string, bool>> poller::apply_answer(const config:
     domain::fact f;
     f.mchid = m.mchid;
     f.event_type = "QUERY";
-    f.observed_at = sent_at;  // what the answer says held when the query was sent (stale if older than the row)
+    f.observed_at =
+        sent_at;  // what the answer says held when the query was sent (stale if older than the row)
     if (m.version == config::api_version::v3) {
         f.source = domain::fact_source::query_v3;
         auto parsed = protocol::v3::parse_transaction(answer.body);
@@ -250,7 +265,8 @@ asio::awaitable<std::pair<std::string, bool>> poller::apply_answer(const config:
         f.source = domain::fact_source::query_v2;
         auto parsed = protocol::v2::read_payment(answer.fields);
         if (!parsed) throw std::runtime_error("query answer does not parse: " + parsed.err().message);
-        if (parsed->out_trade_no != order.out_trade_no) throw std::runtime_error("query answer is about another order");
+        if (parsed->out_trade_no != order.out_trade_no)
+            throw std::runtime_error("query answer is about another order");
         f.payload_json = protocol::v2::to_json(answer.fields);
         f.body = std::move(*parsed);
     }
@@ -258,14 +274,15 @@ asio::awaitable<std::pair<std::string, bool>> poller::apply_answer(const config:
     f.occurred_at = p.success_time.value_or(sent_at);
     const bool settled = domain::is_terminal(p.state);
     const auto r = co_await ledger_.apply(f, steady::now() + apply_deadline);
-    std::string result = r.outcome == domain::outcome::applied       ? "applied"
-                         : r.outcome == domain::outcome::stale       ? "stale"
-                         : r.outcome == domain::outcome::regression  ? "applied"
-                                                                     : "unchanged";
+    std::string result = r.outcome == domain::outcome::applied      ? "applied"
+                         : r.outcome == domain::outcome::stale      ? "stale"
+                         : r.outcome == domain::outcome::regression ? "applied"
+                                                                    : "unchanged";
     co_return std::pair{std::move(result), settled && r.outcome != domain::outcome::stale};
 }
 
-asio::awaitable<bool> poller::apply_close(const store::claimed_order& order, std::string state_desc, micros sent_at) {
+asio::awaitable<bool> poller::apply_close(const store::claimed_order& order, std::string state_desc,
+                                          micros sent_at) {
     domain::payment_fact p;
     p.out_trade_no = order.out_trade_no;
     p.state = trade_state::closed;
@@ -309,7 +326,8 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     }
     const micros expire = order.expire_at.value_or(order.created_at + to_micros(cfg_.poller.default_expiry));
     if (!order.expire_at) update.fill_expire_at = expire;
-    const micros close_at = domain::close_due(schedule_, order.created_at, expire, m->version == config::api_version::v2);
+    const micros close_at =
+        domain::close_due(schedule_, order.created_at, expire, m->version == config::api_version::v2);
     const bool closing = now >= close_at;
     if (!closing) {
         const auto due = domain::query_due(schedule_, order.created_at, expire, order.poll_attempts);
@@ -333,14 +351,15 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", result}});
         settled = done;
         update.answered = true;
-        spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} apply_ms={:.1f}",
-                     result, m->mchid, order.out_trade_no, log_token(answer.request_id),
-                     query_ms, static_cast<double>(options_.clock.micros() - applying) / 1000);
+        spdlog::info(
+            "poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} apply_ms={:.1f}",
+            result, m->mchid, order.out_trade_no, log_token(answer.request_id), query_ms,
+            static_cast<double>(options_.clock.micros() - applying) / 1000);
     } else {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", std::string(query_metric(answer))}});
         spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} error={}",
-                     query_metric(answer), m->mchid, order.out_trade_no,
-                     log_token(answer.request_id), query_ms, log_quote(answer.error));
+                     query_metric(answer), m->mchid, order.out_trade_no, log_token(answer.request_id),
+                     query_ms, log_quote(answer.error));
         if (!is_not_found(answer)) {  // a failed query moves only this try
             update.next_poll_at = backoff(answer);
             update.error = answer.error;
@@ -353,8 +372,8 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
 
     if (!closing || settled) {
         if (!settled) {
-            const auto next =
-                domain::next_query_due(schedule_, order.created_at, expire, order.poll_attempts + 1, options_.clock.micros());
+            const auto next = domain::next_query_due(schedule_, order.created_at, expire,
+                                                     order.poll_attempts + 1, options_.clock.micros());
             update.next_poll_at = next ? std::min(*next, close_at) : close_at;
         }
         co_await finish(std::move(update));
@@ -367,16 +386,17 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
 
 // The final query found the order still open (or unknown at WeChat Pay) at its close time: close it,
 // unless it was paid meanwhile. What is left to do goes into update.
-asio::awaitable<void> poller::close_expired(const config::merchant_config& m, const wechat::merchant_access& access,
-                                            const store::claimed_order& order, const wechat::call_result& answer,
-                                            store::poll_update& update) {
+asio::awaitable<void> poller::close_expired(const config::merchant_config& m,
+                                            const wechat::merchant_access& access,
+                                            const store::claimed_order& order,
+                                            const wechat::call_result& answer, store::poll_update& update) {
     const std::string api = m.version == config::api_version::v3 ? "v3" : "v2";
     if (is_not_found(answer)) {
         if (!order.placed_at) {
             std::string why = "never placed at WeChat Pay";
             co_await apply_close(order, std::move(why), options_.clock.micros());
-            spdlog::info("poll: closed locally mchid={} out_trade_no={} (never placed at WeChat Pay)", m.mchid,
-                         order.out_trade_no);
+            spdlog::info("poll: closed locally mchid={} out_trade_no={} (never placed at WeChat Pay)",
+                         m.mchid, order.out_trade_no);
         } else {
             update.next_poll_at = backoff(answer);
         }

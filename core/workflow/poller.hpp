@@ -32,18 +32,19 @@ class ledger;
 namespace wxrecon::workflow {
 
 struct poller_options {
-    std::chrono::milliseconds tick{200};      // how often due orders are looked for
-    std::chrono::milliseconds lease{60000};   // how long a claim keeps other instances away
-    std::string owner;                        // this instance's name in poll_lease_owner
-    std::chrono::milliseconds gauges{5000};   // how often the stuck-order and poll-lag gauges are read
-    int orders_by_state_every = 12;           // wxrecon_orders{state} (a GROUP BY) on every n-th reading
-    wall_clock clock;                         // when queries are sent and due
+    std::chrono::milliseconds tick{200};     // how often due orders are looked for
+    std::chrono::milliseconds lease{60000};  // how long a claim keeps other instances away
+    std::string owner;                       // this instance's name in poll_lease_owner
+    std::chrono::milliseconds gauges{5000};  // how often the stuck-order and poll-lag gauges are read
+    int orders_by_state_every = 12;          // wxrecon_orders{state} (a GROUP BY) on every n-th reading
+    wall_clock clock;                        // when queries are sent and due
 };
 
 class poller {
 public:
-    poller(boost::asio::any_io_executor ex, const config::config& cfg, key_holder& keys, wechat_clients& clients,
-           store::db_pool& pool, store::ledger& ledger, std::shared_ptr<metrics> m, poller_options options);
+    poller(boost::asio::any_io_executor ex, const config::config& cfg, key_holder& keys,
+           wechat_clients& clients, store::db_pool& pool, store::ledger& ledger, std::shared_ptr<metrics> m,
+           poller_options options);
     ~poller();
 
     void start();
@@ -56,12 +57,14 @@ private:
     boost::asio::awaitable<void> refresh_gauges();
     boost::asio::awaitable<void> poll(store::claimed_order order);
     boost::asio::awaitable<void> poll_checked(store::claimed_order order);
-    boost::asio::awaitable<void> close_expired(const config::merchant_config& m, const wechat::merchant_access& access,
-                                               const store::claimed_order& order, const wechat::call_result& answer,
-                                               store::poll_update& update);
+    boost::asio::awaitable<void> close_expired(const config::merchant_config& m,
+                                               const wechat::merchant_access& access,
+                                               const store::claimed_order& order,
+                                               const wechat::call_result& answer, store::poll_update& update);
     boost::asio::awaitable<wechat::call_result> query(const config::merchant_config& m,
                                                       const wechat::merchant_access& access,
-                                                      const std::string& out_trade_no, domain::micros& sent_at);
+                                                      const std::string& out_trade_no,
+                                                      domain::micros& sent_at);
     boost::asio::awaitable<wechat::call_result> close_at_wechat(const config::merchant_config& m,
                                                                 const wechat::merchant_access& access,
                                                                 const std::string& out_trade_no,

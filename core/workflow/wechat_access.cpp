@@ -23,7 +23,8 @@ net::http_client& wechat_clients::plain(const config::merchant_config& m) {
     return *slot;
 }
 
-wechat::merchant_access merchant_access_for(const config::merchant_config& m, const config::merchant_keys& keys) {
+wechat::merchant_access merchant_access_for(const config::merchant_config& m,
+                                            const config::merchant_keys& keys) {
     wechat::merchant_access access;
     access.mchid = m.mchid;
     access.api_base = m.api_base;

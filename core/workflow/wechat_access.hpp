@@ -21,7 +21,8 @@ namespace wxrecon::workflow {
 
 class wechat_clients {
 public:
-    wechat_clients(boost::asio::any_io_executor ex, std::chrono::milliseconds request_timeout, wall_clock clock = {})
+    wechat_clients(boost::asio::any_io_executor ex, std::chrono::milliseconds request_timeout,
+                   wall_clock clock = {})
         : executor_(std::move(ex)), request_timeout_(request_timeout), clock_(std::move(clock)) {}
     // Signed WeChat Pay calls for the merchant's api_base (its ca_file added to the trusted CAs).
     wechat::pay_client& pay(const config::merchant_config& m);
@@ -38,7 +39,8 @@ private:
     std::map<std::string, std::unique_ptr<net::http_client>> plain_;  // by ca_file
 };
 
-wechat::merchant_access merchant_access_for(const config::merchant_config& m, const config::merchant_keys& keys);
+wechat::merchant_access merchant_access_for(const config::merchant_config& m,
+                                            const config::merchant_keys& keys);
 
 inline protocol::v2::sign_type v2_sign_type(const config::merchant_config& m) {
     return m.apiv2_sign_md5 ? protocol::v2::sign_type::md5 : protocol::v2::sign_type::hmac_sha256;

@@ -26,7 +26,8 @@ namespace wxrecon::testing {
 using namespace std::chrono_literals;
 
 // Signed with the fixture's WeChat Pay key unless `signer` is given.
-inline protocol::v3::signed_notification payment_notification(const merchant_fixture& m, const std::string& out_trade_no,
+inline protocol::v3::signed_notification payment_notification(const merchant_fixture& m,
+                                                              const std::string& out_trade_no,
                                                               const std::string& txid,
                                                               const crypto::private_key* signer = nullptr) {
     domain::payment_fact p;
@@ -38,11 +39,15 @@ inline protocol::v3::signed_notification payment_notification(const merchant_fix
     p.payer_total = 100;
     p.payer_openid = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o";
     p.success_time = std::time(nullptr) * 1'000'000LL;
-    protocol::v3::notification_spec spec{"EV-" + txid, format_rfc3339(std::time(nullptr)), "TRANSACTION.SUCCESS",
-                                         "支付成功", "transaction", "transaction",
+    protocol::v3::notification_spec spec{"EV-" + txid,
+                                         format_rfc3339(std::time(nullptr)),
+                                         "TRANSACTION.SUCCESS",
+                                         "支付成功",
+                                         "transaction",
+                                         "transaction",
                                          protocol::v3::transaction_json(test_mchid, p)};
-    return *protocol::v3::make_notification(spec, m.apiv3_key, signer ? *signer : m.wechatpay_key, test_pub_key_id,
-                                            std::time(nullptr));
+    return *protocol::v3::make_notification(spec, m.apiv3_key, signer ? *signer : m.wechatpay_key,
+                                            test_pub_key_id, std::time(nullptr));
 }
 
 inline int send(unsigned short port, const protocol::v3::signed_notification& n) {
@@ -75,7 +80,8 @@ inline unsigned short free_port() {
 class daemon_process {
 public:
     // extra_toml is appended to the generated configuration (sections that make_config leaves out).
-    daemon_process(const merchant_fixture& m, const std::string& database_url, const std::string& extra_toml = {})
+    daemon_process(const merchant_fixture& m, const std::string& database_url,
+                   const std::string& extra_toml = {})
         : port_(free_port()), admin_(free_port()) {
         make_config(m, database_url);  // writes wxrecond.toml next to the keys; pin its listeners
         std::string toml;
@@ -98,7 +104,8 @@ public:
 
     // Starts the binary with `env` added to the environment and `args` before "serve"; its stderr goes to
     // stderr_path(). Returns once /readyz answers 200.
-    bool start(const std::map<std::string, std::string>& env = {}, const std::vector<std::string>& args = {}) {
+    bool start(const std::map<std::string, std::string>& env = {},
+               const std::vector<std::string>& args = {}) {
         // Everything the child needs is prepared before fork: the parent has threads.
         std::vector<std::string> argv_text = {WXRECOND_PATH, "--config", config_};
         argv_text.insert(argv_text.end(), args.begin(), args.end());

@@ -4,6 +4,10 @@
 // They run serially (see tests/CMakeLists.txt).
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -11,15 +15,11 @@
 #include <mutex>
 #include <pqxx/pqxx>
 #include <set>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <netinet/in.h>
 #include <thread>
-#include <unistd.h>
 
 #include "base/time.hpp"
-#include "protocol/v3.hpp"
 #include "daemon_process.hpp"
+#include "protocol/v3.hpp"
 #include "test_env.hpp"
 
 namespace wxrecon::testing {
@@ -114,7 +114,8 @@ std::set<std::string> stored_orders(const std::string& url) {
     pqxx::connection c(url);
     pqxx::nontransaction tx(c);
     std::set<std::string> stored;
-    for (const auto& row : tx.exec("SELECT out_trade_no FROM wxrecon.payment_events")) stored.insert(row[0].c_str());
+    for (const auto& row : tx.exec("SELECT out_trade_no FROM wxrecon.payment_events"))
+        stored.insert(row[0].c_str());
     return stored;
 }
 
@@ -129,7 +130,8 @@ TEST(Lifecycle, SigtermWithRequestsInFlightKeepsEveryAcknowledgedNotification) {
     l.join();
     EXPECT_GE(l.acknowledged.size(), 100u);
     const auto stored = stored_orders(db.url());
-    for (const auto& o : l.acknowledged) EXPECT_TRUE(stored.count(o)) << o << " was acknowledged but is not stored";
+    for (const auto& o : l.acknowledged)
+        EXPECT_TRUE(stored.count(o)) << o << " was acknowledged but is not stored";
 }
 
 TEST(Lifecycle, SigkillWithBatchesInFlightLosesNothingAcknowledgedAndHalfAppliesNothing) {
@@ -147,19 +149,25 @@ TEST(Lifecycle, SigkillWithBatchesInFlightLosesNothingAcknowledgedAndHalfApplies
     pqxx::connection c(db.url());
     {
         pqxx::nontransaction tx(c);
-        EXPECT_EQ(tx.exec1("SELECT count(*) - count(DISTINCT out_trade_no) FROM wxrecon.payment_events")[0].as<long>(), 0);
-        EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.payment_events e JOIN wxrecon.orders o USING (mchid, out_trade_no)"
-                           " WHERE o.state <> 'SUCCESS' OR o.transaction_id IS DISTINCT FROM e.transaction_id")[0]
+        EXPECT_EQ(tx.exec1("SELECT count(*) - count(DISTINCT out_trade_no) FROM wxrecon.payment_events")[0]
                       .as<long>(),
                   0);
-        EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.orders o WHERE NOT EXISTS (SELECT 1 FROM wxrecon.payment_events e"
+        EXPECT_EQ(
+            tx.exec1("SELECT count(*) FROM wxrecon.payment_events e JOIN wxrecon.orders o USING (mchid, "
+                     "out_trade_no)"
+                     " WHERE o.state <> 'SUCCESS' OR o.transaction_id IS DISTINCT FROM e.transaction_id")[0]
+                .as<long>(),
+            0);
+        EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.orders o WHERE NOT EXISTS (SELECT 1 FROM "
+                           "wxrecon.payment_events e"
                            " WHERE e.mchid = o.mchid AND e.out_trade_no = o.out_trade_no)")[0]
                       .as<long>(),
                   0);
     }
     const auto stored = stored_orders(db.url());
     EXPECT_GE(l.acknowledged.size(), 100u);
-    for (const auto& o : l.acknowledged) EXPECT_TRUE(stored.count(o)) << o << " was acknowledged but is not stored";
+    for (const auto& o : l.acknowledged)
+        EXPECT_TRUE(stored.count(o)) << o << " was acknowledged but is not stored";
 
     // After a restart WeChat Pay's retries complete the rest, each fact once.
     daemon_process again(*m, db.url());

@@ -5,9 +5,9 @@
 #include <gtest/gtest.h>
 #include <simdjson.h>
 
+#include <sys/un.h>
 #include <cstdio>
 #include <filesystem>
-#include <sys/un.h>
 
 #include "crypto/crypto.hpp"
 #include "daemon_process.hpp"
@@ -19,14 +19,15 @@ namespace {
 class notify_socket {
 public:
     notify_socket() {
-        path_ = (std::filesystem::temp_directory_path() / ("wxrecon-notify-" + std::to_string(::getpid()) + "-" +
-                                                           std::to_string(counter_++)))
+        path_ = (std::filesystem::temp_directory_path() /
+                 ("wxrecon-notify-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++)))
                     .string();
         fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         sockaddr_un addr{};
         addr.sun_family = AF_UNIX;
         std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) throw std::runtime_error("bind " + path_);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+            throw std::runtime_error("bind " + path_);
         timeval tv{0, 100'000};
         ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     }
@@ -129,7 +130,8 @@ TEST(Service, SighupSwapsTheWeChatPayPublicKeyAndKeepsTheOldOnesWhenTheNewFilesA
     EXPECT_EQ(send(d.port(), before), 204) << "WeChat Pay's retry verifies after the reload";
 
     // A broken file: the reload is refused, the keys in use stay, and the log says why.
-    std::ofstream(m->dir / "pub_key.pem") << "-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n";
+    std::ofstream(m->dir / "pub_key.pem")
+        << "-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n";
     d.signal(SIGHUP);
     ASSERT_TRUE(sock.wait_for("READY=1"));
     EXPECT_EQ(send(d.port(), payment_notification(*m, "H2", "4200000102", &*added)), 204);
@@ -173,7 +175,8 @@ TEST(Service, JsonLogsCarryOneLinePerNotificationWithRequestIdResultAndLatency) 
     }
     EXPECT_EQ(results, (std::vector<std::string>{"accepted", "duplicate"})) << d.stderr_text();
     EXPECT_EQ(request_ids.size(), 2u) << "each request has its own id";
-    EXPECT_EQ(d.stderr_text().find("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"), std::string::npos) << "openids are never logged in full";
+    EXPECT_EQ(d.stderr_text().find("oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"), std::string::npos)
+        << "openids are never logged in full";
 }
 
 TEST(Service, MetricsPassPromtoolAndCoverTheContract) {
@@ -192,22 +195,32 @@ TEST(Service, MetricsPassPromtoolAndCoverTheContract) {
 
     const auto file = m->dir / "metrics.txt";
     std::ofstream(file) << text;
-    const std::string command = "promtool check metrics < " + file.string() + " > " + (m->dir / "promtool.out").string() + " 2>&1";
+    const std::string command =
+        "promtool check metrics < " + file.string() + " > " + (m->dir / "promtool.out").string() + " 2>&1";
     const int status = std::system(command.c_str());
     std::ifstream out(m->dir / "promtool.out");
     const std::string verdict((std::istreambuf_iterator<char>(out)), {});
     EXPECT_EQ(status, 0) << "promtool check metrics: " << verdict << "\n" << text;
 
-    for (const char* line : {"# TYPE wxrecon_notifications_total counter", "# TYPE wxrecon_signature_probes_total counter",
-                             "# TYPE wxrecon_notification_seconds histogram", "# TYPE wxrecon_queries_total counter",
-                             "# TYPE wxrecon_orders gauge", "# TYPE wxrecon_stuck_orders gauge",
-                             "# TYPE wxrecon_poll_lag_seconds gauge", "# TYPE wxrecon_db_up gauge",
+    for (const char* line : {"# TYPE wxrecon_notifications_total counter",
+                             "# TYPE wxrecon_signature_probes_total counter",
+                             "# TYPE wxrecon_notification_seconds histogram",
+                             "# TYPE wxrecon_queries_total counter",
+                             "# TYPE wxrecon_orders gauge",
+                             "# TYPE wxrecon_stuck_orders gauge",
+                             "# TYPE wxrecon_poll_lag_seconds gauge",
+                             "# TYPE wxrecon_db_up gauge",
                              "wxrecon_notifications_total{api=\"v3\",kind=\"payment\",result=\"accepted\"} 1",
-                             "wxrecon_notification_seconds_count 1", "wxrecon_notification_seconds_bucket{le=\"+Inf\"} 1",
-                             "wxrecon_orders{state=\"SUCCESS\"} ", "wxrecon_orders{state=\"NOTPAY\"} ", "wxrecon_db_up 1",
+                             "wxrecon_notification_seconds_count 1",
+                             "wxrecon_notification_seconds_bucket{le=\"+Inf\"} 1",
+                             "wxrecon_orders{state=\"SUCCESS\"} ",
+                             "wxrecon_orders{state=\"NOTPAY\"} ",
+                             "wxrecon_db_up 1",
                              "wxrecon_build_info{version=\"" WXRECON_VERSION "\"} 1",
                              "wxrecon_key_expiry_timestamp_seconds{mchid=\"1900000109\",serial=\"",
-                             "process_resident_memory_bytes ", "process_open_fds ", "process_start_time_seconds ",
+                             "process_resident_memory_bytes ",
+                             "process_open_fds ",
+                             "process_start_time_seconds ",
                              "wxrecon_notification_silence_threshold_seconds 3600"})
         EXPECT_NE(text.find(line), std::string::npos) << line;
 }

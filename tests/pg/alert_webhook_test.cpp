@@ -26,7 +26,10 @@ public:
         server_ = std::make_unique<net::http_server>(
             io_.get_executor(), boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
             net::http_limits{}, [this](inbound_request& r) { return answer(r); },
-            [](std::string_view) { return reply{413, "", ""}; }, "receiver");
+            [](std::string_view) {
+                return reply{413, "", ""};
+            },
+            "receiver");
         server_->start();
         port_ = server_->local_endpoint().port();
         thread_ = std::thread([this] { io_.run(); });
@@ -36,7 +39,8 @@ public:
         thread_.join();
     }
     std::string url() const {
-        return "http://127.0.0.1:" + std::to_string(port_) + (wecom_ ? "/cgi-bin/webhook/send?key=test" : "/hook");
+        return "http://127.0.0.1:" + std::to_string(port_) +
+               (wecom_ ? "/cgi-bin/webhook/send?key=test" : "/hook");
     }
     // Bodies taken (answered with success), by Idempotency-Key.
     std::map<std::string, std::vector<std::string>> taken() const {
@@ -53,7 +57,9 @@ private:
     boost::asio::awaitable<reply> answer(inbound_request& r) {
         if (refused_.load() < failures_) {
             ++refused_;
-            if (wecom_) co_return reply{200, "application/json", R"({"errcode":45009,"errmsg":"api freq out of limit"})"};
+            if (wecom_)
+                co_return reply{200, "application/json",
+                                R"({"errcode":45009,"errmsg":"api freq out of limit"})"};
             co_return reply{500, "text/plain", "down\n"};
         }
         {
@@ -87,7 +93,9 @@ bool eventually(F done, std::chrono::milliseconds limit = 20s) {
     return done();
 }
 
-std::string key_of(long id) { return "wxrecon-discrepancy-" + std::to_string(id); }
+std::string key_of(long id) {
+    return "wxrecon-discrepancy-" + std::to_string(id);
+}
 
 class AlertWebhook : public ::testing::Test {
 protected:
@@ -99,14 +107,16 @@ protected:
         return cfg;
     }
     long open(const std::string& out_trade_no, const std::string& kind) {
-        return std::stol(db_.scalar(
-            "INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail) VALUES ('" + std::string(test_mchid) +
-            "', '" + out_trade_no + "', '" + kind + "', '{\"reported_total\": 90}') RETURNING id"));
+        return std::stol(
+            db_.scalar("INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail) VALUES ('" +
+                       std::string(test_mchid) + "', '" + out_trade_no + "', '" + kind +
+                       "', '{\"reported_total\": 90}') RETURNING id"));
     }
     void order(const std::string& out_trade_no, long amount, const std::string& state) {
-        db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, payer_total) VALUES ('" +
-                 std::string(test_mchid) + "', '" + out_trade_no + "', " + std::to_string(amount) + ", '" + state +
-                 "', 90)");
+        db_.exec(
+            "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, payer_total) VALUES ('" +
+            std::string(test_mchid) + "', '" + out_trade_no + "', " + std::to_string(amount) + ", '" + state +
+            "', 90)");
     }
 
     scratch_database db_;
@@ -175,7 +185,8 @@ TEST_F(AlertWebhook, UnknownOrderWaitsItsGraceAndIsNotPushedWhenResolvedMeanwhil
     const auto taken = hook.taken();
     EXPECT_EQ(taken.size(), 1u);
     EXPECT_TRUE(taken.contains(key_of(stays)));
-    EXPECT_EQ(db_.scalar("SELECT outcome FROM wxrecon.alert_outbox WHERE discrepancy_id = " + std::to_string(resolved)),
+    EXPECT_EQ(db_.scalar("SELECT outcome FROM wxrecon.alert_outbox WHERE discrepancy_id = " +
+                         std::to_string(resolved)),
               "resolved_before_push");
 }
 

@@ -18,7 +18,8 @@ namespace {
 
 using namespace domain;
 
-fact payment(const std::string& out_trade_no, const std::string& txid, std::int64_t total, const std::string& id) {
+fact payment(const std::string& out_trade_no, const std::string& txid, std::int64_t total,
+             const std::string& id) {
     payment_fact p;
     p.out_trade_no = out_trade_no;
     p.state = trade_state::success;
@@ -63,8 +64,9 @@ protected:
         store::prepare_ledger_connection(*conn_);
         pqxx::work tx(*conn_);
         for (const char* o : {"B1", "B2", "B3", "B4"})
-            tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid) VALUES ($1,$2,100,$3)",
-                           test_mchid, o, test_appid);
+            tx.exec_params(
+                "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid) VALUES ($1,$2,100,$3)",
+                test_mchid, o, test_appid);
         tx.commit();
     }
 
@@ -78,7 +80,8 @@ protected:
         pqxx::nontransaction tx(*conn_);
         std::string out;
         for (const auto& row : tx.exec(sql)) {
-            for (const auto& field : row) out += (field.is_null() ? "NULL" : field.c_str()) + std::string(" ");
+            for (const auto& field : row)
+                out += (field.is_null() ? "NULL" : field.c_str()) + std::string(" ");
             out += "| ";
         }
         return out;
@@ -90,23 +93,28 @@ protected:
 
 TEST_F(BatchTest, SameOrderFactsInOneBatchApplyInArrivalOrder) {
     // Payment, abnormal refund, successful refund of the same order, all in one transaction.
-    const auto results = apply({payment("B1", "T1", 100, "E1"), refund("B1", "T1", "R1", refund_status::abnormal, "E2"),
-                                refund("B1", "T1", "R1", refund_status::success, "E3")});
+    const auto results =
+        apply({payment("B1", "T1", 100, "E1"), refund("B1", "T1", "R1", refund_status::abnormal, "E2"),
+               refund("B1", "T1", "R1", refund_status::success, "E3")});
     ASSERT_EQ(results.size(), 3u);
     for (const auto& r : results) EXPECT_EQ(r.outcome, outcome::applied);
-    EXPECT_EQ(rows("SELECT state, transaction_id FROM wxrecon.orders WHERE out_trade_no = 'B1'"), "REFUND T1 | ");
+    EXPECT_EQ(rows("SELECT state, transaction_id FROM wxrecon.orders WHERE out_trade_no = 'B1'"),
+              "REFUND T1 | ");
     EXPECT_EQ(rows("SELECT status FROM wxrecon.refunds"), "SUCCESS | ");
     EXPECT_EQ(rows("SELECT notify_id FROM wxrecon.payment_events ORDER BY id"), "E1 | E2 | E3 | ");
     // refund_abnormal was opened by the second fact and resolved by the third, exactly as one at a time.
-    EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"), "refund_abnormal t | ");
+    EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"),
+              "refund_abnormal t | ");
 }
 
 TEST_F(BatchTest, RefundBeforeItsPaymentInOneBatchConverges) {
-    const auto results = apply({refund("B2", "T2", "R2", refund_status::success, "E1"), payment("B2", "T2", 100, "E2")});
+    const auto results =
+        apply({refund("B2", "T2", "R2", refund_status::success, "E1"), payment("B2", "T2", 100, "E2")});
     EXPECT_EQ(results[0].outcome, outcome::applied);
     EXPECT_EQ(results[1].outcome, outcome::applied);
     EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B2'"), "REFUND | ");
-    EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"), "refund_without_payment t | ");
+    EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"),
+              "refund_without_payment t | ");
 }
 
 TEST_F(BatchTest, DuplicatesInsideABatchAreRecognisedLikeAcrossBatches) {
@@ -150,8 +158,9 @@ TEST_F(BatchTest, ValuesSurviveTheArrayLiteralsExactly) {
     EXPECT_EQ(rows("SELECT payload->>'desc' FROM wxrecon.payment_events WHERE out_trade_no = 'B1'"),
               "支付\"成功\\ | ");
     EXPECT_EQ(rows("SELECT raw_body FROM wxrecon.payment_events WHERE out_trade_no = 'B1'"), "NULL | ");
-    EXPECT_EQ(rows("SELECT raw_headers->>'Wechatpay-Nonce' FROM wxrecon.payment_events WHERE out_trade_no = 'B1'"),
-              "a,b{c}\\d\"e | ");
+    EXPECT_EQ(
+        rows("SELECT raw_headers->>'Wechatpay-Nonce' FROM wxrecon.payment_events WHERE out_trade_no = 'B1'"),
+        "a,b{c}\\d\"e | ");
     EXPECT_EQ(rows("SELECT raw_body = '' FROM wxrecon.payment_events WHERE out_trade_no = 'B2'"), "t | ");
 }
 
@@ -163,10 +172,11 @@ TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
     std::vector<fact> facts;
     for (int i = 0; i < 40; ++i) {
         pqxx::work tx(*conn_);
-        tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ($1,$2,100)", test_mchid,
-                       "P" + std::to_string(i));
+        tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ($1,$2,100)",
+                       test_mchid, "P" + std::to_string(i));
         tx.commit();
-        facts.push_back(payment("P" + std::to_string(i), "TP" + std::to_string(i), 100, "EP" + std::to_string(i)));
+        facts.push_back(
+            payment("P" + std::to_string(i), "TP" + std::to_string(i), 100, "EP" + std::to_string(i)));
     }
     facts[17].payload_json = "{poison";
     std::vector<std::future<store::apply_result>> results;
@@ -182,7 +192,8 @@ TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
         }
     }
     EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "39 | ");
-    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'P17' AND state = 'NOTPAY'"), "1 | ");
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'P17' AND state = 'NOTPAY'"),
+              "1 | ");
     pool.stop();
 }
 

@@ -34,18 +34,22 @@ protected:
         options_.time_scale = 0.001;  // WeChat Pay's retries come within milliseconds
         sim_ = std::make_unique<running_simulator>(keys_, options_);
         daemon_ = std::make_unique<running_daemon>(sim_daemon_config(keys_, db_.url(), sim_->port()));
-        // The download at start, one per APIv3 merchant with platform certificates configured (not the APIv2 one).
+        // The download at start, one per APIv3 merchant with platform certificates configured (not the APIv2
+        // one).
         for (int i = 0; i < 100 && refreshes("ok") < 2; ++i) std::this_thread::sleep_for(50ms);
         ASSERT_EQ(refreshes("ok"), 2);
         const auto& m = merchant();
-        db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('" + m.mchid + "', 'ROTATE-1', 100)");
+        db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('" + m.mchid +
+                 "', 'ROTATE-1', 100)");
         sim_control(sim_->port(), "/sim/orders",
-                    R"({"mchid":")" + m.mchid + R"(","out_trade_no":"ROTATE-1","amount":100,"notify_url":"http://127.0.0.1:)" +
+                    R"({"mchid":")" + m.mchid +
+                        R"(","out_trade_no":"ROTATE-1","amount":100,"notify_url":"http://127.0.0.1:)" +
                         std::to_string(daemon_->port()) + "/wxpay/v3/notify/" + m.mchid + "\"}");
     }
     const sim::sim_merchant& merchant() const { return keys_.keys.merchants[2]; }
     long refreshes(const std::string& result) {
-        return metric_value(daemon_->admin_port(), "wxrecon_certificate_refreshes_total{result=\"" + result + "\"}");
+        return metric_value(daemon_->admin_port(),
+                            "wxrecon_certificate_refreshes_total{result=\"" + result + "\"}");
     }
 
     sim_key_dir keys_{3};  // index 2: APIv3 verified with platform certificates
@@ -58,30 +62,37 @@ protected:
 TEST_F(CertificateRefresh, UnknownSerialDuringARotationIsDownloadedAndTheRetryAccepted) {
     const std::string rotated = sim_control(sim_->port(), "/sim/rotate-certificate",
                                             R"({"mchid":")" + merchant().mchid + R"(","gradual":true})");
-    const std::string serial = rotated.substr(rotated.find(":\"") + 2, rotated.rfind('"') - rotated.find(":\"") - 2);
-    sim_control(sim_->port(), "/sim/pay", R"({"mchid":")" + merchant().mchid + R"(","out_trade_no":"ROTATE-1"})");
+    const std::string serial =
+        rotated.substr(rotated.find(":\"") + 2, rotated.rfind('"') - rotated.find(":\"") - 2);
+    sim_control(sim_->port(), "/sim/pay",
+                R"({"mchid":")" + merchant().mchid + R"(","out_trade_no":"ROTATE-1"})");
     std::string state;
     for (int i = 0; i < 200 && state != "SUCCESS"; ++i) {
         std::this_thread::sleep_for(50ms);
         state = db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ROTATE-1'");
     }
     EXPECT_EQ(state, "SUCCESS");
-    EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = 'ROTATE-1'"), "notify");
-    EXPECT_GE(std::stol(db_.scalar("SELECT count(*) FROM wxrecon.rejected_notifications WHERE reason = 'unknown_serial'")), 1);
+    EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = 'ROTATE-1'"),
+              "notify");
+    EXPECT_GE(std::stol(db_.scalar(
+                  "SELECT count(*) FROM wxrecon.rejected_notifications WHERE reason = 'unknown_serial'")),
+              1);
     EXPECT_EQ(refreshes("ok"), 3);
-    EXPECT_GT(metric_value(daemon_->admin_port(), "wxrecon_key_expiry_timestamp_seconds{mchid=\"" + merchant().mchid +
-                                                      "\",serial=\"" + serial + "\"}"),
+    EXPECT_GT(metric_value(daemon_->admin_port(), "wxrecon_key_expiry_timestamp_seconds{mchid=\"" +
+                                                      merchant().mchid + "\",serial=\"" + serial + "\"}"),
               0);
 }
 
 TEST_F(CertificateRefresh, ListSignedOnlyByTheNewCertificateIsNeverTrusted) {
     // A switch with no overlap: the list itself is signed by the certificate it brings.
     sim_control(sim_->port(), "/sim/rotate-certificate", R"({"mchid":")" + merchant().mchid + "\"}");
-    sim_control(sim_->port(), "/sim/pay", R"({"mchid":")" + merchant().mchid + R"(","out_trade_no":"ROTATE-1"})");
+    sim_control(sim_->port(), "/sim/pay",
+                R"({"mchid":")" + merchant().mchid + R"(","out_trade_no":"ROTATE-1"})");
     long rejected = 0;
     for (int i = 0; i < 100 && rejected < 5; ++i) {
         std::this_thread::sleep_for(50ms);
-        rejected = std::stol(db_.scalar("SELECT count(*) FROM wxrecon.rejected_notifications WHERE reason = 'unknown_serial'"));
+        rejected = std::stol(db_.scalar(
+            "SELECT count(*) FROM wxrecon.rejected_notifications WHERE reason = 'unknown_serial'"));
     }
     EXPECT_GE(rejected, 5) << "WeChat Pay keeps retrying";
     for (int i = 0; i < 100 && refreshes("untrusted") < 1; ++i) std::this_thread::sleep_for(50ms);

@@ -26,7 +26,9 @@ namespace {
 
 using headers = std::vector<std::pair<std::string, std::string>>;
 
-std::int64_t now_unix() { return std::time(nullptr); }
+std::int64_t now_unix() {
+    return std::time(nullptr);
+}
 
 class NotifyTest : public ::testing::Test {
 protected:
@@ -42,12 +44,14 @@ protected:
 
     void register_order(const std::string& out_trade_no, std::int64_t total) {
         pqxx::work tx(*conn_);
-        tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid) VALUES ($1,$2,$3,$4)",
-                       test_mchid, out_trade_no, total, test_appid);
+        tx.exec_params(
+            "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid) VALUES ($1,$2,$3,$4)",
+            test_mchid, out_trade_no, total, test_appid);
         tx.commit();
     }
 
-    domain::payment_fact payment(const std::string& out_trade_no, std::int64_t total, const std::string& txid) {
+    domain::payment_fact payment(const std::string& out_trade_no, std::int64_t total,
+                                 const std::string& txid) {
         domain::payment_fact p;
         p.out_trade_no = out_trade_no;
         p.state = domain::trade_state::success;
@@ -63,8 +67,9 @@ protected:
         return p;
     }
 
-    protocol::v3::signed_notification notification(const std::string& plaintext, const std::string& event_type,
-                                                   const std::string& id, std::int64_t ts = 0,
+    protocol::v3::signed_notification notification(const std::string& plaintext,
+                                                   const std::string& event_type, const std::string& id,
+                                                   std::int64_t ts = 0,
                                                    const std::string& serial = test_pub_key_id) {
         protocol::v3::notification_spec spec;
         spec.id = id;
@@ -96,7 +101,8 @@ protected:
     long rejected_with(const std::string& reason, long expected) {
         long n = 0;
         for (int i = 0; i < 200; ++i) {
-            n = db_.count("SELECT count(*) FROM wxrecon.rejected_notifications WHERE reason = '" + reason + "'");
+            n = db_.count("SELECT count(*) FROM wxrecon.rejected_notifications WHERE reason = '" + reason +
+                          "'");
             if (n >= expected) break;
             std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
@@ -116,17 +122,21 @@ TEST_F(NotifyTest, PaymentIsAppliedOnceAndDuplicatesChangeNothing) {
     EXPECT_EQ(send(n).status, 204);
     EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "SUCCESS");
     EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "notify");
-    EXPECT_EQ(db_.scalar("SELECT transaction_id FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "4200000001");
-    EXPECT_EQ(db_.scalar("SELECT notified_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "t");
+    EXPECT_EQ(db_.scalar("SELECT transaction_id FROM wxrecon.orders WHERE out_trade_no = 'T1'"),
+              "4200000001");
+    EXPECT_EQ(db_.scalar("SELECT notified_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = 'T1'"),
+              "t");
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1);
     EXPECT_EQ(db_.scalar("SELECT raw_body FROM wxrecon.payment_events"), n.body);
     EXPECT_EQ(db_.scalar("SELECT payload->>'out_trade_no' FROM wxrecon.payment_events"), "T1");
-    EXPECT_EQ(db_.scalar("SELECT raw_headers->>'Wechatpay-Signature' FROM wxrecon.payment_events"), n.signature);
+    EXPECT_EQ(db_.scalar("SELECT raw_headers->>'Wechatpay-Signature' FROM wxrecon.payment_events"),
+              n.signature);
 
     // The same notification again, and a re-signed copy with a new id but the same fact identity.
     EXPECT_EQ(send(n).status, 204);
-    const auto resent = notification(protocol::v3::transaction_json(test_mchid, payment("T1", 100, "4200000001")),
-                                     "TRANSACTION.SUCCESS", "EV-1-retry");
+    const auto resent =
+        notification(protocol::v3::transaction_json(test_mchid, payment("T1", 100, "4200000001")),
+                     "TRANSACTION.SUCCESS", "EV-1-retry");
     EXPECT_EQ(send(resent).status, 204);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies"), 0);
@@ -163,24 +173,29 @@ TEST_F(NotifyTest, ConcurrentDeliveriesProduceOneEventAndOneStateChange) {
 }
 
 TEST_F(NotifyTest, UnknownOrderIsCreatedAndFlagged) {
-    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("NOBODY", 250, "4200000003")),
-                                "TRANSACTION.SUCCESS", "EV-3");
+    const auto n =
+        notification(protocol::v3::transaction_json(test_mchid, payment("NOBODY", 250, "4200000003")),
+                     "TRANSACTION.SUCCESS", "EV-3");
     EXPECT_EQ(send(n).status, 204);
     EXPECT_EQ(db_.scalar("SELECT origin || ' ' || state || ' ' || amount_total FROM wxrecon.orders"),
               "notify SUCCESS 250");
-    EXPECT_EQ(db_.scalar("SELECT kind FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), "unknown_order");
+    EXPECT_EQ(db_.scalar("SELECT kind FROM wxrecon.discrepancies WHERE resolved_at IS NULL"),
+              "unknown_order");
 }
 
 TEST_F(NotifyTest, AmountAndAppidMismatchesAreAppliedAndFlagged) {
     register_order("T4", 100);
     auto p = payment("T4", 90, "4200000004");
     p.appid = "wxsomeoneelse";
-    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, p), "TRANSACTION.SUCCESS", "EV-4")).status,
+    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, p), "TRANSACTION.SUCCESS", "EV-4"))
+                  .status,
               204);
     EXPECT_EQ(db_.scalar("SELECT state || ' ' || amount_total || ' ' || payer_total FROM wxrecon.orders"),
               "SUCCESS 100 90");
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind IN ('amount_mismatch','appid_mismatch')"),
-              2);
+    EXPECT_EQ(
+        db_.count(
+            "SELECT count(*) FROM wxrecon.discrepancies WHERE kind IN ('amount_mismatch','appid_mismatch')"),
+        2);
 }
 
 TEST_F(NotifyTest, RefundMovesThePaidOrderToRefund) {
@@ -197,11 +212,14 @@ TEST_F(NotifyTest, RefundMovesThePaidOrderToRefund) {
     r.status = domain::refund_status::abnormal;
     r.amount_refund = 40;
     r.amount_total = 100;
-    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.ABNORMAL", "EV-5a")).status, 204);
-    EXPECT_EQ(db_.scalar("SELECT kind FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), "refund_abnormal");
+    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.ABNORMAL", "EV-5a")).status,
+              204);
+    EXPECT_EQ(db_.scalar("SELECT kind FROM wxrecon.discrepancies WHERE resolved_at IS NULL"),
+              "refund_abnormal");
     r.status = domain::refund_status::success;
     r.success_time = now_unix() * 1'000'000;
-    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.SUCCESS", "EV-5b")).status, 204);
+    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.SUCCESS", "EV-5b")).status,
+              204);
     EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders"), "REFUND");
     EXPECT_EQ(db_.scalar("SELECT status || ' ' || amount_refund FROM wxrecon.refunds"), "SUCCESS 40");
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), 0);
@@ -217,7 +235,8 @@ TEST_F(NotifyTest, RefundForAnUnpaidOrderIsStoredAndFlagged) {
     r.status = domain::refund_status::success;
     r.amount_refund = 100;
     r.amount_total = 100;
-    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.SUCCESS", "EV-6")).status, 204);
+    EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.SUCCESS", "EV-6")).status,
+              204);
     EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders"), "NOTPAY");
     EXPECT_EQ(db_.scalar("SELECT kind FROM wxrecon.discrepancies"), "refund_without_payment");
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.refunds"), 1);
@@ -245,7 +264,8 @@ TEST_F(NotifyTest, RefusalsGetTheDocumentedStatusAndARejectedRow) {
     EXPECT_EQ(send(notification(plain, "TRANSACTION.SUCCESS", "EV-8s", now_unix() - 301)).status, 401);
     EXPECT_EQ(rejected_with("stale_timestamp", 1), 1);
 
-    EXPECT_EQ(send(notification(plain, "TRANSACTION.SUCCESS", "EV-8u", 0, "PUB_KEY_ID_0000000000000000000000000000000009"))
+    EXPECT_EQ(send(notification(plain, "TRANSACTION.SUCCESS", "EV-8u", 0,
+                                "PUB_KEY_ID_0000000000000000000000000000000009"))
                   .status,
               401);
     EXPECT_EQ(rejected_with("unknown_serial", 1), 1);
@@ -258,8 +278,9 @@ TEST_F(NotifyTest, RefusalsGetTheDocumentedStatusAndARejectedRow) {
     // Signed correctly but not a notification.
     auto not_json = notification(plain, "TRANSACTION.SUCCESS", "EV-8j");
     not_json.body = "this is not json";
-    auto sig = crypto::rsa_sha256_sign(merchant_->wechatpay_key,
-                                       protocol::v3::message_to_verify(not_json.timestamp, not_json.nonce, not_json.body));
+    auto sig = crypto::rsa_sha256_sign(
+        merchant_->wechatpay_key,
+        protocol::v3::message_to_verify(not_json.timestamp, not_json.nonce, not_json.body));
     not_json.signature = base64_encode(*sig);
     EXPECT_EQ(send(not_json).status, 400);
     EXPECT_EQ(rejected_with("malformed", 1), 1);
@@ -273,8 +294,9 @@ TEST_F(NotifyTest, RefusalsGetTheDocumentedStatusAndARejectedRow) {
     EXPECT_EQ(rejected_with("decrypt_failed", 1), 1);
 
     // Decrypts, but names another merchant than the path.
-    const auto other = notification(protocol::v3::transaction_json("1900000999", payment("T8", 100, "4200000008")),
-                                    "TRANSACTION.SUCCESS", "EV-8m");
+    const auto other =
+        notification(protocol::v3::transaction_json("1900000999", payment("T8", 100, "4200000008")),
+                     "TRANSACTION.SUCCESS", "EV-8m");
     EXPECT_EQ(send(other).status, 400);
     EXPECT_EQ(rejected_with("mchid_mismatch", 1), 1);
 
@@ -289,14 +311,22 @@ TEST_F(NotifyTest, RefusalsGetTheDocumentedStatusAndARejectedRow) {
     EXPECT_NE(metrics.find("wxrecon_signature_probes_total 1"), std::string::npos) << metrics;
 }
 
-std::string v2_payment_xml(const std::string& api_key, const std::string& out_trade_no, const std::string& txid,
-                           std::int64_t total, protocol::v2::sign_type type) {
-    protocol::v2::fields f{{"return_code", "SUCCESS"},  {"result_code", "SUCCESS"}, {"appid", test_appid},
-                           {"mch_id", test_mchid},      {"nonce_str", "5d2b6c2a8db53831f7eda20af46e531c"},
+std::string v2_payment_xml(const std::string& api_key, const std::string& out_trade_no,
+                           const std::string& txid, std::int64_t total, protocol::v2::sign_type type) {
+    protocol::v2::fields f{{"return_code", "SUCCESS"},
+                           {"result_code", "SUCCESS"},
+                           {"appid", test_appid},
+                           {"mch_id", test_mchid},
+                           {"nonce_str", "5d2b6c2a8db53831f7eda20af46e531c"},
                            {"openid", "oUpF8uMEb4qRXf22hE3X68TekukE"},
-                           {"trade_type", "JSAPI"},     {"bank_type", "CFT"},       {"total_fee", std::to_string(total)},
-                           {"cash_fee", std::to_string(total)}, {"fee_type", "CNY"}, {"transaction_id", txid},
-                           {"out_trade_no", out_trade_no},      {"time_end", "20261126120000"}};
+                           {"trade_type", "JSAPI"},
+                           {"bank_type", "CFT"},
+                           {"total_fee", std::to_string(total)},
+                           {"cash_fee", std::to_string(total)},
+                           {"fee_type", "CNY"},
+                           {"transaction_id", txid},
+                           {"out_trade_no", out_trade_no},
+                           {"time_end", "20261126120000"}};
     if (type == protocol::v2::sign_type::hmac_sha256) f["sign_type"] = "HMAC-SHA256";
     f["sign"] = protocol::v2::sign(f, api_key, type);
     return protocol::v2::to_xml(f);
@@ -305,19 +335,22 @@ std::string v2_payment_xml(const std::string& api_key, const std::string& out_tr
 TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
     register_order("V1", 300);
     const std::string path = std::string("/wxpay/v2/notify/") + test_mchid;
-    auto r = http_post(daemon_->port(), path, {},
-                       v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 300, protocol::v2::sign_type::hmac_sha256));
+    auto r = http_post(
+        daemon_->port(), path, {},
+        v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 300, protocol::v2::sign_type::hmac_sha256));
     EXPECT_EQ(r.status, 200);
     EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
     EXPECT_EQ(db_.scalar("SELECT state || ' ' || state_source FROM wxrecon.orders WHERE out_trade_no = 'V1'"),
               "SUCCESS notify");
     EXPECT_EQ(db_.scalar("SELECT source FROM wxrecon.payment_events"), "notify_v2");
-    EXPECT_EQ(db_.scalar("SELECT to_char(success_time AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS') FROM wxrecon.orders"),
+    EXPECT_EQ(db_.scalar("SELECT to_char(success_time AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS') FROM "
+                         "wxrecon.orders"),
               "20261126120000");
 
     // WeChat Pay's retry of the same notification: success again, nothing new recorded.
-    r = http_post(daemon_->port(), path, {},
-                  v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 300, protocol::v2::sign_type::md5));
+    r = http_post(
+        daemon_->port(), path, {},
+        v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 300, protocol::v2::sign_type::md5));
     EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1);
 
@@ -343,14 +376,18 @@ TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
 
     // Refund notification: applied when it matches the paid order, refused otherwise.
     auto refund_xml = [&](const std::string& txid, std::int64_t total) {
-        const std::string inner = "<root><out_refund_no><![CDATA[RV1]]></out_refund_no><out_trade_no><![CDATA[V1]]>"
-                                  "</out_trade_no><refund_id><![CDATA[5000001]]></refund_id><refund_fee><![CDATA[100]]>"
-                                  "</refund_fee><refund_status><![CDATA[SUCCESS]]></refund_status><success_time>"
-                                  "<![CDATA[2026-11-26 12:30:00]]></success_time><total_fee><![CDATA[" +
-                                  std::to_string(total) + "]]></total_fee><transaction_id><![CDATA[" + txid +
-                                  "]]></transaction_id></root>";
-        protocol::v2::fields f{{"return_code", "SUCCESS"}, {"appid", test_appid}, {"mch_id", test_mchid},
-                               {"nonce_str", "abc"}, {"req_info", protocol::v2::encrypt_req_info(inner, merchant_->apiv2_key)}};
+        const std::string inner =
+            "<root><out_refund_no><![CDATA[RV1]]></out_refund_no><out_trade_no><![CDATA[V1]]>"
+            "</out_trade_no><refund_id><![CDATA[5000001]]></refund_id><refund_fee><![CDATA[100]]>"
+            "</refund_fee><refund_status><![CDATA[SUCCESS]]></refund_status><success_time>"
+            "<![CDATA[2026-11-26 12:30:00]]></success_time><total_fee><![CDATA[" +
+            std::to_string(total) + "]]></total_fee><transaction_id><![CDATA[" + txid +
+            "]]></transaction_id></root>";
+        protocol::v2::fields f{{"return_code", "SUCCESS"},
+                               {"appid", test_appid},
+                               {"mch_id", test_mchid},
+                               {"nonce_str", "abc"},
+                               {"req_info", protocol::v2::encrypt_req_info(inner, merchant_->apiv2_key)}};
         return protocol::v2::to_xml(f);
     };
     const std::string refund_path = std::string("/wxpay/v2/refund-notify/") + test_mchid;
@@ -419,13 +456,15 @@ TEST(RejectedNotifications, BoundedInRowsAndSampledUnderAFlood) {
                          {"Wechatpay-Serial", test_pub_key_id}};
     const int flood = 400;
     for (int i = 0; i < flood; ++i)
-        EXPECT_EQ(http_post(d.port(), std::string("/wxpay/v3/notify/") + test_mchid, forged, "{}").status, 401);
+        EXPECT_EQ(http_post(d.port(), std::string("/wxpay/v3/notify/") + test_mchid, forged, "{}").status,
+                  401);
     pqxx::connection c(db.url());
     long rows = 0;
     for (int i = 0; i < 300; ++i) {  // written asynchronously: let the writer catch up
         pqxx::nontransaction tx(c);
         rows = tx.exec1("SELECT count(*) FROM wxrecon.rejected_notifications")[0].as<long>();
-        const long max_id = tx.exec1("SELECT coalesce(max(id), 0) FROM wxrecon.rejected_notifications")[0].as<long>();
+        const long max_id =
+            tx.exec1("SELECT coalesce(max(id), 0) FROM wxrecon.rejected_notifications")[0].as<long>();
         if (rows <= 5 && max_id >= 50) break;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -433,9 +472,11 @@ TEST(RejectedNotifications, BoundedInRowsAndSampledUnderAFlood) {
     EXPECT_GE(rows, 1);
     // Far fewer rows were written than forgeries arrived; the rest were counted.
     const auto metrics = http_get(d.admin_port(), "/metrics").body;
-    EXPECT_NE(metrics.find("wxrecon_rejected_sampled_total{reason=\"bad_signature\"}"), std::string::npos) << metrics;
-    EXPECT_NE(metrics.find("wxrecon_notifications_total{api=\"v3\",kind=\"unknown\",result=\"rejected\"} 400"),
-              std::string::npos);
+    EXPECT_NE(metrics.find("wxrecon_rejected_sampled_total{reason=\"bad_signature\"}"), std::string::npos)
+        << metrics;
+    EXPECT_NE(
+        metrics.find("wxrecon_notifications_total{api=\"v3\",kind=\"unknown\",result=\"rejected\"} 400"),
+        std::string::npos);
 }
 
 // Raw TCP for the listener's limits: what a slow or greedy client sees.
@@ -533,8 +574,8 @@ TEST(Migrations, ADatabaseMigratedByADifferentBuildIsRefusedByName) {
         EXPECT_NE(message.find(last.name), std::string::npos) << message;
     }
     // The lock was released: a correct record migrates again.
-    db.exec("UPDATE wxrecon.schema_migrations SET name = '" + std::string(last.name) + "' WHERE version = " +
-            std::to_string(last.version));
+    db.exec("UPDATE wxrecon.schema_migrations SET name = '" + std::string(last.name) +
+            "' WHERE version = " + std::to_string(last.version));
     pqxx::connection again(db.url());
     EXPECT_EQ(store::migrate(again).version, last.version);
 }

@@ -29,10 +29,12 @@ protected:
     }
     http_response post(const std::string& body, const std::string& bearer = token) {
         return http_request(daemon_->app().api_port(), "POST", "/api/v1/orders",
-                            {{"Authorization", "Bearer " + bearer}, {"Content-Type", "application/json"}}, body);
+                            {{"Authorization", "Bearer " + bearer}, {"Content-Type", "application/json"}},
+                            body);
     }
     http_response get(const std::string& target, const std::string& bearer = token) {
-        return http_request(daemon_->app().api_port(), "GET", target, {{"Authorization", "Bearer " + bearer}});
+        return http_request(daemon_->app().api_port(), "GET", target,
+                            {{"Authorization", "Bearer " + bearer}});
     }
     scratch_database db_;
     std::unique_ptr<merchant_fixture> merchant_;
@@ -45,17 +47,23 @@ std::string order(const std::string& no, std::int64_t amount, const std::string&
 }
 
 TEST_F(OrderApi, RegistersOnceAndComparesRepeats) {
-    const auto created = post(order("API-0001", 1500, R"(,"description":"一杯咖啡","expire_at":"2026-12-01T12:00:00+08:00")"));
+    const auto created =
+        post(order("API-0001", 1500, R"(,"description":"一杯咖啡","expire_at":"2026-12-01T12:00:00+08:00")"));
     ASSERT_EQ(created.status, 201) << created.body;
     EXPECT_NE(created.body.find(R"("origin": "api")"), std::string::npos) << created.body;
-    EXPECT_NE(created.body.find(R"("expire_at": "2026-12-01T12:00:00+08:00")"), std::string::npos) << created.body;
+    EXPECT_NE(created.body.find(R"("expire_at": "2026-12-01T12:00:00+08:00")"), std::string::npos)
+        << created.body;
     EXPECT_NE(created.body.find(R"("appid": ")" + std::string(test_appid) + "\""), std::string::npos)
         << "appid defaults to the merchant's";
-    EXPECT_EQ(post(order("API-0001", 1500, R"(,"description":"一杯咖啡","expire_at":"2026-12-01T12:00:00+08:00")")).status, 200);
+    EXPECT_EQ(
+        post(order("API-0001", 1500, R"(,"description":"一杯咖啡","expire_at":"2026-12-01T12:00:00+08:00")"))
+            .status,
+        200);
     // Other differing fields are ignored: 200, the stored order unchanged.
     const auto ignored = post(order("API-0001", 1500, R"(,"description":"two coffees")"));
     EXPECT_EQ(ignored.status, 200);
-    EXPECT_EQ(db_.scalar("SELECT description FROM wxrecon.orders WHERE out_trade_no = 'API-0001'"), "一杯咖啡");
+    EXPECT_EQ(db_.scalar("SELECT description FROM wxrecon.orders WHERE out_trade_no = 'API-0001'"),
+              "一杯咖啡");
     const auto amount = post(order("API-0001", 1600));
     EXPECT_EQ(amount.status, 409);
     EXPECT_NE(amount.body.find("amount_total"), std::string::npos) << amount.body;
@@ -72,7 +80,8 @@ TEST_F(OrderApi, RefusesBadFieldsWithTheirNames) {
         std::string names;
     } cases[] = {
         {"not json", "JSON object"},
-        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":100,"colour":"red"})", "unknown field colour"},
+        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":100,"colour":"red"})",
+         "unknown field colour"},
         {R"({"mchid":"1","out_trade_no":"A1","amount_total":100})", "mchid"},
         {R"({"mchid":"1900000109","out_trade_no":"A 1","amount_total":100})", "out_trade_no"},
         {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":0})", "amount_total"},
@@ -91,20 +100,26 @@ TEST_F(OrderApi, RefusesBadFieldsWithTheirNames) {
 
 TEST_F(OrderApi, TokenIsRequiredAndFailuresAreThrottled) {
     EXPECT_EQ(post(order("API-0002", 100), "wrong-token-0123456789").status, 401);
-    EXPECT_EQ(http_request(daemon_->app().api_port(), "GET", "/api/v1/orders/1900000109/API-0002").status, 401);
+    EXPECT_EQ(http_request(daemon_->app().api_port(), "GET", "/api/v1/orders/1900000109/API-0002").status,
+              401);
     int throttled = 0;
-    for (int i = 0; i < 40; ++i) throttled += post(order("API-0002", 100), "guess-" + std::to_string(i)).status == 429;
+    for (int i = 0; i < 40; ++i)
+        throttled += post(order("API-0002", 100), "guess-" + std::to_string(i)).status == 429;
     EXPECT_GT(throttled, 0) << "a burst of wrong tokens is throttled";
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders"), "0");
 }
 
 TEST_F(OrderApi, ReadsTheOrderWithItsEventsAndRefunds) {
     ASSERT_EQ(post(order("API-0003", 700)).status, 201);
-    db_.exec("INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, trade_state, transaction_id,"
-         " amount_total, payer_total, occurred_at, payload) VALUES ('1900000109', 'API-0003', 'query_v3', 'QUERY',"
-         " 'SUCCESS', '4200000000000000000000000003', 700, 700, '2026-11-26T10:00:00+08:00', '{}')");
-    db_.exec("INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund, status)"
-         " VALUES ('1900000109', 'R-0003', 'API-0003', 200, 'PROCESSING')");
+    db_.exec(
+        "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, trade_state, "
+        "transaction_id,"
+        " amount_total, payer_total, occurred_at, payload) VALUES ('1900000109', 'API-0003', 'query_v3', "
+        "'QUERY',"
+        " 'SUCCESS', '4200000000000000000000000003', 700, 700, '2026-11-26T10:00:00+08:00', '{}')");
+    db_.exec(
+        "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund, status)"
+        " VALUES ('1900000109', 'R-0003', 'API-0003', 200, 'PROCESSING')");
     const auto r = get("/api/v1/orders/1900000109/API-0003");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_NE(r.body.find(R"("occurred_at": "2026-11-26T10:00:00+08:00")"), std::string::npos) << r.body;
@@ -114,9 +129,12 @@ TEST_F(OrderApi, ReadsTheOrderWithItsEventsAndRefunds) {
 }
 
 TEST_F(OrderApi, AdoptsAnOrderFirstCreatedByANotification) {
-    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, origin, state_source)"
-         " VALUES ('1900000109', 'API-0004', 900, 'SUCCESS', 'notify', 'notify')");
-    db_.exec("INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind) VALUES ('1900000109', 'API-0004', 'unknown_order')");
+    db_.exec(
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, origin, state_source)"
+        " VALUES ('1900000109', 'API-0004', 900, 'SUCCESS', 'notify', 'notify')");
+    db_.exec(
+        "INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind) VALUES ('1900000109', 'API-0004', "
+        "'unknown_order')");
     EXPECT_EQ(post(order("API-0004", 800)).status, 409) << "a different amount is not adopted";
     const auto adopted = post(order("API-0004", 900));
     EXPECT_EQ(adopted.status, 200) << adopted.body;
@@ -135,8 +153,8 @@ TEST(OrderApiListener, OwnListenerKeepsTheApiOffThePublicOne) {
     const auto on_api = http_request(daemon.app().api_port(), "POST", "/api/v1/orders",
                                      {{"Authorization", "Bearer " + token}}, order("API-0005", 100));
     EXPECT_EQ(on_api.status, 201) << on_api.body;
-    const auto on_public = http_request(daemon.port(), "POST", "/api/v1/orders", {{"Authorization", "Bearer " + token}},
-                                        order("API-0006", 100));
+    const auto on_public = http_request(daemon.port(), "POST", "/api/v1/orders",
+                                        {{"Authorization", "Bearer " + token}}, order("API-0006", 100));
     EXPECT_EQ(on_public.status, 404);
 }
 

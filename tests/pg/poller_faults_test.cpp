@@ -59,7 +59,8 @@ std::vector<sim_call> sim_calls(unsigned short sim_port) {
         // v3 "GET /v3/pay/transactions/out-trade-no/X" or "POST …/out-trade-no/X/close";
         // v2 "/pay/orderquery X" or "/pay/closeorder X".
         std::string what{std::string_view(c["call"])};
-        if (what.find("/v3/certificates") != std::string::npos) continue;  // the certificate refresher, not the poller
+        if (what.find("/v3/certificates") != std::string::npos)
+            continue;  // the certificate refresher, not the poller
         sim_call call;
         if (what.starts_with("/pay/")) {
             call.close = what.starts_with("/pay/closeorder");
@@ -86,7 +87,8 @@ std::map<std::string, std::vector<sim_call>> by_order(const std::vector<sim_call
     std::map<std::string, std::vector<sim_call>> out;
     for (const auto& c : calls) out[c.mchid + "/" + c.order].push_back(c);
     for (auto& [order, list] : out)
-        std::sort(list.begin(), list.end(), [](const sim_call& a, const sim_call& b) { return a.start < b.start; });
+        std::sort(list.begin(), list.end(),
+                  [](const sim_call& a, const sim_call& b) { return a.start < b.start; });
     return out;
 }
 
@@ -126,12 +128,12 @@ protected:
     // Orders prefix1..prefixN for one merchant, in the ledger (expiring after expire_sql) and at WeChat Pay.
     void register_orders(unsigned short sim_port, const std::string& mchid, const std::string& prefix, int n,
                          const std::string& expire_sql = "1 hour") {
-        db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) SELECT '" + mchid + "', '" +
-             prefix + "' || g, 100, now() + interval '" + expire_sql + "' FROM generate_series(1, " +
-             std::to_string(n) + ") g");
+        db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) SELECT '" +
+                 mchid + "', '" + prefix + "' || g, 100, now() + interval '" + expire_sql +
+                 "' FROM generate_series(1, " + std::to_string(n) + ") g");
         sim_control(sim_port, "/sim/orders",
-                    R"({"mchid":")" + mchid + R"(","prefix":")" + prefix + R"(","count":)" + std::to_string(n) +
-                        R"(,"amount":100,"notify_url":"http://127.0.0.1:9/lost"})");
+                    R"({"mchid":")" + mchid + R"(","prefix":")" + prefix + R"(","count":)" +
+                        std::to_string(n) + R"(,"amount":100,"notify_url":"http://127.0.0.1:9/lost"})");
     }
     scratch_database db_;
 };
@@ -146,13 +148,16 @@ TEST_F(PollerFaults, RateLimitedQueriesAreBackedOff) {
     running_simulator sim(keys, {});
     for (const auto& m : keys.keys.merchants) {
         register_orders(sim.port(), m.mchid, "RATELIM-", 6);
-        sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + m.mchid + R"(","prefix":"RATELIM-","count":3})");
+        sim_control(sim.port(), "/sim/pay",
+                    R"({"mchid":")" + m.mchid + R"(","prefix":"RATELIM-","count":3})");
     }
     sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_429":1})");
-    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\", \"500ms\"", "1s")));
+    running_daemon daemon(
+        sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\", \"500ms\"", "1s")));
     const auto started = steady::now();
-    ASSERT_TRUE(wait_for([&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NULL") == 0; },
-                         5s))
+    ASSERT_TRUE(wait_for(
+        [&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NULL") == 0; },
+        5s))
         << "every order was asked and refused";
     // The schedule would have asked each order 6 times in these 5 seconds.
     std::this_thread::sleep_until(started + 5s);
@@ -165,20 +170,28 @@ TEST_F(PollerFaults, RateLimitedQueriesAreBackedOff) {
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "rate_limited")), 6);
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v2", "rate_limited")), 6);
     // The failed try is moved 10-20 s on (base plus jitter) and counts as no attempt.
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at - updated_at BETWEEN interval '9.9 seconds'"
-                    " AND interval '20.1 seconds' AND poll_attempts = 0 AND last_polled_at IS NULL"),
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at - updated_at BETWEEN "
+                        "interval '9.9 seconds'"
+                        " AND interval '20.1 seconds' AND poll_attempts = 0 AND last_polled_at IS NULL"),
               12);
 
     sim_control(sim.port(), "/sim/faults", R"({"query_429":0})");
     // The backoff itself is checked above; pull the retry in rather than wait up to 20 s for it.
     db_.exec("UPDATE wxrecon.orders SET next_poll_at = now()");
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'query'") == 6 &&
-               db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NOT NULL OR poll_attempts = 0") == 0;
-    }, 10s))
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = "
+                       "'query'") == 6 &&
+                   db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NOT NULL OR "
+                       "poll_attempts = 0") == 0;
+        },
+        10s))
         << "orders did not converge after the rate limit was lifted";
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'NOTPAY'"), 6);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source IN ('query_v3', 'query_v2')"), 6);
+    EXPECT_EQ(
+        db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source IN ('query_v3', 'query_v2')"), 6);
 }
 
 // Every query answered 500: the try is moved 3-6 s on, not to the schedule's next second; once the errors
@@ -188,16 +201,20 @@ TEST_F(PollerFaults, ServerErrorsAreBackedOffAndOrdersConverge) {
     running_simulator sim(keys, {});
     for (const auto& m : keys.keys.merchants) {
         register_orders(sim.port(), m.mchid, "SERVERR-", 6);
-        sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + m.mchid + R"(","prefix":"SERVERR-","count":3})");
+        sim_control(sim.port(), "/sim/pay",
+                    R"({"mchid":")" + m.mchid + R"(","prefix":"SERVERR-","count":3})");
     }
     sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_500":1})");
-    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\", \"500ms\"", "1s")));
+    running_daemon daemon(
+        sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\", \"500ms\"", "1s")));
     const auto started = steady::now();
-    ASSERT_TRUE(wait_for([&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NULL") == 0; },
-                         2500ms))
+    ASSERT_TRUE(wait_for(
+        [&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NULL") == 0; },
+        2500ms))
         << "every order was asked and answered 500";
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at - updated_at BETWEEN interval '2.9 seconds'"
-                    " AND interval '6.1 seconds' AND poll_attempts = 0 AND last_polled_at IS NULL"),
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at - updated_at BETWEEN "
+                        "interval '2.9 seconds'"
+                        " AND interval '6.1 seconds' AND poll_attempts = 0 AND last_polled_at IS NULL"),
               12);
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "server_error")), 6);
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v2", "server_error")), 6);
@@ -206,10 +223,16 @@ TEST_F(PollerFaults, ServerErrorsAreBackedOffAndOrdersConverge) {
     // keep-alive connections after 10 s; see the keep-alive test below.)
     std::this_thread::sleep_until(started + 2800ms);
     sim_control(sim.port(), "/sim/faults", R"({"query_500":0})");
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'query'") == 6 &&
-               db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NOT NULL OR poll_attempts = 0") == 0;
-    }, 8s))
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = "
+                       "'query'") == 6 &&
+                   db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NOT NULL OR "
+                       "poll_attempts = 0") == 0;
+        },
+        8s))
         << "orders did not converge after the server errors stopped";
     // Per order: the refused query, then nothing for 3 s (the schedule would have asked 3 more times), then
     // the retry that was answered.
@@ -245,24 +268,35 @@ TEST_F(PollerFaults, TimedOutQueriesAreBackedOff) {
     register_orders(sim.port(), mchid, "TIMEOUT-", 4);
     sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","prefix":"TIMEOUT-","count":2})");
     sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_slow":1,"slow_ms":1500})");
-    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(),
-                                            poller_toml("\"200ms\", \"500ms\"", "1s") + "request_timeout = \"300ms\"\n"));
+    running_daemon daemon(
+        sim_daemon_config(keys, db_.url(), sim.port(),
+                          poller_toml("\"200ms\", \"500ms\"", "1s") + "request_timeout = \"300ms\"\n"));
     const auto started = steady::now();
-    ASSERT_TRUE(wait_for([&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NULL") == 0; },
-                         3s))
+    ASSERT_TRUE(wait_for(
+        [&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NULL") == 0; },
+        3s))
         << "every order was asked and timed out";
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at - updated_at BETWEEN interval '2.9 seconds'"
-                        " AND interval '6.1 seconds' AND poll_attempts = 0 AND last_poll_error LIKE '%in time%'"),
-              4);
+    EXPECT_EQ(
+        db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at - updated_at BETWEEN interval '2.9 "
+                  "seconds'"
+                  " AND interval '6.1 seconds' AND poll_attempts = 0 AND last_poll_error LIKE '%in time%'"),
+        4);
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "timeout")), 4);
     std::this_thread::sleep_until(started + 2500ms);
     sim_control(sim.port(), "/sim/faults", R"({"query_slow":0})");
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'query'") == 2 &&
-               db_.count("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NOT NULL OR poll_attempts = 0") == 0;
-    }, 10s))
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = "
+                       "'query'") == 2 &&
+                   db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE last_poll_error IS NOT NULL OR "
+                       "poll_attempts = 0") == 0;
+        },
+        10s))
         << "orders did not converge once the answers came in time";
-    EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "timeout")), 4) << "no try in between: backed off";
+    EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "timeout")), 4)
+        << "no try in between: backed off";
 }
 
 // Four slow queries at once leave four keep-alive connections in the client's pool; the simulator closes
@@ -274,17 +308,24 @@ TEST_F(PollerFaults, QueryAfterIdleKeepAliveConnectionsWereClosedIsAnswered) {
     const std::string mchid = keys.keys.merchants[0].mchid;
     register_orders(sim.port(), mchid, "WARMUP-", 4);
     // Created 11 s from now, so its first query comes after the pooled connections were closed.
-    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at) VALUES ('" + mchid +
-         "', 'LATECOMER-1', 100, now() + interval '11 seconds', now() + interval '1 hour')");
+    db_.exec(
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at) VALUES ('" +
+        mchid + "', 'LATECOMER-1', 100, now() + interval '11 seconds', now() + interval '1 hour')");
     sim_control(sim.port(), "/sim/orders",
-                R"({"mchid":")" + mchid + R"(","out_trade_no":"LATECOMER-1","amount":100,"notify_url":"http://127.0.0.1:9/x"})");
+                R"({"mchid":")" + mchid +
+                    R"(","out_trade_no":"LATECOMER-1","amount":100,"notify_url":"http://127.0.0.1:9/x"})");
     sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_slow":1,"slow_ms":300})");
     running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1h")));
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'LATECOMER-1' AND"
-                     " (poll_attempts > 0 OR last_poll_error IS NOT NULL) AND poll_lease_owner IS NULL") == 1;
-    }, 16s));
-    EXPECT_EQ(db_.scalar("SELECT coalesce(last_poll_error, 'none') FROM wxrecon.orders WHERE out_trade_no = 'LATECOMER-1'"),
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'LATECOMER-1' AND"
+                       " (poll_attempts > 0 OR last_poll_error IS NOT NULL) AND poll_lease_owner IS NULL") ==
+                   1;
+        },
+        16s));
+    EXPECT_EQ(db_.scalar("SELECT coalesce(last_poll_error, 'none') FROM wxrecon.orders WHERE out_trade_no = "
+                         "'LATECOMER-1'"),
               "none");
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "error")), 0);
 }
@@ -304,7 +345,8 @@ TEST_F(PollerFaults, CallsStayWithinTheMerchantRate) {
     const auto started = steady::now();
     std::this_thread::sleep_until(started + 5s);
     auto calls = sim_calls(sim.port());
-    std::sort(calls.begin(), calls.end(), [](const sim_call& a, const sim_call& b) { return a.start < b.start; });
+    std::sort(calls.begin(), calls.end(),
+              [](const sim_call& a, const sim_call& b) { return a.start < b.start; });
     // 40 orders with queries due every second want far more than 5 a second: the limiter is what holds them.
     ASSERT_GE(calls.size(), 15u);
     EXPECT_LE(calls.size(), 5u + 5u * 5u + 1u);
@@ -367,19 +409,30 @@ TEST_F(PollerFaults, RestartMidScheduleKeepsTheSchedule) {
     const std::string toml = poller_toml("\"300ms\", \"4s\"", "1h");
     {
         running_daemon first(sim_daemon_config(keys, db_.url(), sim.port(), toml));
-        ASSERT_TRUE(wait_for([&] {
-            return db_.count("SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner IS NULL") == 10;
-        }, 5s));
+        ASSERT_TRUE(wait_for(
+            [&] {
+                return db_.count(
+                           "SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner "
+                           "IS NULL") == 10;
+            },
+            5s));
     }
     EXPECT_EQ(sim_calls(sim.port()).size(), 10u);
     sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","prefix":"RESTART-","count":6})");
     running_daemon second(sim_daemon_config(keys, db_.url(), sim.port(), toml));
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 2 AND poll_lease_owner IS NULL") == 10;
-    }, 10s));
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 2 AND poll_lease_owner IS "
+                       "NULL") == 10;
+        },
+        10s));
     std::this_thread::sleep_for(500ms);  // room for a query the schedule does not allow
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'query'"), 6);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'NOTPAY' AND next_poll_at > now() + interval '30 minutes'"),
+    EXPECT_EQ(
+        db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'query'"),
+        6);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'NOTPAY' AND next_poll_at > now() "
+                        "+ interval '30 minutes'"),
               4);
     for (const auto& [order, list] : by_order(sim_calls(sim.port()))) {
         ASSERT_EQ(list.size(), 2u) << order << ": the schedule allows two queries in this time";
@@ -403,9 +456,13 @@ TEST_F(PollerFaults, MissedQueriesAreNotMadeUpInABurstAfterADowntime) {
     const std::string toml = poller_toml("\"300ms\"", "1s");
     {
         running_daemon first(sim_daemon_config(keys, db_.url(), sim.port(), toml));
-        ASSERT_TRUE(wait_for([&] {
-            return db_.count("SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner IS NULL") == 5;
-        }, 5s));
+        ASSERT_TRUE(wait_for(
+            [&] {
+                return db_.count(
+                           "SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner "
+                           "IS NULL") == 5;
+            },
+            5s));
     }
     const std::size_t before = sim_calls(sim.port()).size();
     std::this_thread::sleep_for(4s);  // the queries due 1.3, 2.3, 3.3 and 4.3 s after creation are missed
@@ -418,7 +475,8 @@ TEST_F(PollerFaults, MissedQueriesAreNotMadeUpInABurstAfterADowntime) {
     for (const auto& [order, list] : after) {
         EXPECT_LE(list.size(), 3u) << order << ": now, then at most twice more, at least half a second apart";
         for (std::size_t i = 1; i < list.size(); ++i)
-            EXPECT_GE(list[i].start - list[i - 1].start, 450) << order << ": query " << i << " right after the one before";
+            EXPECT_GE(list[i].start - list[i - 1].start, 450)
+                << order << ": query " << i << " right after the one before";
     }
 }
 
@@ -431,37 +489,49 @@ TEST_F(PollerFaults, PaymentAfterTheCloseOpensPaidAfterClose) {
     running_simulator sim(keys, {});
     const std::string mchid = keys.keys.merchants[0].mchid;
     db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) VALUES ('" + mchid +
-         "', 'PAIDCLOSED-1', 100, now() + interval '1 second')");
-    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\", \"500ms\"", "1s")));
-    ASSERT_TRUE(wait_for([&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'CLOSED'") == 1; }, 10s));
+             "', 'PAIDCLOSED-1', 100, now() + interval '1 second')");
+    running_daemon daemon(
+        sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\", \"500ms\"", "1s")));
+    ASSERT_TRUE(wait_for(
+        [&] { return db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'CLOSED'") == 1; }, 10s));
     EXPECT_EQ(db_.scalar("SELECT state_source || ' / ' || state_desc FROM wxrecon.orders"),
               "close / never placed at WeChat Pay");
 
     sim_control(sim.port(), "/sim/orders",
-                R"({"mchid":")" + mchid + R"(","out_trade_no":"PAIDCLOSED-1","amount":100,"notify_url":"http://127.0.0.1:)" +
+                R"({"mchid":")" + mchid +
+                    R"(","out_trade_no":"PAIDCLOSED-1","amount":100,"notify_url":"http://127.0.0.1:)" +
                     std::to_string(daemon.port()) + "/wxpay/v3/notify/" + mchid + "\"}");
     sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","out_trade_no":"PAIDCLOSED-1"})");
     ASSERT_TRUE(wait_for([&] { return db_.count("SELECT count(*) FROM wxrecon.discrepancies") > 0; }, 10s));
     const auto t = sim_truth(sim.port()).at(mchid + "/PAIDCLOSED-1");
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'paid_after_close' AND resolved_at IS NULL"
-                    " AND detail->>'reported_state' = 'SUCCESS' AND detail->>'recorded_state' = 'CLOSED'"),
-              1);
+    EXPECT_EQ(
+        db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'paid_after_close' AND "
+                  "resolved_at IS NULL"
+                  " AND detail->>'reported_state' = 'SUCCESS' AND detail->>'recorded_state' = 'CLOSED'"),
+        1);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies"), 1);
     // The state stays what was recorded; the payment is on the row and in the log.
     EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders"), "CLOSED");
     EXPECT_EQ(db_.scalar("SELECT transaction_id FROM wxrecon.orders"), t.transaction_id);
     EXPECT_EQ(db_.scalar("SELECT payer_total FROM wxrecon.orders"), "100");
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE notified_at IS NOT NULL AND next_poll_at IS NULL"), 1);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source = 'notify_v3' AND trade_state = 'SUCCESS'"
-                    " AND transaction_id = '" + t.transaction_id + "'"),
+    EXPECT_EQ(
+        db_.count(
+            "SELECT count(*) FROM wxrecon.orders WHERE notified_at IS NOT NULL AND next_poll_at IS NULL"),
+        1);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source = 'notify_v3' AND "
+                        "trade_state = 'SUCCESS'"
+                        " AND transaction_id = '" +
+                        t.transaction_id + "'"),
               1);
-    for (const auto& c : sim_calls(sim.port())) EXPECT_FALSE(c.close) << "closed locally, never at WeChat Pay";
+    for (const auto& c : sim_calls(sim.port()))
+        EXPECT_FALSE(c.close) << "closed locally, never at WeChat Pay";
 }
 
 // ---------------------------------------------------------------- e. stale and newer answers
 
 // A notification-like fact, as notify_intake builds it.
-domain::fact notified_payment(const std::string& mchid, const std::string& out_trade_no, const std::string& txid) {
+domain::fact notified_payment(const std::string& mchid, const std::string& out_trade_no,
+                              const std::string& txid) {
     domain::payment_fact p;
     p.out_trade_no = out_trade_no;
     p.state = domain::trade_state::success;
@@ -483,7 +553,8 @@ domain::fact notified_payment(const std::string& mchid, const std::string& out_t
     return f;
 }
 
-domain::fact queried_notpay(const std::string& mchid, const std::string& out_trade_no, domain::micros sent_at) {
+domain::fact queried_notpay(const std::string& mchid, const std::string& out_trade_no,
+                            domain::micros sent_at) {
     domain::payment_fact p;
     p.out_trade_no = out_trade_no;
     p.state = domain::trade_state::notpay;
@@ -513,23 +584,31 @@ TEST_F(PollerFaults, QueryAnswerOlderThanTheRowIsStale) {
     register_orders(sim.port(), mchid, "STALEANS-", 1);
     sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_slow":1,"slow_ms":1500})");
     running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1h")));
-    ASSERT_TRUE(wait_for([&] {
-        const auto calls = sim_calls(sim.port());
-        return !calls.empty() && calls.front().end < 0;
-    }, 5s, 10ms))
+    ASSERT_TRUE(wait_for(
+        [&] {
+            const auto calls = sim_calls(sim.port());
+            return !calls.empty() && calls.front().end < 0;
+        },
+        5s, 10ms))
         << "the query never went out";
     // WeChat Pay has already answered NOTPAY for this query (the simulator holds the answer back); the
     // payment arrives by another way meanwhile.
-    EXPECT_EQ(apply_one(db_.url(), notified_payment(mchid, "STALEANS-1", "T-STALEANS-1")).outcome, domain::outcome::applied);
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner IS NULL") == 1;
-    }, 5s));
+    EXPECT_EQ(apply_one(db_.url(), notified_payment(mchid, "STALEANS-1", "T-STALEANS-1")).outcome,
+              domain::outcome::applied);
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner IS "
+                       "NULL") == 1;
+        },
+        5s));
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "stale")), 1);
     EXPECT_EQ(db_.scalar("SELECT state || ' ' || state_source || ' ' || transaction_id FROM wxrecon.orders"),
               "SUCCESS notify T-STALEANS-1");
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies"), 0);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source = 'query_v3'"), 0);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NULL"), 1) << "nothing left to ask";
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NULL"), 1)
+        << "nothing left to ask";
 }
 
 // USERPAYING is on record (from some source) before the query is sent, and WeChat Pay then says NOTPAY: a
@@ -538,17 +617,24 @@ TEST_F(PollerFaults, NewerNotpayForAUserpayingOrderOpensStateRegression) {
     sim_key_dir keys(1);
     running_simulator sim(keys, {});
     const std::string mchid = keys.keys.merchants[0].mchid;
-    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, expire_at) VALUES ('" + mchid +
-         "', 'REGRESS-1', 100, 'USERPAYING', now() + interval '1 hour')");
+    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, expire_at) VALUES ('" +
+             mchid + "', 'REGRESS-1', 100, 'USERPAYING', now() + interval '1 hour')");
     sim_control(sim.port(), "/sim/orders",
-                R"({"mchid":")" + mchid + R"(","out_trade_no":"REGRESS-1","amount":100,"notify_url":"http://127.0.0.1:9/x"})");
+                R"({"mchid":")" + mchid +
+                    R"(","out_trade_no":"REGRESS-1","amount":100,"notify_url":"http://127.0.0.1:9/x"})");
     running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1h")));
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner IS NULL") == 1;
-    }, 5s));
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'state_regression' AND resolved_at IS NULL"
-                    " AND detail->>'reported_state' = 'NOTPAY' AND detail->>'recorded_state' = 'USERPAYING'"),
-              1);
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner IS "
+                       "NULL") == 1;
+        },
+        5s));
+    EXPECT_EQ(
+        db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'state_regression' AND "
+                  "resolved_at IS NULL"
+                  " AND detail->>'reported_state' = 'NOTPAY' AND detail->>'recorded_state' = 'USERPAYING'"),
+        1);
     EXPECT_EQ(db_.scalar("SELECT state || ' ' || state_source FROM wxrecon.orders"), "USERPAYING register");
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 0) << "a regression is not applied";
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "stale")), 0);
@@ -565,7 +651,8 @@ TEST_F(PollerFaults, AnswerOfAQueryThatWaitedForTheRateIsNotStale) {
     const std::string mchid = keys.keys.merchants[0].mchid;
     register_orders(sim.port(), mchid, "TOKWAIT-", 4);
     sim_control(sim.port(), "/sim/faults", R"({"drop":1})");
-    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1h", 16, 1)));
+    running_daemon daemon(
+        sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1h", 16, 1)));
     std::vector<sim_call> first;
     ASSERT_TRUE(wait_for([&] { return !(first = sim_calls(sim.port())).empty(); }, 5s, 5ms));
     std::vector<std::string> waiting;
@@ -579,16 +666,21 @@ TEST_F(PollerFaults, AnswerOfAQueryThatWaitedForTheRateIsNotStale) {
         }
     }
     const std::size_t recorded = sim_calls(sim.port()).size();  // every later call was sent after the records
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner IS NULL") == 4;
-    }, 8s));
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE poll_attempts = 1 AND poll_lease_owner IS "
+                       "NULL") == 4;
+        },
+        8s));
     const auto calls = sim_calls(sim.port());
     long sent_after = 0;
     for (std::size_t i = recorded; i < calls.size(); ++i) {
         if (std::find(waiting.begin(), waiting.end(), calls[i].order) == waiting.end()) continue;
         ++sent_after;
-        EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'state_regression' AND out_trade_no = '" +
-                        calls[i].order + "'"),
+        EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'state_regression' AND "
+                            "out_trade_no = '" +
+                            calls[i].order + "'"),
                   1)
             << calls[i].order << ": asked after USERPAYING was recorded, answered NOTPAY, dropped as stale";
     }
@@ -600,12 +692,15 @@ TEST_F(PollerFaults, AnswerOfAQueryThatWaitedForTheRateIsNotStale) {
 // produce this itself): a NOTPAY query sent before the payment was recorded is stale; one sent at or after
 // it is a regression that opens state_regression and leaves the payment alone.
 TEST_F(PollerFaults, NotpayQueryForAPaidOrderIsStaleOrARegressionByItsSendTime) {
-    db_.exec(std::string("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('") + test_mchid +
-         "', 'PAID-1', 100)");
-    ASSERT_EQ(apply_one(db_.url(), notified_payment(test_mchid, "PAID-1", "T-PAID-1")).outcome, domain::outcome::applied);
-    const domain::micros paid_at = std::stoll(db_.scalar("SELECT wxrecon.to_micros(state_changed_at) FROM wxrecon.orders"));
-    const std::string row = "SELECT state || ' ' || state_source || ' ' || transaction_id || ' ' || payer_total ||"
-                            " ' ' || wxrecon.to_micros(state_changed_at) FROM wxrecon.orders";
+    db_.exec(std::string("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('") +
+             test_mchid + "', 'PAID-1', 100)");
+    ASSERT_EQ(apply_one(db_.url(), notified_payment(test_mchid, "PAID-1", "T-PAID-1")).outcome,
+              domain::outcome::applied);
+    const domain::micros paid_at =
+        std::stoll(db_.scalar("SELECT wxrecon.to_micros(state_changed_at) FROM wxrecon.orders"));
+    const std::string row =
+        "SELECT state || ' ' || state_source || ' ' || transaction_id || ' ' || payer_total ||"
+        " ' ' || wxrecon.to_micros(state_changed_at) FROM wxrecon.orders";
     const std::string before = db_.scalar(row);
 
     const auto stale = apply_one(db_.url(), queried_notpay(test_mchid, "PAID-1", paid_at - 1));
@@ -620,13 +715,15 @@ TEST_F(PollerFaults, NotpayQueryForAPaidOrderIsStaleOrARegressionByItsSendTime) 
     EXPECT_EQ(newer.outcome, domain::outcome::regression);
     ASSERT_EQ(same_time.opened.size(), 1u);
     EXPECT_EQ(same_time.opened[0], domain::discrepancy_kind::state_regression);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'state_regression' AND resolved_at IS NULL"
-                    " AND detail->>'source' = 'query_v3' AND detail->>'recorded_state' = 'SUCCESS'"),
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'state_regression' AND "
+                        "resolved_at IS NULL"
+                        " AND detail->>'source' = 'query_v3' AND detail->>'recorded_state' = 'SUCCESS'"),
               1)
         << "one open row per order and kind";
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies"), 1);
     EXPECT_EQ(db_.scalar(row), before) << "the paid state is untouched";
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1) << "only the payment is in the log";
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1)
+        << "only the payment is in the log";
 }
 
 // ---------------------------------------------------------------- f. both close outcomes
@@ -642,39 +739,50 @@ TEST_F(PollerFaults, CloseSucceedsOrFindsTheOrderPaid) {
     // Every call takes 700 ms: room to pay between the final query's answer and the close's decision.
     sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_slow":1,"slow_ms":700})");
     running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1h")));
-    ASSERT_TRUE(wait_for([&] {
-        for (const auto& c : sim_calls(sim.port()))
-            if (c.close && c.order == "CLOSING-2" && c.end < 0) return true;
-        return false;
-    }, 10s, 10ms))
+    ASSERT_TRUE(wait_for(
+        [&] {
+            for (const auto& c : sim_calls(sim.port()))
+                if (c.close && c.order == "CLOSING-2" && c.end < 0) return true;
+            return false;
+        },
+        10s, 10ms))
         << "CLOSING-2 was never closed";
     sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","out_trade_no":"CLOSING-2"})");
-    ASSERT_TRUE(wait_for([&] {
-        return db_.count("SELECT count(*) FROM wxrecon.orders WHERE state IN ('NOTPAY', 'USERPAYING') OR poll_lease_owner IS NOT NULL") == 0;
-    }, 10s));
+    ASSERT_TRUE(wait_for(
+        [&] {
+            return db_.count(
+                       "SELECT count(*) FROM wxrecon.orders WHERE state IN ('NOTPAY', 'USERPAYING') OR "
+                       "poll_lease_owner IS NOT NULL") == 0;
+        },
+        10s));
 
     const auto t = sim_truth(sim.port());
     EXPECT_EQ(t.at(mchid + "/CLOSING-1").trade_state, "CLOSED");
     EXPECT_EQ(t.at(mchid + "/CLOSING-2").trade_state, "SUCCESS");
     EXPECT_EQ(db_.scalar("SELECT state || ' / ' || state_source || ' / ' || state_desc FROM wxrecon.orders"
-                     " WHERE out_trade_no = 'CLOSING-1'"),
+                         " WHERE out_trade_no = 'CLOSING-1'"),
               "CLOSED / close / closed by wxrecon after expiry");
-    EXPECT_EQ(db_.scalar("SELECT state || ' / ' || state_source || ' / ' || transaction_id FROM wxrecon.orders"
-                     " WHERE out_trade_no = 'CLOSING-2'"),
-              "SUCCESS / query / " + t.at(mchid + "/CLOSING-2").transaction_id);
+    EXPECT_EQ(
+        db_.scalar("SELECT state || ' / ' || state_source || ' / ' || transaction_id FROM wxrecon.orders"
+                   " WHERE out_trade_no = 'CLOSING-2'"),
+        "SUCCESS / query / " + t.at(mchid + "/CLOSING-2").transaction_id);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source = 'close'"), 1);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE out_trade_no = 'CLOSING-2' AND source = 'query_v3'"
-                    " AND trade_state = 'SUCCESS'"),
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE out_trade_no = 'CLOSING-2' AND "
+                        "source = 'query_v3'"
+                        " AND trade_state = 'SUCCESS'"),
               1);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies"), 0);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NOT NULL OR last_poll_error IS NOT NULL"), 0);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NOT NULL OR "
+                        "last_poll_error IS NOT NULL"),
+              0);
     // CLOSING-2 at WeChat Pay: queries, the refused close, then the query that found the payment.
     const auto calls = by_order(sim_calls(sim.port()));
     const auto& second = calls.at(mchid + "/CLOSING-2");
     ASSERT_GE(second.size(), 3u);
     const auto& close = second[second.size() - 2];
     EXPECT_TRUE(close.close);
-    EXPECT_TRUE(close.status == 400 || close.status == 403) << close.status << ": not answered ORDERPAID/TRADE_ERROR";
+    EXPECT_TRUE(close.status == 400 || close.status == 403)
+        << close.status << ": not answered ORDERPAID/TRADE_ERROR";
     EXPECT_FALSE(second.back().close);
     EXPECT_GE(second.back().start, close.end) << "the payment was asked for after the close was refused";
     EXPECT_LT(second.back().start - close.end, 1000) << "asked at once, not after a backoff";

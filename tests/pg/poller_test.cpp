@@ -55,11 +55,15 @@ TEST_F(PollerTest, LostNotificationsAreRecoveredByQueryAndExpiredOrdersClosed) {
     const int per_merchant = 100;
     for (const auto& m : keys.keys.merchants) {
         const bool v2 = m.version == sim::api_version::v2;
-        db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at) "
-             "SELECT '" + m.mchid + "', 'POLL-' || g, 700, now() - interval '" + (v2 ? "10 minutes" : "0 seconds") +
-             "', now() + interval '3 seconds' FROM generate_series(1, " + std::to_string(per_merchant) + ") g");
+        db_.exec(
+            "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at) "
+            "SELECT '" +
+            m.mchid + "', 'POLL-' || g, 700, now() - interval '" + (v2 ? "10 minutes" : "0 seconds") +
+            "', now() + interval '3 seconds' FROM generate_series(1, " + std::to_string(per_merchant) +
+            ") g");
         sim_control(sim.port(), "/sim/orders",
-                    R"({"mchid":")" + m.mchid + R"(","prefix":"POLL-","count":)" + std::to_string(per_merchant) +
+                    R"({"mchid":")" + m.mchid + R"(","prefix":"POLL-","count":)" +
+                        std::to_string(per_merchant) +
                         R"(,"amount":700,"notify_url":"http://127.0.0.1:9/lost"})");
     }
     sim_control(sim.port(), "/sim/faults", R"({"drop":1})");  // not one notification arrives
@@ -67,7 +71,8 @@ TEST_F(PollerTest, LostNotificationsAreRecoveredByQueryAndExpiredOrdersClosed) {
     // 70 of each merchant's orders are paid, one of them with a different amount; the rest expire.
     for (const auto& m : keys.keys.merchants) {
         sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + m.mchid + R"(","prefix":"POLL-","count":69})");
-        sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + m.mchid + R"(","out_trade_no":"POLL-70","amount":650})");
+        sim_control(sim.port(), "/sim/pay",
+                    R"({"mchid":")" + m.mchid + R"(","out_trade_no":"POLL-70","amount":650})");
     }
     wait_until_settled(60s);
 
@@ -75,8 +80,9 @@ TEST_F(PollerTest, LostNotificationsAreRecoveredByQueryAndExpiredOrdersClosed) {
     pqxx::connection conn(db_.url());
     pqxx::nontransaction tx(conn);
     int paid = 0, closed = 0;
-    for (const auto& row : tx.exec("SELECT mchid, out_trade_no, state, state_source, coalesce(transaction_id, ''),"
-                                   " coalesce(payer_total, 0) FROM wxrecon.orders")) {
+    for (const auto& row :
+         tx.exec("SELECT mchid, out_trade_no, state, state_source, coalesce(transaction_id, ''),"
+                 " coalesce(payer_total, 0) FROM wxrecon.orders")) {
         const std::string key = row[0].as<std::string>() + "/" + row[1].as<std::string>();
         const sim_order_truth& w = t.at(key);
         const std::string state = row[2].as<std::string>();
@@ -97,22 +103,29 @@ TEST_F(PollerTest, LostNotificationsAreRecoveredByQueryAndExpiredOrdersClosed) {
     EXPECT_EQ(closed, 2 * 30);
     // The only discrepancies are the two orders paid with another amount.
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies"), 2);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'amount_mismatch' AND out_trade_no = 'POLL-70'"), 2);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source IN ('query_v3', 'query_v2')"), 140);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'amount_mismatch' AND "
+                        "out_trade_no = 'POLL-70'"),
+              2);
+    EXPECT_EQ(
+        db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source IN ('query_v3', 'query_v2')"),
+        140);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE source = 'close'"), 60);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NOT NULL OR poll_lease_owner IS NOT NULL"), 0);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NOT NULL OR "
+                        "poll_lease_owner IS NOT NULL"),
+              0);
 }
 
 TEST_F(PollerTest, OrderWeChatNeverHeardOfIsClosedLocally) {
     sim_key_dir keys(1);
     running_simulator sim(keys, {});
     db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) VALUES ('" +
-         keys.keys.merchants[0].mchid + "', 'NEVER-PLACED-1', 100, now() + interval '1 second')");
+             keys.keys.merchants[0].mchid + "', 'NEVER-PLACED-1', 100, now() + interval '1 second')");
     running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), fast_poller));
     wait_until_settled(30s);
     pqxx::connection conn(db_.url());
     pqxx::nontransaction tx(conn);
-    const auto row = tx.exec1("SELECT state, state_source, coalesce(state_desc, '(null)'), poll_attempts FROM wxrecon.orders");
+    const auto row = tx.exec1(
+        "SELECT state, state_source, coalesce(state_desc, '(null)'), poll_attempts FROM wxrecon.orders");
     EXPECT_EQ(row[0].as<std::string>(), "CLOSED");
     EXPECT_EQ(row[1].as<std::string>(), "close");
     EXPECT_EQ(row[2].as<std::string>(), "never placed at WeChat Pay");
@@ -137,10 +150,14 @@ TEST_F(PollerTest, TwoInstancesNeverQueryTheSameOrderAtOnce) {
     sim_key_dir keys(1);
     running_simulator sim(keys, {});
     const std::string mchid = keys.keys.merchants[0].mchid;
-    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) "
-         "SELECT '" + mchid + "', 'TWO-ORDER-' || g, 100, now() + interval '4 seconds' FROM generate_series(1, 60) g");
-    sim_control(sim.port(), "/sim/orders",
-                R"({"mchid":")" + mchid + R"(","prefix":"TWO-ORDER-","count":60,"amount":100,"notify_url":"http://127.0.0.1:9/x"})");
+    db_.exec(
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) "
+        "SELECT '" +
+        mchid + "', 'TWO-ORDER-' || g, 100, now() + interval '4 seconds' FROM generate_series(1, 60) g");
+    sim_control(
+        sim.port(), "/sim/orders",
+        R"({"mchid":")" + mchid +
+            R"(","prefix":"TWO-ORDER-","count":60,"amount":100,"notify_url":"http://127.0.0.1:9/x"})");
     sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","prefix":"TWO-ORDER-","count":30})");
     sim_control(sim.port(), "/sim/faults", R"({"drop":1,"query_slow":0.5,"slow_ms":150})");
     {
@@ -165,7 +182,8 @@ TEST_F(PollerTest, TwoInstancesNeverQueryTheSameOrderAtOnce) {
     }
     EXPECT_GE(calls, 60u) << "every order was asked about at least once";
     for (auto& [order, windows] : by_order) {
-        std::sort(windows.begin(), windows.end(), [](const call_window& a, const call_window& b) { return a.start < b.start; });
+        std::sort(windows.begin(), windows.end(),
+                  [](const call_window& a, const call_window& b) { return a.start < b.start; });
         for (std::size_t i = 1; i < windows.size(); ++i)
             EXPECT_GE(windows[i].start, windows[i - 1].end) << order << ": two calls at once";
     }
@@ -189,17 +207,24 @@ TEST_F(PollerTest, NotificationCancelsTheSchedule) {
     running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(),
                                             "[poller]\ndelays = [\"1500ms\"]\ninterval_after = \"1s\"\n"));
     db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) VALUES ('" + mchid +
-         "', 'CANCEL-0001', 100, now() + interval '1 hour')");
+             "', 'CANCEL-0001', 100, now() + interval '1 hour')");
     sim_control(sim.port(), "/sim/orders",
-                R"({"mchid":")" + mchid + R"(","out_trade_no":"CANCEL-0001","amount":100,"notify_url":"http://127.0.0.1:)" +
+                R"({"mchid":")" + mchid +
+                    R"(","out_trade_no":"CANCEL-0001","amount":100,"notify_url":"http://127.0.0.1:)" +
                     std::to_string(daemon.port()) + "/wxpay/v3/notify/" + mchid + "\"}");
     sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","out_trade_no":"CANCEL-0001"})");
     const auto give_up = std::chrono::steady_clock::now() + 10s;
-    while (db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND next_poll_at IS NULL") == 0 &&
+    while (db_.count(
+               "SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND next_poll_at IS NULL") == 0 &&
            std::chrono::steady_clock::now() < give_up)
         std::this_thread::sleep_for(100ms);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'notify'"), 1);
-    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NULL AND poll_lease_owner IS NULL"), 1);
+    EXPECT_EQ(
+        db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS' AND state_source = 'notify'"),
+        1);
+    EXPECT_EQ(
+        db_.count(
+            "SELECT count(*) FROM wxrecon.orders WHERE next_poll_at IS NULL AND poll_lease_owner IS NULL"),
+        1);
     EXPECT_EQ(http_get(sim.port(), "/sim/calls").body.find("/out-trade-no/"), std::string::npos)
         << "no query for a notified order";
 }

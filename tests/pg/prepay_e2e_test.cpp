@@ -54,7 +54,9 @@ TEST(PrepayEndToEnd, PlacedPaidLostAndExpiredOrdersAllAgreeWithTheSimulator) {
     const int merchants = static_cast<int>(keys.keys.merchants.size());
     const int per_merchant = orders / merchants;
     const int paid_each = per_merchant * 17 / 20;
-    auto paid_of = [&](const sim::sim_merchant& m) { return m.version == sim::api_version::v2 ? per_merchant : paid_each; };
+    auto paid_of = [&](const sim::sim_merchant& m) {
+        return m.version == sim::api_version::v2 ? per_merchant : paid_each;
+    };
     std::atomic<int> placed{0}, failed{0};
     std::vector<std::thread> clients;
     for (int c = 0; c < merchants; ++c) {
@@ -76,14 +78,16 @@ TEST(PrepayEndToEnd, PlacedPaidLostAndExpiredOrdersAllAgreeWithTheSimulator) {
     ASSERT_EQ(placed.load(), per_merchant * merchants);
     for (const auto& m : keys.keys.merchants)
         sim_control(sim.port(), "/sim/pay",
-                    R"({"mchid":")" + m.mchid + R"(","prefix":"E2E-PREPAY-","count":)" + std::to_string(paid_of(m)) + "}");
+                    R"({"mchid":")" + m.mchid + R"(","prefix":"E2E-PREPAY-","count":)" +
+                        std::to_string(paid_of(m)) + "}");
 
     // Converged: no order open any more.
     pqxx::connection conn(db.url());
     long open = -1;
     while (std::chrono::steady_clock::now() - started < 240s) {
         pqxx::nontransaction tx(conn);
-        open = tx.exec1("SELECT count(*) FROM wxrecon.orders WHERE state IN ('NOTPAY', 'USERPAYING')")[0].as<long>();
+        open = tx.exec1("SELECT count(*) FROM wxrecon.orders WHERE state IN ('NOTPAY', 'USERPAYING')")[0]
+                   .as<long>();
         if (open == 0) break;
         std::this_thread::sleep_for(500ms);
     }
@@ -94,8 +98,9 @@ TEST(PrepayEndToEnd, PlacedPaidLostAndExpiredOrdersAllAgreeWithTheSimulator) {
     const auto truth = sim_truth(sim.port());
     pqxx::nontransaction tx(conn);
     int by_notify = 0, by_query = 0, closed = 0, closed_by_call = 0;
-    for (const auto& row : tx.exec("SELECT mchid, out_trade_no, state, transaction_id, payer_total, amount_total,"
-                                   " state_source FROM wxrecon.orders")) {
+    for (const auto& row :
+         tx.exec("SELECT mchid, out_trade_no, state, transaction_id, payer_total, amount_total,"
+                 " state_source FROM wxrecon.orders")) {
         const std::string key = row[0].as<std::string>() + "/" + row[1].as<std::string>();
         ASSERT_TRUE(truth.contains(key)) << key << " is unknown to the simulator";
         const auto& t = truth.at(key);
@@ -126,10 +131,14 @@ TEST(PrepayEndToEnd, PlacedPaidLostAndExpiredOrdersAllAgreeWithTheSimulator) {
     EXPECT_GT(by_query, paid / 5) << "about 30 % of the notifications were dropped";
     EXPECT_GT(by_notify, 0);
     // Duplicates added nothing: one SUCCESS event per paid order, and no discrepancy anywhere.
-    EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.payment_events WHERE trade_state = 'SUCCESS'")[0].as<long>(), paid);
+    EXPECT_EQ(
+        tx.exec1("SELECT count(*) FROM wxrecon.payment_events WHERE trade_state = 'SUCCESS'")[0].as<long>(),
+        paid);
     EXPECT_EQ(tx.exec1("SELECT count(*) FROM wxrecon.discrepancies")[0].as<long>(), 0);
-    std::printf("converged in %.1f s: %d orders, %d paid (%d by notification, %d by query), %d closed (%d by a close "
-                "call)\n", seconds, per_merchant * merchants, paid, by_notify, by_query, closed, closed_by_call);
+    std::printf(
+        "converged in %.1f s: %d orders, %d paid (%d by notification, %d by query), %d closed (%d by a close "
+        "call)\n",
+        seconds, per_merchant * merchants, paid, by_notify, by_query, closed, closed_by_call);
 }
 
 }  // namespace

@@ -28,9 +28,10 @@ std::string expire_in(std::chrono::seconds s) {
 
 std::string order_body(const sim::sim_merchant& m, const std::string& no, std::int64_t amount,
                        const std::string& description = "测试商品", const std::string& extra = "") {
-    return R"({"mchid":")" + m.mchid + R"(","out_trade_no":")" + no + R"(","amount_total":)" + std::to_string(amount) +
-           R"(,"description":")" + description + R"(","payer_openid":"oTestPayer0123456789","expire_at":")" +
-           expire_in(30min) + R"(","prepay":true)" + extra + "}";
+    return R"({"mchid":")" + m.mchid + R"(","out_trade_no":")" + no + R"(","amount_total":)" +
+           std::to_string(amount) + R"(,"description":")" + description +
+           R"(","payer_openid":"oTestPayer0123456789","expire_at":")" + expire_in(30min) +
+           R"(","prepay":true)" + extra + "}";
 }
 
 struct request_payment_reply {
@@ -59,11 +60,13 @@ bool pay_sign_verifies(const sim::sim_merchant& m, const request_payment_reply& 
         const auto sig = base64_decode(r.pay_sign);
         return r.sign_type == "RSA" && sig &&
                crypto::rsa_sha256_verify(
-                   m.merchant_key, protocol::request_payment_message_v3(r.app_id, r.time_stamp, r.nonce_str, r.package),
+                   m.merchant_key,
+                   protocol::request_payment_message_v3(r.app_id, r.time_stamp, r.nonce_str, r.package),
                    *sig);
     }
-    const protocol::v2::fields f{{"appId", r.app_id},       {"timeStamp", r.time_stamp}, {"nonceStr", r.nonce_str},
-                                 {"package", r.package},    {"signType", r.sign_type},   {"sign", r.pay_sign}};
+    const protocol::v2::fields f{{"appId", r.app_id},       {"timeStamp", r.time_stamp},
+                                 {"nonceStr", r.nonce_str}, {"package", r.package},
+                                 {"signType", r.sign_type}, {"sign", r.pay_sign}};
     return protocol::v2::verify(f, m.apiv2_key);
 }
 
@@ -79,7 +82,8 @@ protected:
     // How many placing calls the simulator has seen for the merchant.
     int prepay_calls(const sim::sim_merchant& m) {
         const std::string log = http_get(sim_.port(), "/sim/calls").body;
-        const std::string what = m.version == sim::api_version::v3 ? "POST /v3/pay/transactions/jsapi" : "/pay/unifiedorder";
+        const std::string what =
+            m.version == sim::api_version::v3 ? "POST /v3/pay/transactions/jsapi" : "/pay/unifiedorder";
         int n = 0;
         for (std::size_t pos = 0; (pos = log.find(what, pos)) != std::string::npos; pos += what.size()) ++n;
         return n;
@@ -107,9 +111,13 @@ TEST_F(Prepay, PlacesOrdersAndSignsRequestPaymentInBothApiVersions) {
         tampered.package += "0";
         EXPECT_FALSE(pay_sign_verifies(m, tampered));
         EXPECT_EQ(first.state, "NOTPAY");
-        EXPECT_EQ(db_.scalar("SELECT placed_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = '" + no + "'"), "t");
-        EXPECT_EQ("prepay_id=" + db_.scalar("SELECT prepay_id FROM wxrecon.prepay_requests WHERE out_trade_no = '" + no + "'"),
-                  first.package);
+        EXPECT_EQ(
+            db_.scalar("SELECT placed_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = '" + no + "'"),
+            "t");
+        EXPECT_EQ(
+            "prepay_id=" +
+                db_.scalar("SELECT prepay_id FROM wxrecon.prepay_requests WHERE out_trade_no = '" + no + "'"),
+            first.package);
         EXPECT_EQ(prepay_calls(m), 1);
 
         // A retry within the prepay_id's life reuses it: no second call, freshly signed parameters.
@@ -125,13 +133,18 @@ TEST_F(Prepay, PlacesOrdersAndSignsRequestPaymentInBothApiVersions) {
         // about fields that do not count: the simulator accepts only an identical re-entry.
         pqxx::connection conn(db_.url());
         pqxx::work tx(conn);
-        tx.exec("UPDATE wxrecon.prepay_requests SET prepaid_at = now() - interval '3 hours' WHERE out_trade_no = '" + no + "'");
+        tx.exec(
+            "UPDATE wxrecon.prepay_requests SET prepaid_at = now() - interval '3 hours' WHERE out_trade_no = "
+            "'" +
+            no + "'");
         tx.commit();
         const auto renewed = place(order_body(m, no, 888, "another description"));
         ASSERT_EQ(renewed.status, 200) << renewed.body;
         EXPECT_EQ(read_reply(renewed.body).package, first.package);
         EXPECT_EQ(prepay_calls(m), 2);
-        EXPECT_EQ(db_.scalar("SELECT attempts FROM wxrecon.prepay_requests WHERE out_trade_no = '" + no + "'"), "2");
+        EXPECT_EQ(
+            db_.scalar("SELECT attempts FROM wxrecon.prepay_requests WHERE out_trade_no = '" + no + "'"),
+            "2");
 
         // The simulator holds the order with the amount wxrecon registered.
         const auto truth = sim_truth(sim_.port());
@@ -145,14 +158,16 @@ TEST_F(Prepay, PaidOrderIsSettledByItsNotificationAndCannotBePaidAgain) {
         SCOPED_TRACE(m.mchid);
         const std::string no = "PAIDONCE-" + m.mchid;
         ASSERT_EQ(place(order_body(m, no, 500)).status, 201);
-        sim_control(sim_.port(), "/sim/pay", R"({"mchid":")" + m.mchid + R"(","out_trade_no":")" + no + "\"}");
+        sim_control(sim_.port(), "/sim/pay",
+                    R"({"mchid":")" + m.mchid + R"(","out_trade_no":")" + no + "\"}");
         std::string state;
         for (int i = 0; i < 100 && state != "SUCCESS"; ++i) {
             std::this_thread::sleep_for(50ms);
             state = db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = '" + no + "'");
         }
         ASSERT_EQ(state, "SUCCESS");
-        EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = '" + no + "'"), "notify");
+        EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = '" + no + "'"),
+                  "notify");
         const auto again = place(order_body(m, no, 500));
         EXPECT_EQ(again.status, 409) << again.body;
         EXPECT_NE(again.body.find("already paid"), std::string::npos) << again.body;
@@ -162,7 +177,8 @@ TEST_F(Prepay, PaidOrderIsSettledByItsNotificationAndCannotBePaidAgain) {
 TEST_F(Prepay, WeChatRefusalIs502WithItsCodeAndTheOrderStays) {
     const auto& m = keys_.keys.merchants[0];
     // An appid WeChat Pay does not bind to this merchant.
-    const auto refused = place(order_body(m, "PREPAY-BADAPPID", 300, "测试商品", R"(,"appid":"wx0000000000000000")"));
+    const auto refused =
+        place(order_body(m, "PREPAY-BADAPPID", 300, "测试商品", R"(,"appid":"wx0000000000000000")"));
     ASSERT_EQ(refused.status, 502) << refused.body;
     EXPECT_NE(refused.body.find("\"code\":\"APPID_MCHID_NOT_MATCH\""), std::string::npos) << refused.body;
     EXPECT_EQ(http_request(daemon_->port(), "GET", "/api/v1/orders/" + m.mchid + "/PREPAY-BADAPPID",
@@ -170,10 +186,13 @@ TEST_F(Prepay, WeChatRefusalIs502WithItsCodeAndTheOrderStays) {
                   .status,
               200);
     // Refused for its form: WeChat Pay does not know the order, so the poller may close it locally.
-    EXPECT_EQ(db_.scalar("SELECT placed_at IS NULL FROM wxrecon.orders WHERE out_trade_no = 'PREPAY-BADAPPID'"), "t");
-    EXPECT_NE(db_.scalar("SELECT last_error FROM wxrecon.prepay_requests WHERE out_trade_no = 'PREPAY-BADAPPID'")
-                  .find("APPID_MCHID_NOT_MATCH"),
-              std::string::npos);
+    EXPECT_EQ(
+        db_.scalar("SELECT placed_at IS NULL FROM wxrecon.orders WHERE out_trade_no = 'PREPAY-BADAPPID'"),
+        "t");
+    EXPECT_NE(
+        db_.scalar("SELECT last_error FROM wxrecon.prepay_requests WHERE out_trade_no = 'PREPAY-BADAPPID'")
+            .find("APPID_MCHID_NOT_MATCH"),
+        std::string::npos);
 
     // Nothing answers: 502, and the order stays for a retry with the same body.
     sim_.stop();
@@ -184,8 +203,9 @@ TEST_F(Prepay, WeChatRefusalIs502WithItsCodeAndTheOrderStays) {
 
 TEST_F(Prepay, RefusesWhatCannotBePlaced) {
     const auto& m = keys_.keys.merchants[0];
-    const std::string no_openid = R"({"mchid":")" + m.mchid +
-                                  R"(","out_trade_no":"PREPAY-NOOPENID","amount_total":1,"description":"x","prepay":true})";
+    const std::string no_openid =
+        R"({"mchid":")" + m.mchid +
+        R"(","out_trade_no":"PREPAY-NOOPENID","amount_total":1,"description":"x","prepay":true})";
     const auto r1 = place(no_openid);
     EXPECT_EQ(r1.status, 400);
     EXPECT_NE(r1.body.find("payer_openid"), std::string::npos) << r1.body;
@@ -194,9 +214,11 @@ TEST_F(Prepay, RefusesWhatCannotBePlaced) {
     EXPECT_EQ(r2.status, 400);
     EXPECT_NE(r2.body.find("prepay"), std::string::npos) << r2.body;
     // An order about to expire is not placed (WeChat Pay would move its expiry).
-    const std::string soon = R"({"mchid":")" + m.mchid +
-                             R"(","out_trade_no":"PREPAY-SOON","amount_total":1,"description":"x","payer_openid":"o123",)"
-                             R"("prepay":true,"expire_at":")" + expire_in(20s) + "\"}";
+    const std::string soon =
+        R"({"mchid":")" + m.mchid +
+        R"(","out_trade_no":"PREPAY-SOON","amount_total":1,"description":"x","payer_openid":"o123",)"
+        R"("prepay":true,"expire_at":")" +
+        expire_in(20s) + "\"}";
     const auto r3 = place(soon);
     EXPECT_EQ(r3.status, 409) << r3.body;
     EXPECT_EQ(prepay_calls(m), 0);
@@ -205,20 +227,24 @@ TEST_F(Prepay, RefusesWhatCannotBePlaced) {
 TEST_F(Prepay, SessionTradesALoginCodeForTheOpenid) {
     const auto& m = keys_.keys.merchants[0];
     simdjson::dom::parser parser;
-    const std::string issued = sim_control(sim_.port(), "/sim/login-code", R"({"appid":")" + m.appid + R"(","user":"alice"})");
+    const std::string issued =
+        sim_control(sim_.port(), "/sim/login-code", R"({"appid":")" + m.appid + R"(","user":"alice"})");
     const simdjson::padded_string issued_text(issued);
     const auto login = parser.parse(issued_text);
     const std::string code{std::string_view(login["code"])}, openid{std::string_view(login["openid"])};
 
-    const auto r = api_post(daemon_->port(), "/api/v1/session", R"({"appid":")" + m.appid + R"(","code":")" + code + "\"}");
+    const auto r = api_post(daemon_->port(), "/api/v1/session",
+                            R"({"appid":")" + m.appid + R"(","code":")" + code + "\"}");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.body, R"({"openid":")" + openid + "\"}");  // no session_key, no secret
 
-    const auto reused = api_post(daemon_->port(), "/api/v1/session", R"({"appid":")" + m.appid + R"(","code":")" + code + "\"}");
+    const auto reused = api_post(daemon_->port(), "/api/v1/session",
+                                 R"({"appid":")" + m.appid + R"(","code":")" + code + "\"}");
     EXPECT_EQ(reused.status, 400);
     EXPECT_NE(reused.body.find("\"errcode\":40163"), std::string::npos) << reused.body;
 
-    const auto unknown = api_post(daemon_->port(), "/api/v1/session", R"({"appid":"wxnotours","code":"abc"})");
+    const auto unknown =
+        api_post(daemon_->port(), "/api/v1/session", R"({"appid":"wxnotours","code":"abc"})");
     EXPECT_EQ(unknown.status, 400);
     EXPECT_NE(unknown.body.find("appid"), std::string::npos) << unknown.body;
     const auto no_code = api_post(daemon_->port(), "/api/v1/session", R"({"appid":")" + m.appid + "\"}");

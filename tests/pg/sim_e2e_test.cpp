@@ -61,18 +61,22 @@ void wait_for_deliveries(unsigned short sim_port, std::chrono::seconds limit) {
 }
 
 std::string notify_url(unsigned short port, const sim::sim_merchant& m, bool refund) {
-    if (m.version == sim::api_version::v3) return "http://127.0.0.1:" + std::to_string(port) + "/wxpay/v3/notify/" + m.mchid;
-    return "http://127.0.0.1:" + std::to_string(port) + (refund ? "/wxpay/v2/refund-notify/" : "/wxpay/v2/notify/") + m.mchid;
+    if (m.version == sim::api_version::v3)
+        return "http://127.0.0.1:" + std::to_string(port) + "/wxpay/v3/notify/" + m.mchid;
+    return "http://127.0.0.1:" + std::to_string(port) +
+           (refund ? "/wxpay/v2/refund-notify/" : "/wxpay/v2/notify/") + m.mchid;
 }
 
 class SimEndToEnd : public ::testing::Test {
 protected:
-    void register_orders(const std::string& mchid, const std::string& prefix, int count, std::int64_t amount) {
+    void register_orders(const std::string& mchid, const std::string& prefix, int count,
+                         std::int64_t amount) {
         pqxx::connection conn(db_.url());
         pqxx::work tx(conn);
-        tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) "
-                       "SELECT $1, $2 || g, $3 FROM generate_series(1, $4) g",
-                       mchid, prefix, amount, count);
+        tx.exec_params(
+            "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) "
+            "SELECT $1, $2 || g, $3 FROM generate_series(1, $4) g",
+            mchid, prefix, amount, count);
         tx.commit();
     }
     scratch_database db_;
@@ -91,15 +95,18 @@ TEST_F(SimEndToEnd, NotificationsAreAcceptedInBothKeyModesAndBothApiVersions) {
         register_orders(m.mchid, "E2E-ORDER-", 4, 500);
         const std::string url = notify_url(daemon.port(), m, false);
         sim_control(sim.port(), "/sim/orders",
-                    R"({"mchid":")" + m.mchid + R"(","prefix":"E2E-ORDER-","count":4,"amount":500,"notify_url":")" + url + "\"}");
-        sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + m.mchid + R"(","prefix":"E2E-ORDER-","count":4})");
+                    R"({"mchid":")" + m.mchid +
+                        R"(","prefix":"E2E-ORDER-","count":4,"amount":500,"notify_url":")" + url + "\"}");
+        sim_control(sim.port(), "/sim/pay",
+                    R"({"mchid":")" + m.mchid + R"(","prefix":"E2E-ORDER-","count":4})");
     }
     // Refunds only once the payments are in: a refund notification overtaking its payment is a real
     // discrepancy (refund_without_payment), not what this test is about.
     wait_for_deliveries(sim.port(), 60s);
     for (const auto& m : keys.keys.merchants) {
         sim_control(sim.port(), "/sim/refund",
-                    R"({"mchid":")" + m.mchid + R"(","out_trade_no":"E2E-ORDER-1","amount":120,"notify_url":")" +
+                    R"({"mchid":")" + m.mchid +
+                        R"(","out_trade_no":"E2E-ORDER-1","amount":120,"notify_url":")" +
                         notify_url(daemon.port(), m, true) + "\"}");
     }
     wait_for_deliveries(sim.port(), 60s);
@@ -107,19 +114,27 @@ TEST_F(SimEndToEnd, NotificationsAreAcceptedInBothKeyModesAndBothApiVersions) {
     const auto log = deliveries(sim.port());
     ASSERT_EQ(log.size(), 4u * 5);
     std::set<std::string> serials_seen;
-    for (const auto& d : log) EXPECT_TRUE(d.acknowledged) << d.mchid << " " << d.out_trade_no << " " << d.event_type;
-    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders WHERE state = 'REFUND' OR state = 'SUCCESS'"), "16");
-    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.payment_events WHERE event_type = 'TRANSACTION.SUCCESS'"), "16");
-    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.refunds WHERE status = 'SUCCESS' AND amount_refund = 120"), "4");
-    EXPECT_EQ(db_.scalar("SELECT string_agg(DISTINCT source, ',' ORDER BY source) FROM wxrecon.payment_events"),
-              "notify_v2,notify_v3");
+    for (const auto& d : log)
+        EXPECT_TRUE(d.acknowledged) << d.mchid << " " << d.out_trade_no << " " << d.event_type;
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders WHERE state = 'REFUND' OR state = 'SUCCESS'"),
+              "16");
+    EXPECT_EQ(
+        db_.scalar("SELECT count(*) FROM wxrecon.payment_events WHERE event_type = 'TRANSACTION.SUCCESS'"),
+        "16");
+    EXPECT_EQ(
+        db_.scalar("SELECT count(*) FROM wxrecon.refunds WHERE status = 'SUCCESS' AND amount_refund = 120"),
+        "4");
+    EXPECT_EQ(
+        db_.scalar("SELECT string_agg(DISTINCT source, ',' ORDER BY source) FROM wxrecon.payment_events"),
+        "notify_v2,notify_v3");
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.discrepancies"), "0");
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.rejected_notifications"), "0");
     // The merchant's transaction ids are WeChat's (the simulator's truth).
     const auto truth = sim_truth(sim.port());
     pqxx::connection conn(db_.url());
     pqxx::nontransaction tx(conn);
-    for (const auto& row : tx.exec("SELECT mchid, out_trade_no, transaction_id, payer_total FROM wxrecon.orders")) {
+    for (const auto& row :
+         tx.exec("SELECT mchid, out_trade_no, transaction_id, payer_total FROM wxrecon.orders")) {
         const sim_order_truth& t = truth.at(row[0].as<std::string>() + "/" + row[1].as<std::string>());
         EXPECT_EQ(row[2].as<std::string>(), t.transaction_id);
         EXPECT_EQ(row[3].as<std::int64_t>(), t.payer_total);
@@ -147,21 +162,22 @@ TEST_F(SimEndToEnd, SoakLedgerAgreesWithTheDeliveryLog) {
     for (const auto& m : keys.keys.merchants) {
         register_orders(m.mchid, "SOAK-ORDER-", per_merchant, 990);
         sim_control(sim.port(), "/sim/orders",
-                    R"({"mchid":")" + m.mchid + R"(","prefix":"SOAK-ORDER-","count":)" + std::to_string(per_merchant) +
-                        R"(,"amount":990,"notify_url":")" + notify_url(daemon.port(), m, false) + "\"}");
+                    R"({"mchid":")" + m.mchid + R"(","prefix":"SOAK-ORDER-","count":)" +
+                        std::to_string(per_merchant) + R"(,"amount":990,"notify_url":")" +
+                        notify_url(daemon.port(), m, false) + "\"}");
     }
     for (int first = 1; first <= per_merchant; first += 500) {
         const int count = std::min(500, per_merchant - first + 1);
         for (const auto& m : keys.keys.merchants)
             sim_control(sim.port(), "/sim/pay",
-                        R"({"mchid":")" + m.mchid + R"(","prefix":"SOAK-ORDER-","first":)" + std::to_string(first) +
-                            R"(,"count":)" + std::to_string(count) + "}");
+                        R"({"mchid":")" + m.mchid + R"(","prefix":"SOAK-ORDER-","first":)" +
+                            std::to_string(first) + R"(,"count":)" + std::to_string(count) + "}");
     }
     wait_for_deliveries(sim.port(), 600s);
 
     // What the delivery log says was acknowledged, per order, against what the ledger holds.
-    std::map<std::string, bool> acked;    // mchid/out_trade_no -> a genuine copy was acknowledged
-    std::set<std::string> acked_v3_ids;   // APIv3 notification ids acknowledged
+    std::map<std::string, bool> acked;   // mchid/out_trade_no -> a genuine copy was acknowledged
+    std::set<std::string> acked_v3_ids;  // APIv3 notification ids acknowledged
     int dropped = 0, duplicates = 0, forged = 0, probes = 0;
     for (const auto& d : deliveries(sim.port())) {
         const std::string key = d.mchid + "/" + d.out_trade_no;
@@ -186,7 +202,8 @@ TEST_F(SimEndToEnd, SoakLedgerAgreesWithTheDeliveryLog) {
     pqxx::connection conn(db_.url());
     pqxx::nontransaction tx(conn);
     int paid_in_ledger = 0;
-    for (const auto& row : tx.exec("SELECT mchid, out_trade_no, state, transaction_id, payer_total FROM wxrecon.orders")) {
+    for (const auto& row :
+         tx.exec("SELECT mchid, out_trade_no, state, transaction_id, payer_total FROM wxrecon.orders")) {
         const std::string key = row[0].as<std::string>() + "/" + row[1].as<std::string>();
         const bool paid = row[2].as<std::string>() == "SUCCESS";
         ASSERT_TRUE(acked.count(key)) << key;
@@ -199,11 +216,14 @@ TEST_F(SimEndToEnd, SoakLedgerAgreesWithTheDeliveryLog) {
     int acked_orders = 0;
     for (const auto& [key, a] : acked) acked_orders += a;
     EXPECT_EQ(paid_in_ledger, acked_orders);
-    std::printf("soak: %d orders, %d notifications dropped, %d extra copies, %d forged, %d probes; %d paid in the ledger\n",
-                orders, dropped, duplicates, forged, probes, paid_in_ledger);
+    std::printf(
+        "soak: %d orders, %d notifications dropped, %d extra copies, %d forged, %d probes; %d paid in the "
+        "ledger\n",
+        orders, dropped, duplicates, forged, probes, paid_in_ledger);
     // Duplicates collapse: one event per paid order, and each APIv3 notification id at most once.
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.payment_events"), std::to_string(paid_in_ledger));
-    EXPECT_EQ(db_.scalar("SELECT count(DISTINCT notify_id) FROM wxrecon.payment_events WHERE notify_id IS NOT NULL"),
+    EXPECT_EQ(db_.scalar(
+                  "SELECT count(DISTINCT notify_id) FROM wxrecon.payment_events WHERE notify_id IS NOT NULL"),
               std::to_string(acked_v3_ids.size()));
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.discrepancies"), "0");
 }

@@ -49,16 +49,21 @@ TEST_F(StuckOrders, FailingAndOverdueOrdersAreFlaggedAndResolvedWhenPollingRecov
     running_simulator sim(keys, sim::sim_options{});
     const auto& m = keys.keys.merchants[0];
     // Failing: WeChat Pay knows the order but answers every query with 500.
-    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at, placed_at) VALUES ('" + m.mchid +
-         "', 'STUCK-FAILING', 100, now() + interval '1 hour', now())");
+    db_.exec(
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at, placed_at) VALUES ('" +
+        m.mchid + "', 'STUCK-FAILING', 100, now() + interval '1 hour', now())");
     sim_control(sim.port(), "/sim/orders",
-                R"({"mchid":")" + m.mchid + R"(","out_trade_no":"STUCK-FAILING","amount":100,"notify_url":"http://127.0.0.1:9/x"})");
-    // Overdue: placed by wxrecon, expired an hour ago, and WeChat Pay does not know it, so it cannot be closed.
-    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at, placed_at) VALUES ('" +
-         m.mchid + "', 'STUCK-OVERDUE', 100, now() - interval '2 hours', now() - interval '1 hour', now())");
+                R"({"mchid":")" + m.mchid +
+                    R"(","out_trade_no":"STUCK-FAILING","amount":100,"notify_url":"http://127.0.0.1:9/x"})");
+    // Overdue: placed by wxrecon, expired an hour ago, and WeChat Pay does not know it, so it cannot be
+    // closed.
+    db_.exec(
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, created_at, expire_at, placed_at) "
+        "VALUES ('" +
+        m.mchid + "', 'STUCK-OVERDUE', 100, now() - interval '2 hours', now() - interval '1 hour', now())");
     // A settled order, for the per-state gauge.
     db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state) VALUES ('" + m.mchid +
-         "', 'SETTLED-1', 100, 'CLOSED')");
+             "', 'SETTLED-1', 100, 'CLOSED')");
     sim_control(sim.port(), "/sim/faults", R"({"query_500":1})");
 
     running_daemon daemon(sim_daemon_config(
@@ -70,12 +75,14 @@ TEST_F(StuckOrders, FailingAndOverdueOrdersAreFlaggedAndResolvedWhenPollingRecov
         "SELECT string_agg(out_trade_no, ',' ORDER BY out_trade_no) FROM wxrecon.discrepancies"
         " WHERE kind = 'stuck' AND resolved_at IS NULL";
     EXPECT_EQ(wait_for(open_stuck, "STUCK-FAILING,STUCK-OVERDUE", 20s), "STUCK-FAILING,STUCK-OVERDUE");
-    EXPECT_NE(db_.scalar("SELECT detail->>'last_poll_error' FROM wxrecon.discrepancies WHERE out_trade_no = 'STUCK-FAILING'"),
+    EXPECT_NE(db_.scalar("SELECT detail->>'last_poll_error' FROM wxrecon.discrepancies WHERE out_trade_no = "
+                         "'STUCK-FAILING'"),
               "");
 
     // The gauges, read in the background.
     std::string metrics;
-    for (int i = 0; i < 100 && metric_line(metrics, "wxrecon_stuck_orders") != "wxrecon_stuck_orders 2"; ++i) {
+    for (int i = 0; i < 100 && metric_line(metrics, "wxrecon_stuck_orders") != "wxrecon_stuck_orders 2";
+         ++i) {
         std::this_thread::sleep_for(100ms);
         metrics = http_get(daemon.admin_port(), "/metrics").body;
     }

@@ -37,7 +37,8 @@ TEST(HttpUrl, SplitsSchemesHostsAndPorts) {
     EXPECT_EQ(b->host, "::1");
     EXPECT_EQ(b->port, "8480");
     EXPECT_EQ(b->target, "/");
-    for (const char* bad : {"ftp://x/", "http://", "http://user@host/", "http://host:99999/", "http://host:8x/", "https://[::1/"})
+    for (const char* bad : {"ftp://x/", "http://", "http://user@host/", "http://host:99999/",
+                            "http://host:8x/", "https://[::1/"})
         EXPECT_FALSE(net::parse_url(bad).has_value()) << bad;
     EXPECT_TRUE(net::is_loopback_host("localhost"));
     EXPECT_TRUE(net::is_loopback_host("127.0.0.9"));
@@ -63,7 +64,8 @@ TEST_F(SimHttps, ServesTlsWithItsOwnCa) {
     running_simulator sim(*keys_, options);
     const std::string ca = (keys_->dir / "ca" / "ca_cert.pem").string();
     for (const char* host : {"127.0.0.1", "localhost"}) {
-        const auto ex = fetch("https://" + std::string(host) + ":" + std::to_string(sim.port()) + "/sim/stats", ca);
+        const auto ex =
+            fetch("https://" + std::string(host) + ":" + std::to_string(sim.port()) + "/sim/stats", ca);
         ASSERT_TRUE(ex.response.has_value()) << host << ": " << ex.error;
         EXPECT_EQ(ex.response->status, 200);
         EXPECT_NE(ex.response->body.find("\"orders\":0"), std::string::npos) << ex.response->body;

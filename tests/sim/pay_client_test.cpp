@@ -74,7 +74,8 @@ protected:
                            wall_clock clock = {}) {
         boost::asio::io_context io;
         wechat::pay_client client(io.get_executor(), {}, std::move(clock));
-        auto done = boost::asio::co_spawn(io, client.v3(m.access, method, target, body, safety), boost::asio::use_future);
+        auto done = boost::asio::co_spawn(io, client.v3(m.access, method, target, body, safety),
+                                          boost::asio::use_future);
         io.run();
         return done.get();
     }
@@ -82,19 +83,23 @@ protected:
                            protocol::v2::sign_type type = protocol::v2::sign_type::md5) {
         boost::asio::io_context io;
         wechat::pay_client client(io.get_executor(), {});
-        auto done = boost::asio::co_spawn(io, client.v2(m.access, path, std::move(fields), type, retry_safety::idempotent),
-                                          boost::asio::use_future);
+        auto done = boost::asio::co_spawn(
+            io, client.v2(m.access, path, std::move(fields), type, retry_safety::idempotent),
+            boost::asio::use_future);
         io.run();
         return done.get();
     }
-    static std::string base(const running_simulator& sim) { return "http://127.0.0.1:" + std::to_string(sim.port()); }
+    static std::string base(const running_simulator& sim) {
+        return "http://127.0.0.1:" + std::to_string(sim.port());
+    }
     void create_order(const running_simulator& sim, std::size_t merchant, const std::string& out_trade_no) {
         sim_control(sim.port(), "/sim/orders",
-                    R"({"mchid":")" + keys_->keys.merchants[merchant].mchid + R"(","out_trade_no":")" + out_trade_no +
-                        R"(","amount":100,"notify_url":"http://127.0.0.1:9/n"})");
+                    R"({"mchid":")" + keys_->keys.merchants[merchant].mchid + R"(","out_trade_no":")" +
+                        out_trade_no + R"(","amount":100,"notify_url":"http://127.0.0.1:9/n"})");
     }
     std::string query_target(std::size_t merchant, const std::string& out_trade_no) {
-        return "/v3/pay/transactions/out-trade-no/" + out_trade_no + "?mchid=" + keys_->keys.merchants[merchant].mchid;
+        return "/v3/pay/transactions/out-trade-no/" + out_trade_no +
+               "?mchid=" + keys_->keys.merchants[merchant].mchid;
     }
     static sim_key_dir* keys_;
 };
@@ -115,11 +120,14 @@ TEST_F(PayClient, SignsAndJudgesAnswersByTheInjectedClock) {
     running_simulator sim(*keys_, {});
     const auto m = view_of(*keys_, 0, base(sim));
     create_order(sim, 0, "CLIENT-0007");
-    manual_clock clock(system_micros() + 600'000'000);  // ten minutes ahead of WeChat Pay: outside both windows
-    const auto ahead = v3(*m, "GET", query_target(0, "CLIENT-0007"), "", retry_safety::idempotent, clock.clock());
+    manual_clock clock(system_micros() +
+                       600'000'000);  // ten minutes ahead of WeChat Pay: outside both windows
+    const auto ahead =
+        v3(*m, "GET", query_target(0, "CLIENT-0007"), "", retry_safety::idempotent, clock.clock());
     EXPECT_NE(ahead.outcome, call_outcome::ok) << ahead.body;
     clock.set(system_micros());
-    const auto in_step = v3(*m, "GET", query_target(0, "CLIENT-0007"), "", retry_safety::idempotent, clock.clock());
+    const auto in_step =
+        v3(*m, "GET", query_target(0, "CLIENT-0007"), "", retry_safety::idempotent, clock.clock());
     EXPECT_EQ(in_step.outcome, call_outcome::ok) << in_step.error;
 }
 
@@ -183,7 +191,8 @@ TEST_F(PayClient, FailsOverOnlyWhereNothingCanHappenTwice) {
                       retry_safety::once_only);
     EXPECT_EQ(c.outcome, call_outcome::server_error);
     EXPECT_EQ(c.host, base(primary));
-    EXPECT_NE(http_get(backup.port(), "/sim/ledger").body.find("\"trade_state\":\"NOTPAY\""), std::string::npos)
+    EXPECT_NE(http_get(backup.port(), "/sim/ledger").body.find("\"trade_state\":\"NOTPAY\""),
+              std::string::npos)
         << "the backup must not have been asked to close";
 
     // Refused on the primary: the close provably never left, so the backup may do it.
@@ -199,7 +208,8 @@ TEST_F(PayClient, ApiV2AnswersAreVerifiedByTheirSign) {
     const auto m = view_of(*keys_, 1, base(sim));
     const std::string appid = keys_->keys.merchants[1].appid;
     create_order(sim, 1, "CLIENT-V2-01");
-    sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + m->access.mchid + R"(","out_trade_no":"CLIENT-V2-01"})");
+    sim_control(sim.port(), "/sim/pay",
+                R"({"mchid":")" + m->access.mchid + R"(","out_trade_no":"CLIENT-V2-01"})");
     for (const auto type : {protocol::v2::sign_type::md5, protocol::v2::sign_type::hmac_sha256}) {
         const auto r = v2(*m, "/pay/orderquery", {{"appid", appid}, {"out_trade_no", "CLIENT-V2-01"}}, type);
         ASSERT_EQ(r.outcome, call_outcome::ok) << r.error;
@@ -231,8 +241,8 @@ TEST_F(PayClient, CertificatesAreTrustedOnlyThroughAKeyTrustedBefore) {
     ASSERT_EQ(certs->size(), 1u);
     EXPECT_EQ(certs->front().serial, keys_->keys.merchants[0].certificates.back().serial);
 
-    const std::string rotated = sim_control(sim.port(), "/sim/rotate-certificate",
-                                            R"({"mchid":")" + m->access.mchid + "\"}");
+    const std::string rotated =
+        sim_control(sim.port(), "/sim/rotate-certificate", R"({"mchid":")" + m->access.mchid + "\"}");
     const auto second = wechat::read_certificates(v3(*m, "GET", "/v3/certificates"), m->apiv3_key);
     ASSERT_TRUE(second.has_value());
     ASSERT_EQ(second->size(), 2u);
@@ -245,7 +255,8 @@ TEST_F(PayClient, CertificatesAreTrustedOnlyThroughAKeyTrustedBefore) {
     EXPECT_EQ(untrusted.err().code, errc::bad_signature);
     // A wrong APIv3 key cannot decrypt the list.
     auto fresh = view_of(*keys_, 0, base(sim));
-    const auto wrong_key = wechat::read_certificates(v3(*fresh, "GET", "/v3/certificates"), std::string(32, 'k'));
+    const auto wrong_key =
+        wechat::read_certificates(v3(*fresh, "GET", "/v3/certificates"), std::string(32, 'k'));
     ASSERT_FALSE(wrong_key.has_value());
     EXPECT_EQ(wrong_key.err().code, errc::decrypt_failed);
 }

@@ -131,8 +131,8 @@ crypto::certificate platform_certificate(const merchant_identity& m) {
     return *cert;
 }
 
-// The key WeChat Pay signs this merchant's API responses with (docs/protocol-notes.md §2.6) when the request carries no
-// Wechatpay-Serial header: the public key in public_key mode, the platform certificate otherwise.
+// The key WeChat Pay signs this merchant's API responses with (docs/protocol-notes.md §2.6) when the request
+// carries no Wechatpay-Serial header: the public key in public_key mode, the platform certificate otherwise.
 struct response_signer {
     crypto::public_key key;
     std::string serial;
@@ -153,7 +153,8 @@ std::string authorization(const merchant_identity& m, const std::string& method,
     return *header;
 }
 
-// Sends method + target signed as docs/protocol-notes.md §1.1 says: canonical URL = the target exactly as sent.
+// Sends method + target signed as docs/protocol-notes.md §1.1 says: canonical URL = the target exactly as
+// sent.
 http_response signed_call(unsigned short port, const merchant_identity& m, const std::string& method,
                           const std::string& target, const std::string& body = {}, header_list extra = {}) {
     header_list headers = {{"Accept", "application/json"},
@@ -183,7 +184,8 @@ std::string query_by_transaction_id(const merchant_identity& m, const std::strin
     return "/v3/pay/transactions/id/" + transaction_id + "?mchid=" + m.mchid;
 }
 
-// docs/protocol-notes.md §2.3 on a response: headers present, timestamp fresh, key chosen by serial, RSA-SHA256 over the raw body.
+// docs/protocol-notes.md §2.3 on a response: headers present, timestamp fresh, key chosen by serial,
+// RSA-SHA256 over the raw body.
 status check_response_signature(const http_response& r, const crypto::public_key& key,
                                 const std::string& serial) {
     const std::string timestamp = r.header("Wechatpay-Timestamp");
@@ -191,9 +193,9 @@ status check_response_signature(const http_response& r, const crypto::public_key
     const std::string signature = r.header("Wechatpay-Signature");
     const std::string sent_serial = r.header("Wechatpay-Serial");
     const v3::signature_headers h{timestamp, nonce, signature, sent_serial};
-    return v3::verify_signature(h, r.body, wall_clock{}.seconds(), [&](std::string_view s) -> const crypto::public_key* {
-        return s == serial ? &key : nullptr;
-    });
+    return v3::verify_signature(
+        h, r.body, wall_clock{}.seconds(),
+        [&](std::string_view s) -> const crypto::public_key* { return s == serial ? &key : nullptr; });
 }
 
 ::testing::AssertionResult signed_by(const http_response& r, const crypto::public_key& key,
@@ -231,7 +233,8 @@ std::string pay_order(unsigned short port, const merchant_identity& m, const std
     return transaction_id;
 }
 
-// The protocol readings (docs/protocol-notes.md §11 UNCONFIRMED points) the simulator picked for one merchant.
+// The protocol readings (docs/protocol-notes.md §11 UNCONFIRMED points) the simulator picked for one
+// merchant.
 struct merchant_variants {
     bool old_not_found_spelling = false;
     bool alt_rate_limit_spelling = false;
@@ -331,9 +334,9 @@ protected:
 
 // ================================================================ the tests
 
-// docs/protocol-notes.md §1 signing + §4.1 query + §2.4/§2.5/§2.6: a hand-signed query is accepted, and the answer is signed
-// with the key the merchant's key mode says — public key, platform certificate, or (mixed) whichever the
-// request's Wechatpay-Serial asks for.
+// docs/protocol-notes.md §1 signing + §4.1 query + §2.4/§2.5/§2.6: a hand-signed query is accepted, and the
+// answer is signed with the key the merchant's key mode says — public key, platform certificate, or (mixed)
+// whichever the request's Wechatpay-Serial asks for.
 TEST_F(SimApi, QueryRoundTripIsSignedWithTheMerchantsKey) {
     const auto pub = identity(public_key_merchant);
     const auto cert = identity(platform_cert_merchant);
@@ -363,7 +366,8 @@ TEST_F(SimApi, QueryRoundTripIsSignedWithTheMerchantsKey) {
     EXPECT_FALSE(
         check_response_signature(by_certificate, wechatpay_public_key(cert), platform.serial).has_value());
 
-    // docs/protocol-notes.md §2.6 migration: responses use the public key only when the request sent Wechatpay-Serial PUB_KEY_ID_.
+    // docs/protocol-notes.md §2.6 migration: responses use the public key only when the request sent
+    // Wechatpay-Serial PUB_KEY_ID_.
     create_order(sim_port(), mixed, "QRT-MIXED-0001", 100);
     const auto mixed_default = signed_get(sim_port(), mixed, query_by_out_trade_no(mixed, "QRT-MIXED-0001"));
     ASSERT_EQ(mixed_default.status, 200) << mixed_default.body;
@@ -377,8 +381,9 @@ TEST_F(SimApi, QueryRoundTripIsSignedWithTheMerchantsKey) {
     EXPECT_TRUE(signed_by(mixed_asking, wechatpay_public_key(mixed), mixed.public_key_id));
 }
 
-// docs/protocol-notes.md §2.2 with an independent implementation: the openssl CLI verifies "<timestamp>\n<nonce>\n<body>\n"
-// against the Base64-decoded Wechatpay-Signature and the merchant's WeChat Pay public key PEM.
+// docs/protocol-notes.md §2.2 with an independent implementation: the openssl CLI verifies
+// "<timestamp>\n<nonce>\n<body>\n" against the Base64-decoded Wechatpay-Signature and the merchant's WeChat
+// Pay public key PEM.
 TEST_F(SimApi, ResponseSignatureVerifiesWithOpensslCli) {
     const auto m = identity(public_key_merchant);
     create_order(sim_port(), m, "OSSL-0000000001", 100);
@@ -403,8 +408,8 @@ TEST_F(SimApi, ResponseSignatureVerifiesWithOpensslCli) {
     EXPECT_FALSE(fixtures::openssl(tmp, "dgst -sha256 -verify wechatpay_pub_key.pem -signature sig msg2"));
 }
 
-// docs/protocol-notes.md §1.5: a wrong key, a wrong serial_no, a timestamp more than 300 s old, a missing header and a
-// canonical URL that is not the one sent are all 401 SIGN_ERROR.
+// docs/protocol-notes.md §1.5: a wrong key, a wrong serial_no, a timestamp more than 300 s old, a missing
+// header and a canonical URL that is not the one sent are all 401 SIGN_ERROR.
 TEST_F(SimApi, AuthorizationFailuresAreSignErrors) {
     const auto m = identity(public_key_merchant);
     create_order(sim_port(), m, "AUTH-0000000001", 100);
@@ -419,43 +424,46 @@ TEST_F(SimApi, AuthorizationFailuresAreSignErrors) {
     };
 
     // Control: within the window (250 s old) with the right key and serial the call succeeds.
-    const auto fine =
-        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds() - 250));
+    const auto fine = send(
+        authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds() - 250));
     EXPECT_EQ(fine.status, 200) << fine.body;
 
     auto stranger = crypto::generate_rsa_key();
     ASSERT_TRUE(stranger.has_value()) << stranger.err().message;
-    expect_sign_error(send(authorization(m, "GET", target, "", *stranger, m.merchant_serial, wall_clock{}.seconds())),
-                      "signed with a key the merchant does not have");
+    expect_sign_error(
+        send(authorization(m, "GET", target, "", *stranger, m.merchant_serial, wall_clock{}.seconds())),
+        "signed with a key the merchant does not have");
 
     std::string wrong_serial = m.merchant_serial;
     wrong_serial.back() = wrong_serial.back() == 'A' ? 'B' : 'A';
-    expect_sign_error(send(authorization(m, "GET", target, "", m.signing_key, wrong_serial, wall_clock{}.seconds())),
-                      "wrong serial_no");
+    expect_sign_error(
+        send(authorization(m, "GET", target, "", m.signing_key, wrong_serial, wall_clock{}.seconds())),
+        "wrong serial_no");
 
-    const auto stale =
-        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds() - 301));
+    const auto stale = send(
+        authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds() - 301));
     expect_sign_error(stale, "timestamp 301 s old");
     EXPECT_EQ(json_doc(stale.body).str("/message"),
               "Http头Authorization中的timestamp与发起请求的时间不得超过5分钟");
 
     // |now - timestamp| > 300 s: the future counts too.
-    expect_sign_error(
-        send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds() + 310)),
-        "timestamp 310 s ahead");
+    expect_sign_error(send(authorization(m, "GET", target, "", m.signing_key, m.merchant_serial,
+                                         wall_clock{}.seconds() + 310)),
+                      "timestamp 310 s ahead");
 
     expect_sign_error(http_request(sim_port(), "GET", target, {{"Accept", "application/json"}}),
                       "no Authorization");
 
     // docs/protocol-notes.md §1.1: the ?mchid= query string is part of the canonical URL.
     const std::string path_only = "/v3/pay/transactions/out-trade-no/AUTH-0000000001";
-    expect_sign_error(
-        send(authorization(m, "GET", path_only, "", m.signing_key, m.merchant_serial, wall_clock{}.seconds())),
-        "signed without the query string");
+    expect_sign_error(send(authorization(m, "GET", path_only, "", m.signing_key, m.merchant_serial,
+                                         wall_clock{}.seconds())),
+                      "signed without the query string");
 }
 
-// docs/protocol-notes.md §4.1/§4.2: after payment both query forms answer SUCCESS with transaction_id, payer.openid and
-// amount.total == payer_total == what the user paid — also when that differs from the order amount.
+// docs/protocol-notes.md §4.1/§4.2: after payment both query forms answer SUCCESS with transaction_id,
+// payer.openid and amount.total == payer_total == what the user paid — also when that differs from the order
+// amount.
 TEST_F(SimApi, PaidOrderQueriesAsSuccessByBothIds) {
     const auto m = identity(public_key_merchant);
     const auto signer = default_response_signer(m);
@@ -496,9 +504,10 @@ TEST_F(SimApi, PaidOrderQueriesAsSuccessByBothIds) {
     EXPECT_EQ(q.integer("/amount/payer_total"), 150);
 }
 
-// docs/protocol-notes.md §4.4: an order WeChat does not know is 404 ORDER_NOT_EXIST, or ORDERNOTEXIST (older tables) — the
-// spelling the simulator announces for that merchant in /sim/merchants. Seeds 1 and 2 are chosen so
-// that both spellings occur among the APIv3 merchants (if the variant draw changes, pick other seeds).
+// docs/protocol-notes.md §4.4: an order WeChat does not know is 404 ORDER_NOT_EXIST, or ORDERNOTEXIST (older
+// tables) — the spelling the simulator announces for that merchant in /sim/merchants. Seeds 1 and 2 are
+// chosen so that both spellings occur among the APIv3 merchants (if the variant draw changes, pick other
+// seeds).
 TEST_F(SimApi, UnknownOrderIs404InTheAnnouncedSpelling) {
     std::set<std::string> spellings_seen;
     for (const std::uint64_t seed : {1u, 2u}) {
@@ -520,8 +529,9 @@ TEST_F(SimApi, UnknownOrderIs404InTheAnnouncedSpelling) {
     EXPECT_EQ(spellings_seen.size(), 2u) << "both spellings should have been exercised";
 }
 
-// docs/protocol-notes.md §4.1/§4.5: close answers 204 with an empty, still signed body (third line empty); the order is then
-// CLOSED; closing a paid order is 400 ORDERPAID or 403 TRADE_ERROR as the merchant's variant says.
+// docs/protocol-notes.md §4.1/§4.5: close answers 204 with an empty, still signed body (third line empty);
+// the order is then CLOSED; closing a paid order is 400 ORDERPAID or 403 TRADE_ERROR as the merchant's
+// variant says.
 TEST_F(SimApi, CloseIs204SignedAndPaidOrdersRefuse) {
     std::set<std::string> refusals_seen;  // with seed 1 the three merchants use both readings
     for (const std::size_t index : {public_key_merchant, platform_cert_merchant, mixed_merchant}) {
@@ -560,8 +570,9 @@ TEST_F(SimApi, CloseIs204SignedAndPaidOrdersRefuse) {
     EXPECT_EQ(refusals_seen, (std::set<std::string>{"ORDERPAID", "TRADE_ERROR"}));
 }
 
-// docs/protocol-notes.md §1.6 (b) body + §5.1 re-entry rules: the same prepay again returns the same prepay_id; the same
-// out_trade_no with other parameters is 400 INVALID_REQUEST; another app's appid is APPID_MCHID_NOT_MATCH.
+// docs/protocol-notes.md §1.6 (b) body + §5.1 re-entry rules: the same prepay again returns the same
+// prepay_id; the same out_trade_no with other parameters is 400 INVALID_REQUEST; another app's appid is
+// APPID_MCHID_NOT_MATCH.
 TEST_F(SimApi, JsapiPrepayIsIdempotentAndChecksItsParameters) {
     const auto m = identity(public_key_merchant);
     const auto prepay_body = [&](const std::string& appid, const std::string& out_trade_no, int total) {
@@ -601,9 +612,9 @@ TEST_F(SimApi, JsapiPrepayIsIdempotentAndChecksItsParameters) {
     EXPECT_EQ(json_doc(q.body).str("/trade_state"), "NOTPAY");
 }
 
-// docs/protocol-notes.md §5.1 re-entry: "re-send with the same out_trade_no and identical parameters (re-entry is idempotent
-// and returns the current prepay_id)". Parameters are JSON fields, not bytes: the same fields in another
-// order (or with other whitespace) are the same parameters.
+// docs/protocol-notes.md §5.1 re-entry: "re-send with the same out_trade_no and identical parameters
+// (re-entry is idempotent and returns the current prepay_id)". Parameters are JSON fields, not bytes: the
+// same fields in another order (or with other whitespace) are the same parameters.
 TEST_F(SimApi, JsapiPrepayReentryComparesParametersNotBytes) {
     const auto m = identity(public_key_merchant);
     const std::string jsapi = "/v3/pay/transactions/jsapi";
@@ -626,8 +637,9 @@ TEST_F(SimApi, JsapiPrepayReentryComparesParametersNotBytes) {
     EXPECT_EQ(json_doc(again.body).str("/prepay_id"), json_doc(first.body).str("/prepay_id"));
 }
 
-// docs/protocol-notes.md §4.6: a refund is accepted as PROCESSING with a refund_id, its query then says SUCCESS, more than
-// what remains is 403 NOT_ENOUGH, and the ledger shows the order in REFUND with the refunded amount.
+// docs/protocol-notes.md §4.6: a refund is accepted as PROCESSING with a refund_id, its query then says
+// SUCCESS, more than what remains is 403 NOT_ENOUGH, and the ledger shows the order in REFUND with the
+// refunded amount.
 TEST_F(SimApi, RefundIsAcceptedThenSucceedsAndCannotExceedThePayment) {
     const auto m = identity(public_key_merchant);
     const auto signer = default_response_signer(m);
@@ -683,8 +695,9 @@ TEST_F(SimApi, RefundIsAcceptedThenSucceedsAndCannotExceedThePayment) {
     EXPECT_TRUE(found) << ledger.body;
 }
 
-// docs/protocol-notes.md §2.4: /v3/certificates lists encrypted platform certificates that decrypt with the APIv3 key and carry
-// the listed serial; a rotation adds the new one, and a platform_cert merchant's answers switch to it.
+// docs/protocol-notes.md §2.4: /v3/certificates lists encrypted platform certificates that decrypt with the
+// APIv3 key and carry the listed serial; a rotation adds the new one, and a platform_cert merchant's answers
+// switch to it.
 TEST_F(SimApi, CertificatesDecryptAndFollowRotation) {
     struct listed_certificate {
         std::string serial_no;
@@ -755,9 +768,9 @@ TEST_F(SimApi, CertificatesDecryptAndFollowRotation) {
     EXPECT_EQ(pub_list[0].serial_no, platform_certificate(pub).serial);
 }
 
-// docs/protocol-notes.md §7.2/§7.6: /pay/orderquery signed with MD5 or HMAC-SHA256 — unknown order is result_code FAIL
-// ORDERNOTEXIST, a paid one SUCCESS with total_fee and transaction_id, every answer signed with the
-// request's algorithm; a wrong sign or a DOCTYPE (docs/protocol-notes.md §7.1) is return_code FAIL.
+// docs/protocol-notes.md §7.2/§7.6: /pay/orderquery signed with MD5 or HMAC-SHA256 — unknown order is
+// result_code FAIL ORDERNOTEXIST, a paid one SUCCESS with total_fee and transaction_id, every answer signed
+// with the request's algorithm; a wrong sign or a DOCTYPE (docs/protocol-notes.md §7.1) is return_code FAIL.
 TEST_F(SimApi, ApiV2OrderQueryWithMd5AndHmacSha256) {
     const auto m = identity(v2_merchant);
     const std::string api_key = key_file(m, "apiv2.key");
@@ -805,7 +818,8 @@ TEST_F(SimApi, ApiV2OrderQueryWithMd5AndHmacSha256) {
     forged["sign"] = std::string(32, '0');
     const auto bad_sign = post_v2(sim_port(), "/pay/orderquery", v2::to_xml(forged));
     EXPECT_EQ(v2_field(bad_sign, "return_code"), "FAIL");
-    EXPECT_EQ(v2_field(bad_sign, "sign"), absent) << "a FAIL answer carries no sign (docs/protocol-notes.md §7.1)";
+    EXPECT_EQ(v2_field(bad_sign, "sign"), absent)
+        << "a FAIL answer carries no sign (docs/protocol-notes.md §7.1)";
 
     const std::string signed_xml =
         v2::to_xml(signed_orderquery_fields(m, api_key, "V2Q-MD5", v2::sign_type::md5));
@@ -857,9 +871,9 @@ TEST_F(SimApi, Jscode2sessionExchangesEachCodeOnce) {
     EXPECT_NE(bob_openid, openid);
 }
 
-// docs/protocol-notes.md §4.4 error model under injected faults: 429 in the merchant's rate-limit spelling, 500 in its
-// system-error spelling, and a 200 whose signature fails docs/protocol-notes.md §2.3; bad fault settings are refused with 400.
-// With seed 1 the three APIv3 merchants use both spellings of each code.
+// docs/protocol-notes.md §4.4 error model under injected faults: 429 in the merchant's rate-limit spelling,
+// 500 in its system-error spelling, and a 200 whose signature fails docs/protocol-notes.md §2.3; bad fault
+// settings are refused with 400. With seed 1 the three APIv3 merchants use both spellings of each code.
 TEST_F(SimApi, FaultsShapeTheNextAnswers) {
     std::set<std::string> rate_limit_codes, system_error_codes;
     for (const std::size_t index : {public_key_merchant, platform_cert_merchant, mixed_merchant}) {

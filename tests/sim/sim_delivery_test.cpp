@@ -36,7 +36,10 @@ public:
         server_ = std::make_unique<net::http_server>(
             io_.get_executor(), boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
             net::http_limits{}, [this](inbound_request& r) { return answer(r); },
-            [](std::string_view) { return reply{413, "", ""}; }, "flaky");
+            [](std::string_view) {
+                return reply{413, "", ""};
+            },
+            "flaky");
         server_->start();
         port_ = server_->local_endpoint().port();
         thread_ = std::thread([this] { io_.run(); });
@@ -99,14 +102,17 @@ protected:
     void create_and_pay(unsigned short sim_port, const std::string& no, unsigned short merchant_port) {
         sim_control(sim_port, "/sim/orders",
                     R"({"mchid":")" + v3().mchid + R"(","out_trade_no":")" + no +
-                        R"(","amount":100,"notify_url":"http://127.0.0.1:)" + std::to_string(merchant_port) + "/n\"}");
-        sim_control(sim_port, "/sim/pay", R"({"mchid":")" + v3().mchid + R"(","out_trade_no":")" + no + "\"}");
+                        R"(","amount":100,"notify_url":"http://127.0.0.1:)" + std::to_string(merchant_port) +
+                        "/n\"}");
+        sim_control(sim_port, "/sim/pay",
+                    R"({"mchid":")" + v3().mchid + R"(","out_trade_no":")" + no + "\"}");
     }
     static sim_key_dir* keys_;
 };
 sim_key_dir* SimDelivery::keys_ = nullptr;
 
-// docs/protocol-notes.md §3.7: re-sent at 15s/15s/30s/3m/… until the merchant answers success; here compressed 10,000x.
+// docs/protocol-notes.md §3.7: re-sent at 15s/15s/30s/3m/… until the merchant answers success; here
+// compressed 10,000x.
 TEST_F(SimDelivery, RetriesFollowTheScheduleAndStopAtTheFirstSuccess) {
     flaky_merchant merchant(4);
     sim::sim_options options;
@@ -123,7 +129,8 @@ TEST_F(SimDelivery, RetriesFollowTheScheduleAndStopAtTheFirstSuccess) {
     EXPECT_EQ(attempts[4].status, 204);
     // Gaps follow 15 s, 15 s, 30 s, 3 min scaled to 1.5, 1.5, 3 and 18 ms (timers only ever run late).
     const std::int64_t expected[] = {1, 1, 3, 18};
-    for (std::size_t i = 0; i < 4; ++i) EXPECT_GE(attempts[i + 1].at_ms - attempts[i].at_ms, expected[i]) << i;
+    for (std::size_t i = 0; i < 4; ++i)
+        EXPECT_GE(attempts[i + 1].at_ms - attempts[i].at_ms, expected[i]) << i;
     EXPECT_GE(attempts[4].at_ms - attempts[3].at_ms, attempts[2].at_ms - attempts[1].at_ms);
 }
 
@@ -147,7 +154,8 @@ TEST_F(SimDelivery, PlatformCertificateRotatesAfterNNotifications) {
     // Merchant 0 signs with its public key; this checks the platform list, which every mode keeps.
     sim_control(sim.port(), "/sim/faults", R"({"rotate_certificate_after":3})");
     const std::string before = http_get(sim.port(), "/sim/merchants").body;
-    for (int i = 1; i <= 3; ++i) create_and_pay(sim.port(), "ROTATE-000" + std::to_string(i), merchant.port());
+    for (int i = 1; i <= 3; ++i)
+        create_and_pay(sim.port(), "ROTATE-000" + std::to_string(i), merchant.port());
     wait_until_finished(sim.port(), 20s);
     const std::string after = http_get(sim.port(), "/sim/merchants").body;
     const auto serial_of = [&](const std::string& json) {
@@ -173,9 +181,14 @@ TEST_F(SimDelivery, ApiV2PrepayRefundAndRefundQuery) {
         if (!parsed) throw std::runtime_error(parsed.err().message);
         return *parsed;
     };
-    const v2::fields order{{"appid", m.appid}, {"body", "demo"}, {"out_trade_no", "V2-PREPAY-1"}, {"total_fee", "300"},
-                           {"spbill_create_ip", "127.0.0.1"}, {"notify_url", "http://127.0.0.1:9/n"},
-                           {"trade_type", "JSAPI"}, {"openid", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}};
+    const v2::fields order{{"appid", m.appid},
+                           {"body", "demo"},
+                           {"out_trade_no", "V2-PREPAY-1"},
+                           {"total_fee", "300"},
+                           {"spbill_create_ip", "127.0.0.1"},
+                           {"notify_url", "http://127.0.0.1:9/n"},
+                           {"trade_type", "JSAPI"},
+                           {"openid", "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}};
     const auto first = call("/pay/unifiedorder", order, v2::sign_type::hmac_sha256);
     ASSERT_EQ(v2::field(first, "result_code"), "SUCCESS") << v2::field(first, "err_code_des");
     EXPECT_TRUE(v2::verify(first, key));
@@ -185,14 +198,19 @@ TEST_F(SimDelivery, ApiV2PrepayRefundAndRefundQuery) {
     EXPECT_EQ(v2::field(again, "prepay_id"), v2::field(first, "prepay_id"));
     v2::fields changed = order;
     changed["total_fee"] = "301";
-    EXPECT_EQ(v2::field(call("/pay/unifiedorder", changed, v2::sign_type::md5), "err_code"), "INVALID_REQUEST");
+    EXPECT_EQ(v2::field(call("/pay/unifiedorder", changed, v2::sign_type::md5), "err_code"),
+              "INVALID_REQUEST");
     v2::fields missing = order;
     missing.erase("openid");
     EXPECT_EQ(v2::field(call("/pay/unifiedorder", missing, v2::sign_type::md5), "err_code"), "LACK_PARAMS");
 
-    const v2::fields refund{{"appid", m.appid}, {"out_trade_no", "V2-PREPAY-1"}, {"out_refund_no", "V2-REFUND-1"},
-                            {"total_fee", "300"}, {"refund_fee", "100"}};
-    EXPECT_EQ(v2::field(call("/secapi/pay/refund", refund, v2::sign_type::md5), "err_code"), "TRADE_STATE_ERROR")
+    const v2::fields refund{{"appid", m.appid},
+                            {"out_trade_no", "V2-PREPAY-1"},
+                            {"out_refund_no", "V2-REFUND-1"},
+                            {"total_fee", "300"},
+                            {"refund_fee", "100"}};
+    EXPECT_EQ(v2::field(call("/secapi/pay/refund", refund, v2::sign_type::md5), "err_code"),
+              "TRADE_STATE_ERROR")
         << "an unpaid order cannot be refunded";
     sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + m.mchid + R"(","out_trade_no":"V2-PREPAY-1"})");
     const auto refunded = call("/secapi/pay/refund", refund, v2::sign_type::md5);
@@ -203,12 +221,14 @@ TEST_F(SimDelivery, ApiV2PrepayRefundAndRefundQuery) {
     too_much["out_refund_no"] = "V2-REFUND-2";
     too_much["refund_fee"] = "201";
     EXPECT_EQ(v2::field(call("/secapi/pay/refund", too_much, v2::sign_type::md5), "err_code"), "NOTENOUGH");
-    const auto query = call("/pay/refundquery", {{"appid", m.appid}, {"out_refund_no", "V2-REFUND-1"}}, v2::sign_type::md5);
+    const auto query =
+        call("/pay/refundquery", {{"appid", m.appid}, {"out_refund_no", "V2-REFUND-1"}}, v2::sign_type::md5);
     ASSERT_EQ(v2::field(query, "result_code"), "SUCCESS");
     EXPECT_TRUE(v2::verify(query, key));
     EXPECT_EQ(v2::field(query, "refund_status_0"), "SUCCESS");
     EXPECT_EQ(v2::field(query, "refund_fee_0"), "100");
-    EXPECT_EQ(v2::field(call("/pay/refundquery", {{"appid", m.appid}, {"out_refund_no", "V2-NOPE"}}, v2::sign_type::md5),
+    EXPECT_EQ(v2::field(call("/pay/refundquery", {{"appid", m.appid}, {"out_refund_no", "V2-NOPE"}},
+                             v2::sign_type::md5),
                         "err_code"),
               "REFUNDNOTEXIST");
 }

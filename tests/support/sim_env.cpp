@@ -1,10 +1,10 @@
-#include "base/time.hpp"
 #include "sim_env.hpp"
+#include "base/time.hpp"
 
+#include <simdjson.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_future.hpp>
-#include <simdjson.h>
 
 #include <chrono>
 #include <fstream>
@@ -44,7 +44,9 @@ running_simulator::running_simulator(const sim_key_dir& keys, sim::sim_options o
     thread_ = std::thread([this] { io_.run(); });
 }
 
-running_simulator::~running_simulator() { stop(); }
+running_simulator::~running_simulator() {
+    stop();
+}
 
 void running_simulator::stop() {
     if (!thread_.joinable()) return;
@@ -54,8 +56,8 @@ void running_simulator::stop() {
     thread_.join();
 }
 
-config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port,
-                                 const std::string& extra_toml) {
+config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url,
+                                 unsigned short sim_port, const std::string& extra_toml) {
     std::ifstream in(keys.dir / "wxrecond-merchants.toml");
     std::stringstream fragment;
     fragment << in.rdbuf();
@@ -64,9 +66,10 @@ config::config sim_daemon_config(const sim_key_dir& keys, const std::string& dat
     const std::string to = "http://127.0.0.1:" + std::to_string(sim_port);
     for (std::size_t pos = 0; (pos = merchants.find(from, pos)) != std::string::npos; pos += to.size())
         merchants.replace(pos, from.size(), to);
-    const std::string toml = "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\nmax_connections = 2048\n"
-                             "[admin]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"" + database_url +
-                             "\"\npool_size = 4\n" + extra_toml + merchants;
+    const std::string toml =
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\nmax_connections = 2048\n"
+        "[admin]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"" +
+        database_url + "\"\npool_size = 4\n" + extra_toml + merchants;
     auto cfg = config::parse_config(toml, keys.dir / "wxrecond.toml");
     if (!cfg) throw std::runtime_error(cfg.err().message);
     return *cfg;
@@ -88,7 +91,8 @@ void serve_api_with_prepay(config::config& cfg, const sim_key_dir& keys) {
 
 http_response api_post(unsigned short port, const std::string& target, const std::string& json) {
     return http_request(port, "POST", target,
-                        {{"Authorization", "Bearer " + api_token}, {"Content-Type", "application/json"}}, json);
+                        {{"Authorization", "Bearer " + api_token}, {"Content-Type", "application/json"}},
+                        json);
 }
 
 std::map<std::string, sim_order_truth> sim_truth(unsigned short sim_port) {
@@ -103,7 +107,8 @@ std::map<std::string, sim_order_truth> sim_truth(unsigned short sim_port) {
         std::string_view tid;
         if (o["transaction_id"].get(tid) == simdjson::SUCCESS) t.transaction_id = std::string(tid);
         t.payer_total = int64_t(o["payer_total"]);
-        out[std::string(std::string_view(o["mchid"])) + "/" + std::string(std::string_view(o["out_trade_no"]))] = t;
+        out[std::string(std::string_view(o["mchid"])) + "/" +
+            std::string(std::string_view(o["out_trade_no"]))] = t;
     }
     return out;
 }

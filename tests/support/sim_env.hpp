@@ -43,7 +43,8 @@ private:
 // wxrecond's configuration for the key set's merchants (both listeners on port 0), talking to the
 // simulator on sim_port. extra_toml goes in before the merchants (e.g. a [poller] section); the default
 // keeps the poller's first query an hour away, for tests about notifications alone.
-config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url, unsigned short sim_port,
+config::config sim_daemon_config(const sim_key_dir& keys, const std::string& database_url,
+                                 unsigned short sim_port,
                                  const std::string& extra_toml = "[poller]\ndelays = [\"1h\"]\n");
 
 // The bearer token serve_api_with_prepay sets up.

@@ -38,7 +38,8 @@ std::string with_database(const std::string& url, const std::string& name) {
 }
 
 void run(const std::string& command) {
-    if (std::system((command + " >/dev/null 2>&1").c_str()) != 0) throw std::runtime_error("failed: " + command);
+    if (std::system((command + " >/dev/null 2>&1").c_str()) != 0)
+        throw std::runtime_error("failed: " + command);
 }
 
 std::string read_file(const fs::path& p) {
@@ -96,8 +97,9 @@ std::unique_ptr<merchant_fixture> make_merchant_fixture() {
     run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/apiclient_key.pem");
     run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/wechatpay_key.pem");
     run("openssl pkey -in " + d + "/wechatpay_key.pem -pubout -out " + d + "/pub_key.pem");
-    run("openssl req -x509 -new -key " + d + "/wechatpay_key.pem -subj '/CN=Tenpay.com sign' -days 30 -set_serial 0x" +
-        test_platform_serial + " -out " + d + "/platform_cert.pem");
+    run("openssl req -x509 -new -key " + d +
+        "/wechatpay_key.pem -subj '/CN=Tenpay.com sign' -days 30 -set_serial 0x" + test_platform_serial +
+        " -out " + d + "/platform_cert.pem");
     m->apiv3_key = crypto::random_alnum(32);
     m->apiv2_key = crypto::random_alnum(32);
     write_file(m->dir / "apiv3.key", m->apiv3_key + "\n");
@@ -111,8 +113,9 @@ std::unique_ptr<merchant_fixture> make_merchant_fixture() {
 config::config make_config(const merchant_fixture& m, const std::string& database_url) {
     const std::string toml = std::string("[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\n") +
                              "[admin]\nlisten = \"127.0.0.1:0\"\n" + "[database]\nurl = \"" + database_url +
-                             "\"\npool_size = 4\n" + "[[merchants]]\nmchid = \"" + test_mchid + "\"\nappid = \"" +
-                             test_appid + "\"\napi_version = \"v3\"\napi_base = \"http://127.0.0.1:1\"\n" +
+                             "\"\npool_size = 4\n" + "[[merchants]]\nmchid = \"" + test_mchid +
+                             "\"\nappid = \"" + test_appid +
+                             "\"\napi_version = \"v3\"\napi_base = \"http://127.0.0.1:1\"\n" +
                              "apiv3_key_file = \"apiv3.key\"\napiv2_key_file = \"apiv2.key\"\n" +
                              "merchant_private_key_file = \"apiclient_key.pem\"\n" +
                              "merchant_cert_serial = \"3775B6A45ACD588826D15E583A95F5DD12345678\"\n" +
@@ -135,7 +138,9 @@ running_daemon::running_daemon(config::config cfg) {
     thread_ = std::thread([this] { app_->run(false); });
 }
 
-running_daemon::~running_daemon() { stop(); }
+running_daemon::~running_daemon() {
+    stop();
+}
 
 void running_daemon::stop() {
     if (!thread_.joinable()) return;
@@ -162,14 +167,16 @@ http_response exchange(unsigned short port, http::request<http::string_body> req
     beast::error_code ec;
     stream.socket().shutdown(boost::asio::ip::tcp::socket::shutdown_both, ec);
     http_response out{static_cast<int>(parser.get().result_int()), parser.get().body(), {}};
-    for (const auto& h : parser.get()) out.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
+    for (const auto& h : parser.get())
+        out.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
     return out;
 }
 
 }  // namespace
 
 http_response http_post(unsigned short port, const std::string& target,
-                        const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body) {
+                        const std::vector<std::pair<std::string, std::string>>& headers,
+                        const std::string& body) {
     http::request<http::string_body> req{http::verb::post, target, 11};
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;
@@ -183,7 +190,8 @@ std::string http_response::header(const std::string& name) const {
 }
 
 http_response http_request(unsigned short port, const std::string& method, const std::string& target,
-                           const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body) {
+                           const std::vector<std::pair<std::string, std::string>>& headers,
+                           const std::string& body) {
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;

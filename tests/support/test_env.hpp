@@ -82,7 +82,8 @@ http_response http_request(unsigned short port, const std::string& method, const
                            const std::vector<std::pair<std::string, std::string>>& headers = {},
                            const std::string& body = {});
 http_response http_post(unsigned short port, const std::string& target,
-                        const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body);
+                        const std::vector<std::pair<std::string, std::string>>& headers,
+                        const std::string& body);
 http_response http_get(unsigned short port, const std::string& target);
 
 }  // namespace wxrecon::testing

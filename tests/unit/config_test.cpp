@@ -286,8 +286,9 @@ rate_per_second = 7
 default_expiry = "15m"
 request_timeout = "3s"
 )";
-    doc.alerts = "stuck_after = \"1h\"\nwebhook_url = \"http://hooks.internal/wx\"\nnotification_silence = \"20m\"\n"
-                 "webhook_per_minute = 6\nunknown_order_grace = \"30s\"\n";
+    doc.alerts =
+        "stuck_after = \"1h\"\nwebhook_url = \"http://hooks.internal/wx\"\nnotification_silence = \"20m\"\n"
+        "webhook_per_minute = 6\nunknown_order_grace = \"30s\"\n";
     doc.notifications = "rejected_keep = 5\n";
     doc.merchants = {R"(mchid = "1230000109"
 appid = "wx1234"
@@ -733,7 +734,8 @@ TEST(ConfigUrlTest, MalformedUrlsAreRejected) {
 
 TEST(ConfigAlertsTest, WebhookUrlKeepsItsQueryAndNeverEchoesIt) {
     // A WeCom group robot's address carries its key in the query.
-    const std::string robot = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
+    const std::string robot =
+        "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx-4bc4-97a0-0ec2sifa5aaa";
     auto cfg = parse_with([&](toml_doc& d) { d.alerts = "webhook_url = \"" + robot + "\"\n"; });
     ASSERT_TRUE(cfg) << cfg.err().message;
     EXPECT_EQ(cfg->alerts.webhook_url, robot);
@@ -741,11 +743,14 @@ TEST(ConfigAlertsTest, WebhookUrlKeepsItsQueryAndNeverEchoesIt) {
     ASSERT_TRUE(slash);
     EXPECT_EQ(slash->alerts.webhook_url, "https://hooks.internal/wx/") << "used exactly as given";
 
-    for (const char* bad : {"ftp://hooks.internal/send?key=SECRET-KEY", "https://hooks.internal/send?key=SECRET-KEY#x",
-                            "https://u:p@hooks.internal/send?key=SECRET-KEY"}) {
-        auto refused = parse_with([&](toml_doc& d) { d.alerts = "webhook_url = \"" + std::string(bad) + "\"\n"; });
+    for (const char* bad :
+         {"ftp://hooks.internal/send?key=SECRET-KEY", "https://hooks.internal/send?key=SECRET-KEY#x",
+          "https://u:p@hooks.internal/send?key=SECRET-KEY"}) {
+        auto refused =
+            parse_with([&](toml_doc& d) { d.alerts = "webhook_url = \"" + std::string(bad) + "\"\n"; });
         ASSERT_FALSE(refused) << bad;
-        EXPECT_NE(refused.err().message.find("alerts.webhook_url"), std::string::npos) << refused.err().message;
+        EXPECT_NE(refused.err().message.find("alerts.webhook_url"), std::string::npos)
+            << refused.err().message;
         EXPECT_EQ(refused.err().message.find("SECRET-KEY"), std::string::npos) << refused.err().message;
     }
 }
@@ -854,9 +859,8 @@ TEST(ConfigMerchantTest, ApiV2SignTypeIsHmacUnlessMd5IsChosen) {
     EXPECT_TRUE(md5->merchants[0].apiv2_sign_md5);
     for (const char* type : {"md5", "SHA256", "HMAC_SHA256"}) {
         SCOPED_TRACE(type);
-        const auto cfg = parse_with([&](toml_doc& d) {
-            d.merchants[0] += "apiv2_sign_type = \"" + std::string(type) + "\"\n";
-        });
+        const auto cfg = parse_with(
+            [&](toml_doc& d) { d.merchants[0] += "apiv2_sign_type = \"" + std::string(type) + "\"\n"; });
         EXPECT_TRUE(fails_at(cfg, "merchants[0].apiv2_sign_type", "must be \"HMAC-SHA256\" or \"MD5\""));
     }
 }

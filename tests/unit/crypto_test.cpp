@@ -45,7 +45,8 @@ struct rsa_vector {
     std::string signature;
 };
 
-// docs/protocol-notes.md §9.1: all four signatures WeChat Pay's documentation made with apiclient_test_key.pem.
+// docs/protocol-notes.md §9.1: all four signatures WeChat Pay's documentation made with
+// apiclient_test_key.pem.
 const std::vector<rsa_vector> official_rsa_vectors = {
     {"GET with path parameter (docs/protocol-notes.md §1.6 (a))",
      "GET\n/v3/refund/domestic/refunds/123123123123\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n",

@@ -17,7 +17,9 @@ constexpr trade_state all_states[] = {trade_state::notpay,  trade_state::userpay
 constexpr refund_status all_refund_statuses[] = {refund_status::processing, refund_status::success,
                                                  refund_status::closed, refund_status::abnormal};
 
-bool opens(const decision& d, discrepancy_kind k) { return std::ranges::find(d.open, k) != d.open.end(); }
+bool opens(const decision& d, discrepancy_kind k) {
+    return std::ranges::find(d.open, k) != d.open.end();
+}
 
 fact query_fact(micros observed_at) {
     fact f;
@@ -110,10 +112,12 @@ TEST(TransitionTable, EveryBackwardPairObservedBeforeTheRecordIsStale) {
 }
 
 TEST(TransitionTable, StaleBoundaryIsTheRecordTime) {
-    EXPECT_EQ(decide(query_fact(999), observed(trade_state::notpay), recorded(trade_state::success, 1000)).result,
-              outcome::stale);
-    EXPECT_EQ(decide(query_fact(1000), observed(trade_state::notpay), recorded(trade_state::success, 1000)).result,
-              outcome::regression);
+    EXPECT_EQ(
+        decide(query_fact(999), observed(trade_state::notpay), recorded(trade_state::success, 1000)).result,
+        outcome::stale);
+    EXPECT_EQ(
+        decide(query_fact(1000), observed(trade_state::notpay), recorded(trade_state::success, 1000)).result,
+        outcome::regression);
 }
 
 TEST(TransitionTable, UnknownOrderIsCreatedAndFlagged) {
@@ -148,7 +152,8 @@ TEST(TransitionTable, PaymentNotificationAfterItsRefundIsConsistent) {
     EXPECT_TRUE(d.record_payment_details);
     EXPECT_TRUE(d.open.empty());
     // Once the payment details are known, the same notification changes nothing.
-    EXPECT_EQ(decide(f, observed(trade_state::success), recorded(trade_state::refund)).result, outcome::unchanged);
+    EXPECT_EQ(decide(f, observed(trade_state::success), recorded(trade_state::refund)).result,
+              outcome::unchanged);
 }
 
 TEST(TransitionTable, PaymentAfterASuccessfulRefundGoesStraightToRefund) {
@@ -175,7 +180,8 @@ TEST(RefundTable, ForwardMoves) {
         for (auto to : all_refund_statuses) {
             bool expected = false;
             if (from == refund_status::processing) expected = to != from;
-            if (from == refund_status::abnormal) expected = to == refund_status::success || to == refund_status::closed;
+            if (from == refund_status::abnormal)
+                expected = to == refund_status::success || to == refund_status::closed;
             EXPECT_EQ(is_forward(from, to), expected) << to_string(from) << " -> " << to_string(to);
         }
     }
@@ -239,8 +245,10 @@ TEST(RefundTable, RefundWithoutPaymentIsStoredAndFlagged) {
 TEST(RefundTable, UnauthenticatedRefundNeedsAMatchingPaidOrder) {
     auto r = refund(refund_status::success);
     r.require_paid_order_match = true;
-    EXPECT_EQ(decide(query_fact(2000), r, recorded(trade_state::success), std::nullopt).result, outcome::applied);
-    EXPECT_EQ(decide(query_fact(2000), r, recorded(trade_state::notpay), std::nullopt).result, outcome::unmatched);
+    EXPECT_EQ(decide(query_fact(2000), r, recorded(trade_state::success), std::nullopt).result,
+              outcome::applied);
+    EXPECT_EQ(decide(query_fact(2000), r, recorded(trade_state::notpay), std::nullopt).result,
+              outcome::unmatched);
     EXPECT_EQ(decide(query_fact(2000), r, std::nullopt, std::nullopt).result, outcome::unmatched);
     auto wrong_total = r;
     wrong_total.amount_total = 99;
@@ -265,9 +273,9 @@ TEST(PollSchedule, DelaysThenIntervalUntilExpiry) {
     const micros created = 1000 * s, expire = created + 1800 * s;
     EXPECT_EQ(query_due(sch, created, expire, 0), created + 5 * s);
     EXPECT_EQ(query_due(sch, created, expire, 2), created + 60 * s);
-    EXPECT_EQ(query_due(sch, created, expire, 3), created + 660 * s);   // last delay + 1 interval
+    EXPECT_EQ(query_due(sch, created, expire, 3), created + 660 * s);  // last delay + 1 interval
     EXPECT_EQ(query_due(sch, created, expire, 4), created + 1260 * s);
-    EXPECT_EQ(query_due(sch, created, expire, 5), std::nullopt);        // 1860 s is past expiry
+    EXPECT_EQ(query_due(sch, created, expire, 5), std::nullopt);  // 1860 s is past expiry
     EXPECT_EQ(close_due(sch, created, expire, false), expire + 60 * s);
 }
 
@@ -278,11 +286,14 @@ TEST(PollSchedule, MissedSlotsAreSkippedNotMadeUp) {
     EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 6 * s), created + 30 * s);
     // After a downtime: the first slot far enough after now, whatever number the order was at.
     EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 40 * s), created + 60 * s);
-    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 45 * s), created + 660 * s);  // 60 s is too close
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 45 * s),
+              created + 660 * s);  // 60 s is too close
     EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 61 * s), created + 660 * s);
     EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 1300 * s), created + 1860 * s);
-    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 1860 * s), created + 2460 * s);  // due at now: next
-    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 2500 * s), std::nullopt);      // 3060 s is past expiry
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 1860 * s),
+              created + 2460 * s);  // due at now: next
+    EXPECT_EQ(next_query_due(sch, created, expire, 1, created + 2500 * s),
+              std::nullopt);  // 3060 s is past expiry
     // A later number than now implies is kept.
     EXPECT_EQ(next_query_due(sch, created, expire, 4, created + 6 * s), created + 1260 * s);
 }

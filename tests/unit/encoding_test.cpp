@@ -155,7 +155,8 @@ TEST(iequals, ignores_ascii_case_only) {
 }
 
 TEST(single_line, turns_line_breaks_and_control_characters_into_spaces) {
-    EXPECT_EQ(single_line("ERROR:  canceling statement\nCONTEXT: x\r\n\tend"), "ERROR:  canceling statement CONTEXT: x   end");
+    EXPECT_EQ(single_line("ERROR:  canceling statement\nCONTEXT: x\r\n\tend"),
+              "ERROR:  canceling statement CONTEXT: x   end");
     EXPECT_EQ(single_line("中文 ok"), "中文 ok");  // UTF-8 bytes are not control characters
     EXPECT_EQ(single_line(std::string("a\0b\x7f", 4)), "a b ");
 }

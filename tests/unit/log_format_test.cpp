@@ -28,7 +28,8 @@ TEST(JsonLogLine, FieldsComeFromKeyValuePairs) {
     EXPECT_DOUBLE_EQ(double(doc["ms"]), 3.4);
     EXPECT_EQ(std::string_view(doc["detail"]), "a \"quoted\" word");
     EXPECT_EQ(std::string_view(doc["level"]), "info");
-    const auto words = parse(parser, json_log_line("t", "info", "poll: closed locally mchid=1 (never placed)"));
+    const auto words =
+        parse(parser, json_log_line("t", "info", "poll: closed locally mchid=1 (never placed)"));
     EXPECT_EQ(std::string_view(words["event"]), "closed locally (never placed)");
 }
 
@@ -43,15 +44,16 @@ TEST(JsonLogLine, HostileValuesNeitherBreakTheLineNorForgeFields) {
     EXPECT_EQ(std::string_view(doc["detail"]), forged);
 
     // Unescaped, the same text still yields valid JSON with the first value of each key kept.
-    const auto raw = parse(parser, json_log_line("t", "info", "notify: result=rejected detail=\"" + forged + "\""));
+    const auto raw =
+        parse(parser, json_log_line("t", "info", "notify: result=rejected detail=\"" + forged + "\""));
     EXPECT_EQ(std::string_view(raw["result"]), "rejected");
     EXPECT_EQ(std::string_view(raw["level"]), "info");
     std::string_view ms;
     EXPECT_FALSE(raw["ms"].get(ms)) << "nan is not a JSON number, so it stays a string";
     EXPECT_EQ(ms, "nan");
 
-    for (const char* odd : {"a=\"unterminated", "trailing\\", "=leading", "k=", "k=\"\\", "ms=01", "ms=.5", "ms=-",
-                            "\x01\x02 control=\x7f", "中文=值 ms=1e5"})
+    for (const char* odd : {"a=\"unterminated", "trailing\\", "=leading", "k=", "k=\"\\", "ms=01", "ms=.5",
+                            "ms=-", "\x01\x02 control=\x7f", "中文=值 ms=1e5"})
         parse(parser, json_log_line("t", "warning", odd));
 }
 

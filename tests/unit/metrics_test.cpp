@@ -18,7 +18,8 @@ TEST(Metrics, LabelValuesAreEscaped) {
     m.add("wxrecon_test_total", {{"reason", "a \"quoted\" back\\slash\nnewline"}});
     const std::string text = m.render();
     EXPECT_TRUE(has_line(text, "# TYPE wxrecon_test_total counter")) << text;
-    EXPECT_TRUE(has_line(text, "wxrecon_test_total{reason=\"a \\\"quoted\\\" back\\\\slash\\nnewline\"} 1")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_test_total{reason=\"a \\\"quoted\\\" back\\\\slash\\nnewline\"} 1"))
+        << text;
 }
 
 TEST(Metrics, HistogramBucketsAreCumulativeWithSumAndCount) {
@@ -42,7 +43,8 @@ TEST(Metrics, ReplacedGaugeFamilyKeepsOnlyTheNewSeries) {
     m.replace("wxrecon_key_expiry_timestamp_seconds", {{{{"mchid", "1"}, {"serial", "OLD"}}, 100}});
     m.replace("wxrecon_key_expiry_timestamp_seconds", {{{{"mchid", "1"}, {"serial", "NEW"}}, 200}});
     const std::string text = m.render();
-    EXPECT_TRUE(has_line(text, "wxrecon_key_expiry_timestamp_seconds{mchid=\"1\",serial=\"NEW\"} 200")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_key_expiry_timestamp_seconds{mchid=\"1\",serial=\"NEW\"} 200"))
+        << text;
     EXPECT_EQ(text.find("OLD"), std::string::npos) << "a rotated-out certificate disappears";
 }
 
@@ -51,9 +53,10 @@ TEST(Metrics, StandardFamiliesHaveTheirTypes) {
     for (const char* line :
          {"# TYPE wxrecon_notifications_total counter", "# TYPE wxrecon_signature_probes_total counter",
           "# TYPE wxrecon_notification_seconds histogram", "# TYPE wxrecon_queries_total counter",
-          "# TYPE wxrecon_orders gauge", "# TYPE wxrecon_stuck_orders gauge", "# TYPE wxrecon_poll_lag_seconds gauge",
-          "# TYPE wxrecon_db_up gauge", "# TYPE wxrecon_key_expiry_timestamp_seconds gauge",
-          "# TYPE process_resident_memory_bytes gauge", "# TYPE process_cpu_seconds_total counter"})
+          "# TYPE wxrecon_orders gauge", "# TYPE wxrecon_stuck_orders gauge",
+          "# TYPE wxrecon_poll_lag_seconds gauge", "# TYPE wxrecon_db_up gauge",
+          "# TYPE wxrecon_key_expiry_timestamp_seconds gauge", "# TYPE process_resident_memory_bytes gauge",
+          "# TYPE process_cpu_seconds_total counter"})
         EXPECT_TRUE(has_line(text, line)) << line;
 }
 

@@ -10,15 +10,21 @@ namespace wxrecon::protocol {
 namespace {
 
 const std::string official_pay_sign_v3 =
-    "mI35pfNEQV6777ke/1T+LJLQDNTm7yeoUJH+j/adPGhmCCi0PbgkvYQTRcXH0uibcLVtvFLdGLpmoYO9FV6lBBsTAjuhh5YOvQi0e2g3e0yytitiN"
-    "ET9FEuqM0pjnKfRW4K6LIZDdbWJv9KhZUx3DrJa5TL7OJ7VdADVivxVySIlPVKjGwuCXzuXSJes0UcILgWQUMyha5/3nYofuHtS7r+KYyMuxD+oJ9"
-    "VM1Qdxk4UIG59CP5Y3wtYIFybyF3bdu1caHTRRX+DLyMXyYA/IrTmiW01c4RPjpHBX5Dk1sZyY1zVsWNsvMHr2e1NTWtBxKJ+qk5N61J7caYoepH"
+    "mI35pfNEQV6777ke/1T+LJLQDNTm7yeoUJH+j/"
+    "adPGhmCCi0PbgkvYQTRcXH0uibcLVtvFLdGLpmoYO9FV6lBBsTAjuhh5YOvQi0e2g3e0yytitiN"
+    "ET9FEuqM0pjnKfRW4K6LIZDdbWJv9KhZUx3DrJa5TL7OJ7VdADVivxVySIlPVKjGwuCXzuXSJes0UcILgWQUMyha5/"
+    "3nYofuHtS7r+KYyMuxD+oJ9"
+    "VM1Qdxk4UIG59CP5Y3wtYIFybyF3bdu1caHTRRX+DLyMXyYA/"
+    "IrTmiW01c4RPjpHBX5Dk1sZyY1zVsWNsvMHr2e1NTWtBxKJ+qk5N61J7caYoepH"
     "Faxw==";
 // The same data signed APP-style (bare prepay_id on line 4): what a mini program must not get.
 const std::string app_style_pay_sign =
-    "gXx9KhTP6IooKV1SuG3OCGlBIgZbKtubCZvnau6khw1iffvNT28IzLbKmztq2xA/RCNbZa1XOsoiuVmAEeTZQicWfhv4P+O4oBRIrx0X9f3cnWFkM"
-    "BU9alTWs0nyQ1N9fcILOTe0f4kxOhVh+/Xhn5hOiUK7Sz3XA1mcpa3R2NCWf/e+0ow/RDf15iTymOHgDrEkT/gedg/3E0iXfDX3mFicSZhrHESZD"
-    "OTXcl9RzELREBUFznd/o2NQM99WcL86m23HY0cTy+QGWU4QDmNrbQ9ihmLW71qPb0Cx/d7EQvw/Kyx0A6s64ZQp3hHdcmiRcLnjVXrKCk7LShaCK+"
+    "gXx9KhTP6IooKV1SuG3OCGlBIgZbKtubCZvnau6khw1iffvNT28IzLbKmztq2xA/"
+    "RCNbZa1XOsoiuVmAEeTZQicWfhv4P+O4oBRIrx0X9f3cnWFkM"
+    "BU9alTWs0nyQ1N9fcILOTe0f4kxOhVh+/Xhn5hOiUK7Sz3XA1mcpa3R2NCWf/e+0ow/RDf15iTymOHgDrEkT/gedg/"
+    "3E0iXfDX3mFicSZhrHESZD"
+    "OTXcl9RzELREBUFznd/o2NQM99WcL86m23HY0cTy+QGWU4QDmNrbQ9ihmLW71qPb0Cx/d7EQvw/"
+    "Kyx0A6s64ZQp3hHdcmiRcLnjVXrKCk7LShaCK+"
     "lS3Q==";
 
 TEST(RequestPayment, ApiV3PaySignIsTheOfficialExample) {
@@ -38,15 +44,15 @@ TEST(RequestPayment, ApiV3PaySignIsTheOfficialExample) {
 }
 
 TEST(RequestPayment, ApiV2PaySignIsTheOfficialExample) {
-    const auto p = sign_request_payment_v2("qazwsxedcrfvtgbyhnujmikolp111111", v2::sign_type::md5, "wxd678efh567hg6787",
-                                           "wx2017033010242291fcfe0db70013231072", 1490840662,
-                                           "5K8264ILTKCH16CQ2502SI8ZNMTM67VS");
+    const auto p = sign_request_payment_v2("qazwsxedcrfvtgbyhnujmikolp111111", v2::sign_type::md5,
+                                           "wxd678efh567hg6787", "wx2017033010242291fcfe0db70013231072",
+                                           1490840662, "5K8264ILTKCH16CQ2502SI8ZNMTM67VS");
     EXPECT_EQ(p.pay_sign, "22D9B4E54AB1950F51E0649E8810ACD6");
     EXPECT_EQ(p.sign_type, "MD5");
     // HMAC-SHA256 signs the same five fields, signType included, keyed with the APIv2 key.
     const auto h = sign_request_payment_v2("qazwsxedcrfvtgbyhnujmikolp111111", v2::sign_type::hmac_sha256,
-                                           "wxd678efh567hg6787", "wx2017033010242291fcfe0db70013231072", 1490840662,
-                                           "5K8264ILTKCH16CQ2502SI8ZNMTM67VS");
+                                           "wxd678efh567hg6787", "wx2017033010242291fcfe0db70013231072",
+                                           1490840662, "5K8264ILTKCH16CQ2502SI8ZNMTM67VS");
     EXPECT_EQ(h.sign_type, "HMAC-SHA256");
     const v2::fields signed_fields{{"appId", "wxd678efh567hg6787"},
                                    {"nonceStr", "5K8264ILTKCH16CQ2502SI8ZNMTM67VS"},
@@ -59,13 +65,14 @@ TEST(RequestPayment, ApiV2PaySignIsTheOfficialExample) {
 }
 
 TEST(RequestPayment, JsonCarriesTheSixFieldsByTheirFrontEndNames) {
-    const auto p = sign_request_payment_v2("qazwsxedcrfvtgbyhnujmikolp111111", v2::sign_type::md5, "wxd678efh567hg6787",
-                                           "wx2017033010242291fcfe0db70013231072", 1490840662,
-                                           "5K8264ILTKCH16CQ2502SI8ZNMTM67VS");
-    EXPECT_EQ(p.json(),
-              "{\"appId\":\"wxd678efh567hg6787\",\"timeStamp\":\"1490840662\",\"nonceStr\":"
-              "\"5K8264ILTKCH16CQ2502SI8ZNMTM67VS\",\"package\":\"prepay_id=wx2017033010242291fcfe0db70013231072\","
-              "\"signType\":\"MD5\",\"paySign\":\"22D9B4E54AB1950F51E0649E8810ACD6\"}");
+    const auto p = sign_request_payment_v2("qazwsxedcrfvtgbyhnujmikolp111111", v2::sign_type::md5,
+                                           "wxd678efh567hg6787", "wx2017033010242291fcfe0db70013231072",
+                                           1490840662, "5K8264ILTKCH16CQ2502SI8ZNMTM67VS");
+    EXPECT_EQ(
+        p.json(),
+        "{\"appId\":\"wxd678efh567hg6787\",\"timeStamp\":\"1490840662\",\"nonceStr\":"
+        "\"5K8264ILTKCH16CQ2502SI8ZNMTM67VS\",\"package\":\"prepay_id=wx2017033010242291fcfe0db70013231072\","
+        "\"signType\":\"MD5\",\"paySign\":\"22D9B4E54AB1950F51E0649E8810ACD6\"}");
 }
 
 }  // namespace

@@ -15,9 +15,12 @@ constexpr std::int64_t example_time = 1554208460;
 const std::string example_nonce = "593BEC0C930BF1AFEB40B4A08C8FB242";
 const std::string example_serial = "408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB";
 const std::string example_get_signature =
-    "Lc9VXxmeonkdV8Xk9tmigQFLhl0vRWTerdmoRu01aAnYwIrD/5nsSwE1WlmZGLRlAFTNQ3QsMa0+VRDlJp1Wp5p0nO8EK68b5sJBbjouxaFc"
-    "iIfq1zfDWWz+jqhcMoKXI1A6dPm1AW7D4d30WsMTNzp6g23OXakIsh9LO3lUmwvTuE0BY8ncf6tNGk4wKmvXwERd/ZpoQY3MAVKz+Nakwc+2"
-    "XBmzT66KcUehU5kr4IvGa/lEU5RZb/q00zP9VLdBhC/jQSX3X1UcJLCtEc4gTmib4tnmAT+bHF/e17ZAuxDNcx6rqT8gNEXqaJGG+1OflMSTU2"
+    "Lc9VXxmeonkdV8Xk9tmigQFLhl0vRWTerdmoRu01aAnYwIrD/"
+    "5nsSwE1WlmZGLRlAFTNQ3QsMa0+VRDlJp1Wp5p0nO8EK68b5sJBbjouxaFc"
+    "iIfq1zfDWWz+jqhcMoKXI1A6dPm1AW7D4d30WsMTNzp6g23OXakIsh9LO3lUmwvTuE0BY8ncf6tNGk4wKmvXwERd/"
+    "ZpoQY3MAVKz+Nakwc+2"
+    "XBmzT66KcUehU5kr4IvGa/lEU5RZb/q00zP9VLdBhC/jQSX3X1UcJLCtEc4gTmib4tnmAT+bHF/"
+    "e17ZAuxDNcx6rqT8gNEXqaJGG+1OflMSTU2"
     "tpyG65G4dMKdFcoA==";
 
 crypto::private_key official_key() {
@@ -27,14 +30,15 @@ crypto::private_key official_key() {
 }
 
 TEST(RequestSigning, StringToSignMatchesTheOfficialGetExample) {
-    EXPECT_EQ(message_to_sign("GET", "/v3/refund/domestic/refunds/123123123123", "1554208460", example_nonce, ""),
-              "GET\n/v3/refund/domestic/refunds/123123123123\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n");
+    EXPECT_EQ(
+        message_to_sign("GET", "/v3/refund/domestic/refunds/123123123123", "1554208460", example_nonce, ""),
+        "GET\n/v3/refund/domestic/refunds/123123123123\n1554208460\n593BEC0C930BF1AFEB40B4A08C8FB242\n\n");
 }
 
 TEST(RequestSigning, ParsesTheOfficialHeaderInTheJavaSampleOrder) {
     const std::string header = "WECHATPAY2-SHA256-RSA2048 mchid=\"1900007291\",nonce_str=\"" + example_nonce +
-                               "\",signature=\"" + example_get_signature + "\",timestamp=\"1554208460\",serial_no=\"" +
-                               example_serial + "\"";
+                               "\",signature=\"" + example_get_signature +
+                               "\",timestamp=\"1554208460\",serial_no=\"" + example_serial + "\"";
     const auto a = parse_authorization(header);
     ASSERT_TRUE(a.has_value()) << a.err().message;
     EXPECT_EQ(a->mchid, "1900007291");
@@ -44,11 +48,15 @@ TEST(RequestSigning, ParsesTheOfficialHeaderInTheJavaSampleOrder) {
     EXPECT_EQ(a->signature, example_get_signature);
     // And the official signature verifies through the same path the simulator uses.
     const auto key = official_key().public_part();
-    EXPECT_TRUE(verify_request(*a, "GET", "/v3/refund/domestic/refunds/123123123123", "", key, example_time + 10).has_value());
-    const auto wrong_url = verify_request(*a, "GET", "/v3/refund/domestic/refunds/123123123124", "", key, example_time);
+    EXPECT_TRUE(
+        verify_request(*a, "GET", "/v3/refund/domestic/refunds/123123123123", "", key, example_time + 10)
+            .has_value());
+    const auto wrong_url =
+        verify_request(*a, "GET", "/v3/refund/domestic/refunds/123123123124", "", key, example_time);
     ASSERT_FALSE(wrong_url.has_value());
     EXPECT_EQ(wrong_url.err().code, errc::bad_signature);
-    const auto late = verify_request(*a, "GET", "/v3/refund/domestic/refunds/123123123123", "", key, example_time + 301);
+    const auto late =
+        verify_request(*a, "GET", "/v3/refund/domestic/refunds/123123123123", "", key, example_time + 301);
     ASSERT_FALSE(late.has_value());
     EXPECT_EQ(late.err().code, errc::stale_timestamp);
 }
@@ -57,7 +65,8 @@ TEST(RequestSigning, FormatsTheGoSdkOrderAndRoundTrips) {
     authorization a{"1900007291", example_nonce, "1554208460", example_serial, "c2ln"};
     const std::string header = format_authorization(a);
     EXPECT_EQ(header, "WECHATPAY2-SHA256-RSA2048 mchid=\"1900007291\",nonce_str=\"" + example_nonce +
-                          "\",timestamp=\"1554208460\",serial_no=\"" + example_serial + "\",signature=\"c2ln\"");
+                          "\",timestamp=\"1554208460\",serial_no=\"" + example_serial +
+                          "\",signature=\"c2ln\"");
     const auto back = parse_authorization(header);
     ASSERT_TRUE(back.has_value());
     EXPECT_EQ(back->signature, "c2ln");
@@ -95,8 +104,9 @@ TEST(RequestSigning, SignRequestProducesAVerifiableHeader) {
     const auto a = parse_authorization(*header);
     ASSERT_TRUE(a.has_value());
     EXPECT_EQ(a->nonce_str.size(), 32u);
-    EXPECT_TRUE(verify_request(*a, "POST", "/v3/pay/transactions/out-trade-no/T1/close", body, key.public_part(),
-                               example_time).has_value());
+    EXPECT_TRUE(verify_request(*a, "POST", "/v3/pay/transactions/out-trade-no/T1/close", body,
+                               key.public_part(), example_time)
+                    .has_value());
     const auto tampered = verify_request(*a, "POST", "/v3/pay/transactions/out-trade-no/T1/close",
                                          R"({"mchid":"1900007292"})", key.public_part(), example_time);
     EXPECT_FALSE(tampered.has_value());
@@ -107,8 +117,8 @@ TEST(ResponseSigning, SignMessageVerifiesWithTheNotificationVerifier) {
     const auto sig = sign_message("", key, "PUB_KEY_ID_0000000000000000000000000000000001", example_time);
     ASSERT_TRUE(sig.has_value());
     const crypto::public_key pub = key.public_part();
-    const auto verdict = verify_signature({sig->timestamp, sig->nonce, sig->signature, sig->serial}, "", example_time,
-                                          [&](std::string_view) { return &pub; });
+    const auto verdict = verify_signature({sig->timestamp, sig->nonce, sig->signature, sig->serial}, "",
+                                          example_time, [&](std::string_view) { return &pub; });
     EXPECT_TRUE(verdict.has_value());
 }
 
@@ -142,7 +152,8 @@ TEST(Certificates, IssuedChainVerifiesWithTheOpensslCli) {
     EXPECT_EQ(leaf->serial, leaf_req.serial_hex);
     EXPECT_EQ(leaf->not_before, leaf_req.not_before);
     EXPECT_EQ(leaf->not_after, leaf_req.not_after);
-    EXPECT_EQ(crypto::public_key_fingerprint(leaf->key), crypto::public_key_fingerprint(leaf_key->public_part()));
+    EXPECT_EQ(crypto::public_key_fingerprint(leaf->key),
+              crypto::public_key_fingerprint(leaf_key->public_part()));
 
     fixtures::write_file(dir / "ca.pem", *ca_pem);
     fixtures::write_file(dir / "leaf.pem", *leaf_pem);

@@ -1,5 +1,5 @@
-// APIv2: flat XML parsing with DTD/entity refusal, MD5 / HMAC-SHA256 signatures (docs/protocol-notes.md §7.2, §7.4, §9.5),
-// the AES-256-ECB refund req_info and Beijing-time parsing.
+// APIv2: flat XML parsing with DTD/entity refusal, MD5 / HMAC-SHA256 signatures (docs/protocol-notes.md §7.2,
+// §7.4, §9.5), the AES-256-ECB refund req_info and Beijing-time parsing.
 #include "protocol/v2.hpp"
 
 #include <gtest/gtest.h>
@@ -23,8 +23,8 @@ const fields official_example = {
     {"nonce_str", "ibuaiVcKdpRxkhJA"},
 };
 
-// docs/protocol-notes.md §9.5 DERIVED notification: wechatpay-php paysuccess fixture plus an empty device_info, which must
-// not take part in the signature.
+// docs/protocol-notes.md §9.5 DERIVED notification: wechatpay-php paysuccess fixture plus an empty
+// device_info, which must not take part in the signature.
 const fields derived_notification = {
     {"appid", "wx2421b1c4370ec43b"},
     {"attach", "支付测试"},
@@ -66,15 +66,16 @@ struct sign_vector {
 };
 
 const std::vector<sign_vector> sign_vectors = {
-    {"docs/protocol-notes.md §7.2 MD5", official_example, official_key, sign_type::md5, "9A0A8659F005D6984697E2CA0A9CF3B7"},
+    {"docs/protocol-notes.md §7.2 MD5", official_example, official_key, sign_type::md5,
+     "9A0A8659F005D6984697E2CA0A9CF3B7"},
     {"docs/protocol-notes.md §7.2 HMAC-SHA256", official_example, official_key, sign_type::hmac_sha256,
      "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6"},
     {"docs/protocol-notes.md §9.5 notification MD5", derived_notification, official_key, sign_type::md5,
      "F3F481B732273AFA2839E877583F311D"},
-    {"docs/protocol-notes.md §9.5 notification HMAC-SHA256", derived_notification, official_key, sign_type::hmac_sha256,
-     "DB7FDDA72B74F16EBD936876F870DEA7E28141AD5AE8D45312B011AD61ACC342"},
-    {"docs/protocol-notes.md §7.4 paySign v2", pay_sign_v2, "qazwsxedcrfvtgbyhnujmikolp111111", sign_type::md5,
-     "22D9B4E54AB1950F51E0649E8810ACD6"},
+    {"docs/protocol-notes.md §9.5 notification HMAC-SHA256", derived_notification, official_key,
+     sign_type::hmac_sha256, "DB7FDDA72B74F16EBD936876F870DEA7E28141AD5AE8D45312B011AD61ACC342"},
+    {"docs/protocol-notes.md §7.4 paySign v2", pay_sign_v2, "qazwsxedcrfvtgbyhnujmikolp111111",
+     sign_type::md5, "22D9B4E54AB1950F51E0649E8810ACD6"},
 };
 
 fields with(fields f, const std::string& name, const std::string& value) {
@@ -441,9 +442,13 @@ namespace wxrecon::protocol::v2 {
 namespace {
 
 TEST(V2ReadPayment, NotificationIsSuccessAndQueryCarriesItsState) {
-    const fields paid{{"out_trade_no", "1409811653"}, {"transaction_id", "1004400740201409030005092168"},
-                      {"total_fee", "101"}, {"cash_fee", "91"}, {"time_end", "20140903131540"},
-                      {"openid", "oUpF8uMEb4qRXf22hE3X68TekukE"}, {"bank_type", "CFT"}};
+    const fields paid{{"out_trade_no", "1409811653"},
+                      {"transaction_id", "1004400740201409030005092168"},
+                      {"total_fee", "101"},
+                      {"cash_fee", "91"},
+                      {"time_end", "20140903131540"},
+                      {"openid", "oUpF8uMEb4qRXf22hE3X68TekukE"},
+                      {"bank_type", "CFT"}};
     const auto p = read_payment(paid);
     ASSERT_TRUE(p.has_value()) << p.err().message;
     EXPECT_EQ(p->state, domain::trade_state::success);
@@ -467,7 +472,8 @@ TEST(V2ReadPayment, RefusesWhatCannotBeAPayment) {
         {{{"out_trade_no", "A"}, {"total_fee", "1.00"}}, "total_fee is not a number"},
         {{{"out_trade_no", "A"}, {"total_fee", "100"}, {"cash_fee", "-1"}}, "cash_fee is not a number"},
         {{{"out_trade_no", "A"}, {"total_fee", "100"}, {"time_end", "2014-09-03"}}, "time_end is not"},
-        {{{"out_trade_no", "A"}, {"total_fee", "100"}, {"time_end", "20140903131540"}}, "needs transaction_id"},
+        {{{"out_trade_no", "A"}, {"total_fee", "100"}, {"time_end", "20140903131540"}},
+         "needs transaction_id"},
     };
     for (const auto& c : cases) {
         const auto p = read_payment(c.f);

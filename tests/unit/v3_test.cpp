@@ -92,9 +92,15 @@ TEST(V3Envelope, OfficialVectorParsesAndItsSixteenByteKeyIsRefused) {
 }
 
 TEST(V3Envelope, HostileBodiesAreErrorsNotCrashes) {
-    const char* bodies[] = {"", "null", "[]", "{", "{\"id\":1}", "{\"id\":\"a\",\"event_type\":\"X\"}",
-                            "{\"id\":\"a\",\"event_type\":\"X\",\"resource\":[]}",
-                            "{\"id\":\"a\",\"event_type\":\"X\",\"resource\":{\"algorithm\":\"AEAD_AES_256_GCM\"}}"};
+    const char* bodies[] = {
+        "",
+        "null",
+        "[]",
+        "{",
+        "{\"id\":1}",
+        "{\"id\":\"a\",\"event_type\":\"X\"}",
+        "{\"id\":\"a\",\"event_type\":\"X\",\"resource\":[]}",
+        "{\"id\":\"a\",\"event_type\":\"X\",\"resource\":{\"algorithm\":\"AEAD_AES_256_GCM\"}}"};
     for (const char* b : bodies) EXPECT_FALSE(parse_envelope(b).has_value()) << b;
 }
 
@@ -109,11 +115,16 @@ TEST(V3Envelope, WrongAlgorithmAndBadBase64AreDecryptFailures) {
 // The DERIVED transaction vector of docs/protocol-notes.md §9.2.
 TEST(V3Transaction, DerivedVectorDecryptsAndParses) {
     const std::string ciphertext =
-        "fCGbTgyG47RB1xNUbNfsU48xCoj5jS4HfzDwc7ROSY8uBCbgWxPu2DiMvBo+CU8l6T8rCFx27uHXvbLeYOpFno7az0uh6ehWiGYFjGtRlaC3"
-        "QnGN7p70mH2dHfqq3x4wXByrT6RRGwN+XvPfDi4kyvtYzshghxe55HFj5SJ1MHM8SGJ++foaube3deQ5b98brxJGZ1ZBpTEPh1JjAnxWx3fo"
-        "7HjyPo6KvqaNXRJwaQ+vFlRjmG1htYDgY11UVotfJ7aLDQFLcJXWWMRXlpwBNnZvB5MBJsLauIB0/PbfkjHj28DfYMkEu0w34UBUiIBu2bTf"
-        "wrREV6btwgBPZEJFH6E2hCsDQguO5qXVg+magE819iIClKFkDzMrcQFYL8tFSPpvy/8aaWQIlQWvyKBMwgGWSWdhvodjszJZROaqNCRTOBMA"
-        "BmUGAYe0yQyGuy6YOplUu7uT06NtrUw4P9t3BU8rWvI6tT6NHAQmh5QRRrYsC9ziVoIOEwkRLmp9+zlYjE7QRoWjR2g2IEUEzrDfAPDm4ikN"
+        "fCGbTgyG47RB1xNUbNfsU48xCoj5jS4HfzDwc7ROSY8uBCbgWxPu2DiMvBo+"
+        "CU8l6T8rCFx27uHXvbLeYOpFno7az0uh6ehWiGYFjGtRlaC3"
+        "QnGN7p70mH2dHfqq3x4wXByrT6RRGwN+XvPfDi4kyvtYzshghxe55HFj5SJ1MHM8SGJ++"
+        "foaube3deQ5b98brxJGZ1ZBpTEPh1JjAnxWx3fo"
+        "7HjyPo6KvqaNXRJwaQ+vFlRjmG1htYDgY11UVotfJ7aLDQFLcJXWWMRXlpwBNnZvB5MBJsLauIB0/"
+        "PbfkjHj28DfYMkEu0w34UBUiIBu2bTf"
+        "wrREV6btwgBPZEJFH6E2hCsDQguO5qXVg+magE819iIClKFkDzMrcQFYL8tFSPpvy/"
+        "8aaWQIlQWvyKBMwgGWSWdhvodjszJZROaqNCRTOBMA"
+        "BmUGAYe0yQyGuy6YOplUu7uT06NtrUw4P9t3BU8rWvI6tT6NHAQmh5QRRrYsC9ziVoIOEwkRLmp9+"
+        "zlYjE7QRoWjR2g2IEUEzrDfAPDm4ikN"
         "YCj1Drm9JkpOBP5SacKnZ25P9QnCv18FQ9nEuYs23HXFFA886TiQjUZ+";
     const resource r{"AEAD_AES_256_GCM", ciphertext, "EtBsrrWLbVSr", "transaction", "transaction"};
     const auto plain = decrypt_resource(r, "a7cde1ZJB1kG2e7VfTs3jQzaWizur8Gb");
@@ -171,11 +182,13 @@ TEST(V3Refund, ParsesNotificationAndApiSpellings) {
         R"({"mchid":"1","out_trade_no":"T1","out_refund_no":"R1","status":"PROCESSING","amount":{"refund":1}})");
     ASSERT_TRUE(api.has_value());
     EXPECT_EQ(api->refund.status, domain::refund_status::processing);
-    EXPECT_FALSE(parse_refund(R"({"mchid":"1","out_trade_no":"T1","out_refund_no":"R1","refund_status":"DONE",)"
-                              R"("amount":{"refund":1}})")
-                     .has_value());
-    EXPECT_FALSE(parse_refund(R"({"mchid":"1","out_trade_no":"T1","out_refund_no":"R1","refund_status":"SUCCESS"})")
-                     .has_value());
+    EXPECT_FALSE(
+        parse_refund(R"({"mchid":"1","out_trade_no":"T1","out_refund_no":"R1","refund_status":"DONE",)"
+                     R"("amount":{"refund":1}})")
+            .has_value());
+    EXPECT_FALSE(
+        parse_refund(R"({"mchid":"1","out_trade_no":"T1","out_refund_no":"R1","refund_status":"SUCCESS"})")
+            .has_value());
 }
 
 TEST(V3RoundTrip, MadeNotificationVerifiesDecryptsAndParses) {
@@ -190,8 +203,9 @@ TEST(V3RoundTrip, MadeNotificationVerifiesDecryptsAndParses) {
     p.amount_total = 990;
     p.payer_total = 900;
     const std::string apiv3_key(32, 'K');
-    const notification_spec spec{"EV-9", "2026-11-26T12:00:00+08:00", "TRANSACTION.SUCCESS", "支付成功",
-                                 "transaction", "transaction", transaction_json("1900000109", p)};
+    const notification_spec spec{
+        "EV-9",        "2026-11-26T12:00:00+08:00",      "TRANSACTION.SUCCESS", "支付成功", "transaction",
+        "transaction", transaction_json("1900000109", p)};
     const auto n = make_notification(spec, apiv3_key, *key, "PUB_KEY_ID_01", 1764129600);
     ASSERT_TRUE(n.has_value());
     const auto pub = key->public_part();

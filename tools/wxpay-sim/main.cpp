@@ -1,10 +1,10 @@
 // wxpay-sim: a local WeChat Pay for trying and testing wxrecon without a
 // merchant account. `keys` writes key material, `serve` runs the simulator.
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdio>
@@ -90,22 +90,25 @@ int run_keys(int argc, char** argv) {
         const std::string arg = argv[i];
         if (i + 1 >= argc) return fail("missing value after " + arg);
         const std::string value = argv[++i];
-        if (arg == "--out") o.out = value;
+        if (arg == "--out")
+            o.out = value;
         else if (arg == "--merchants") {
             try {
                 o.merchants = std::stoi(value);
             } catch (const std::exception&) {
                 return fail("--merchants must be a number");
             }
-        } else if (arg == "--api-base") o.api_base = value;
-        else return fail("unknown option " + arg);
+        } else if (arg == "--api-base")
+            o.api_base = value;
+        else
+            return fail("unknown option " + arg);
     }
     if (o.out.empty()) return fail("keys needs --out DIR");
     auto written = sim::write_key_set(o);
     if (!written) return fail(written.err().message);
     for (const auto& m : written->merchants)
-        std::printf("merchant %s appid %s api %s keys %s public key id %s platform serial %s\n", m.mchid.c_str(),
-                    m.appid.c_str(), m.version == sim::api_version::v3 ? "v3" : "v2",
+        std::printf("merchant %s appid %s api %s keys %s public key id %s platform serial %s\n",
+                    m.mchid.c_str(), m.appid.c_str(), m.version == sim::api_version::v3 ? "v3" : "v2",
                     std::string(sim::to_string(m.mode)).c_str(), m.public_key_id.c_str(),
                     m.certificates.back().serial.c_str());
     std::printf("wrote %s/sim.toml and %s/wxrecond-merchants.toml\n", o.out.c_str(), o.out.c_str());
@@ -121,17 +124,28 @@ int run_serve(int argc, char** argv) {
             const std::string arg = argv[i];
             if (i + 1 >= argc) return fail("missing value after " + arg);
             const std::string value = argv[++i];
-            if (arg == "--keys") keys_dir = value;
-            else if (arg == "--listen") o.listen = value;
-            else if (arg == "--tls") o.tls = value == "on" ? true : value == "off" ? false : throw std::invalid_argument("--tls");
-            else if (arg == "--seed") o.seed = std::stoull(value);
-            else if (arg == "--time-scale") o.time_scale = std::stod(value);
-            else if (arg == "--faults") faults = value;
-            else if (arg == "--concurrency") o.delivery_concurrency = std::stoi(value);
-            else if (arg == "--signing-threads") o.signing_threads = std::stoi(value);
-            else if (arg == "--max-orders") o.max_orders = std::stoull(value);
-            else if (arg == "--max-deliveries") o.max_deliveries = std::stoull(value);
-            else return fail("unknown option " + arg);
+            if (arg == "--keys")
+                keys_dir = value;
+            else if (arg == "--listen")
+                o.listen = value;
+            else if (arg == "--tls")
+                o.tls = value == "on" ? true : value == "off" ? false : throw std::invalid_argument("--tls");
+            else if (arg == "--seed")
+                o.seed = std::stoull(value);
+            else if (arg == "--time-scale")
+                o.time_scale = std::stod(value);
+            else if (arg == "--faults")
+                faults = value;
+            else if (arg == "--concurrency")
+                o.delivery_concurrency = std::stoi(value);
+            else if (arg == "--signing-threads")
+                o.signing_threads = std::stoi(value);
+            else if (arg == "--max-orders")
+                o.max_orders = std::stoull(value);
+            else if (arg == "--max-deliveries")
+                o.max_deliveries = std::stoull(value);
+            else
+                return fail("unknown option " + arg);
         }
     } catch (const std::exception&) {
         return fail("an option value is not valid (numbers for counts and rates, on|off for --tls)");
@@ -159,8 +173,9 @@ int run_serve(int argc, char** argv) {
         set.method = "POST";
         set.target = set.path = "/sim/faults";
         set.body = faults;
-        boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> { co_await simulator.handle(set); },
-                              boost::asio::detached);
+        boost::asio::co_spawn(
+            io, [&]() -> boost::asio::awaitable<void> { co_await simulator.handle(set); },
+            boost::asio::detached);
     }
     const auto ep = simulator.endpoint();
     std::printf("wxpay-sim listening on %s:%u\n", ep.address().to_string().c_str(), ep.port());
@@ -168,10 +183,13 @@ int run_serve(int argc, char** argv) {
     boost::asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int) {
         if (ec) return;
-        boost::asio::co_spawn(io, [&]() -> boost::asio::awaitable<void> {
-            co_await simulator.shutdown();
-            io.stop();
-        }, boost::asio::detached);
+        boost::asio::co_spawn(
+            io,
+            [&]() -> boost::asio::awaitable<void> {
+                co_await simulator.shutdown();
+                io.stop();
+            },
+            boost::asio::detached);
     });
     io.run();
     return 0;

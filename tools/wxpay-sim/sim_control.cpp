@@ -328,8 +328,9 @@ reply simulator::control_rotate(std::string_view body) {
     if (!j.error.empty()) return control_error(400, j.error);
     merchant_state* m = merchant(j.str("mchid").value_or(""));
     if (m == nullptr) return control_error(404, "unknown mchid");
-    // "gradual": callbacks move to the new certificate, API answers stay on the current one (docs/protocol-notes.md §2.4: during a
-    // rotation either serial may appear); a plain rotation moves both at once.
+    // "gradual": callbacks move to the new certificate, API answers stay on the current one
+    // (docs/protocol-notes.md §2.4: during a rotation either serial may appear); a plain rotation moves both
+    // at once.
     const bool gradual = j.boolean("gradual").value_or(false);
     const std::size_t current = m->keys->certificates.size() - 1;
     rotate_certificate(*m);

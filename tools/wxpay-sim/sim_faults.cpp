@@ -27,7 +27,8 @@ std::uint64_t splitmix(std::uint64_t x) {
 
 }  // namespace
 
-std::uint64_t seeded_hash(std::uint64_t seed, std::string_view what, std::string_view subject, std::uint64_t n) {
+std::uint64_t seeded_hash(std::uint64_t seed, std::string_view what, std::string_view subject,
+                          std::uint64_t n) {
     std::uint64_t h = 0xcbf29ce484222325ULL ^ splitmix(seed);
     h = fnv1a(h, what);
     h = fnv1a(h, std::string_view("\x1f", 1));
@@ -76,11 +77,16 @@ status apply_fault_json(std::string_view json, fault_config& into) {
         double fault_config::*member;
     };
     static constexpr rate_field rates[] = {
-        {"drop", &fault_config::drop},         {"duplicate", &fault_config::duplicate},
-        {"concurrent", &fault_config::concurrent}, {"delay", &fault_config::delay},
-        {"query_429", &fault_config::query_429},   {"query_500", &fault_config::query_500},
-        {"query_slow", &fault_config::query_slow}, {"bad_response_signature", &fault_config::bad_response_signature},
-        {"forged", &fault_config::forged},         {"probe", &fault_config::probe},
+        {"drop", &fault_config::drop},
+        {"duplicate", &fault_config::duplicate},
+        {"concurrent", &fault_config::concurrent},
+        {"delay", &fault_config::delay},
+        {"query_429", &fault_config::query_429},
+        {"query_500", &fault_config::query_500},
+        {"query_slow", &fault_config::query_slow},
+        {"bad_response_signature", &fault_config::bad_response_signature},
+        {"forged", &fault_config::forged},
+        {"probe", &fault_config::probe},
     };
     struct int_field {
         std::string_view name;
@@ -96,7 +102,8 @@ status apply_fault_json(std::string_view json, fault_config& into) {
         if (k == "mchid") continue;
         if (k == "reorder") {
             bool b = false;
-            if (v.get(b) != simdjson::SUCCESS) return make_error(errc::invalid_argument, "faults: reorder must be true or false");
+            if (v.get(b) != simdjson::SUCCESS)
+                return make_error(errc::invalid_argument, "faults: reorder must be true or false");
             next.reorder = b;
             continue;
         }
@@ -105,7 +112,8 @@ status apply_fault_json(std::string_view json, fault_config& into) {
             if (k != f.name) continue;
             double d = 0;
             if (v.get(d) != simdjson::SUCCESS || !(d >= 0 && d <= 1))
-                return make_error(errc::invalid_argument, "faults: " + std::string(k) + " must be a number from 0 to 1");
+                return make_error(errc::invalid_argument,
+                                  "faults: " + std::string(k) + " must be a number from 0 to 1");
             next.*f.member = d;
             known = true;
         }
@@ -113,7 +121,8 @@ status apply_fault_json(std::string_view json, fault_config& into) {
             if (k != f.name) continue;
             std::int64_t n = 0;
             if (v.get(n) != simdjson::SUCCESS || n < 0 || n > 86'400'000)
-                return make_error(errc::invalid_argument, "faults: " + std::string(k) + " must be an integer from 0 to 86400000");
+                return make_error(errc::invalid_argument,
+                                  "faults: " + std::string(k) + " must be an integer from 0 to 86400000");
             next.*f.member = n;
             known = true;
         }

@@ -27,9 +27,10 @@ status write_text(const fs::path& file, std::string_view text, bool secret) {
     out.close();
     if (!out) return make_error(errc::io_error, "cannot write " + file.string());
     std::error_code ec;
-    fs::permissions(file, secret ? fs::perms::owner_read | fs::perms::owner_write
-                                 : fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
-                                       fs::perms::others_read,
+    fs::permissions(file,
+                    secret ? fs::perms::owner_read | fs::perms::owner_write
+                           : fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                                 fs::perms::others_read,
                     ec);
     return ok;
 }
@@ -57,15 +58,20 @@ result<platform_certificate> issue_platform(const crypto::private_key& ca_key, c
     return platform_certificate{*key, req.serial_hex, *pem, req.not_before, req.not_after};
 }
 
-std::string toml_string(std::string_view s) { return "\"" + std::string(s) + "\""; }
+std::string toml_string(std::string_view s) {
+    return "\"" + std::string(s) + "\"";
+}
 
 }  // namespace
 
 std::string_view to_string(key_mode m) noexcept {
     switch (m) {
-        case key_mode::public_key: return "public_key";
-        case key_mode::platform_cert: return "platform_cert";
-        case key_mode::mixed: return "mixed";
+        case key_mode::public_key:
+            return "public_key";
+        case key_mode::platform_cert:
+            return "platform_cert";
+        case key_mode::mixed:
+            return "mixed";
     }
     return "?";
 }
@@ -91,9 +97,11 @@ result<sim_keys> write_key_set(const keygen_options& o) {
         return make_error(errc::invalid_argument, "--merchants must be from 1 to 99");
     std::error_code ec;
     fs::create_directories(o.out / "ca", ec);
-    if (ec) return make_error(errc::io_error, "cannot create " + (o.out / "ca").string() + ": " + ec.message());
+    if (ec)
+        return make_error(errc::io_error, "cannot create " + (o.out / "ca").string() + ": " + ec.message());
     if (fs::exists(o.out / "sim.toml"))
-        return make_error(errc::invalid_argument, (o.out / "sim.toml").string() + " exists; choose an empty folder");
+        return make_error(errc::invalid_argument,
+                          (o.out / "sim.toml").string() + " exists; choose an empty folder");
     const fs::path dir = fs::absolute(o.out);
 
     sim_keys keys;
@@ -131,19 +139,23 @@ result<sim_keys> write_key_set(const keygen_options& o) {
         if (auto w = write_text(dir / name, text, secret); !w) return w.err();
     }
 
-    std::string sim_toml = "# Written by `wxpay-sim keys`: the simulator's view of its merchants.\n"
-                           "[ca]\ncert_file = \"ca/ca_cert.pem\"\nkey_file = \"ca/ca_key.pem\"\n"
-                           "server_cert_file = \"ca/server_cert.pem\"\nserver_key_file = \"ca/server_key.pem\"\n";
-    std::string fragment = "# Written by `wxpay-sim keys`: [[merchants]] blocks for wxrecond.toml, one per simulated merchant.\n";
+    std::string sim_toml =
+        "# Written by `wxpay-sim keys`: the simulator's view of its merchants.\n"
+        "[ca]\ncert_file = \"ca/ca_cert.pem\"\nkey_file = \"ca/ca_key.pem\"\n"
+        "server_cert_file = \"ca/server_cert.pem\"\nserver_key_file = \"ca/server_key.pem\"\n";
+    std::string fragment =
+        "# Written by `wxpay-sim keys`: [[merchants]] blocks for wxrecond.toml, one per simulated "
+        "merchant.\n";
     for (int i = 0; i < o.merchants; ++i) {
         sim_merchant m;
         m.mchid = std::to_string(1900000101 + i);
         m.appid = "wx" + hex_lower(crypto::random_bytes(8));
         // The merchants cycle through the modes a client must handle.
-        static constexpr std::pair<api_version, key_mode> cycle[] = {{api_version::v3, key_mode::public_key},
-                                                                     {api_version::v2, key_mode::public_key},
-                                                                     {api_version::v3, key_mode::platform_cert},
-                                                                     {api_version::v3, key_mode::mixed}};
+        static constexpr std::pair<api_version, key_mode> cycle[] = {
+            {api_version::v3, key_mode::public_key},
+            {api_version::v2, key_mode::public_key},
+            {api_version::v3, key_mode::platform_cert},
+            {api_version::v3, key_mode::mixed}};
         m.version = cycle[i % 4].first;
         m.mode = cycle[i % 4].second;
         const fs::path md = dir / m.mchid;
@@ -179,9 +191,9 @@ result<sim_keys> write_key_set(const keygen_options& o) {
               std::tuple{"wechatpay_platform_key.pem", crypto::private_key_to_pem(platform->key), true},
               std::tuple{"wechatpay_platform_cert.pem", platform->pem, false},
               std::tuple{"wechatpay_pub_key_private.pem", crypto::private_key_to_pem(*pub_signer), true},
-              std::tuple{"wechatpay_pub_key.pem", crypto::public_key_to_pem(pub_signer->public_part()), false},
-              std::tuple{"apiv3.key", m.apiv3_key, true},
-              std::tuple{"apiv2.key", m.apiv2_key, true},
+              std::tuple{"wechatpay_pub_key.pem", crypto::public_key_to_pem(pub_signer->public_part()),
+                         false},
+              std::tuple{"apiv3.key", m.apiv3_key, true}, std::tuple{"apiv2.key", m.apiv2_key, true},
               std::tuple{"app_secret", m.app_secret, true}}) {
             if (auto w = write_text(md / name, text, secret); !w) return w.err();
         }
@@ -190,22 +202,26 @@ result<sim_keys> write_key_set(const keygen_options& o) {
         const std::string rel = m.mchid + "/";
         sim_toml += "\n[[merchants]]\nmchid = " + toml_string(m.mchid) + "\nappid = " + toml_string(m.appid) +
                     "\napi_version = " + toml_string(m.version == api_version::v3 ? "v3" : "v2") +
-                    "\nkey_mode = " + toml_string(to_string(m.mode)) + "\nmerchant_cert_serial = " +
-                    toml_string(m.merchant_serial) + "\nmerchant_cert_file = " + toml_string(rel + "apiclient_cert.pem") +
+                    "\nkey_mode = " + toml_string(to_string(m.mode)) +
+                    "\nmerchant_cert_serial = " + toml_string(m.merchant_serial) +
+                    "\nmerchant_cert_file = " + toml_string(rel + "apiclient_cert.pem") +
                     "\nplatform_key_file = " + toml_string(rel + "wechatpay_platform_key.pem") +
                     "\nplatform_cert_file = " + toml_string(rel + "wechatpay_platform_cert.pem") +
-                    "\npublic_key_id = " + toml_string(m.public_key_id) + "\npublic_key_private_file = " +
-                    toml_string(rel + "wechatpay_pub_key_private.pem") + "\napiv3_key_file = " + toml_string(rel + "apiv3.key") +
-                    "\napiv2_key_file = " + toml_string(rel + "apiv2.key") + "\napp_secret_file = " +
-                    toml_string(rel + "app_secret") + "\n";
+                    "\npublic_key_id = " + toml_string(m.public_key_id) +
+                    "\npublic_key_private_file = " + toml_string(rel + "wechatpay_pub_key_private.pem") +
+                    "\napiv3_key_file = " + toml_string(rel + "apiv3.key") +
+                    "\napiv2_key_file = " + toml_string(rel + "apiv2.key") +
+                    "\napp_secret_file = " + toml_string(rel + "app_secret") + "\n";
         const std::string abs = (md / "").string();
         fragment += "\n[[merchants]]\nmchid = " + toml_string(m.mchid) + "\nappid = " + toml_string(m.appid) +
                     "\napi_version = " + toml_string(m.version == api_version::v3 ? "v3" : "v2") +
                     "\napi_base = " + toml_string(o.api_base) + "\nmp_api_base = " + toml_string(o.api_base) +
-                    "\napiv3_key_file = " + toml_string(abs + "apiv3.key") + "\napiv2_key_file = " +
-                    toml_string(abs + "apiv2.key") + "\nmerchant_private_key_file = " + toml_string(abs + "apiclient_key.pem") +
-                    "\nmerchant_cert_serial = " + toml_string(m.merchant_serial) + "\nwechatpay_public_key_file = " +
-                    toml_string(abs + "wechatpay_pub_key.pem") + "\nwechatpay_public_key_id = " + toml_string(m.public_key_id) +
+                    "\napiv3_key_file = " + toml_string(abs + "apiv3.key") +
+                    "\napiv2_key_file = " + toml_string(abs + "apiv2.key") +
+                    "\nmerchant_private_key_file = " + toml_string(abs + "apiclient_key.pem") +
+                    "\nmerchant_cert_serial = " + toml_string(m.merchant_serial) +
+                    "\nwechatpay_public_key_file = " + toml_string(abs + "wechatpay_pub_key.pem") +
+                    "\nwechatpay_public_key_id = " + toml_string(m.public_key_id) +
                     "\nplatform_cert_files = [" + toml_string(abs + "wechatpay_platform_cert.pem") + "]" +
                     "\napp_secret_file = " + toml_string(abs + "app_secret") + "\n";
         keys.merchants.push_back(std::move(m));
@@ -228,7 +244,8 @@ result<sim_keys> load_key_set(const fs::path& dir) {
         if (!v) return make_error(errc::config_error, file.string() + ": missing " + std::string(what));
         return *v;
     };
-    auto file_text = [&](const toml::node_view<toml::node>& node, std::string_view what) -> result<std::string> {
+    auto file_text = [&](const toml::node_view<toml::node>& node,
+                         std::string_view what) -> result<std::string> {
         auto name = text(node, what);
         if (!name) return name.err();
         return read_text(dir / *name);
@@ -250,14 +267,18 @@ result<sim_keys> load_key_set(const fs::path& dir) {
     keys.server_key_pem = *server_key;
 
     const toml::array* list = doc["merchants"].as_array();
-    if (list == nullptr || list->empty()) return make_error(errc::config_error, file.string() + ": no [[merchants]]");
+    if (list == nullptr || list->empty())
+        return make_error(errc::config_error, file.string() + ": no [[merchants]]");
     for (const auto& entry : *list) {
         const toml::table* t = entry.as_table();
-        if (t == nullptr) return make_error(errc::config_error, file.string() + ": [[merchants]] entry is not a table");
+        if (t == nullptr)
+            return make_error(errc::config_error, file.string() + ": [[merchants]] entry is not a table");
         const toml::node_view<const toml::node> view(t);
         auto get = [&](std::string_view key) -> result<std::string> {
             const auto v = view[key].value<std::string>();
-            if (!v) return make_error(errc::config_error, file.string() + ": merchants." + std::string(key) + " missing");
+            if (!v)
+                return make_error(errc::config_error,
+                                  file.string() + ": merchants." + std::string(key) + " missing");
             return *v;
         };
         auto read = [&](std::string_view key) -> result<std::string> {
@@ -279,8 +300,8 @@ result<sim_keys> load_key_set(const fs::path& dir) {
         auto apiv3 = read("apiv3_key_file");
         auto apiv2 = read("apiv2_key_file");
         auto secret = read("app_secret_file");
-        for (const auto* r : {&mchid, &appid, &version, &mode, &serial, &merchant_cert, &platform_key, &platform_cert,
-                              &pub_id, &pub_private, &apiv3, &apiv2, &secret})
+        for (const auto* r : {&mchid, &appid, &version, &mode, &serial, &merchant_cert, &platform_key,
+                              &platform_cert, &pub_id, &pub_private, &apiv3, &apiv2, &secret})
             if (!*r) return r->err();
         m.mchid = *mchid;
         m.appid = *appid;
@@ -290,15 +311,19 @@ result<sim_keys> load_key_set(const fs::path& dir) {
                                           : key_mode::public_key;
         m.merchant_serial = *serial;
         auto mcert = crypto::load_certificate_pem(*merchant_cert);
-        if (!mcert) return make_error(errc::config_error, m.mchid + ": merchant_cert_file: " + mcert.err().message);
+        if (!mcert)
+            return make_error(errc::config_error, m.mchid + ": merchant_cert_file: " + mcert.err().message);
         m.merchant_key = mcert->key;
         auto pkey = crypto::load_private_key_pem(*platform_key);
         auto pcert = crypto::load_certificate_pem(*platform_cert);
-        if (!pkey || !pcert) return make_error(errc::config_error, m.mchid + ": platform key or certificate does not load");
+        if (!pkey || !pcert)
+            return make_error(errc::config_error, m.mchid + ": platform key or certificate does not load");
         m.certificates.push_back({*pkey, pcert->serial, pcert->pem, pcert->not_before, pcert->not_after});
         m.public_key_id = *pub_id;
         auto signer = crypto::load_private_key_pem(*pub_private);
-        if (!signer) return make_error(errc::config_error, m.mchid + ": public_key_private_file: " + signer.err().message);
+        if (!signer)
+            return make_error(errc::config_error,
+                              m.mchid + ": public_key_private_file: " + signer.err().message);
         m.public_key_signer = *signer;
         m.apiv3_key = *apiv3;
         m.apiv2_key = *apiv2;

@@ -18,7 +18,7 @@ namespace wxrecon::sim {
 enum class key_mode {
     public_key,     // everything signed with the WeChat Pay public key (PUB_KEY_ID_…)
     platform_cert,  // everything signed with the platform certificate
-    mixed,          // migration: notifications pick either by seed; responses follow the request's Wechatpay-Serial
+    mixed,  // migration: notifications pick either by seed; responses follow the request's Wechatpay-Serial
 };
 std::string_view to_string(key_mode m) noexcept;
 
@@ -36,9 +36,9 @@ struct sim_merchant {
     api_version version = api_version::v3;
     key_mode mode = key_mode::public_key;
     std::string merchant_serial;
-    crypto::public_key merchant_key;       // verifies the merchant's Authorization
-    std::string public_key_id;             // PUB_KEY_ID_…
-    crypto::private_key public_key_signer; // WeChat Pay's side of that public key
+    crypto::public_key merchant_key;                 // verifies the merchant's Authorization
+    std::string public_key_id;                       // PUB_KEY_ID_…
+    crypto::private_key public_key_signer;           // WeChat Pay's side of that public key
     std::vector<platform_certificate> certificates;  // newest last; all are listed by /v3/certificates
     std::string apiv3_key;
     std::string apiv2_key;
@@ -49,7 +49,7 @@ struct sim_keys {
     std::vector<sim_merchant> merchants;
     std::string ca_cert_pem;
     crypto::private_key ca_key;
-    std::string server_cert_pem;   // for HTTPS: localhost / 127.0.0.1, issued by the CA
+    std::string server_cert_pem;  // for HTTPS: localhost / 127.0.0.1, issued by the CA
     std::string server_key_pem;
 
     const sim_merchant* find(std::string_view mchid) const noexcept;
@@ -59,8 +59,8 @@ struct sim_keys {
 struct keygen_options {
     std::filesystem::path out;
     int merchants = 1;
-    std::string api_base = "http://127.0.0.1:8480";   // written into the wxrecond fragment
-    std::int64_t now = 0;                              // Unix seconds; validity starts here
+    std::string api_base = "http://127.0.0.1:8480";  // written into the wxrecond fragment
+    std::int64_t now = 0;                            // Unix seconds; validity starts here
 };
 
 // Writes the set (refusing to overwrite an existing sim.toml) and returns what it wrote.

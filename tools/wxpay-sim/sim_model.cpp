@@ -21,20 +21,30 @@ std::int64_t order_record::refunded() const noexcept {
 
 std::string_view to_string(outcome o) noexcept {
     switch (o) {
-        case outcome::ok: return "ok";
-        case outcome::not_found: return "not_found";
-        case outcome::already_paid: return "already_paid";
-        case outcome::closed: return "closed";
-        case outcome::params_differ: return "params_differ";
-        case outcome::invalid: return "invalid";
-        case outcome::not_enough: return "not_enough";
-        case outcome::not_paid: return "not_paid";
-        case outcome::limit_reached: return "limit_reached";
+        case outcome::ok:
+            return "ok";
+        case outcome::not_found:
+            return "not_found";
+        case outcome::already_paid:
+            return "already_paid";
+        case outcome::closed:
+            return "closed";
+        case outcome::params_differ:
+            return "params_differ";
+        case outcome::invalid:
+            return "invalid";
+        case outcome::not_enough:
+            return "not_enough";
+        case outcome::not_paid:
+            return "not_paid";
+        case outcome::limit_reached:
+            return "limit_reached";
     }
     return "?";
 }
 
-ledger_model::ledger_model(std::uint64_t seed, std::size_t max_orders) : seed_(seed), max_orders_(max_orders) {}
+ledger_model::ledger_model(std::uint64_t seed, std::size_t max_orders)
+    : seed_(seed), max_orders_(max_orders) {}
 
 std::string ledger_model::key(std::string_view mchid, std::string_view id) {
     std::string k;
@@ -69,7 +79,8 @@ void ledger_model::apply_expiry(order_record& o, std::int64_t now) {
 
 op_result<order_record> ledger_model::prepay(const order_request& request, std::int64_t now) {
     op_result<order_record> r;
-    if (request.amount_total <= 0) return {outcome::invalid, nullptr, "amount.total must be a positive integer", false};
+    if (request.amount_total <= 0)
+        return {outcome::invalid, nullptr, "amount.total must be a positive integer", false};
     if (request.out_trade_no.size() < 6 || request.out_trade_no.size() > 32)
         return {outcome::invalid, nullptr, "out_trade_no must be 6 to 32 characters", false};
     for (const char c : request.out_trade_no)
@@ -142,7 +153,8 @@ op_result<order_record> ledger_model::pay(std::string_view mchid, std::string_vi
     return {outcome::ok, o, {}, false};
 }
 
-op_result<order_record> ledger_model::close(std::string_view mchid, std::string_view out_trade_no, std::int64_t now) {
+op_result<order_record> ledger_model::close(std::string_view mchid, std::string_view out_trade_no,
+                                            std::int64_t now) {
     order_record* o = find(mchid, out_trade_no, now);
     if (o == nullptr) return {outcome::not_found, nullptr, "订单不存在", false};
     if (o->state == trade_state::success || o->state == trade_state::refund)
@@ -152,10 +164,12 @@ op_result<order_record> ledger_model::close(std::string_view mchid, std::string_
     return {outcome::ok, o, {}, false};
 }
 
-op_result<order_record> ledger_model::expire(std::string_view mchid, std::string_view out_trade_no, std::int64_t now) {
+op_result<order_record> ledger_model::expire(std::string_view mchid, std::string_view out_trade_no,
+                                             std::int64_t now) {
     order_record* o = find(mchid, out_trade_no, now);
     if (o == nullptr) return {outcome::not_found, nullptr, "订单不存在", false};
-    if (o->state != trade_state::notpay) return {outcome::closed, o, "only an unpaid order can expire", false};
+    if (o->state != trade_state::notpay)
+        return {outcome::closed, o, "only an unpaid order can expire", false};
     o->expire_at = now;
     apply_expiry(*o, now);
     return {outcome::ok, o, {}, false};
@@ -177,7 +191,8 @@ op_result<refund_record> ledger_model::refund(std::string_view mchid, std::strin
     if (o->state != trade_state::success && o->state != trade_state::refund)
         return {outcome::not_paid, nullptr, "订单未支付", false};
     if (amount <= 0) return {outcome::invalid, nullptr, "amount.refund must be a positive integer", false};
-    if (amount > o->payer_total - o->refunded()) return {outcome::not_enough, nullptr, "退款金额超过可退金额", false};
+    if (amount > o->payer_total - o->refunded())
+        return {outcome::not_enough, nullptr, "退款金额超过可退金额", false};
     if (o->refunds.size() >= max_refunds_per_order)
         return {outcome::limit_reached, nullptr, "at most 50 refunds per order", false};
     refund_record r;
@@ -197,13 +212,15 @@ op_result<refund_record> ledger_model::finish_refund(std::string_view mchid, std
                                                      refund_status status, std::int64_t now) {
     refund_record* r = find_refund(mchid, out_refund_no);
     if (r == nullptr) return {outcome::not_found, nullptr, "退款单不存在", false};
-    if (r->status != refund_status::processing) return {outcome::closed, r, "the refund already has its final status", false};
+    if (r->status != refund_status::processing)
+        return {outcome::closed, r, "the refund already has its final status", false};
     r->status = status;
     if (status == refund_status::success) r->success_at = now;
     return {outcome::ok, r, {}, false};
 }
 
-refund_record* ledger_model::find_refund(std::string_view mchid, std::string_view out_refund_no, order_record** order) {
+refund_record* ledger_model::find_refund(std::string_view mchid, std::string_view out_refund_no,
+                                         order_record** order) {
     const auto it = by_refund_.find(key(mchid, out_refund_no));
     if (it == by_refund_.end()) return nullptr;
     order_record& o = orders_.at(it->second);

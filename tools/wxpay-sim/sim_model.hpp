@@ -23,8 +23,8 @@ struct refund_record {
     std::string refund_id;
     std::int64_t amount = 0;
     domain::refund_status status = domain::refund_status::processing;
-    std::int64_t created_at = 0;   // Unix seconds
-    std::int64_t success_at = 0;   // 0 until SUCCESS
+    std::int64_t created_at = 0;  // Unix seconds
+    std::int64_t success_at = 0;  // 0 until SUCCESS
     std::string reason;
     std::string notify_url;
 };
@@ -42,7 +42,7 @@ struct order_record {
     protocol::v2::sign_type v2_sign = protocol::v2::sign_type::md5;
     domain::trade_state state = domain::trade_state::notpay;
     std::string transaction_id;
-    std::int64_t payer_total = 0;   // what the user actually paid
+    std::int64_t payer_total = 0;  // what the user actually paid
     std::int64_t created_at = 0;
     std::int64_t expire_at = 0;
     std::int64_t success_at = 0;
@@ -63,22 +63,22 @@ struct order_request {
     std::string attach;
     std::string notify_url;
     std::int64_t amount_total = 0;
-    std::optional<std::int64_t> expire_at;   // absent: now + 7 days
+    std::optional<std::int64_t> expire_at;  // absent: now + 7 days
     api_version version = api_version::v3;
     protocol::v2::sign_type v2_sign = protocol::v2::sign_type::md5;
-    std::string fingerprint;                 // identical parameters <=> identical fingerprint
+    std::string fingerprint;  // identical parameters <=> identical fingerprint
 };
 
 enum class outcome {
     ok,
-    not_found,          // ORDER_NOT_EXIST / ORDERNOTEXIST
-    already_paid,       // ORDERPAID
-    closed,             // ORDER_CLOSED / ORDERCLOSED
-    params_differ,      // re-entry with other parameters
-    invalid,            // a field is out of range
-    not_enough,         // refund larger than what is left
-    not_paid,           // refund of an unpaid order
-    limit_reached,      // table full, or 50 refunds on one order
+    not_found,      // ORDER_NOT_EXIST / ORDERNOTEXIST
+    already_paid,   // ORDERPAID
+    closed,         // ORDER_CLOSED / ORDERCLOSED
+    params_differ,  // re-entry with other parameters
+    invalid,        // a field is out of range
+    not_enough,     // refund larger than what is left
+    not_paid,       // refund of an unpaid order
+    limit_reached,  // table full, or 50 refunds on one order
 };
 std::string_view to_string(outcome o) noexcept;
 
@@ -86,8 +86,8 @@ template <class T>
 struct op_result {
     outcome code = outcome::ok;
     T* record = nullptr;
-    std::string message;  // why, for the error body
-    bool created = false; // prepay/refund: a new record rather than a re-entry
+    std::string message;   // why, for the error body
+    bool created = false;  // prepay/refund: a new record rather than a re-entry
 };
 
 class ledger_model {
@@ -101,7 +101,8 @@ public:
     op_result<order_record> prepay(const order_request& request, std::int64_t now);
     // Lazily applies expiry: an unpaid order past expire_at is CLOSED from then on.
     order_record* find(std::string_view mchid, std::string_view out_trade_no, std::int64_t now);
-    order_record* find_by_transaction(std::string_view mchid, std::string_view transaction_id, std::int64_t now);
+    order_record* find_by_transaction(std::string_view mchid, std::string_view transaction_id,
+                                      std::int64_t now);
     // The user pays `amount` (the order total unless given). Only NOTPAY orders can be paid.
     op_result<order_record> pay(std::string_view mchid, std::string_view out_trade_no,
                                 std::optional<std::int64_t> amount, std::int64_t now);
@@ -111,12 +112,13 @@ public:
     op_result<order_record> expire(std::string_view mchid, std::string_view out_trade_no, std::int64_t now);
     // A refund request; the same out_refund_no with the same amount returns the existing refund.
     op_result<refund_record> refund(std::string_view mchid, std::string_view out_trade_no,
-                                    std::string_view out_refund_no, std::int64_t amount, std::string_view reason,
-                                    std::string_view notify_url, std::int64_t now);
+                                    std::string_view out_refund_no, std::int64_t amount,
+                                    std::string_view reason, std::string_view notify_url, std::int64_t now);
     // Moves a PROCESSING refund to its final status.
     op_result<refund_record> finish_refund(std::string_view mchid, std::string_view out_refund_no,
                                            domain::refund_status status, std::int64_t now);
-    refund_record* find_refund(std::string_view mchid, std::string_view out_refund_no, order_record** order = nullptr);
+    refund_record* find_refund(std::string_view mchid, std::string_view out_refund_no,
+                               order_record** order = nullptr);
 
     std::size_t size() const noexcept { return orders_.size(); }
     // Every order with its refunds, as JSON: the truth a test compares the merchant's ledger with.
@@ -131,9 +133,9 @@ private:
     std::uint64_t seed_;
     std::uint64_t counter_ = 0;
     std::size_t max_orders_;
-    std::map<std::string, order_record> orders_;          // key(mchid, out_trade_no)
-    std::map<std::string, std::string> by_transaction_;   // key(mchid, transaction_id) -> order key
-    std::map<std::string, std::string> by_refund_;        // key(mchid, out_refund_no) -> order key
+    std::map<std::string, order_record> orders_;         // key(mchid, out_trade_no)
+    std::map<std::string, std::string> by_transaction_;  // key(mchid, transaction_id) -> order key
+    std::map<std::string, std::string> by_refund_;       // key(mchid, out_refund_no) -> order key
 };
 
 }  // namespace wxrecon::sim

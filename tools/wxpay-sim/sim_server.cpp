@@ -88,7 +88,9 @@ void simulator::start() {
     server_ = std::make_unique<net::http_server>(
         io_.get_executor(), net::parse_endpoint(options_.listen), limits,
         [this](inbound_request& r) { return handle(r); },
-        [](std::string_view) { return json_reply(413, v3_error_body("PARAM_ERROR", "request body too large")); },
+        [](std::string_view) {
+            return json_reply(413, v3_error_body("PARAM_ERROR", "request body too large"));
+        },
         "sim", net::http_observer{}, tls);
     server_->start();
 }

@@ -40,10 +40,11 @@ struct sim_options {
     int delivery_concurrency = 64;           // notification POSTs in flight at once
     int signing_threads = 2;
     std::chrono::milliseconds notify_timeout{5000};  // WeChat gives the merchant 5 s
-    wall_clock clock;                   // WeChat Pay's time: timestamps, expiry, success_time
+    wall_clock clock;                                // WeChat Pay's time: timestamps, expiry, success_time
 };
 
-// docs/protocol-notes.md §3.7: after the first attempt, re-sent at these intervals (15 attempts over 24 h 4 min).
+// docs/protocol-notes.md §3.7: after the first attempt, re-sent at these intervals (15 attempts over 24 h 4
+// min).
 inline constexpr std::int64_t retry_schedule_seconds[] = {15,   15,   30,    180,   600,   1200,  1800, 1800,
                                                           1800, 3600, 10800, 10800, 10800, 21600, 21600};
 

@@ -10,13 +10,20 @@ using domain::trade_state;
 
 std::string_view trade_state_desc(trade_state s) noexcept {
     switch (s) {
-        case trade_state::success: return "支付成功";
-        case trade_state::refund: return "转入退款";
-        case trade_state::notpay: return "订单未支付";
-        case trade_state::closed: return "订单已关闭";
-        case trade_state::revoked: return "已撤销";
-        case trade_state::userpaying: return "用户支付中";
-        case trade_state::payerror: return "支付失败";
+        case trade_state::success:
+            return "支付成功";
+        case trade_state::refund:
+            return "转入退款";
+        case trade_state::notpay:
+            return "订单未支付";
+        case trade_state::closed:
+            return "订单已关闭";
+        case trade_state::revoked:
+            return "已撤销";
+        case trade_state::userpaying:
+            return "用户支付中";
+        case trade_state::payerror:
+            return "支付失败";
     }
     return "";
 }
@@ -29,10 +36,14 @@ bool is_paid(const order_record& o) {
 
 std::string_view v2_refund_status(refund_status s) {
     switch (s) {
-        case refund_status::success: return "SUCCESS";
-        case refund_status::abnormal: return "CHANGE";
-        case refund_status::closed: return "REFUNDCLOSE";
-        case refund_status::processing: return "PROCESSING";
+        case refund_status::success:
+            return "SUCCESS";
+        case refund_status::abnormal:
+            return "CHANGE";
+        case refund_status::closed:
+            return "REFUNDCLOSE";
+        case refund_status::processing:
+            return "PROCESSING";
     }
     return "";
 }
@@ -50,9 +61,13 @@ std::string transaction_object(const order_record& o, const protocol_variants& v
     }
     j.add("appid", o.appid).add("mchid", o.mchid).add("out_trade_no", o.out_trade_no);
     if (is_paid(o)) j.add("transaction_id", o.transaction_id);
-    j.add("trade_type", "JSAPI").add("trade_state", domain::to_string(o.state)).add("trade_state_desc", trade_state_desc(o.state));
+    j.add("trade_type", "JSAPI")
+        .add("trade_state", domain::to_string(o.state))
+        .add("trade_state_desc", trade_state_desc(o.state));
     if (is_paid(o)) {
-        j.add("bank_type", "OTHERS").add("attach", o.attach).add("success_time", format_rfc3339(o.success_at));
+        j.add("bank_type", "OTHERS")
+            .add("attach", o.attach)
+            .add("success_time", format_rfc3339(o.success_at));
         j.add_raw("payer", json_object().add("openid", o.openid).str());
         // What WeChat took: the paid amount is the order's total as WeChat knows it.
         j.add_raw("amount", json_object()
@@ -125,7 +140,8 @@ std::string v3_error_body(std::string_view code, std::string_view message) {
 
 std::string beijing_compact(std::int64_t unix_seconds) {
     const std::string t = format_rfc3339(unix_seconds, 480);  // 2026-11-26T20:59:51+08:00
-    return t.substr(0, 4) + t.substr(5, 2) + t.substr(8, 2) + t.substr(11, 2) + t.substr(14, 2) + t.substr(17, 2);
+    return t.substr(0, 4) + t.substr(5, 2) + t.substr(8, 2) + t.substr(11, 2) + t.substr(14, 2) +
+           t.substr(17, 2);
 }
 
 std::string beijing_spaced(std::int64_t unix_seconds) {
@@ -134,9 +150,13 @@ std::string beijing_spaced(std::int64_t unix_seconds) {
 }
 
 protocol::v2::fields v2_order_fields(const order_record& o, std::string_view nonce) {
-    protocol::v2::fields f{{"return_code", "SUCCESS"}, {"return_msg", "OK"},      {"appid", o.appid},
-                           {"mch_id", o.mchid},        {"nonce_str", std::string(nonce)},
-                           {"result_code", "SUCCESS"}, {"out_trade_no", o.out_trade_no},
+    protocol::v2::fields f{{"return_code", "SUCCESS"},
+                           {"return_msg", "OK"},
+                           {"appid", o.appid},
+                           {"mch_id", o.mchid},
+                           {"nonce_str", std::string(nonce)},
+                           {"result_code", "SUCCESS"},
+                           {"out_trade_no", o.out_trade_no},
                            {"trade_state", std::string(domain::to_string(o.state))},
                            {"trade_state_desc", std::string(trade_state_desc(o.state))}};
     if (is_paid(o)) {
@@ -176,7 +196,8 @@ std::string v2_inner_xml(const protocol::v2::fields& f) {
     return "<root>" + xml.substr(5, xml.size() - 11) + "</root>";
 }
 
-void v2_sign(protocol::v2::fields& f, std::string_view api_key, protocol::v2::sign_type type, bool include_sign_type) {
+void v2_sign(protocol::v2::fields& f, std::string_view api_key, protocol::v2::sign_type type,
+             bool include_sign_type) {
     f.erase("sign");
     if (include_sign_type)
         f["sign_type"] = type == protocol::v2::sign_type::md5 ? "MD5" : "HMAC-SHA256";

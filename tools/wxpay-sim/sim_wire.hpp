@@ -34,7 +34,8 @@ protocol::v2::fields v2_order_fields(const order_record& o, std::string_view non
 protocol::v2::fields v2_refund_inner_fields(const order_record& o, const refund_record& r);
 std::string v2_inner_xml(const protocol::v2::fields& f);  // <root>…</root>
 // Adds sign_type (unless omitted) and sign to f.
-void v2_sign(protocol::v2::fields& f, std::string_view api_key, protocol::v2::sign_type type, bool include_sign_type);
+void v2_sign(protocol::v2::fields& f, std::string_view api_key, protocol::v2::sign_type type,
+             bool include_sign_type);
 // return_code SUCCESS, result_code FAIL with err_code — or return_code FAIL when err_code is empty.
 protocol::v2::fields v2_failure(std::string_view err_code, std::string_view message);
 
