@@ -202,12 +202,14 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
     co_return json_error(503, "database unavailable, retry: " + failure);
 }
 
-boost::asio::awaitable<reply> order_api::register_order(const inbound_request& req) {
+// The registration a request asks for, checked field by field; or the 400 (500) to answer with.
+std::variant<reply, order_api::registration_request> order_api::read_registration(
+    const inbound_request& req) const {
     simdjson::dom::parser parser;
     simdjson::padded_string padded(req.body);
     simdjson::dom::object body;
     if (parser.parse(padded).get(body) != simdjson::SUCCESS)
-        co_return json_error(400, "body is not a JSON object");
+        return json_error(400, "body is not a JSON object");
     auto text = [&](std::string_view key) -> std::optional<std::string> {
         std::string_view v;
         if (body[key].get(v) != simdjson::SUCCESS) return std::nullopt;
@@ -218,54 +220,60 @@ boost::asio::awaitable<reply> order_api::register_order(const inbound_request& r
                                                      "appid",        "description",  "currency",
                                                      "payer_openid", "expire_at",    "prepay"};
         if (std::find(std::begin(known), std::end(known), key) == std::end(known))
-            co_return json_error(400, "unknown field " + std::string(key));
+            return json_error(400, "unknown field " + std::string(key));
         (void)value;
     }
     store::order_registration r;
     r.mchid = text("mchid").value_or("");
     const config::merchant_config* merchant = cfg_.find_merchant(r.mchid);
     if (merchant == nullptr)
-        co_return json_error(400, "mchid: no configured merchant has id \"" + r.mchid + "\"");
+        return json_error(400, "mchid: no configured merchant has id \"" + r.mchid + "\"");
     r.out_trade_no = text("out_trade_no").value_or("");
     if (!valid_out_trade_no(r.out_trade_no))
-        co_return json_error(400, "out_trade_no: 1 to 32 characters of [0-9A-Za-z_-|*] required");
+        return json_error(400, "out_trade_no: 1 to 32 characters of [0-9A-Za-z_-|*] required");
     std::int64_t amount = 0;
     if (body["amount_total"].get(amount) != simdjson::SUCCESS || amount <= 0)
-        co_return json_error(400, "amount_total: a positive integer number of fen required");
+        return json_error(400, "amount_total: a positive integer number of fen required");
     r.amount_total = amount;
     r.appid = text("appid").value_or(merchant->appid);
     r.currency = text("currency").value_or("CNY");
     if (r.currency.size() != 3 ||
         !std::all_of(r.currency.begin(), r.currency.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
-        co_return json_error(400, "currency: three upper-case letters required, e.g. CNY");
+        return json_error(400, "currency: three upper-case letters required, e.g. CNY");
     r.description = text("description");
     if (r.description && (r.description->size() > 384 || !is_valid_utf8(*r.description)))
-        co_return json_error(400, "description: at most 127 characters of UTF-8");
+        return json_error(400, "description: at most 127 characters of UTF-8");
     r.payer_openid = text("payer_openid");
     if (r.payer_openid && r.payer_openid->size() > 128)
-        co_return json_error(400, "payer_openid: at most 128 characters");
+        return json_error(400, "payer_openid: at most 128 characters");
     bool prepay = false;
     if (body["prepay"].error() != simdjson::NO_SUCH_FIELD && body["prepay"].get(prepay) != simdjson::SUCCESS)
-        co_return json_error(400, "prepay: true or false required");
+        return json_error(400, "prepay: true or false required");
     if (prepay) {
         if (!r.payer_openid || r.payer_openid->empty())
-            co_return json_error(400,
-                                 "payer_openid: required with prepay (the payer's openid under the appid)");
+            return json_error(400, "payer_openid: required with prepay (the payer's openid under the appid)");
         if (!r.description || r.description->empty())
-            co_return json_error(400, "description: required with prepay (shown in the payer's bill)");
+            return json_error(400, "description: required with prepay (shown in the payer's bill)");
         if (cfg_.server.public_base_url.empty())
-            co_return json_error(500,
-                                 "server.public_base_url is not configured; prepay needs it for notify_url");
+            return json_error(500,
+                              "server.public_base_url is not configured; prepay needs it for notify_url");
     }
     if (const auto expire = text("expire_at")) {
         const auto t = parse_rfc3339(*expire);
-        if (!t) co_return json_error(400, "expire_at: " + t.err().message);
+        if (!t) return json_error(400, "expire_at: " + t.err().message);
         r.expire_at = *t * 1'000'000;
     } else {
         r.expire_at =
             clock_.micros() +
             std::chrono::duration_cast<std::chrono::microseconds>(cfg_.poller.default_expiry).count();
     }
+    return registration_request{std::move(r), merchant, prepay};
+}
+
+boost::asio::awaitable<reply> order_api::register_order(const inbound_request& req) {
+    auto read = read_registration(req);
+    if (auto* refused = std::get_if<reply>(&read)) co_return std::move(*refused);
+    auto& [r, merchant, prepay] = std::get<registration_request>(read);
     const auto result =
         co_await store::register_order(pool_, r, std::chrono::steady_clock::now() + database_deadline);
     if (result.outcome == store::registration_outcome::created)

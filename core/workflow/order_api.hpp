@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -33,6 +34,12 @@ public:
 
 private:
     bool authorized(const inbound_request& req);
+    struct registration_request {
+        store::order_registration registration;
+        const config::merchant_config* merchant = nullptr;
+        bool prepay = false;
+    };
+    std::variant<reply, registration_request> read_registration(const inbound_request& req) const;
     boost::asio::awaitable<reply> register_order(const inbound_request& req);
     boost::asio::awaitable<reply> get_order(std::string mchid, std::string out_trade_no);
     // Places the registered order at WeChat Pay (or reuses its live prepay_id) and answers with the order

@@ -92,6 +92,137 @@ result<platform_certificate> make_platform_certificate(const sim_keys& keys, std
     return issue_platform(keys.ca_key, keys.ca_cert_pem, now);
 }
 
+namespace {
+
+// The simulator's own CA and its HTTPS server certificate, written under dir/ca.
+status write_ca(sim_keys& keys, const fs::path& dir, std::int64_t now) {
+    auto ca_key = crypto::generate_rsa_key();
+    if (!ca_key) return ca_key.err();
+    keys.ca_key = *ca_key;
+    crypto::certificate_request ca_req;
+    ca_req.common_name = "wxpay-sim CA";
+    ca_req.organization = "wxpay-sim";
+    ca_req.serial_hex = upper_hex(16);
+    ca_req.not_before = now - 60;
+    ca_req.not_after = now + 10 * 365LL * 86400;
+    ca_req.is_ca = true;
+    auto ca_pem = crypto::issue_certificate(ca_req, ca_key->public_part(), *ca_key);
+    if (!ca_pem) return ca_pem.err();
+    keys.ca_cert_pem = *ca_pem;
+    auto server_key = crypto::generate_rsa_key();
+    if (!server_key) return server_key.err();
+    crypto::certificate_request server_req;
+    server_req.common_name = "localhost";
+    server_req.organization = "wxpay-sim";
+    server_req.serial_hex = upper_hex(16);
+    server_req.not_before = now - 60;
+    server_req.not_after = now + 2 * 365LL * 86400;
+    server_req.subject_alt_names = {"DNS:localhost", "IP:127.0.0.1", "IP:::1"};
+    auto server_pem = crypto::issue_certificate(server_req, server_key->public_part(), *ca_key, *ca_pem);
+    if (!server_pem) return server_pem.err();
+    keys.server_cert_pem = *server_pem;
+    keys.server_key_pem = crypto::private_key_to_pem(*server_key);
+    for (const auto& [name, text, secret] :
+         {std::tuple{"ca/ca_cert.pem", keys.ca_cert_pem, false},
+          std::tuple{"ca/ca_key.pem", crypto::private_key_to_pem(*ca_key), true},
+          std::tuple{"ca/server_cert.pem", keys.server_cert_pem, false},
+          std::tuple{"ca/server_key.pem", keys.server_key_pem, true}}) {
+        if (auto w = write_text(dir / name, text, secret); !w) return w.err();
+    }
+    return ok;
+}
+
+// One simulated merchant: its keys and certificates, written under dir/<mchid>.
+result<sim_merchant> write_merchant(int i, std::int64_t now, const crypto::private_key& ca_key,
+                                    const std::string& ca_pem, const fs::path& dir) {
+    sim_merchant m;
+    m.mchid = std::to_string(1900000101 + i);
+    m.appid = "wx" + hex_lower(crypto::random_bytes(8));
+    // The merchants cycle through the modes a client must handle.
+    static constexpr std::pair<api_version, key_mode> cycle[] = {{api_version::v3, key_mode::public_key},
+                                                                 {api_version::v2, key_mode::public_key},
+                                                                 {api_version::v3, key_mode::platform_cert},
+                                                                 {api_version::v3, key_mode::mixed}};
+    m.version = cycle[i % 4].first;
+    m.mode = cycle[i % 4].second;
+    const fs::path md = dir / m.mchid;
+    std::error_code ec;
+    fs::create_directories(md, ec);
+    if (ec) return make_error(errc::io_error, "cannot create " + md.string() + ": " + ec.message());
+
+    auto merchant_key = crypto::generate_rsa_key();
+    if (!merchant_key) return merchant_key.err();
+    m.merchant_key = merchant_key->public_part();
+    crypto::certificate_request merchant_req;
+    merchant_req.common_name = m.mchid;
+    merchant_req.organization = "wxpay-sim merchant " + m.mchid;
+    merchant_req.serial_hex = upper_hex(20);
+    merchant_req.not_before = now - 60;
+    merchant_req.not_after = now + five_years;
+    m.merchant_serial = merchant_req.serial_hex;
+    auto merchant_cert = crypto::issue_certificate(merchant_req, m.merchant_key, ca_key, ca_pem);
+    if (!merchant_cert) return merchant_cert.err();
+
+    auto platform = issue_platform(ca_key, ca_pem, now);
+    if (!platform) return platform.err();
+    auto pub_signer = crypto::generate_rsa_key();
+    if (!pub_signer) return pub_signer.err();
+    m.public_key_signer = *pub_signer;
+    m.public_key_id = "PUB_KEY_ID_01" + m.mchid + "20261126" + std::to_string(100000000000LL + i);
+    m.apiv3_key = crypto::random_alnum(32);
+    m.apiv2_key = crypto::random_alnum(32);
+    m.app_secret = hex_lower(crypto::random_bytes(16));
+
+    for (const auto& [name, text, secret] :
+         {std::tuple{"apiclient_key.pem", crypto::private_key_to_pem(*merchant_key), true},
+          std::tuple{"apiclient_cert.pem", *merchant_cert, false},
+          std::tuple{"wechatpay_platform_key.pem", crypto::private_key_to_pem(platform->key), true},
+          std::tuple{"wechatpay_platform_cert.pem", platform->pem, false},
+          std::tuple{"wechatpay_pub_key_private.pem", crypto::private_key_to_pem(*pub_signer), true},
+          std::tuple{"wechatpay_pub_key.pem", crypto::public_key_to_pem(pub_signer->public_part()), false},
+          std::tuple{"apiv3.key", m.apiv3_key, true}, std::tuple{"apiv2.key", m.apiv2_key, true},
+          std::tuple{"app_secret", m.app_secret, true}}) {
+        if (auto w = write_text(md / name, text, secret); !w) return w.err();
+    }
+    m.certificates.push_back(std::move(*platform));
+    return m;
+}
+
+// The merchant as the simulator reads it back (sim.toml), with paths relative to the key set.
+std::string sim_toml_block(const sim_merchant& m) {
+    const std::string rel = m.mchid + "/";
+    return "\n[[merchants]]\nmchid = " + toml_string(m.mchid) + "\nappid = " + toml_string(m.appid) +
+           "\napi_version = " + toml_string(m.version == api_version::v3 ? "v3" : "v2") +
+           "\nkey_mode = " + toml_string(to_string(m.mode)) +
+           "\nmerchant_cert_serial = " + toml_string(m.merchant_serial) +
+           "\nmerchant_cert_file = " + toml_string(rel + "apiclient_cert.pem") +
+           "\nplatform_key_file = " + toml_string(rel + "wechatpay_platform_key.pem") +
+           "\nplatform_cert_file = " + toml_string(rel + "wechatpay_platform_cert.pem") +
+           "\npublic_key_id = " + toml_string(m.public_key_id) +
+           "\npublic_key_private_file = " + toml_string(rel + "wechatpay_pub_key_private.pem") +
+           "\napiv3_key_file = " + toml_string(rel + "apiv3.key") +
+           "\napiv2_key_file = " + toml_string(rel + "apiv2.key") +
+           "\napp_secret_file = " + toml_string(rel + "app_secret") + "\n";
+}
+
+// The merchant as wxrecond's configuration names it, with absolute paths.
+std::string wxrecond_block(const sim_merchant& m, const fs::path& md, const std::string& api_base) {
+    const std::string abs = (md / "").string();
+    return "\n[[merchants]]\nmchid = " + toml_string(m.mchid) + "\nappid = " + toml_string(m.appid) +
+           "\napi_version = " + toml_string(m.version == api_version::v3 ? "v3" : "v2") +
+           "\napi_base = " + toml_string(api_base) + "\nmp_api_base = " + toml_string(api_base) +
+           "\napiv3_key_file = " + toml_string(abs + "apiv3.key") +
+           "\napiv2_key_file = " + toml_string(abs + "apiv2.key") +
+           "\nmerchant_private_key_file = " + toml_string(abs + "apiclient_key.pem") +
+           "\nmerchant_cert_serial = " + toml_string(m.merchant_serial) +
+           "\nwechatpay_public_key_file = " + toml_string(abs + "wechatpay_pub_key.pem") +
+           "\nwechatpay_public_key_id = " + toml_string(m.public_key_id) + "\nplatform_cert_files = [" +
+           toml_string(abs + "wechatpay_platform_cert.pem") + "]" +
+           "\napp_secret_file = " + toml_string(abs + "app_secret") + "\n";
+}
+
+}  // namespace
+
 result<sim_keys> write_key_set(const keygen_options& o) {
     if (o.merchants < 1 || o.merchants > 99)
         return make_error(errc::invalid_argument, "--merchants must be from 1 to 99");
@@ -105,40 +236,7 @@ result<sim_keys> write_key_set(const keygen_options& o) {
     const fs::path dir = fs::absolute(o.out);
 
     sim_keys keys;
-    auto ca_key = crypto::generate_rsa_key();
-    if (!ca_key) return ca_key.err();
-    keys.ca_key = *ca_key;
-    crypto::certificate_request ca_req;
-    ca_req.common_name = "wxpay-sim CA";
-    ca_req.organization = "wxpay-sim";
-    ca_req.serial_hex = upper_hex(16);
-    ca_req.not_before = o.now - 60;
-    ca_req.not_after = o.now + 10 * 365LL * 86400;
-    ca_req.is_ca = true;
-    auto ca_pem = crypto::issue_certificate(ca_req, ca_key->public_part(), *ca_key);
-    if (!ca_pem) return ca_pem.err();
-    keys.ca_cert_pem = *ca_pem;
-    auto server_key = crypto::generate_rsa_key();
-    if (!server_key) return server_key.err();
-    crypto::certificate_request server_req;
-    server_req.common_name = "localhost";
-    server_req.organization = "wxpay-sim";
-    server_req.serial_hex = upper_hex(16);
-    server_req.not_before = o.now - 60;
-    server_req.not_after = o.now + 2 * 365LL * 86400;
-    server_req.subject_alt_names = {"DNS:localhost", "IP:127.0.0.1", "IP:::1"};
-    auto server_pem = crypto::issue_certificate(server_req, server_key->public_part(), *ca_key, *ca_pem);
-    if (!server_pem) return server_pem.err();
-    keys.server_cert_pem = *server_pem;
-    keys.server_key_pem = crypto::private_key_to_pem(*server_key);
-    for (const auto& [name, text, secret] :
-         {std::tuple{"ca/ca_cert.pem", keys.ca_cert_pem, false},
-          std::tuple{"ca/ca_key.pem", crypto::private_key_to_pem(*ca_key), true},
-          std::tuple{"ca/server_cert.pem", keys.server_cert_pem, false},
-          std::tuple{"ca/server_key.pem", keys.server_key_pem, true}}) {
-        if (auto w = write_text(dir / name, text, secret); !w) return w.err();
-    }
-
+    if (auto written = write_ca(keys, dir, o.now); !written) return written.err();
     std::string sim_toml =
         "# Written by `wxpay-sim keys`: the simulator's view of its merchants.\n"
         "[ca]\ncert_file = \"ca/ca_cert.pem\"\nkey_file = \"ca/ca_key.pem\"\n"
@@ -147,84 +245,11 @@ result<sim_keys> write_key_set(const keygen_options& o) {
         "# Written by `wxpay-sim keys`: [[merchants]] blocks for wxrecond.toml, one per simulated "
         "merchant.\n";
     for (int i = 0; i < o.merchants; ++i) {
-        sim_merchant m;
-        m.mchid = std::to_string(1900000101 + i);
-        m.appid = "wx" + hex_lower(crypto::random_bytes(8));
-        // The merchants cycle through the modes a client must handle.
-        static constexpr std::pair<api_version, key_mode> cycle[] = {
-            {api_version::v3, key_mode::public_key},
-            {api_version::v2, key_mode::public_key},
-            {api_version::v3, key_mode::platform_cert},
-            {api_version::v3, key_mode::mixed}};
-        m.version = cycle[i % 4].first;
-        m.mode = cycle[i % 4].second;
-        const fs::path md = dir / m.mchid;
-        fs::create_directories(md, ec);
-        if (ec) return make_error(errc::io_error, "cannot create " + md.string() + ": " + ec.message());
-
-        auto merchant_key = crypto::generate_rsa_key();
-        if (!merchant_key) return merchant_key.err();
-        m.merchant_key = merchant_key->public_part();
-        crypto::certificate_request merchant_req;
-        merchant_req.common_name = m.mchid;
-        merchant_req.organization = "wxpay-sim merchant " + m.mchid;
-        merchant_req.serial_hex = upper_hex(20);
-        merchant_req.not_before = o.now - 60;
-        merchant_req.not_after = o.now + five_years;
-        m.merchant_serial = merchant_req.serial_hex;
-        auto merchant_cert = crypto::issue_certificate(merchant_req, m.merchant_key, *ca_key, *ca_pem);
-        if (!merchant_cert) return merchant_cert.err();
-
-        auto platform = issue_platform(*ca_key, *ca_pem, o.now);
-        if (!platform) return platform.err();
-        auto pub_signer = crypto::generate_rsa_key();
-        if (!pub_signer) return pub_signer.err();
-        m.public_key_signer = *pub_signer;
-        m.public_key_id = "PUB_KEY_ID_01" + m.mchid + "20261126" + std::to_string(100000000000LL + i);
-        m.apiv3_key = crypto::random_alnum(32);
-        m.apiv2_key = crypto::random_alnum(32);
-        m.app_secret = hex_lower(crypto::random_bytes(16));
-
-        for (const auto& [name, text, secret] :
-             {std::tuple{"apiclient_key.pem", crypto::private_key_to_pem(*merchant_key), true},
-              std::tuple{"apiclient_cert.pem", *merchant_cert, false},
-              std::tuple{"wechatpay_platform_key.pem", crypto::private_key_to_pem(platform->key), true},
-              std::tuple{"wechatpay_platform_cert.pem", platform->pem, false},
-              std::tuple{"wechatpay_pub_key_private.pem", crypto::private_key_to_pem(*pub_signer), true},
-              std::tuple{"wechatpay_pub_key.pem", crypto::public_key_to_pem(pub_signer->public_part()),
-                         false},
-              std::tuple{"apiv3.key", m.apiv3_key, true}, std::tuple{"apiv2.key", m.apiv2_key, true},
-              std::tuple{"app_secret", m.app_secret, true}}) {
-            if (auto w = write_text(md / name, text, secret); !w) return w.err();
-        }
-        m.certificates.push_back(std::move(*platform));
-
-        const std::string rel = m.mchid + "/";
-        sim_toml += "\n[[merchants]]\nmchid = " + toml_string(m.mchid) + "\nappid = " + toml_string(m.appid) +
-                    "\napi_version = " + toml_string(m.version == api_version::v3 ? "v3" : "v2") +
-                    "\nkey_mode = " + toml_string(to_string(m.mode)) +
-                    "\nmerchant_cert_serial = " + toml_string(m.merchant_serial) +
-                    "\nmerchant_cert_file = " + toml_string(rel + "apiclient_cert.pem") +
-                    "\nplatform_key_file = " + toml_string(rel + "wechatpay_platform_key.pem") +
-                    "\nplatform_cert_file = " + toml_string(rel + "wechatpay_platform_cert.pem") +
-                    "\npublic_key_id = " + toml_string(m.public_key_id) +
-                    "\npublic_key_private_file = " + toml_string(rel + "wechatpay_pub_key_private.pem") +
-                    "\napiv3_key_file = " + toml_string(rel + "apiv3.key") +
-                    "\napiv2_key_file = " + toml_string(rel + "apiv2.key") +
-                    "\napp_secret_file = " + toml_string(rel + "app_secret") + "\n";
-        const std::string abs = (md / "").string();
-        fragment += "\n[[merchants]]\nmchid = " + toml_string(m.mchid) + "\nappid = " + toml_string(m.appid) +
-                    "\napi_version = " + toml_string(m.version == api_version::v3 ? "v3" : "v2") +
-                    "\napi_base = " + toml_string(o.api_base) + "\nmp_api_base = " + toml_string(o.api_base) +
-                    "\napiv3_key_file = " + toml_string(abs + "apiv3.key") +
-                    "\napiv2_key_file = " + toml_string(abs + "apiv2.key") +
-                    "\nmerchant_private_key_file = " + toml_string(abs + "apiclient_key.pem") +
-                    "\nmerchant_cert_serial = " + toml_string(m.merchant_serial) +
-                    "\nwechatpay_public_key_file = " + toml_string(abs + "wechatpay_pub_key.pem") +
-                    "\nwechatpay_public_key_id = " + toml_string(m.public_key_id) +
-                    "\nplatform_cert_files = [" + toml_string(abs + "wechatpay_platform_cert.pem") + "]" +
-                    "\napp_secret_file = " + toml_string(abs + "app_secret") + "\n";
-        keys.merchants.push_back(std::move(m));
+        auto m = write_merchant(i, o.now, keys.ca_key, keys.ca_cert_pem, dir);
+        if (!m) return m.err();
+        sim_toml += sim_toml_block(*m);
+        fragment += wxrecond_block(*m, dir / m->mchid, o.api_base);
+        keys.merchants.push_back(std::move(*m));
     }
     if (auto w = write_text(dir / "wxrecond-merchants.toml", fragment, false); !w) return w.err();
     if (auto w = write_text(dir / "sim.toml", sim_toml, false); !w) return w.err();
