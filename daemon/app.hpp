@@ -21,6 +21,7 @@ inline constexpr int exit_ok = 0;
 inline constexpr int exit_failure = 1;
 inline constexpr int exit_bad_config = 2;
 inline constexpr int exit_database = 3;
+inline constexpr int exit_bad_input = 4;  // an input file is malformed or disagrees with itself
 
 class application {
 public:

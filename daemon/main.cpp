@@ -5,11 +5,13 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
 #include "app.hpp"
 #include "base/time.hpp"
+#include "bills_command.hpp"
 #include "log_sink.hpp"
 
 namespace {
@@ -18,10 +20,13 @@ using namespace wxrecon;
 
 constexpr const char* usage =
     "usage: wxrecond [--config PATH] [--log-format text|json] [serve|migrate|check-config]\n"
+    "       wxrecond bills check FILE [--kind trade|fundflow]\n"
     "       wxrecond --version\n"
     "  serve         run the daemon until SIGTERM/SIGINT (default)\n"
     "  migrate       apply pending database migrations and exit\n"
     "  check-config  load and validate the configuration and every key file\n"
+    "  bills check   parse a bill file (plain or gzip) offline, print its totals as JSON;\n"
+    "                exit 4 when it is malformed or disagrees with its summary\n"
     "  --log-format  text (default) or json: one JSON object per line, for log shippers\n"
     "default config: /etc/wxrecond/wxrecond.toml\n";
 
@@ -44,6 +49,8 @@ int run(int argc, char** argv) {
             if (arg == "--log-format") ++i;  // read before the logger was installed, in main()
         } else if (arg == "serve" || arg == "migrate" || arg == "check-config") {
             command = arg;
+        } else if (arg == "bills") {  // offline: needs no configuration
+            return daemon::run_bills_command(std::vector<std::string>(argv + i + 1, argv + argc));
         } else {
             std::fprintf(stderr, "wxrecond: unknown argument \"%s\"\n%s", arg.c_str(), usage);
             return daemon::exit_failure;

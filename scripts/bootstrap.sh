@@ -8,6 +8,7 @@ packages=(
   clang-format   # tests/cli/format_test.sh
   libboost1.81-dev libssl-dev libsimdjson-dev libpqxx-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libpugixml-dev libsystemd-dev libgtest-dev
+  zlib1g-dev   # gzip bill downloads (core/base/gzip)
   postgresql-15 postgresql-client-15
   prometheus   # for promtool (tests/cli/alert_rules_test.sh)
   dpkg-dev systemd   # the package and unit tests: cpack's dpkg-shlibdeps, systemd-analyze
