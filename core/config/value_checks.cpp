@@ -1,5 +1,7 @@
 #include "config/value_checks.hpp"
 
+#include "config/config.hpp"
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -208,3 +210,65 @@ result<std::string> check_url(std::string_view text, url_rule rule) {
 }
 
 }  // namespace wxrecon::config::text
+
+namespace wxrecon::config {
+
+using namespace text;
+
+result<duration> parse_duration(std::string_view text) {
+    auto bad = [&](const std::string& why) {
+        return make_error(errc::invalid_argument, "invalid duration " + quote(text) + ": " + why);
+    };
+    if (text.empty()) return bad("empty (expected e.g. \"500ms\", \"5s\", \"1h30m\")");
+    constexpr std::int64_t limit = std::numeric_limits<duration::rep>::max();
+    std::int64_t total_ms = 0;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const std::size_t number_start = i;
+        std::uint64_t number = 0;
+        bool too_large = false;
+        for (; i < text.size() && is_digit(text[i]); ++i) {
+            const auto digit = static_cast<std::uint64_t>(text[i] - '0');
+            if (number > (static_cast<std::uint64_t>(limit) - digit) / 10) too_large = true;
+            if (!too_large) number = number * 10 + digit;
+        }
+        if (i == number_start) {
+            const char c = text[i];
+            if (c == '-') return bad("negative durations are not allowed");
+            if (is_space_or_control(c)) return bad("whitespace is not allowed");
+            if (is_alpha(c)) return bad("a unit must follow a number, e.g. \"5s\"");
+            return bad("unexpected character " + quote(text.substr(i, 1)));
+        }
+        const std::size_t unit_start = i;
+        while (i < text.size() && is_alpha(text[i])) ++i;
+        const std::string_view unit = text.substr(unit_start, i - unit_start);
+        if (unit.empty()) {
+            if (i == text.size())
+                return bad("missing unit after " + std::string(text.substr(number_start)) +
+                           " (units: ms, s, m, h, d)");
+            if (is_space_or_control(text[i])) return bad("whitespace is not allowed");
+            return bad("unexpected character " + quote(text.substr(i, 1)));
+        }
+        std::int64_t unit_ms = 0;
+        if (unit == "ms") {
+            unit_ms = 1;
+        } else if (unit == "s") {
+            unit_ms = 1000;
+        } else if (unit == "m") {
+            unit_ms = 60 * 1000;
+        } else if (unit == "h") {
+            unit_ms = 60 * 60 * 1000;
+        } else if (unit == "d") {
+            unit_ms = 24 * 60 * 60 * 1000;
+        } else {
+            return bad("unknown unit " + quote(unit) + " (units: ms, s, m, h, d)");
+        }
+        if (too_large || number > static_cast<std::uint64_t>(limit / unit_ms)) return bad("too large");
+        const auto part = static_cast<std::int64_t>(number) * unit_ms;
+        if (total_ms > limit - part) return bad("too large");
+        total_ms += part;
+    }
+    return duration(total_ms);
+}
+
+}  // namespace wxrecon::config

@@ -14,28 +14,6 @@
 
 namespace wxrecon::protocol::bill {
 
-const char* to_string(bill_kind kind) noexcept {
-    return kind == bill_kind::trade ? "trade" : "fundflow";
-}
-
-const char* to_string(trade_bill_type type) noexcept {
-    switch (type) {
-        case trade_bill_type::all:
-            return "ALL";
-        case trade_bill_type::success:
-            return "SUCCESS";
-        case trade_bill_type::refund:
-            return "REFUND";
-    }
-    return "?";
-}
-
-std::optional<bill_kind> parse_bill_kind(std::string_view text) noexcept {
-    if (text == "trade") return bill_kind::trade;
-    if (text == "fundflow") return bill_kind::fundflow;
-    return std::nullopt;
-}
-
 namespace {
 
 using namespace detail;
@@ -47,42 +25,6 @@ constexpr char back_tick = '`';
 constexpr std::string_view value_separator = ",`";
 
 // ---- Text helpers --------------------------------------------------------------------------------
-
-// Offset of the first byte that does not start a well-formed UTF-8 character (RFC 3629: no overlong
-// forms, no surrogates, nothing past U+10FFFF), or of a NUL byte, which no column may hold and
-// PostgreSQL text cannot store; npos when the text is clean.
-std::size_t first_bad_utf8(std::string_view s) noexcept {
-    for (std::size_t i = 0; i < s.size();) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c == 0) return i;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        std::size_t n = 0;
-        unsigned char low = 0x80, high = 0xBF;  // the range of the second byte
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            if (c == 0xE0) low = 0xA0;   // overlong
-            if (c == 0xED) high = 0x9F;  // surrogates
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            if (c == 0xF0) low = 0x90;   // overlong
-            if (c == 0xF4) high = 0x8F;  // past U+10FFFF
-        } else {
-            return i;
-        }
-        if (i + n > s.size()) return i;
-        const auto second = static_cast<unsigned char>(s[i + 1]);
-        if (second < low || second > high) return i;
-        for (std::size_t k = 2; k < n; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return i;
-        i += n;
-    }
-    return std::string_view::npos;
-}
 
 // "a NUL byte at byte 4 of the value", "invalid UTF-8 at byte 7 of the header line".
 std::string bad_utf8_message(std::string_view s, std::size_t at, std::string_view of_what) {

@@ -57,7 +57,7 @@ constexpr column_spec<Record> number_column(std::string_view name, value_type ty
 using tr = trade_row;
 using fr = fundflow_row;
 
-constexpr std::array trade_columns = {
+inline constexpr std::array trade_columns = {
     number_column("交易时间", value_type::time, &tr::trade_time),
     text_column("公众账号ID", &tr::appid),
     text_column("商户号", &tr::mchid),
@@ -91,7 +91,7 @@ constexpr std::array trade_columns = {
     column_spec<tr>{"退款成功时间", value_type::optional_time, nullptr, nullptr, &tr::refund_succeeded_at},
 };
 
-constexpr std::array fund_columns = {
+inline constexpr std::array fund_columns = {
     number_column("记账时间", value_type::time, &fr::booked_at),
     text_column("微信支付业务单号", &fr::business_order_id),
     text_column("资金流水单号", &fr::flow_id),
@@ -110,7 +110,7 @@ constexpr std::array fund_columns = {
 using tt = trade_totals;
 using ft = fundflow_totals;
 
-constexpr std::array trade_summary_fields = {
+inline constexpr std::array trade_summary_fields = {
     number_column("总交易单数", value_type::count, &tt::rows),
     number_column("应结订单总金额", value_type::amount, &tt::settlement_total_fen),
     number_column("退款总金额", value_type::amount, &tt::refund_total_fen),
@@ -120,7 +120,7 @@ constexpr std::array trade_summary_fields = {
     number_column("申请退款总金额", value_type::amount, &tt::refund_requested_total_fen),
 };
 
-constexpr std::array fund_summary_fields = {
+inline constexpr std::array fund_summary_fields = {
     number_column("资金流水总笔数", value_type::count, &ft::rows),
     number_column("收入笔数", value_type::count, &ft::income_rows),
     number_column("收入金额", value_type::amount, &ft::income_total_fen),
@@ -130,7 +130,7 @@ constexpr std::array fund_summary_fields = {
 
 // Column names of the trade bill's older layout (before 免充值券). Its summary is not documented well
 // enough to check, so such a file is refused by name rather than misread.
-constexpr std::array<std::string_view, 5> legacy_trade_columns = {
+inline constexpr std::array<std::string_view, 5> legacy_trade_columns = {
     "总金额", "代金券或立减优惠金额", "代金券或立减优惠退款金额", "子商户号", "总交易额"};
 
 // ---- Bill types: sets of columns -----------------------------------------------------------------
@@ -140,7 +140,8 @@ using column_set = std::uint64_t;
 static_assert(trade_columns.size() <= 64 && fund_columns.size() <= 64);
 
 template <class Record, std::size_t N>
-constexpr std::size_t index_of(const std::array<column_spec<Record>, N>& table, std::string_view name) {
+inline constexpr std::size_t index_of(const std::array<column_spec<Record>, N>& table,
+                                      std::string_view name) {
     for (std::size_t i = 0; i < N; ++i)
         if (table[i].name == name) return i;
     return N;
@@ -148,8 +149,8 @@ constexpr std::size_t index_of(const std::array<column_spec<Record>, N>& table, 
 
 // Evaluated at compile time: a name missing from the table does not compile.
 template <class Record, std::size_t N>
-constexpr column_set set_of(const std::array<column_spec<Record>, N>& table,
-                            std::initializer_list<std::string_view> names) {
+inline constexpr column_set set_of(const std::array<column_spec<Record>, N>& table,
+                                   std::initializer_list<std::string_view> names) {
     column_set set = 0;
     for (std::string_view name : names) {
         const std::size_t i = index_of(table, name);
@@ -160,28 +161,29 @@ constexpr column_set set_of(const std::array<column_spec<Record>, N>& table,
 }
 
 template <class Record, std::size_t N>
-constexpr column_set all_of(const std::array<column_spec<Record>, N>&) {
+inline constexpr column_set all_of(const std::array<column_spec<Record>, N>&) {
     return N == 64 ? ~column_set{0} : (column_set{1} << N) - 1;
 }
 
 // The detail header names in the order WeChat Pay writes them (docs/protocol-notes.md §6.4); the order is not
 // relied on, only the set.
-constexpr column_set all_detail =
+inline constexpr column_set all_detail =
     set_of(trade_columns,
            {"交易时间",     "公众账号ID",   "商户号",       "特约商户号",   "设备号",   "微信订单号",
             "商户订单号",   "用户标识",     "交易类型",     "交易状态",     "付款银行", "货币种类",
             "应结订单金额", "代金券金额",   "微信退款单号", "商户退款单号", "退款金额", "充值券退款金额",
             "退款类型",     "退款状态",     "商品名称",     "商户数据包",   "手续费",   "费率",
             "订单金额",     "申请退款金额", "费率备注"});
-constexpr column_set success_detail =
+inline constexpr column_set success_detail =
     set_of(trade_columns,
            {"交易时间", "公众账号ID", "商户号",   "特约商户号", "设备号",   "微信订单号",   "商户订单号",
             "用户标识", "交易类型",   "交易状态", "付款银行",   "货币种类", "应结订单金额", "代金券金额",
             "商品名称", "商户数据包", "手续费",   "费率",       "订单金额", "费率备注"});
-constexpr column_set refund_detail = all_detail | set_of(trade_columns, {"退款申请时间", "退款成功时间"});
+inline constexpr column_set refund_detail =
+    all_detail | set_of(trade_columns, {"退款申请时间", "退款成功时间"});
 
-constexpr column_set all_summary = all_of(trade_summary_fields);
-constexpr column_set success_summary =
+inline constexpr column_set all_summary = all_of(trade_summary_fields);
+inline constexpr column_set success_summary =
     set_of(trade_summary_fields, {"总交易单数", "应结订单总金额", "手续费总金额", "订单总金额"});
 
 struct trade_format {
@@ -190,7 +192,7 @@ struct trade_format {
     column_set summary;
 };
 
-constexpr std::array<trade_format, 3> trade_formats = {{
+inline constexpr std::array<trade_format, 3> trade_formats = {{
     {trade_bill_type::all, all_detail, all_summary},
     {trade_bill_type::success, success_detail, success_summary},
     {trade_bill_type::refund, refund_detail, all_summary},
@@ -208,5 +210,9 @@ template <class Record, std::size_t N>
 std::string first_name_in(const std::array<column_spec<Record>, N>& table, column_set set) {
     return set == 0 ? "?" : std::string(table[static_cast<std::size_t>(std::countr_zero(set))].name);
 }
+
+// Offset of the first byte that is not well-formed UTF-8, or of a NUL; npos when the text is clean
+// (bill_values.cpp).
+std::size_t first_bad_utf8(std::string_view s) noexcept;
 
 }  // namespace wxrecon::protocol::bill::detail

@@ -1,0 +1,122 @@
+// The statements a batch of facts runs (fact_batch.cpp), prepared once per ledger connection: lock the
+// rows, find the identities already recorded, and write each table set-based from array parameters.
+#include "store/fact_batch.hpp"
+
+namespace wxrecon::store {
+
+void prepare_fact_batch(pqxx::connection_base& conn) {
+    const std::string order_snapshot_columns =
+        "o.mchid, o.out_trade_no, o.state, wxrecon.to_micros(o.state_changed_at), o.amount_total, o.appid,"
+        " o.transaction_id, EXISTS (SELECT 1 FROM wxrecon.refunds r WHERE r.mchid = o.mchid"
+        " AND r.out_trade_no = o.out_trade_no AND r.status = 'SUCCESS')";
+    conn.prepare("batch_lock_orders",
+                 "SELECT " + order_snapshot_columns +
+                     " FROM wxrecon.orders o JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_trade_no)"
+                     " ON o.mchid = k.mchid AND o.out_trade_no = k.out_trade_no"
+                     " ORDER BY o.mchid, o.out_trade_no FOR UPDATE OF o");
+    conn.prepare("batch_lock_refunds",
+                 "SELECT r.mchid, r.out_refund_no, r.status, wxrecon.to_micros(r.status_changed_at)"
+                 " FROM wxrecon.refunds r JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_refund_no)"
+                 " ON r.mchid = k.mchid AND r.out_refund_no = k.out_refund_no"
+                 " ORDER BY r.mchid, r.out_refund_no FOR UPDATE OF r");
+    conn.prepare("batch_begin",
+                 "SELECT wxrecon.to_micros(now()), set_config('synchronous_commit', 'on', true),"
+                 " set_config('statement_timeout', $1, true)");
+    // Which of the batch's identities are recorded already: notification ids, paid and unpaid payment
+    // facts, refund facts. Each branch matches its partial unique index.
+    conn.prepare(
+        "batch_known_identities",
+        "SELECT 'n', e.mchid, e.notify_id, NULL FROM wxrecon.payment_events e"
+        " JOIN unnest($1::text[], $2::text[]) AS k(mchid, notify_id)"
+        " ON e.mchid = k.mchid AND e.notify_id = k.notify_id AND e.notify_id IS NOT NULL"
+        " UNION ALL"
+        " SELECT 'p', e.mchid, e.transaction_id, e.trade_state FROM wxrecon.payment_events e"
+        " JOIN unnest($3::text[], $4::text[], $5::text[]) AS k(mchid, transaction_id, trade_state)"
+        " ON e.mchid = k.mchid AND e.transaction_id = k.transaction_id AND e.trade_state = k.trade_state"
+        " AND e.out_refund_no IS NULL AND e.transaction_id IS NOT NULL"
+        " UNION ALL"
+        " SELECT 'u', e.mchid, e.out_trade_no, e.trade_state FROM wxrecon.payment_events e"
+        " JOIN unnest($6::text[], $7::text[], $8::text[]) AS k(mchid, out_trade_no, trade_state)"
+        " ON e.mchid = k.mchid AND e.out_trade_no = k.out_trade_no AND e.trade_state = k.trade_state"
+        " AND e.transaction_id IS NULL AND e.out_refund_no IS NULL"
+        " UNION ALL"
+        " SELECT 'r', e.mchid, e.out_refund_no, e.refund_status FROM wxrecon.payment_events e"
+        " JOIN unnest($9::text[], $10::text[], $11::text[]) AS k(mchid, out_refund_no, refund_status)"
+        " ON e.mchid = k.mchid AND e.out_refund_no = k.out_refund_no AND e.refund_status = k.refund_status"
+        " AND e.out_refund_no IS NOT NULL");
+    conn.prepare(
+        "batch_create_orders",
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, appid, amount_total, currency, origin, "
+        "state_source)"
+        " SELECT mchid, out_trade_no, appid, amount_total, coalesce(currency, 'CNY'), 'notify', 'notify'"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])"
+        " AS n(mchid, out_trade_no, appid, amount_total, currency)"
+        " ON CONFLICT DO NOTHING RETURNING 1");
+    conn.prepare(
+        "batch_append_events",
+        "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,"
+        " refund_status, transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
+        " occurred_at, received_at, payload, raw_body, raw_headers)"
+        " SELECT mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status,"
+        " transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
+        " wxrecon.from_micros(occurred_at), wxrecon.from_micros(received_at), payload::jsonb, raw_body,"
+        " raw_headers::jsonb"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+        " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],"
+        " $15::text[], $16::text[], $17::text[]) WITH ORDINALITY"
+        " AS e(mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status, "
+        "transaction_id,"
+        " out_refund_no, amount_total, payer_total, amount_refund, occurred_at, received_at, payload,"
+        " raw_body, raw_headers, arrival)"
+        " ORDER BY arrival ON CONFLICT DO NOTHING RETURNING 1");
+    conn.prepare(
+        "batch_update_orders",
+        "UPDATE wxrecon.orders o SET"
+        " state = coalesce(u.state, o.state),"
+        " state_source = CASE WHEN u.state IS NULL THEN o.state_source ELSE u.state_source END,"
+        " state_changed_at = CASE WHEN u.state IS NULL THEN o.state_changed_at ELSE now() END,"
+        " state_desc = coalesce(u.state_desc, o.state_desc),"
+        " transaction_id = coalesce(o.transaction_id, u.transaction_id),"
+        " trade_type = coalesce(u.trade_type, o.trade_type),"
+        " bank_type = coalesce(u.bank_type, o.bank_type),"
+        " payer_openid = coalesce(o.payer_openid, u.payer_openid),"
+        " payer_total = coalesce(u.payer_total, o.payer_total),"
+        " success_time = coalesce(o.success_time, wxrecon.from_micros(u.success_time)),"
+        " notified_at = CASE WHEN u.notified THEN coalesce(o.notified_at, now()) ELSE o.notified_at END,"
+        " updated_at = now()"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+        " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::boolean[])"
+        " AS u(mchid, out_trade_no, state, state_source, state_desc, transaction_id, trade_type, bank_type,"
+        " payer_openid, payer_total, success_time, notified)"
+        " WHERE o.mchid = u.mchid AND o.out_trade_no = u.out_trade_no");
+    conn.prepare(
+        "batch_upsert_refunds",
+        "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, refund_id, transaction_id,"
+        " amount_refund, amount_total, status, success_time)"
+        " SELECT mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
+        " status, wxrecon.from_micros(success_time)"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],"
+        " $8::text[], $9::bigint[])"
+        " AS r(mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
+        " status, success_time)"
+        " ON CONFLICT (mchid, out_refund_no) DO UPDATE SET"
+        " refund_id = coalesce(wxrecon.refunds.refund_id, excluded.refund_id),"
+        " transaction_id = coalesce(wxrecon.refunds.transaction_id, excluded.transaction_id),"
+        " amount_total = coalesce(excluded.amount_total, wxrecon.refunds.amount_total),"
+        " status = excluded.status, status_changed_at = now(),"
+        " success_time = coalesce(excluded.success_time, wxrecon.refunds.success_time),"
+        " updated_at = now()");
+    conn.prepare(
+        "batch_open_discrepancies",
+        "INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
+        " SELECT mchid, out_trade_no, kind, detail::jsonb"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(mchid, out_trade_no, kind, detail)"
+        " ON CONFLICT (mchid, out_trade_no, kind) WHERE resolved_at IS NULL DO NOTHING");
+    conn.prepare("batch_resolve_discrepancies",
+                 "UPDATE wxrecon.discrepancies d SET resolved_at = now()"
+                 " FROM unnest($1::text[], $2::text[], $3::text[]) AS k(mchid, out_trade_no, kind)"
+                 " WHERE d.mchid = k.mchid AND d.out_trade_no = k.out_trade_no AND d.kind = k.kind"
+                 " AND d.resolved_at IS NULL");
+}
+
+}  // namespace wxrecon::store
