@@ -21,12 +21,15 @@ using namespace wxrecon;
 constexpr const char* usage =
     "usage: wxrecond [--config PATH] [--log-format text|json] [serve|migrate|check-config]\n"
     "       wxrecond bills check FILE [--kind trade|fundflow]\n"
+    "       wxrecond [--config PATH] bills load --mchid M --date YYYY-MM-DD [--trade FILE] [--fundflow "
+    "FILE]\n"
     "       wxrecond --version\n"
     "  serve         run the daemon until SIGTERM/SIGINT (default)\n"
     "  migrate       apply pending database migrations and exit\n"
     "  check-config  load and validate the configuration and every key file\n"
     "  bills check   parse a bill file (plain or gzip) offline, print its totals as JSON;\n"
     "                exit 4 when it is malformed or disagrees with its summary\n"
+    "  bills load    store bill files of a merchant's day and reconcile the day against them\n"
     "  --log-format  text (default) or json: one JSON object per line, for log shippers\n"
     "default config: /etc/wxrecond/wxrecond.toml\n";
 
@@ -49,8 +52,9 @@ int run(int argc, char** argv) {
             if (arg == "--log-format") ++i;  // read before the logger was installed, in main()
         } else if (arg == "serve" || arg == "migrate" || arg == "check-config") {
             command = arg;
-        } else if (arg == "bills") {  // offline: needs no configuration
-            return daemon::run_bills_command(std::vector<std::string>(argv + i + 1, argv + argc));
+        } else if (arg == "bills") {  // `bills check` needs no configuration; the others read it themselves
+            return daemon::run_bills_command(std::vector<std::string>(argv + i + 1, argv + argc),
+                                             config_path);
         } else {
             std::fprintf(stderr, "wxrecond: unknown argument \"%s\"\n%s", arg.c_str(), usage);
             return daemon::exit_failure;

@@ -3,7 +3,12 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -117,6 +122,38 @@ std::uint64_t gzip_inflater::total_in() const noexcept {
 }
 std::uint64_t gzip_inflater::total_out() const noexcept {
     return state_->total_out;
+}
+
+result<file_content_info> read_file_content(const std::string& path, const gzip_inflater::sink& content,
+                                            const gzip_inflater::sink& raw) {
+    const auto closer = [](std::FILE* f) { std::fclose(f); };
+    const std::unique_ptr<std::FILE, decltype(closer)> file(std::fopen(path.c_str(), "rb"), closer);
+    if (!file) return make_error(errc::io_error, path + ": " + std::strerror(errno));
+    file_content_info info;
+    std::optional<gzip_inflater> inflater;
+    std::array<char, 64 * 1024> chunk;
+    while (true) {
+        const std::size_t got = std::fread(chunk.data(), 1, chunk.size(), file.get());
+        if (got == 0) {
+            if (std::ferror(file.get()))
+                return make_error(errc::io_error, path + ": " + std::strerror(errno));
+            break;
+        }
+        const std::string_view bytes(chunk.data(), got);
+        if (info.file_bytes == 0 && has_gzip_magic(bytes)) {
+            info.gzip = true;
+            inflater.emplace();
+        }
+        info.file_bytes += got;
+        if (raw) {
+            if (auto taken = raw(bytes); !taken) return taken.err();
+        }
+        if (auto fed = inflater ? inflater->feed(bytes, content) : content(bytes); !fed) return fed.err();
+    }
+    if (inflater) {
+        if (auto ended = inflater->finish(); !ended) return ended.err();
+    }
+    return info;
 }
 
 }  // namespace wxrecon

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "base/result.hpp"
@@ -44,5 +45,15 @@ private:
     struct state;
     std::unique_ptr<state> state_;
 };
+
+// Reads a file in chunks: each chunk as stored goes to `raw` (when given), and the file's content,
+// decompressed when it starts with gzip's magic, to `content`. Neither is ever held whole. Errors: io_error
+// for a file that cannot be read, parse_error for corrupt gzip, or whatever a sink returned.
+struct file_content_info {
+    std::uint64_t file_bytes = 0;
+    bool gzip = false;
+};
+result<file_content_info> read_file_content(const std::string& path, const gzip_inflater::sink& content,
+                                            const gzip_inflater::sink& raw = {});
 
 }  // namespace wxrecon

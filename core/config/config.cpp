@@ -390,6 +390,35 @@ void read_alerts(reader& r, const scope& s, alerts_config& out) {
     r.get_duration(s, "unknown_order_grace", out.unknown_order_grace, sign::non_negative);
 }
 
+void read_bills(reader& r, const scope& s, bills_config& out) {
+    r.reject_unknown(s, {"fetch_at", "kinds", "cross_day_tolerance", "keep_days"});
+    if (auto v = r.get_string(s, "fetch_at", need::optional)) {
+        const bool shaped =
+            v->size() == 5 && (*v)[2] == ':' && all_digits(v->substr(0, 2)) && all_digits(v->substr(3, 2));
+        const int hours = shaped ? std::stoi(v->substr(0, 2)) : 99,
+                  minutes = shaped ? std::stoi(v->substr(3)) : 99;
+        if (hours > 23 || minutes > 59)
+            return r.fail(s.path_of("fetch_at"), "must be a Beijing time of day \"HH:MM\", got " + quote(*v));
+        out.fetch_at = std::chrono::minutes(hours * 60 + minutes);
+    }
+    if (const toml::array* arr = r.get_array(s, "kinds", "bill kinds")) {
+        const std::string key_path = s.path_of("kinds");
+        if (arr->empty()) return r.fail(key_path, "must list \"trade\", \"fundflow\" or both");
+        out.trade = out.fundflow = false;
+        for (std::size_t i = 0; i < arr->size(); ++i) {
+            const auto kind = r.string_from(*arr->get(i), indexed(key_path, i));
+            if (!kind) return;
+            bool& slot = *kind == "trade" ? out.trade : out.fundflow;
+            if ((*kind != "trade" && *kind != "fundflow") || slot)
+                return r.fail(indexed(key_path, i),
+                              "must be \"trade\" or \"fundflow\", each once, got " + quote(*kind));
+            slot = true;
+        }
+    }
+    r.get_duration(s, "cross_day_tolerance", out.cross_day_tolerance, sign::non_negative);
+    r.get_integer(s, "keep_days", out.keep_days, 1, 100000);
+}
+
 void read_notifications(reader& r, const scope& s, notifications_config& out) {
     r.reject_unknown(s, {"rejected_keep"});
     r.get_integer(s, "rejected_keep", out.rejected_keep, 1, int64_max);
@@ -514,7 +543,7 @@ result<config> parse_config(std::string_view toml_text, const path& source_file)
     cfg.source_file = absolute_file;
     reader r(label, absolute_file.parent_path());
     r.reject_unknown(scope{&root, ""}, {"server", "admin", "api", "database", "poller", "alerts",
-                                        "notifications", "merchants"});
+                                        "notifications", "bills", "merchants"});
     read_server(r, r.section(root, "server"), cfg.server);
     read_admin(r, r.section(root, "admin"), cfg.admin);
     if (!r.failed() && root.contains("api")) {
@@ -526,6 +555,10 @@ result<config> parse_config(std::string_view toml_text, const path& source_file)
     read_poller(r, r.section(root, "poller"), cfg.poller);
     read_alerts(r, r.section(root, "alerts"), cfg.alerts);
     read_notifications(r, r.section(root, "notifications"), cfg.notifications);
+    if (!r.failed() && root.contains("bills")) {
+        cfg.bills.emplace();
+        read_bills(r, r.section(root, "bills"), *cfg.bills);
+    }
     read_merchants(r, root, cfg.merchants);
     if (r.failed()) return r.take_error();
     return cfg;

@@ -68,6 +68,15 @@ struct alerts_config {
         std::chrono::minutes(2);  // a racing registration usually resolves it by then
 };
 
+// [bills] (docs/interfaces.md §7.2): present means bills are fetched daily on schedule.
+struct bills_config {
+    std::chrono::minutes fetch_at{10 * 60 + 30};  // Beijing time of day: the day before's bills
+    bool trade = true;                            // kinds = ["trade", "fundflow"]
+    bool fundflow = true;
+    duration cross_day_tolerance = std::chrono::minutes(10);
+    std::uint32_t keep_days = 400;
+};
+
 struct notifications_config {
     std::uint64_t rejected_keep = 10000;
 };
@@ -102,6 +111,7 @@ struct config {
     poller_config poller;
     alerts_config alerts;
     notifications_config notifications;
+    std::optional<bills_config> bills;  // absent: no bill is fetched on schedule
     std::vector<merchant_config> merchants;
 
     const merchant_config* find_merchant(std::string_view mchid) const noexcept;

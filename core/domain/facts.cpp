@@ -65,6 +65,8 @@ std::string_view to_string(fact_source s) noexcept {
             return "query_v2";
         case fact_source::close:
             return "close";
+        case fact_source::bill:
+            return "bill";
     }
     return "?";
 }

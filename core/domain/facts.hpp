@@ -1,5 +1,5 @@
 // Domain vocabulary: order and refund states, the facts every source reports
-// (notification, query, close), and the discrepancy kinds finance sees.
+// (notification, query, close, bill), and the discrepancy kinds finance sees.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,8 @@ using micros = std::int64_t;
 
 enum class trade_state { notpay, userpaying, success, refund, closed, revoked, payerror };
 enum class refund_status { processing, success, closed, abnormal };
-enum class fact_source { notify_v3, notify_v2, query_v3, query_v2, close };
+// bill: a payment found in WeChat Pay's trade bill that the ledger did not show as paid.
+enum class fact_source { notify_v3, notify_v2, query_v3, query_v2, close, bill };
 
 std::string_view to_string(trade_state s) noexcept;    // "NOTPAY", ...
 std::string_view to_string(refund_status s) noexcept;  // "PROCESSING", ...

@@ -61,12 +61,13 @@ bool is_forward(refund_status from, refund_status to) noexcept {
 decision decide(const fact& f, const payment_fact& p, const std::optional<order_snapshot>& order) {
     decision d;
     if (!order) {
-        // Money for an order nobody registered is still money: keep it, flag it.
+        // Money for an order nobody registered is still money: keep it, flag it. (Found in a bill, the
+        // reconciliation flags it as missing_in_ledger instead.)
         d.result = outcome::applied;
         d.create_order = true;
         d.new_state = p.state;
         d.record_payment_details = true;
-        d.open.push_back(discrepancy_kind::unknown_order);
+        if (f.source != fact_source::bill) d.open.push_back(discrepancy_kind::unknown_order);
         return d;
     }
 

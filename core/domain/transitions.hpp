@@ -41,7 +41,7 @@ enum class outcome {
 
 struct decision {
     outcome result = outcome::unchanged;
-    bool create_order = false;             // order row is missing: create it (origin notify)
+    bool create_order = false;             // order row is missing: create it (origin notify or bill)
     std::optional<trade_state> new_state;  // order state to set
     bool record_payment_details = false;   // store transaction_id, payer_total, success_time ...
     bool upsert_refund = false;            // write the refund row with the fact's status

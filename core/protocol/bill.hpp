@@ -171,4 +171,7 @@ std::string format_fee(std::int64_t fee_units);
 // fen -> "0.47", "-1.05".
 std::string format_yuan(std::int64_t fen);
 
+// The totals as one JSON object, as `wxrecond bills check` prints them (docs/interfaces.md §7.1).
+std::string totals_json(const bill_totals& totals);
+
 }  // namespace wxrecon::protocol::bill

@@ -5,7 +5,9 @@
 
 #include "base/encoding.hpp"
 #include "base/time.hpp"
-#include "protocol/bill.hpp"  // after the others: this file has no header of its own
+#include "protocol/bill.hpp"
+
+#include "base/json_writer.hpp"  // after the others: this file has no header of its own
 #include "protocol/bill_columns.hpp"
 
 namespace wxrecon::protocol::bill {
@@ -198,6 +200,43 @@ std::size_t detail::first_bad_utf8(std::string_view s) noexcept {
         i += n;
     }
     return std::string_view::npos;
+}
+
+namespace {
+
+std::string trade_json(const trade_totals& t) {
+    return json_object{}
+        .add("kind", "trade")
+        .add("bill_type", to_string(t.bill_type))
+        .add("rows", t.rows)
+        .add("payment_rows", t.payment_rows)
+        .add("refund_rows", t.refund_rows)
+        .add("settlement_total_fen", t.settlement_total_fen)
+        .add("refund_total_fen", t.refund_total_fen)
+        .add("order_total_fen", t.order_total_fen)
+        .add("refund_requested_total_fen", t.refund_requested_total_fen)
+        .add("fee_total", format_fee(t.fee_total))
+        .add("summary_matches", true)
+        .str();
+}
+
+std::string fundflow_json(const fundflow_totals& f) {
+    return json_object{}
+        .add("kind", "fundflow")
+        .add("rows", f.rows)
+        .add("income_rows", f.income_rows)
+        .add("income_total_fen", f.income_total_fen)
+        .add("expense_rows", f.expense_rows)
+        .add("expense_total_fen", f.expense_total_fen)
+        .add("summary_matches", true)
+        .str();
+}
+
+}  // namespace
+
+std::string totals_json(const bill_totals& totals) {
+    if (const auto* trade = std::get_if<trade_totals>(&totals)) return trade_json(*trade);
+    return fundflow_json(std::get<fundflow_totals>(totals));
 }
 
 }  // namespace wxrecon::protocol::bill

@@ -85,6 +85,8 @@ std::string state_source_of(fact_source s) {
             return "query";
         case fact_source::close:
             return "close";
+        case fact_source::bill:
+            return "bill";
     }
     return "notify";
 }
@@ -289,12 +291,13 @@ void batch_plan::write(pqxx::work& tx) const {
     write_discrepancies(tx);
 }
 
-// Orders first seen in a notification: created before their events reference them.
+// Orders first seen in a notification or a bill: created before their events reference them.
 void batch_plan::write_created_orders(pqxx::work& tx) const {
     if (created_.empty()) return;
-    pg_array mchid, otn, appid, amount, currency;
+    pg_array mchid, otn, appid, amount, currency, origin;
     for (const fact* f : created_) {
         const auto& p = std::get<payment_fact>(f->body);
+        origin.add(std::string(f->source == fact_source::bill ? "bill" : "notify"));
         mchid.add(f->mchid);
         otn.add(p.out_trade_no);
         appid.add(non_empty(p.appid));
@@ -302,7 +305,7 @@ void batch_plan::write_created_orders(pqxx::work& tx) const {
         currency.add(non_empty(p.currency));
     }
     const auto r = tx.exec_prepared("batch_create_orders", mchid.str(), otn.str(), appid.str(), amount.str(),
-                                    currency.str());
+                                    currency.str(), origin.str());
     if (r.size() != created_.size()) throw batch_conflict("an order was created concurrently");
 }
 

@@ -44,14 +44,13 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
         " JOIN unnest($9::text[], $10::text[], $11::text[]) AS k(mchid, out_refund_no, refund_status)"
         " ON e.mchid = k.mchid AND e.out_refund_no = k.out_refund_no AND e.refund_status = k.refund_status"
         " AND e.out_refund_no IS NOT NULL");
-    conn.prepare(
-        "batch_create_orders",
-        "INSERT INTO wxrecon.orders (mchid, out_trade_no, appid, amount_total, currency, origin, "
-        "state_source)"
-        " SELECT mchid, out_trade_no, appid, amount_total, coalesce(currency, 'CNY'), 'notify', 'notify'"
-        " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])"
-        " AS n(mchid, out_trade_no, appid, amount_total, currency)"
-        " ON CONFLICT DO NOTHING RETURNING 1");
+    conn.prepare("batch_create_orders",
+                 "INSERT INTO wxrecon.orders (mchid, out_trade_no, appid, amount_total, currency, origin, "
+                 "state_source)"
+                 " SELECT mchid, out_trade_no, appid, amount_total, coalesce(currency, 'CNY'), origin, origin"
+                 " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])"
+                 " AS n(mchid, out_trade_no, appid, amount_total, currency, origin)"
+                 " ON CONFLICT DO NOTHING RETURNING 1");
     conn.prepare(
         "batch_append_events",
         "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,"

@@ -1,0 +1,348 @@
+#include "store/bill_store.hpp"
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <ctime>
+#include <tuple>
+
+#include "base/encoding.hpp"
+#include "base/gzip.hpp"
+#include "base/json_writer.hpp"
+#include "crypto/sha1_stream.hpp"
+
+namespace wxrecon::store {
+namespace {
+
+namespace bill = protocol::bill;
+
+constexpr std::size_t file_part_bytes = 1024 * 1024;
+
+// Unix seconds -> a timestamptz literal PostgreSQL reads exactly.
+std::string timestamptz_text(std::int64_t unix_seconds) {
+    const std::time_t t = static_cast<std::time_t>(unix_seconds);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char out[40];
+    std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S+00", &tm);
+    return out;
+}
+
+// The decompressed content's SHA-1, and how the file is stored.
+struct file_digest {
+    std::string hash;
+    file_content_info info;
+};
+
+file_digest digest_file(const std::string& path) {
+    crypto::sha1_stream sha1;
+    const auto read = read_file_content(path, [&sha1](std::string_view piece) -> status {
+        sha1.update(piece);
+        return ok;
+    });
+    if (!read) throw std::runtime_error("bill file " + read.err().message);
+    return {sha1.hex(), *read};
+}
+
+const char* const trade_columns[] = {"bill_id",
+                                     "line",
+                                     "is_refund",
+                                     "trade_time",
+                                     "appid",
+                                     "mchid",
+                                     "sub_mchid",
+                                     "device_info",
+                                     "transaction_id",
+                                     "out_trade_no",
+                                     "openid",
+                                     "trade_type",
+                                     "trade_state",
+                                     "bank_type",
+                                     "currency",
+                                     "settlement_amount_fen",
+                                     "coupon_amount_fen",
+                                     "refund_id",
+                                     "out_refund_no",
+                                     "refund_amount_fen",
+                                     "recharge_coupon_refund_fen",
+                                     "refund_type",
+                                     "refund_status",
+                                     "description",
+                                     "attach",
+                                     "fee",
+                                     "fee_rate",
+                                     "order_amount_fen",
+                                     "refund_requested_fen",
+                                     "fee_rate_note",
+                                     "refund_requested_at",
+                                     "refund_succeeded_at"};
+
+const char* const fund_columns[] = {"bill_id",    "line",          "booked_at",     "business_order_id",
+                                    "flow_id",    "business_name", "business_type", "direction",
+                                    "amount_fen", "balance_fen",   "applicant",     "remark",
+                                    "voucher_id"};
+
+void copy_trade_row(pqxx::stream_to& copy, std::int64_t bill_id, const bill::trade_row& r) {
+    const std::string requested = r.refund_requested_at ? timestamptz_text(*r.refund_requested_at) : "";
+    const std::string succeeded = r.refund_succeeded_at ? timestamptz_text(*r.refund_succeeded_at) : "";
+    copy << std::make_tuple(
+        bill_id, r.line, r.kind == bill::trade_row_kind::refund, timestamptz_text(r.trade_time), r.appid,
+        r.mchid, r.sub_mchid, r.device_info, r.transaction_id, r.out_trade_no, r.openid, r.trade_type,
+        r.trade_state, r.bank_type, r.currency, r.settlement_amount_fen, r.coupon_amount_fen, r.refund_id,
+        r.out_refund_no, r.refund_amount_fen, r.recharge_coupon_refund_fen, r.refund_type, r.refund_status,
+        r.description, r.attach, bill::format_fee(r.fee), r.fee_rate, r.order_amount_fen,
+        r.refund_requested_amount_fen, r.fee_rate_note, r.refund_requested_at ? requested.c_str() : nullptr,
+        r.refund_succeeded_at ? succeeded.c_str() : nullptr);
+}
+
+void copy_fund_row(pqxx::stream_to& copy, std::int64_t bill_id, const bill::fundflow_row& r) {
+    copy << std::make_tuple(bill_id, r.line, timestamptz_text(r.booked_at), r.business_order_id, r.flow_id,
+                            r.business_name, r.business_type,
+                            std::string(r.direction == bill::fund_direction::income ? "income" : "expense"),
+                            r.amount_fen, r.balance_fen, r.applicant, r.remark, r.voucher_id);
+}
+
+// Parses the file's content into its rows table with COPY. Returns the totals, or the parse error.
+result<bill::bill_totals> copy_rows(pqxx::transaction_base& tx, const bill_file& f, std::int64_t bill_id) {
+    const bool trade = f.kind == bill::bill_kind::trade;
+    const auto& columns = trade ? std::vector<std::string>(std::begin(trade_columns), std::end(trade_columns))
+                                : std::vector<std::string>(std::begin(fund_columns), std::end(fund_columns));
+    pqxx::stream_to copy(tx, trade ? "wxrecon.bill_trade_rows" : "wxrecon.bill_fund_rows", columns);
+    bill::row_handlers handlers;
+    handlers.trade = [&](const bill::trade_row& r) -> status {
+        copy_trade_row(copy, bill_id, r);
+        return ok;
+    };
+    handlers.fundflow = [&](const bill::fundflow_row& r) -> status {
+        copy_fund_row(copy, bill_id, r);
+        return ok;
+    };
+    bill::bill_parser parser(std::move(handlers), f.kind);
+    const auto read =
+        read_file_content(f.path, [&parser](std::string_view piece) { return parser.feed(piece); });
+    auto totals = read ? parser.finish() : result<bill::bill_totals>(read.err());
+    copy.complete();
+    if (!totals && totals.err().code == errc::io_error)
+        throw std::runtime_error("bill file " + totals.err().message);
+    return totals;
+}
+
+// The file as received, in parts: evidence that can be checked again later.
+void store_file_parts(pqxx::transaction_base& tx, const bill_file& f, std::int64_t bill_id) {
+    std::string part;
+    int number = 0;
+    const auto flush = [&] {
+        tx.exec_params(
+            "INSERT INTO wxrecon.bill_files (bill_id, part, data) VALUES ($1, $2, decode($3, 'hex'))",
+            bill_id, number++, hex_lower(part));
+        part.clear();
+    };
+    const auto read = read_file_content(
+        f.path, [](std::string_view) -> status { return ok; },
+        [&](std::string_view bytes) -> status {
+            part.append(bytes);
+            if (part.size() >= file_part_bytes) flush();
+            return ok;
+        });
+    if (!read) throw std::runtime_error("bill file " + read.err().message);
+    if (!part.empty()) flush();
+}
+
+std::int64_t rows_of(const bill::bill_totals& totals) {
+    return std::visit([](const auto& t) { return t.rows; }, totals);
+}
+
+stored_bill store_bill_file(pqxx::connection_base& conn, const bill_file& f) {
+    const file_digest digest = digest_file(f.path);
+    stored_bill out;
+    out.hash_value = digest.hash;
+    if (f.hash_value && !iequals(*f.hash_value, digest.hash)) {
+        out.outcome = bill_store_outcome::hash_mismatch;
+        out.error = "SHA-1 of the content is " + digest.hash + ", WeChat Pay said " + *f.hash_value;
+        return out;
+    }
+    pqxx::work tx(conn);
+    const auto inserted = tx.exec_params(
+        "INSERT INTO wxrecon.bills (mchid, bill_date, kind, bill_type, hash_value, status, file_bytes, "
+        "file_gzip)"
+        " VALUES ($1, $2::date, $3, $4, $5, 'parsed', $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+        f.mchid, f.bill_date, bill::to_string(f.kind), f.bill_type, digest.hash,
+        static_cast<std::int64_t>(digest.info.file_bytes), digest.info.gzip);
+    if (inserted.empty()) {
+        const auto row = tx.exec_params1(
+            "SELECT id, rows, coalesce(totals::text, ''), coalesce(error, '') FROM wxrecon.bills"
+            " WHERE mchid = $1 AND bill_date = $2::date AND kind = $3 AND bill_type = $4 AND hash_value = $5",
+            f.mchid, f.bill_date, bill::to_string(f.kind), f.bill_type, digest.hash);
+        out.outcome = bill_store_outcome::same_file;
+        out.bill_id = row[0].as<std::int64_t>();
+        out.rows = row[1].as<std::int64_t>();
+        out.totals_json = row[2].as<std::string>();
+        out.error = row[3].as<std::string>();
+        return out;
+    }
+    out.bill_id = inserted[0][0].as<std::int64_t>();
+
+    // The rows go in a subtransaction: a file that turns out malformed half-way keeps its bill row
+    // (status malformed, with the reason) and the file, and none of its rows.
+    std::optional<result<bill::bill_totals>> totals;
+    {
+        pqxx::subtransaction rows(tx, "bill_rows");
+        totals = copy_rows(rows, f, out.bill_id);
+        if (*totals)
+            rows.commit();
+        else
+            rows.abort();
+    }
+    store_file_parts(tx, f, out.bill_id);
+    if (*totals) {
+        out.rows = rows_of(**totals);
+        out.totals_json = bill::totals_json(**totals);
+        tx.exec_params("UPDATE wxrecon.bills SET rows = $2, status = $3, totals = $4::jsonb WHERE id = $1",
+                       out.bill_id, out.rows, out.rows == 0 ? "empty" : "parsed", out.totals_json);
+    } else {
+        out.outcome = bill_store_outcome::malformed;
+        out.error = totals->err().message;
+        tx.exec_params("UPDATE wxrecon.bills SET status = 'malformed', error = $2 WHERE id = $1", out.bill_id,
+                       out.error);
+    }
+    tx.commit();
+    return out;
+}
+
+domain::fact payment_fact_of(const pqxx::row& row, const std::string& mchid) {
+    domain::payment_fact p;
+    p.out_trade_no = row["out_trade_no"].as<std::string>();
+    p.state = domain::trade_state::success;
+    p.appid = row["appid"].as<std::string>();
+    p.transaction_id = row["transaction_id"].as<std::string>();
+    p.trade_type = row["trade_type"].as<std::string>();
+    p.bank_type = row["bank_type"].as<std::string>();
+    p.payer_openid = row["openid"].as<std::string>();
+    p.currency = row["currency"].as<std::string>();
+    p.amount_total = row["order_amount_fen"].as<std::int64_t>();
+    // What the payer paid: the order amount less the coupons (docs/protocol-notes.md §6.6).
+    p.payer_total = std::max<std::int64_t>(0, *p.amount_total - row["coupon_amount_fen"].as<std::int64_t>());
+    p.success_time = row["trade_micros"].as<std::int64_t>();
+
+    domain::fact f;
+    f.mchid = mchid;
+    f.source = domain::fact_source::bill;
+    f.event_type = "BILL.PAYMENT";
+    // Observed when it happened: a bill never outranks what the ledger recorded after the payment.
+    f.observed_at = *p.success_time;
+    f.occurred_at = p.success_time;
+    f.payload_json = row["payload"].as<std::string>();
+    f.body = std::move(p);
+    return f;
+}
+
+std::vector<domain::fact> bill_payments_unknown_to_ledger(pqxx::connection_base& conn,
+                                                          const std::string& mchid, const std::string& day) {
+    pqxx::read_transaction tx(conn);
+    const auto rows = tx.exec_params(
+        "SELECT b.out_trade_no, b.appid, b.transaction_id, b.trade_type, b.bank_type, b.openid, b.currency,"
+        " b.order_amount_fen, b.coupon_amount_fen, wxrecon.to_micros(b.trade_time) AS trade_micros,"
+        " to_jsonb(b)::text AS payload"
+        " FROM wxrecon.bill_trade_rows b"
+        " LEFT JOIN wxrecon.orders o ON o.mchid = $1 AND o.out_trade_no = b.out_trade_no"
+        " WHERE b.bill_id = wxrecon.latest_bill($1, $2::date, 'trade') AND NOT b.is_refund"
+        "   AND (o.success_time IS NULL OR o.transaction_id IS DISTINCT FROM b.transaction_id)"
+        " ORDER BY b.line",
+        mchid, day);
+    std::vector<domain::fact> facts;
+    facts.reserve(rows.size());
+    for (const auto& row : rows) facts.push_back(payment_fact_of(row, mchid));
+    return facts;
+}
+
+reconciliation reconcile_bill_day(pqxx::connection_base& conn, const std::string& mchid,
+                                  const std::string& day, std::chrono::microseconds tolerance) {
+    pqxx::work tx(conn);
+    const auto row = tx.exec_params1(
+        "SELECT status, ledger_payments, ledger_paid_fen, ledger_refunds, ledger_refunded_fen, bill_payments,"
+        " bill_paid_fen, bill_refunds, bill_refunded_fen, trade_fee_total::text, fund_fee_total::text, "
+        "differences"
+        " FROM wxrecon.reconcile_bill_day($1, $2::date, $3 * interval '1 microsecond')",
+        mchid, day, static_cast<std::int64_t>(tolerance.count()));
+    tx.commit();
+    reconciliation r;
+    r.mchid = mchid;
+    r.bill_date = day;
+    r.status = row[0].as<std::string>();
+    std::int64_t* counts[] = {&r.ledger_payments,     &r.ledger_paid_fen,  &r.ledger_refunds,
+                              &r.ledger_refunded_fen, &r.bill_payments,    &r.bill_paid_fen,
+                              &r.bill_refunds,        &r.bill_refunded_fen};
+    for (std::size_t i = 0; i < std::size(counts); ++i)
+        *counts[i] = row[static_cast<int>(i) + 1].as<std::int64_t>();
+    if (!row[9].is_null()) r.trade_fee_total = row[9].as<std::string>();
+    if (!row[10].is_null()) r.fund_fee_total = row[10].as<std::string>();
+    r.differences = row[11].as<std::int64_t>();
+    return r;
+}
+
+}  // namespace
+
+const char* to_string(bill_store_outcome outcome) noexcept {
+    switch (outcome) {
+        case bill_store_outcome::stored:
+            return "stored";
+        case bill_store_outcome::same_file:
+            return "same_file";
+        case bill_store_outcome::malformed:
+            return "malformed";
+        case bill_store_outcome::hash_mismatch:
+            return "hash_mismatch";
+    }
+    return "?";
+}
+
+std::string reconciliation::json() const {
+    json_object o;
+    o.add("mchid", mchid).add("bill_date", bill_date).add("status", status);
+    o.add("ledger_payments", ledger_payments).add("ledger_paid_fen", ledger_paid_fen);
+    o.add("ledger_refunds", ledger_refunds).add("ledger_refunded_fen", ledger_refunded_fen);
+    o.add("bill_payments", bill_payments).add("bill_paid_fen", bill_paid_fen);
+    o.add("bill_refunds", bill_refunds).add("bill_refunded_fen", bill_refunded_fen);
+    trade_fee_total ? o.add("trade_fee_total", *trade_fee_total) : o.add_null("trade_fee_total");
+    fund_fee_total ? o.add("fund_fee_total", *fund_fee_total) : o.add_null("fund_fee_total");
+    o.add("differences", differences);
+    return o.str();
+}
+
+boost::asio::awaitable<stored_bill> store_bill_file(db_pool& pool, bill_file file) {
+    auto job = [file = std::move(file)](pqxx::connection_base& c) { return store_bill_file(c, file); };
+    co_return co_await pool.run<stored_bill>(std::move(job));
+}
+
+boost::asio::awaitable<void> record_no_trade_bill(db_pool& pool, std::string mchid, std::string bill_date) {
+    auto job = [mchid = std::move(mchid), day = std::move(bill_date)](pqxx::connection_base& c) {
+        pqxx::nontransaction(c).exec_params(
+            "INSERT INTO wxrecon.reconciliations (mchid, bill_date, no_trade_bill) VALUES ($1, $2::date, "
+            "true)"
+            " ON CONFLICT (mchid, bill_date) DO UPDATE SET no_trade_bill = true",
+            mchid, day);
+        return true;
+    };
+    co_await pool.run<bool>(std::move(job));
+}
+
+boost::asio::awaitable<std::vector<domain::fact>> bill_payments_unknown_to_ledger(db_pool& pool,
+                                                                                  std::string mchid,
+                                                                                  std::string bill_date) {
+    auto job = [mchid = std::move(mchid), day = std::move(bill_date)](pqxx::connection_base& c) {
+        return bill_payments_unknown_to_ledger(c, mchid, day);
+    };
+    co_return co_await pool.run<std::vector<domain::fact>>(std::move(job));
+}
+
+boost::asio::awaitable<reconciliation> reconcile_bill_day(db_pool& pool, std::string mchid,
+                                                          std::string bill_date,
+                                                          std::chrono::microseconds cross_day_tolerance) {
+    auto job = [mchid = std::move(mchid), day = std::move(bill_date),
+                cross_day_tolerance](pqxx::connection_base& c) {
+        return reconcile_bill_day(c, mchid, day, cross_day_tolerance);
+    };
+    co_return co_await pool.run<reconciliation>(std::move(job));
+}
+
+}  // namespace wxrecon::store

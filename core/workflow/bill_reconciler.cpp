@@ -1,0 +1,59 @@
+#include "workflow/bill_reconciler.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "base/encoding.hpp"
+#include "base/json_writer.hpp"
+
+namespace wxrecon::workflow {
+namespace {
+
+// A bill's payment waits for its commit no longer than this; the run then fails and can simply be repeated.
+constexpr std::chrono::seconds fact_deadline{30};
+
+}  // namespace
+
+std::string bill_day_result::json() const {
+    std::string files_json = "[";
+    for (const auto& f : files) {
+        json_object o;
+        o.add("outcome", store::to_string(f.outcome)).add("bill_id", f.bill_id).add("rows", f.rows);
+        o.add("hash_value", f.hash_value);
+        f.totals_json.empty() ? o.add_null("totals") : o.add_raw("totals", f.totals_json);
+        if (!f.error.empty()) o.add("error", f.error);
+        files_json += (files_json.size() > 1 ? "," : "") + o.str();
+    }
+    return json_object{}
+        .add_raw("files", files_json + "]")
+        .add("payments_applied", static_cast<std::int64_t>(payments_applied))
+        .add_raw("reconciliation", day.json())
+        .str();
+}
+
+boost::asio::awaitable<bill_day_result> reconcile_bill_day(store::db_pool& pool, store::ledger& ledger,
+                                                           bill_day_request request) {
+    bill_day_result out;
+    for (auto& file : request.files) {
+        auto stored = co_await store::store_bill_file(pool, file);
+        spdlog::info("bills: file mchid={} bill_date={} kind={} outcome={} rows={} hash={}{}", request.mchid,
+                     request.bill_date, protocol::bill::to_string(file.kind),
+                     store::to_string(stored.outcome), stored.rows, stored.hash_value,
+                     stored.error.empty() ? "" : " error=" + log_quote(stored.error));
+        out.files.push_back(std::move(stored));
+    }
+    if (request.no_trade_bill) co_await store::record_no_trade_bill(pool, request.mchid, request.bill_date);
+
+    // The ledger learns what the bill knows before the day is matched, through the one fact path.
+    for (const auto& fact :
+         co_await store::bill_payments_unknown_to_ledger(pool, request.mchid, request.bill_date)) {
+        const auto applied = co_await ledger.apply(fact, std::chrono::steady_clock::now() + fact_deadline);
+        if (applied.outcome == domain::outcome::applied) ++out.payments_applied;
+    }
+    out.day = co_await store::reconcile_bill_day(pool, request.mchid, request.bill_date,
+                                                 request.cross_day_tolerance);
+    spdlog::info("bills: reconciled mchid={} bill_date={} status={} differences={} payments_applied={}",
+                 request.mchid, request.bill_date, out.day.status, out.day.differences, out.payments_applied);
+    co_return out;
+}
+
+}  // namespace wxrecon::workflow
