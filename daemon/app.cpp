@@ -28,6 +28,7 @@
 #include "store/poll_store.hpp"
 #include "store/rejected_log.hpp"
 #include "workflow/alert_pusher.hpp"
+#include "workflow/bill_schedule.hpp"
 #include "workflow/certificate_refresher.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/order_api.hpp"
@@ -164,6 +165,8 @@ struct application::impl {
     std::unique_ptr<workflow::poller> poller;
     std::unique_ptr<workflow::certificate_refresher> certificates;
     std::unique_ptr<workflow::alert_pusher> alerts;
+    std::unique_ptr<store::db_pool> bill_pool;
+    std::unique_ptr<workflow::bill_schedule> bills;
     std::unique_ptr<workflow::order_api> api;
     std::unique_ptr<http_server> api_server;  // only when api.listen is set
     std::unique_ptr<http_server> public_server;
@@ -259,6 +262,7 @@ struct application::impl {
         if (api_server) co_await api_server->shutdown(left());
         co_await poller->stop(left());
         co_await alerts->stop(left());
+        if (bills) bills->stop();
         co_await certificates->stop(left());
         co_await admin_server->shutdown(std::chrono::milliseconds(100));
         io.stop();
@@ -274,6 +278,7 @@ application::~application() {
     if (impl_->api_pool) impl_->api_pool->stop();
     if (impl_->poll_pool) impl_->poll_pool->stop();
     if (impl_->alert_pool) impl_->alert_pool->stop();
+    if (impl_->bill_pool) impl_->bill_pool->stop();
 }
 
 void application::start() {
@@ -300,6 +305,12 @@ void application::start() {
                                                                        *s.wechat, s.stats);
     s.alert_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
     s.alerts = std::make_unique<workflow::alert_pusher>(s.io.get_executor(), s.cfg, *s.alert_pool, s.stats);
+    if (s.cfg.bills) {
+        // Its own connection: a bill's COPY takes seconds and must not hold up rejected-row writes.
+        s.bill_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
+        s.bills = std::make_unique<workflow::bill_schedule>(s.io.get_executor(), s.cfg, s.keys, *s.bill_pool,
+                                                            *s.ledger, s.stats, s.clock);
+    }
     s.intake->on_unknown_serial = [c = s.certificates.get()](const std::string& mchid) {
         c->unknown_serial(mchid);
     };
@@ -352,6 +363,7 @@ void application::start() {
     s.poller->start();
     s.certificates->start();
     s.alerts->start();
+    if (s.bills) s.bills->start();
     spdlog::info("wxrecond: listening public={} admin={}", public_port(), admin_port());
 }
 
@@ -387,6 +399,7 @@ void application::run(bool handle_signals) {
     if (s.api_pool) s.api_pool->stop();
     s.poll_pool->stop();
     s.alert_pool->stop();
+    if (s.bill_pool) s.bill_pool->stop();
     spdlog::info("wxrecond: stopped");
 }
 

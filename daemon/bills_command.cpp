@@ -1,5 +1,6 @@
 #include "bills_command.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdio>
@@ -7,6 +8,8 @@
 #include <memory>
 #include <optional>
 #include <variant>
+
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -19,6 +22,7 @@
 #include "store/bill_store.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
+#include "workflow/bill_fetcher.hpp"
 #include "workflow/bill_reconciler.hpp"
 
 namespace wxrecon::daemon {
@@ -31,7 +35,8 @@ constexpr const char* bills_usage =
     "usage: wxrecond bills check FILE [--kind trade|fundflow]\n"
     "       wxrecond [--config PATH] bills load --mchid M --date YYYY-MM-DD [--trade FILE] [--fundflow "
     "FILE]\n"
-    "                [--bill-type T] [--account-type A] [--no-trade-bill]\n";
+    "                [--bill-type T] [--account-type A] [--no-trade-bill]\n"
+    "       wxrecond [--config PATH] bills fetch --date YYYY-MM-DD [--mchid M] [--kind trade|fundflow|all]\n";
 
 // Streams the file (gunzipped when it is gzip) into the parser: neither the file nor its text is held whole.
 result<bill::bill_totals> check_file(const std::string& path, std::optional<bill::bill_kind> kind) {
@@ -152,6 +157,17 @@ std::optional<load_request> parse_load_args(const std::vector<std::string>& args
     return r;
 }
 
+// The fetcher lives as long as its one run.
+boost::asio::awaitable<workflow::bill_day_result> fetch_with(boost::asio::io_context& io,
+                                                             store::db_pool& pool, store::ledger& ledger,
+                                                             workflow::bill_fetch_policy policy,
+                                                             const config::merchant_config& m,
+                                                             const config::merchant_keys& keys,
+                                                             std::string date) {
+    workflow::bill_fetcher fetcher(io.get_executor(), pool, ledger, nullptr, wall_clock{}, std::move(policy));
+    co_return co_await fetcher.fetch_day(m, keys, std::move(date));
+}
+
 workflow::bill_day_request day_request(const load_request& r, const config::config& cfg) {
     workflow::bill_day_request day;
     day.mchid = r.mchid;
@@ -168,46 +184,113 @@ workflow::bill_day_request day_request(const load_request& r, const config::conf
     return day;
 }
 
-// Stores files an operator downloaded (from the merchant platform, say) and reconciles their day, exactly as
-// a fetched day is.
-int bills_load(const std::vector<std::string>& args, const std::string& config_path) {
-    const auto request = parse_load_args(args);
-    if (!request) return exit_failure;
-    auto cfg = config::load_config(config_path);
-    if (!cfg) {
-        std::fprintf(stderr, "wxrecond: bills load: %s\n", cfg.err().message.c_str());
-        return exit_bad_config;
-    }
-    if (cfg->find_merchant(request->mchid) == nullptr) {
-        std::fprintf(stderr, "wxrecond: bills load: merchant %s is not in %s\n", request->mchid.c_str(),
-                     config_path.c_str());
-        return exit_bad_config;
-    }
+// Runs one day's work against the database (migrated first when auto_migrate) and prints its result.
+// Returns the exit status: 4 when a file was malformed, 3 when the database is unavailable.
+template <class Work>
+int run_day(const char* command, const config::config& cfg, Work work) {
     try {
-        if (cfg->database.auto_migrate) migrate_database(cfg->database.url);
-        store::db_pool pool(cfg->database.url, 2, 64, store::prepare_ledger_connection);
+        if (cfg.database.auto_migrate) migrate_database(cfg.database.url);
+        store::db_pool pool(cfg.database.url, 2, 64, store::prepare_ledger_connection);
         store::ledger ledger(pool);
         boost::asio::io_context io;
-        auto done =
-            boost::asio::co_spawn(io, workflow::reconcile_bill_day(pool, ledger, day_request(*request, *cfg)),
-                                  boost::asio::use_future);
+        auto done = boost::asio::co_spawn(io, work(io, pool, ledger), boost::asio::use_future);
         io.run();
-        const auto result = done.get();
+        const workflow::bill_day_result result = done.get();
         std::printf("%s\n", result.json().c_str());
         for (const auto& file : result.files) {
             if (file.outcome == store::bill_store_outcome::malformed) return exit_bad_input;
         }
         return exit_ok;
     } catch (const startup_error& e) {
-        std::fprintf(stderr, "wxrecond: bills load: %s\n", e.what());
+        std::fprintf(stderr, "wxrecond: %s: %s\n", command, e.what());
         return e.exit_status;
     } catch (const store::database_unavailable& e) {
-        std::fprintf(stderr, "wxrecond: bills load: database unavailable: %s\n", e.what());
+        std::fprintf(stderr, "wxrecond: %s: database unavailable: %s\n", command, e.what());
         return exit_database;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "wxrecond: bills load: %s\n", e.what());
+        std::fprintf(stderr, "wxrecond: %s: %s\n", command, e.what());
         return exit_failure;
     }
+}
+
+std::optional<config::config> load_config_for(const char* command, const std::string& config_path,
+                                              const std::string& mchid) {
+    auto cfg = config::load_config(config_path);
+    if (!cfg) {
+        std::fprintf(stderr, "wxrecond: %s: %s\n", command, cfg.err().message.c_str());
+        return std::nullopt;
+    }
+    if (!mchid.empty() && cfg->find_merchant(mchid) == nullptr) {
+        std::fprintf(stderr, "wxrecond: %s: merchant %s is not in %s\n", command, mchid.c_str(),
+                     config_path.c_str());
+        return std::nullopt;
+    }
+    return std::move(*cfg);
+}
+
+// Stores files an operator downloaded (from the merchant platform, say) and reconciles their day, exactly as
+// a fetched day is.
+int bills_load(const std::vector<std::string>& args, const std::string& config_path) {
+    const auto request = parse_load_args(args);
+    if (!request) return exit_failure;
+    const auto cfg = load_config_for("bills load", config_path, request->mchid);
+    if (!cfg) return exit_bad_config;
+    return run_day("bills load", *cfg,
+                   [&](boost::asio::io_context&, store::db_pool& pool, store::ledger& ledger) {
+                       return workflow::reconcile_bill_day(pool, ledger, day_request(*request, *cfg));
+                   });
+}
+
+// Downloads (again) the bills of one Beijing day from WeChat Pay, stores and reconciles them.
+int bills_fetch(const std::vector<std::string>& args, const std::string& config_path) {
+    std::string date, mchid, kind = "all";
+    for (std::size_t i = 1; i < args.size(); ++i) {
+        const bool has_value = i + 1 < args.size();
+        if (has_value && args[i] == "--date")
+            date = args[++i];
+        else if (has_value && args[i] == "--mchid")
+            mchid = args[++i];
+        else if (has_value && args[i] == "--kind")
+            kind = args[++i];
+        else {
+            std::fprintf(stderr, "wxrecond: bills fetch: unexpected argument \"%s\"\n%s", args[i].c_str(),
+                         bills_usage);
+            return exit_failure;
+        }
+    }
+    if (!is_bill_date(date) || (kind != "all" && kind != "trade" && kind != "fundflow")) {
+        std::fprintf(
+            stderr,
+            "wxrecond: bills fetch: --date YYYY-MM-DD is required; --kind is trade, fundflow or all\n%s",
+            bills_usage);
+        return exit_failure;
+    }
+    const auto cfg = load_config_for("bills fetch", config_path, mchid);
+    if (!cfg) return exit_bad_config;
+    auto keys = config::load_key_store(*cfg, wall_clock{}.seconds());
+    if (!keys) {
+        std::fprintf(stderr, "wxrecond: bills fetch: %s\n", keys.err().message.c_str());
+        return exit_bad_config;
+    }
+    const auto base = cfg->bills ? *cfg->bills : config::bills_config{};
+    workflow::bill_fetch_policy policy;
+    policy.trade = kind != "fundflow";
+    policy.fundflow = kind != "trade";
+    policy.cross_day_tolerance =
+        std::chrono::duration_cast<std::chrono::microseconds>(base.cross_day_tolerance);
+    policy.not_ready_tries = 1;  // on demand: say so at once rather than wait half an hour
+    policy.owner = "wxrecond-cli-" + std::to_string(::getpid());
+    int status = exit_ok;
+    for (const auto& m : cfg->merchants) {
+        if (!mchid.empty() && m.mchid != mchid) continue;
+        const auto* merchant_keys = keys->find(m.mchid);
+        status = std::max(
+            status, run_day("bills fetch", *cfg,
+                            [&](boost::asio::io_context& io, store::db_pool& pool, store::ledger& ledger) {
+                                return fetch_with(io, pool, ledger, policy, m, *merchant_keys, date);
+                            }));
+    }
+    return status;
 }
 
 }  // namespace
@@ -219,8 +302,8 @@ int run_bills_command(const std::vector<std::string>& args, const std::string& c
     }
     if (args[0] == "check") return bills_check(args);
     if (args[0] == "load") return bills_load(args, config_path);
-    std::fprintf(stderr, "wxrecond: bills: unknown or not yet implemented command \"%s\"\n%s",
-                 args[0].c_str(), bills_usage);
+    if (args[0] == "fetch") return bills_fetch(args, config_path);
+    std::fprintf(stderr, "wxrecond: bills: unknown command \"%s\"\n%s", args[0].c_str(), bills_usage);
     return exit_failure;
 }
 

@@ -21,8 +21,9 @@ using namespace wxrecon;
 constexpr const char* usage =
     "usage: wxrecond [--config PATH] [--log-format text|json] [serve|migrate|check-config]\n"
     "       wxrecond bills check FILE [--kind trade|fundflow]\n"
-    "       wxrecond [--config PATH] bills load --mchid M --date YYYY-MM-DD [--trade FILE] [--fundflow "
-    "FILE]\n"
+    "       wxrecond [--config PATH] bills load --mchid M --date YYYY-MM-DD\n"
+    "                [--trade FILE] [--fundflow FILE] [--no-trade-bill]\n"
+    "       wxrecond [--config PATH] bills fetch --date YYYY-MM-DD [--mchid M] [--kind trade|fundflow|all]\n"
     "       wxrecond --version\n"
     "  serve         run the daemon until SIGTERM/SIGINT (default)\n"
     "  migrate       apply pending database migrations and exit\n"
@@ -30,6 +31,7 @@ constexpr const char* usage =
     "  bills check   parse a bill file (plain or gzip) offline, print its totals as JSON;\n"
     "                exit 4 when it is malformed or disagrees with its summary\n"
     "  bills load    store bill files of a merchant's day and reconcile the day against them\n"
+    "  bills fetch   download a day's bills from WeChat Pay, store and reconcile them (idempotent)\n"
     "  --log-format  text (default) or json: one JSON object per line, for log shippers\n"
     "default config: /etc/wxrecond/wxrecond.toml\n";
 

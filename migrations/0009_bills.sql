@@ -122,6 +122,9 @@ CREATE TABLE wxrecon.reconciliations (
     fund_expense_fen    bigint,
     differences         bigint        NOT NULL DEFAULT 0,      -- unresolved bill discrepancies of the day
     reconciled_at       timestamptz,
+    -- Who is fetching the day's bills, until when: several instances never fetch the same day at once.
+    fetch_owner         text,
+    fetch_lease_until   timestamptz,
     PRIMARY KEY (mchid, bill_date)
 );
 

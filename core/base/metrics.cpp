@@ -162,6 +162,10 @@ std::shared_ptr<metrics> metrics::make_standard() {
     m->describe("wxrecon_db_up", "gauge", "1 when PostgreSQL answers, else 0.");
     m->describe("wxrecon_http_requests_total", "counter", "HTTP requests by listener and status.");
     m->describe("wxrecon_build_info", "gauge", "Build information.");
+    m->describe("wxrecon_bills_total", "counter", "Bill files fetched from WeChat Pay, by kind and result.");
+    m->describe("wxrecon_reconciliation_differences", "gauge", "Unresolved bill discrepancies, by merchant.");
+    m->describe("wxrecon_last_reconciled_day_timestamp_seconds", "gauge",
+                "Start (Beijing midnight) of the last day reconciled against the bills, by merchant.");
     return m;
 }
 

@@ -9,6 +9,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <cstdio>
+
 #include "base/encoding.hpp"
 
 namespace wxrecon::net {
@@ -103,11 +105,50 @@ using request_type = http::request<http::string_body>;
 
 namespace {
 
-// One request and its answer on an open connection. retry: a reused connection turned out closed
-// before any of the answer arrived, so the request may go again on a fresh one.
+// Reads one answer into parser, its status and headers into out.response (the body stays in the parser).
+// retry: a reused connection turned out closed before any of the answer arrived.
+template <class Stream, class Parser>
+asio::awaitable<void> read_answer(Stream& stream, beast::flat_buffer& buffer, Parser& parser,
+                                  const std::string& where, std::uint64_t limit, bool reused, exchange& out,
+                                  bool& retry) {
+    auto [rec, read] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+    if (rec) {
+        if (reused && read == 0 &&
+            (rec == http::error::end_of_stream || rec == asio::error::connection_reset ||
+             rec == asio::error::eof || rec == asio::ssl::error::stream_truncated)) {
+            out.sent = false;
+            retry = true;
+            co_return;
+        }
+        out.error = rec == beast::error::timeout ? "no answer from " + where + " in time"
+                    : rec == http::error::body_limit
+                        ? "answer from " + where + " exceeds " + std::to_string(limit) + " bytes"
+                        : "cannot read answer from " + where + ": " + rec.message();
+        co_return;
+    }
+    const auto& msg = parser.get();
+    http_response res;
+    res.status = static_cast<int>(msg.result_int());
+    for (const auto& h : msg) res.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
+    out.response = std::move(res);
+}
+
+// The first max_bytes of a file (an error answer that was meant to be a download).
+std::string read_prefix(const std::string& path, std::size_t max_bytes) {
+    std::string out(max_bytes, '\0');
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (f == nullptr) return {};
+    out.resize(std::fread(out.data(), 1, out.size(), f));
+    std::fclose(f);
+    return out;
+}
+
+// One request and its answer on an open connection; the answer's body in memory, or in the request's
+// save_to file. retry: as read_answer.
 template <class Stream>
 asio::awaitable<void> exchange_on(Stream& stream, beast::flat_buffer& buffer, const request_type& req,
-                                  const client_options& options, bool reused, exchange& out, bool& retry) {
+                                  const outbound_request& request, const client_options& options, bool reused,
+                                  exchange& out, bool& retry) {
     const std::string where = std::string(req[http::field::host]);
     beast::get_lowest_layer(stream).expires_after(options.exchange_timeout);
     auto [wec, written] = co_await http::async_write(stream, req, asio::as_tuple(asio::use_awaitable));
@@ -122,30 +163,25 @@ asio::awaitable<void> exchange_on(Stream& stream, beast::flat_buffer& buffer, co
         co_return;
     }
     out.sent = true;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(options.max_body_bytes);
-    auto [rec, read] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-    if (rec) {
-        if (reused && read == 0 &&
-            (rec == http::error::end_of_stream || rec == asio::error::connection_reset ||
-             rec == asio::error::eof || rec == asio::ssl::error::stream_truncated)) {
-            out.sent = false;
-            retry = true;
-            co_return;
-        }
-        out.error =
-            rec == beast::error::timeout ? "no answer from " + where + " in time"
-            : rec == http::error::body_limit
-                ? "answer from " + where + " exceeds " + std::to_string(options.max_body_bytes) + " bytes"
-                : "cannot read answer from " + where + ": " + rec.message();
+    if (request.save_to.empty()) {
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(options.max_body_bytes);
+        co_await read_answer(stream, buffer, parser, where, options.max_body_bytes, reused, out, retry);
+        if (out.response) out.response->body = std::move(parser.get().body());
         co_return;
     }
-    auto& msg = parser.get();
-    http_response res;
-    res.status = static_cast<int>(msg.result_int());
-    for (const auto& h : msg) res.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
-    res.body = std::move(msg.body());
-    out.response = std::move(res);
+    http::response_parser<http::file_body> parser;
+    parser.body_limit(request.max_saved_bytes);
+    beast::error_code fec;
+    parser.get().body().open(request.save_to.c_str(), beast::file_mode::write, fec);
+    if (fec) {
+        out.error = "cannot write " + request.save_to + ": " + fec.message();
+        co_return;
+    }
+    co_await read_answer(stream, buffer, parser, where, request.max_saved_bytes, reused, out, retry);
+    parser.get().body().close();
+    if (out.response && (out.response->status < 200 || out.response->status > 299))
+        out.response->body = read_prefix(request.save_to, options.max_body_bytes);
 }
 
 }  // namespace
@@ -170,7 +206,7 @@ asio::awaitable<exchange> http_client::send(outbound_request request) {
     req.set(http::field::host, default_port ? url.host : url.host + ":" + url.port);
     req.set(http::field::user_agent, options_.user_agent);
     for (const auto& [name, value] : request.headers) req.set(name, value);
-    req.body() = std::move(request.body);
+    req.body() = std::move(request.body);  // the rest of request (save_to) is still read below
     req.keep_alive(true);
     req.prepare_payload();
 
@@ -222,9 +258,9 @@ asio::awaitable<exchange> http_client::send(outbound_request request) {
 
         bool retry = false;
         if (conn->tls)
-            co_await exchange_on(*conn->tls, conn->buffer, req, options_, reused, out, retry);
+            co_await exchange_on(*conn->tls, conn->buffer, req, request, options_, reused, out, retry);
         else
-            co_await exchange_on(conn->plain, conn->buffer, req, options_, reused, out, retry);
+            co_await exchange_on(conn->plain, conn->buffer, req, request, options_, reused, out, retry);
         if (retry) {
             idle_[key].clear();  // the server closed them while idle; each would fail the same way
             continue;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -48,6 +49,11 @@ struct outbound_request {
     std::string url;
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
+    // Set: the answer's body is written to this file (created or truncated) instead of memory, up to
+    // max_saved_bytes, so a large download never grows the process. A non-2xx answer's body is also read
+    // back into http_response::body (up to max_body_bytes), for its error code.
+    std::string save_to;
+    std::uint64_t max_saved_bytes = std::uint64_t{4} << 30;
 };
 
 struct exchange {

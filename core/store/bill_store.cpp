@@ -314,6 +314,40 @@ boost::asio::awaitable<stored_bill> store_bill_file(db_pool& pool, bill_file fil
     co_return co_await pool.run<stored_bill>(std::move(job));
 }
 
+boost::asio::awaitable<bool> claim_bill_fetch(db_pool& pool, std::string mchid, std::string bill_date,
+                                              std::string owner, std::chrono::milliseconds lease) {
+    auto job = [mchid = std::move(mchid), day = std::move(bill_date), owner = std::move(owner),
+                lease](pqxx::connection_base& c) {
+        return !pqxx::nontransaction(c)
+                    .exec_params(
+                        "INSERT INTO wxrecon.reconciliations AS r (mchid, bill_date, fetch_owner, "
+                        "fetch_lease_until)"
+                        " VALUES ($1, $2::date, $3, now() + $4 * interval '1 millisecond')"
+                        " ON CONFLICT (mchid, bill_date) DO UPDATE"
+                        " SET fetch_owner = excluded.fetch_owner, fetch_lease_until = "
+                        "excluded.fetch_lease_until"
+                        " WHERE r.fetch_lease_until IS NULL OR r.fetch_lease_until < now()"
+                        "    OR r.fetch_owner = excluded.fetch_owner"
+                        " RETURNING 1",
+                        mchid, day, owner, static_cast<std::int64_t>(lease.count()))
+                    .empty();
+    };
+    co_return co_await pool.run<bool>(std::move(job));
+}
+
+boost::asio::awaitable<void> release_bill_fetch(db_pool& pool, std::string mchid, std::string bill_date,
+                                                std::string owner) {
+    auto job = [mchid = std::move(mchid), day = std::move(bill_date),
+                owner = std::move(owner)](pqxx::connection_base& c) {
+        pqxx::nontransaction(c).exec_params(
+            "UPDATE wxrecon.reconciliations SET fetch_owner = NULL, fetch_lease_until = NULL"
+            " WHERE mchid = $1 AND bill_date = $2::date AND fetch_owner = $3",
+            mchid, day, owner);
+        return true;
+    };
+    co_await pool.run<bool>(std::move(job));
+}
+
 boost::asio::awaitable<void> record_no_trade_bill(db_pool& pool, std::string mchid, std::string bill_date) {
     auto job = [mchid = std::move(mchid), day = std::move(bill_date)](pqxx::connection_base& c) {
         pqxx::nontransaction(c).exec_params(
@@ -333,6 +367,18 @@ boost::asio::awaitable<std::vector<domain::fact>> bill_payments_unknown_to_ledge
         return bill_payments_unknown_to_ledger(c, mchid, day);
     };
     co_return co_await pool.run<std::vector<domain::fact>>(std::move(job));
+}
+
+boost::asio::awaitable<std::int64_t> open_bill_differences(db_pool& pool, std::string mchid) {
+    auto job = [mchid = std::move(mchid)](pqxx::connection_base& c) {
+        return pqxx::nontransaction(c)
+            .exec_params1(
+                "SELECT count(*) FROM wxrecon.discrepancies"
+                " WHERE mchid = $1 AND bill_date IS NOT NULL AND resolved_at IS NULL",
+                mchid)[0]
+            .as<std::int64_t>();
+    };
+    co_return co_await pool.run<std::int64_t>(std::move(job));
 }
 
 boost::asio::awaitable<reconciliation> reconcile_bill_day(db_pool& pool, std::string mchid,

@@ -49,6 +49,12 @@ struct stored_bill {
 // a database failure throws; a malformed file is an outcome, not an exception.
 boost::asio::awaitable<stored_bill> store_bill_file(db_pool& pool, bill_file file);
 
+// Takes the merchant's day for fetching, for `lease`, unless another owner holds it: true when taken.
+boost::asio::awaitable<bool> claim_bill_fetch(db_pool& pool, std::string mchid, std::string bill_date,
+                                              std::string owner, std::chrono::milliseconds lease);
+boost::asio::awaitable<void> release_bill_fetch(db_pool& pool, std::string mchid, std::string bill_date,
+                                                std::string owner);
+
 // WeChat Pay says the day has no trade bill (NO_STATEMENT_EXIST / No Bill Exist).
 boost::asio::awaitable<void> record_no_trade_bill(db_pool& pool, std::string mchid, std::string bill_date);
 
@@ -68,6 +74,9 @@ struct reconciliation {
     std::int64_t differences = 0;
     std::string json() const;
 };
+
+// Unresolved bill discrepancies of the merchant, all days.
+boost::asio::awaitable<std::int64_t> open_bill_differences(db_pool& pool, std::string mchid);
 
 // Matches the merchant's day against its newest bills (see migrations/0009_bills.sql).
 boost::asio::awaitable<reconciliation> reconcile_bill_day(db_pool& pool, std::string mchid,

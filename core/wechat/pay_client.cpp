@@ -1,5 +1,7 @@
 #include "wechat/pay_client.hpp"
 
+#include <cstdio>
+
 #include <simdjson.h>
 
 #include "base/encoding.hpp"
@@ -43,6 +45,18 @@ std::pair<std::string, std::string> v3_error(std::string_view body) {
 
 bool is_rate_limit_code(std::string_view code) {
     return code == "FREQUENCY_LIMITED" || code == "RATELIMIT_EXCEEDED" || code == "RATE_LIMITED";
+}
+
+// An APIv3 error answer, read without verification as the official SDKs do: it is never applied as a fact.
+void read_v3_error(call_result& r) {
+    auto [code, message] = v3_error(r.body);
+    r.code = std::move(code);
+    r.message = std::move(message);
+    r.outcome = r.status == 429 || is_rate_limit_code(r.code) ? call_outcome::rate_limited
+                : r.status >= 500                             ? call_outcome::server_error
+                                                              : call_outcome::rejected;
+    r.error = "HTTP " + std::to_string(r.status) + (r.code.empty() ? "" : " " + r.code) +
+              (r.message.empty() ? "" : ": " + r.message);
 }
 
 }  // namespace
@@ -108,14 +122,114 @@ asio::awaitable<call_result> pay_client::v3_once(const merchant_access& m, const
         r.outcome = call_outcome::ok;
         co_return r;
     }
-    // Error answers are read without verification, as the official SDKs do; they are never applied as facts.
-    auto [code, message] = v3_error(res.body);
-    r.code = std::move(code);
-    r.message = std::move(message);
-    r.outcome = r.status == 429 || is_rate_limit_code(r.code) ? call_outcome::rate_limited
-                : r.status >= 500                             ? call_outcome::server_error
-                                                              : call_outcome::rejected;
-    r.error = "HTTP " + std::to_string(r.status) + (r.code.empty() ? "" : " " + r.code) +
+    read_v3_error(r);
+    co_return r;
+}
+
+asio::awaitable<call_result> pay_client::v3_download(const merchant_access& m, std::string download_url,
+                                                     std::string save_to) {
+    call_result r;
+    const auto url = net::parse_url(download_url);
+    // The Authorization goes only where the merchant's API is: a download URL elsewhere is refused.
+    const auto same_origin = [&](const std::string& base) {
+        const auto b = net::parse_url(base);
+        return url && b && b->scheme == url->scheme && b->host == url->host && b->port == url->port;
+    };
+    if (!url ||
+        !(same_origin(m.api_base) || (!m.api_backup_base.empty() && same_origin(m.api_backup_base)))) {
+        r.outcome = call_outcome::rejected;
+        r.error = "download_url is not on the merchant's API host: " + log_quote(download_url);
+        co_return r;
+    }
+    r.host = download_url.substr(0, download_url.size() - url->target.size());
+    auto authorization = protocol::v3::sign_request("GET", url->target, "", m.mchid, m.merchant_serial,
+                                                    m.merchant_key, clock_.seconds());
+    if (!authorization) {
+        r.error = "cannot sign the request: " + authorization.err().message;
+        co_return r;
+    }
+    net::outbound_request request;
+    request.url = std::move(download_url);
+    request.headers = {{"Authorization", *authorization}};
+    request.save_to = std::move(save_to);
+    const net::exchange ex = co_await client_.send(std::move(request));
+    r.sent = ex.sent;
+    if (!ex.response) {
+        r.error = ex.error;
+        co_return r;
+    }
+    r.status = ex.response->status;
+    r.request_id = std::string(ex.response->header("Request-ID"));
+    // docs/protocol-notes.md §6.3: the file is not signed; the caller checks it against hash_value.
+    if (r.status >= 200 && r.status < 300) {
+        r.outcome = call_outcome::ok;
+        co_return r;
+    }
+    r.body = ex.response->body;
+    read_v3_error(r);
+    co_return r;
+}
+
+asio::awaitable<call_result> pay_client::v2_download(const merchant_access& m, std::string path,
+                                                     v2::fields fields, std::string save_to) {
+    call_result r;
+    r.host = m.api_base;
+    fields["mch_id"] = m.mchid;
+    fields["nonce_str"] = crypto::random_alnum(32);
+    fields["sign_type"] = "HMAC-SHA256";
+    fields.erase("sign");
+    fields["sign"] = v2::sign(fields, m.apiv2_key, v2::sign_type::hmac_sha256);
+    net::outbound_request request;
+    request.method = "POST";
+    request.url = m.api_base + path;
+    request.headers = {{"Content-Type", "text/xml"}};
+    request.body = v2::to_xml(fields);
+    request.save_to = save_to;
+    const net::exchange ex = co_await client_.send(std::move(request));
+    r.sent = ex.sent;
+    if (!ex.response) {
+        r.error = ex.error;
+        co_return r;
+    }
+    r.status = ex.response->status;
+    if (r.status >= 500) {
+        r.outcome = call_outcome::server_error;
+        r.error = "HTTP " + std::to_string(r.status);
+        co_return r;
+    }
+    // docs/protocol-notes.md §7.9: the file itself on success, an XML with return_code FAIL otherwise.
+    std::string head = ex.response->body;
+    if (head.empty()) {
+        std::FILE* f = std::fopen(save_to.c_str(), "rb");
+        if (f != nullptr) {
+            head.resize(4096);
+            head.resize(std::fread(head.data(), 1, head.size(), f));
+            std::fclose(f);
+        }
+    }
+    if (!head.starts_with("<xml>")) {
+        r.outcome = call_outcome::ok;
+        co_return r;
+    }
+    auto parsed = v2::parse_xml(head);
+    r.body = head;
+    if (!parsed) {
+        r.outcome = call_outcome::server_error;
+        r.error = "answer is neither a bill nor APIv2 XML: " + parsed.err().message;
+        co_return r;
+    }
+    r.fields = std::move(*parsed);
+    const auto field = [&](std::string_view k) {
+        const auto it = r.fields.find(k);
+        return it == r.fields.end() ? std::string() : it->second;
+    };
+    r.code = field("error_code").empty() ? field("err_code") : field("error_code");
+    r.message = field("return_msg");
+    r.outcome = r.code == "SYSTEMERROR" ? call_outcome::server_error
+                : is_rate_limit_code(r.code) || r.message.find("频率") != std::string::npos
+                    ? call_outcome::rate_limited
+                    : call_outcome::rejected;
+    r.error = "return_code " + field("return_code") + (r.code.empty() ? "" : " " + r.code) +
               (r.message.empty() ? "" : ": " + r.message);
     co_return r;
 }

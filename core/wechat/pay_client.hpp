@@ -76,6 +76,16 @@ public:
                                            protocol::v2::fields fields, protocol::v2::sign_type type,
                                            retry_safety safety);
 
+    // APIv3 bill download (docs/protocol-notes.md §6.3): a signed GET of the download_url an apply answer
+    // gave (refused unless it is on the merchant's API host); the answer is not signed, its body goes to
+    // save_to. The caller checks the file against hash_value.
+    boost::asio::awaitable<call_result> v3_download(const merchant_access& m, std::string download_url,
+                                                    std::string save_to);
+    // APIv2 downloadbill / downloadfundflow (§7.9, §6.5): HMAC-SHA256-signed; the file itself (to save_to)
+    // on success, an XML with return_code FAIL otherwise (e.g. "No Bill Exist").
+    boost::asio::awaitable<call_result> v2_download(const merchant_access& m, std::string path,
+                                                    protocol::v2::fields fields, std::string save_to);
+
 private:
     boost::asio::awaitable<call_result> v3_once(const merchant_access& m, const std::string& base,
                                                 const std::string& method, const std::string& path_and_query,

@@ -86,7 +86,8 @@ run 1 "no FILE is exit 1" bills check && stderr_has "usage: wxrecond bills check
 run 1 "an unknown --kind is exit 1" bills check "$bills/trade_all.csv" --kind all && stderr_has "--kind must be trade or fundflow" "says what --kind takes"
 run 1 "two files are exit 1" bills check "$bills/trade_all.csv" "$bills/trade_success.csv"
 run 1 "bills without a command is exit 1" bills
-run 1 "bills fetch is not implemented yet: exit 1" bills fetch --date 2026-03-14
+run 1 "an unknown bills command is exit 1" bills frobnicate && stderr_has "frobnicate" "names the command"
+run 2 "bills fetch without a readable config is exit 2" --config "$work/none.toml" bills fetch --date 2026-03-14
 run 0 "--help" --help
 if grep -qF "wxrecond bills check FILE [--kind trade|fundflow]" "$work/out"; then echo "ok: --help names bills check"; else fail "--help does not name bills check"; fi
 

@@ -34,6 +34,7 @@ struct toml_doc {
     std::optional<std::string> poller;
     std::optional<std::string> alerts;
     std::optional<std::string> notifications;
+    std::optional<std::string> bills;
     std::vector<std::string> merchants = {merchant_body("1900000109")};
 
     std::string text() const {
@@ -48,6 +49,7 @@ struct toml_doc {
         add("poller", poller);
         add("alerts", alerts);
         add("notifications", notifications);
+        add("bills", bills);
         for (const auto& m : merchants) out += "[[merchants]]\n" + m;
         return out;
     }
@@ -402,6 +404,43 @@ TEST(ConfigApiTest, SectionIsOptionalButComplete) {
     EXPECT_FALSE(token_only->api->listen);
 
     EXPECT_TRUE(fails_at(parse_with([](toml_doc& d) { d.api = ""; }), "api.token_file", "required"));
+}
+
+TEST(ConfigBillsTest, SectionIsOptionalAndEveryKeyIsChecked) {
+    const auto absent = parse(toml_doc{});
+    ASSERT_TRUE(parses(absent));
+    EXPECT_FALSE(absent->bills);
+
+    const auto defaults = parse_with([](toml_doc& d) { d.bills = ""; });
+    ASSERT_TRUE(parses(defaults));
+    ASSERT_TRUE(defaults->bills);
+    EXPECT_EQ(defaults->bills->fetch_at, std::chrono::minutes(10 * 60 + 30));
+    EXPECT_TRUE(defaults->bills->trade && defaults->bills->fundflow);
+    EXPECT_EQ(defaults->bills->cross_day_tolerance, std::chrono::minutes(10));
+    EXPECT_EQ(defaults->bills->keep_days, 400u);
+
+    const auto set = parse_with([](toml_doc& d) {
+        d.bills = "fetch_at = \"09:05\"\nkinds = [\"trade\"]\ncross_day_tolerance = \"2m\"\nkeep_days = 30\n";
+    });
+    ASSERT_TRUE(parses(set));
+    EXPECT_EQ(set->bills->fetch_at, std::chrono::minutes(9 * 60 + 5));
+    EXPECT_TRUE(set->bills->trade);
+    EXPECT_FALSE(set->bills->fundflow);
+    EXPECT_EQ(set->bills->cross_day_tolerance, std::chrono::minutes(2));
+    EXPECT_EQ(set->bills->keep_days, 30u);
+
+    for (const char* bad : {"\"24:00\"", "\"9:30\"", "\"10:60\"", "\"ten\""})
+        EXPECT_TRUE(
+            fails_at(parse_with([&](toml_doc& d) { d.bills = std::string("fetch_at = ") + bad + "\n"; }),
+                     "bills.fetch_at", "HH:MM"))
+            << bad;
+    EXPECT_TRUE(fails_at(parse_with([](toml_doc& d) { d.bills = "kinds = []\n"; }), "bills.kinds"));
+    EXPECT_TRUE(fails_at(parse_with([](toml_doc& d) { d.bills = "kinds = [\"trade\", \"trade\"]\n"; }),
+                         "bills.kinds[1]"));
+    EXPECT_TRUE(
+        fails_at(parse_with([](toml_doc& d) { d.bills = "kinds = [\"refund\"]\n"; }), "bills.kinds[0]"));
+    EXPECT_TRUE(fails_at(parse_with([](toml_doc& d) { d.bills = "keep_days = 0\n"; }), "bills.keep_days"));
+    EXPECT_TRUE(fails_at(parse_with([](toml_doc& d) { d.bills = "fetch = 1\n"; }), "bills.fetch", "unknown"));
 }
 
 // --- unknown keys and types

@@ -1,0 +1,106 @@
+#include "workflow/bill_schedule.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <array>
+
+#include "base/encoding.hpp"
+
+namespace wxrecon::workflow {
+namespace {
+
+constexpr std::int64_t beijing_offset_seconds = 8 * 3600;
+constexpr std::int64_t seconds_per_day = 86400;
+
+bill_fetch_policy policy_of(const config::config& cfg) {
+    const config::bills_config bills = cfg.bills ? *cfg.bills : config::bills_config{};
+    bill_fetch_policy p;
+    p.trade = bills.trade;
+    p.fundflow = bills.fundflow;
+    p.cross_day_tolerance = std::chrono::duration_cast<std::chrono::microseconds>(bills.cross_day_tolerance);
+    // One fetch lease per host: a restarted daemon takes its own lease back at once.
+    std::array<char, 256> host{};
+    if (::gethostname(host.data(), host.size() - 1) == 0) p.owner = "wxrecond@" + std::string(host.data());
+    return p;
+}
+
+}  // namespace
+
+bill_schedule::bill_schedule(boost::asio::any_io_executor ex, const config::config& cfg, key_holder& keys,
+                             store::db_pool& pool, store::ledger& ledger, std::shared_ptr<metrics> stats,
+                             wall_clock clock)
+    : cfg_(cfg),
+      keys_(keys),
+      clock_(clock),
+      fetcher_(ex, pool, ledger, std::move(stats), clock, policy_of(cfg)),
+      timer_(ex) {}
+
+void bill_schedule::start() {
+    boost::asio::co_spawn(timer_.get_executor(), run(), [](std::exception_ptr e) {
+        if (!e) return;
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+            spdlog::error("bills: the daily fetch stopped: {}", log_quote(ex.what()));
+        }
+    });
+}
+
+void bill_schedule::stop() {
+    stopping_ = true;
+    timer_.cancel();
+}
+
+std::int64_t bill_schedule::seconds_until_run(std::chrono::minutes fetch_at, std::int64_t now_unix,
+                                              bool done_today) {
+    const std::int64_t beijing = now_unix + beijing_offset_seconds;
+    const std::int64_t since_midnight = beijing % seconds_per_day;
+    const std::int64_t run_at = fetch_at.count() * 60;
+    if (since_midnight >= run_at && !done_today) return 0;
+    const std::int64_t until = run_at - since_midnight;
+    return until > 0 ? until : until + seconds_per_day;
+}
+
+boost::asio::awaitable<void> bill_schedule::run() {
+    constexpr std::int64_t retry_failed_after = 3600;
+    while (!stopping_) {
+        const std::string day = bill_fetcher::previous_beijing_day(clock_.seconds());
+        const bool all_done = std::all_of(cfg_.merchants.begin(), cfg_.merchants.end(),
+                                          [&](const auto& m) { return done_[m.mchid] == day; });
+        std::int64_t wait = seconds_until_run(cfg_.bills->fetch_at, clock_.seconds(), all_done);
+        if (wait == 0) {
+            const auto keys = keys_.get();
+            bool failed = false;
+            for (const auto& m : cfg_.merchants) {
+                const auto* merchant_keys = keys->find(m.mchid);
+                if (done_[m.mchid] == day || stopping_) continue;
+                if (merchant_keys == nullptr) {
+                    spdlog::warn("bills: no keys for mchid={}: its bills are not fetched", m.mchid);
+                    done_[m.mchid] = day;
+                    continue;
+                }
+                try {
+                    co_await fetcher_.fetch_day(m, *merchant_keys, day);
+                    done_[m.mchid] = day;
+                } catch (const std::exception& e) {
+                    failed = true;
+                    spdlog::error("bills: fetch failed mchid={} bill_date={}: {}", m.mchid, day,
+                                  log_quote(e.what()));
+                }
+            }
+            wait = failed ? retry_failed_after : 1;
+        }
+        // At most an hour at a time, so a wall clock that jumps is followed.
+        timer_.expires_after(std::chrono::seconds(std::min<std::int64_t>(wait, 3600)));
+        boost::system::error_code ec;
+        co_await timer_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+    }
+}
+
+}  // namespace wxrecon::workflow
