@@ -78,7 +78,7 @@ struct reconciliation {
 // Unresolved bill discrepancies of the merchant, all days.
 boost::asio::awaitable<std::int64_t> open_bill_differences(db_pool& pool, std::string mchid);
 
-// Matches the merchant's day against its newest bills (see migrations/0009_bills.sql).
+// Matches the merchant's day against its newest bills (see migrations/0008_bills.sql).
 boost::asio::awaitable<reconciliation> reconcile_bill_day(db_pool& pool, std::string mchid,
                                                           std::string bill_date,
                                                           std::chrono::microseconds cross_day_tolerance);
