@@ -13,6 +13,7 @@
 #include "base/time.hpp"
 #include "bills_command.hpp"
 #include "log_sink.hpp"
+#include "report_command.hpp"
 
 namespace {
 
@@ -24,6 +25,7 @@ constexpr const char* usage =
     "       wxrecond [--config PATH] bills load --mchid M --date YYYY-MM-DD\n"
     "                [--trade FILE] [--fundflow FILE] [--no-trade-bill]\n"
     "       wxrecond [--config PATH] bills fetch --date YYYY-MM-DD [--mchid M] [--kind trade|fundflow|all]\n"
+    "       wxrecond [--config PATH] report --date YYYY-MM-DD [--mchid M] [--format csv|json]\n"
     "       wxrecond --version\n"
     "  serve         run the daemon until SIGTERM/SIGINT (default)\n"
     "  migrate       apply pending database migrations and exit\n"
@@ -32,6 +34,7 @@ constexpr const char* usage =
     "                exit 4 when it is malformed or disagrees with its summary\n"
     "  bills load    store bill files of a merchant's day and reconcile the day against them\n"
     "  bills fetch   download a day's bills from WeChat Pay, store and reconcile them (idempotent)\n"
+    "  report        the day's statement for finance: per order the ledger, the bill, open discrepancies\n"
     "  --log-format  text (default) or json: one JSON object per line, for log shippers\n"
     "default config: /etc/wxrecond/wxrecond.toml\n";
 
@@ -57,6 +60,9 @@ int run(int argc, char** argv) {
         } else if (arg == "bills") {  // `bills check` needs no configuration; the others read it themselves
             return daemon::run_bills_command(std::vector<std::string>(argv + i + 1, argv + argc),
                                              config_path);
+        } else if (arg == "report") {
+            return daemon::run_report_command(std::vector<std::string>(argv + i + 1, argv + argc),
+                                              config_path);
         } else {
             std::fprintf(stderr, "wxrecond: unknown argument \"%s\"\n%s", arg.c_str(), usage);
             return daemon::exit_failure;

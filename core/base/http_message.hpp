@@ -21,6 +21,9 @@ struct inbound_request {
     // together.
     std::string request_id;
     std::chrono::steady_clock::time_point received{};  // when the whole request had been read
+    // HTTPS with client certificates: the subject common name of the certificate the client presented and
+    // the server's trusted CAs verified (mutual TLS). Empty: none presented, or plain HTTP.
+    std::string client_certificate_subject;
 
     std::string_view header(std::string_view name) const noexcept;  // case-insensitive; "" when absent
     std::string_view query() const noexcept;                        // after '?', "" when none

@@ -416,7 +416,8 @@ void read_bills(reader& r, const scope& s, bills_config& out) {
         }
     }
     r.get_duration(s, "cross_day_tolerance", out.cross_day_tolerance, sign::non_negative);
-    r.get_integer(s, "keep_days", out.keep_days, 1, 100000);
+    // The matching reads bills up to 7 days back (refunds of earlier payments).
+    r.get_integer(s, "keep_days", out.keep_days, 8, 100000);
 }
 
 void read_notifications(reader& r, const scope& s, notifications_config& out) {
@@ -428,8 +429,8 @@ merchant_config read_merchant(reader& r, const scope& s) {
     merchant_config m;
     r.reject_unknown(s, {"mchid", "appid", "api_version", "api_base", "api_backup_base", "ca_file",
                          "apiv3_key_file", "apiv2_key_file", "apiv2_sign_type", "merchant_private_key_file",
-                         "merchant_cert_serial", "wechatpay_public_key_file", "wechatpay_public_key_id",
-                         "platform_cert_files", "app_secret_file", "mp_api_base"});
+                         "merchant_cert_file", "merchant_cert_serial", "wechatpay_public_key_file",
+                         "wechatpay_public_key_id", "platform_cert_files", "app_secret_file", "mp_api_base"});
     if (auto v = r.get_string(s, "mchid", need::required)) {
         if (!all_digits(*v)) r.fail(s.path_of("mchid"), "must contain only digits, got " + quote(*v));
         m.mchid = std::move(*v);
@@ -464,6 +465,10 @@ merchant_config read_merchant(reader& r, const scope& s) {
         }
     }
     m.merchant_private_key_file = r.get_path(s, "merchant_private_key_file", need::optional);
+    m.merchant_cert_file = r.get_path(s, "merchant_cert_file", need::optional);
+    if (m.merchant_cert_file && !m.merchant_private_key_file)
+        r.fail(s.path_of("merchant_private_key_file"), "required when " + s.path_of("merchant_cert_file") +
+                                                           " is set (the certificate's private key)");
     if (auto v = r.get_string(s, "merchant_cert_serial", need::optional)) {
         if (!std::all_of(v->begin(), v->end(), is_hex)) {
             r.fail(s.path_of("merchant_cert_serial"), "must be hexadecimal, got " + quote(*v));

@@ -94,6 +94,8 @@ struct merchant_config {
     std::optional<path> apiv2_key_file;
     bool apiv2_sign_md5 = false;  // apiv2_sign_type: "HMAC-SHA256" (default) or "MD5"
     std::optional<path> merchant_private_key_file;
+    // apiclient_cert.pem: mutual TLS for APIv2 downloadfundflow and refunds (with merchant_private_key_file).
+    std::optional<path> merchant_cert_file;
     std::optional<std::string> merchant_cert_serial;  // upper-case hex after parsing
     std::optional<path> wechatpay_public_key_file;
     std::optional<std::string> wechatpay_public_key_id;

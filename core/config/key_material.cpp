@@ -137,6 +137,25 @@ status load_signing_key(const merchant_context& ctx, const merchant_config& m, m
         return ctx.fail("merchant_private_key_file", "required for api_version \"v3\" (signs requests)");
     }
 
+    if (m.merchant_cert_file && keys.merchant_private_key) {
+        const path file = ctx.resolve(*m.merchant_cert_file);
+        auto pem = ctx.read_file("merchant_cert_file", file);
+        if (!pem) return pem.err();
+        auto cert = crypto::load_certificate_pem(*pem);
+        if (!cert) return ctx.fail("merchant_cert_file", cert.err().message, &file);
+        if (crypto::public_key_fingerprint(cert->key) !=
+            crypto::public_key_fingerprint(keys.merchant_private_key.public_part()))
+            return ctx.fail("merchant_cert_file",
+                            "is not the certificate of merchant_private_key_file (the public keys differ)",
+                            &file);
+        if (m.merchant_cert_serial && !m.merchant_cert_serial->empty() &&
+            cert->serial != *m.merchant_cert_serial)
+            return ctx.fail(
+                "merchant_cert_file",
+                "has serial " + cert->serial + ", but merchant_cert_serial is " + *m.merchant_cert_serial,
+                &file);
+    }
+
     if (m.merchant_cert_serial && !m.merchant_cert_serial->empty()) {
         if (!is_hex(*m.merchant_cert_serial)) {
             return ctx.fail("merchant_cert_serial", "must be the certificate serial number in hex, got \"" +

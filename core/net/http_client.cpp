@@ -93,6 +93,17 @@ http_client::http_client(asio::any_io_executor ex, client_options options)
         tls_->load_verify_file(options_.ca_file, ec);
         if (ec) throw std::runtime_error("cannot load CA file " + options_.ca_file + ": " + ec.message());
     }
+    if (!options_.client_cert_file.empty() || !options_.client_key_file.empty()) {
+        boost::system::error_code ec;
+        tls_->use_certificate_chain_file(options_.client_cert_file, ec);
+        if (ec)
+            throw std::runtime_error("cannot load client certificate " + options_.client_cert_file + ": " +
+                                     ec.message());
+        tls_->use_private_key_file(options_.client_key_file, asio::ssl::context::pem, ec);
+        if (ec)
+            throw std::runtime_error("cannot load client key " + options_.client_key_file + ": " +
+                                     ec.message());
+    }
 }
 
 http_client::~http_client() = default;

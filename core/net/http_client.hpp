@@ -71,11 +71,15 @@ struct client_options {
     // HTTPS: the server certificate must chain to the system's CAs or to these (a PEM file), and
     // name the host (SNI is sent). Empty: system CAs only.
     std::string ca_file;
+    // Mutual TLS: this certificate (PEM, chain allowed) and its private key are presented to HTTPS
+    // servers that ask for one. Both or neither.
+    std::string client_cert_file;
+    std::string client_key_file;
 };
 
 class http_client {
 public:
-    // Throws std::runtime_error when options.ca_file cannot be loaded.
+    // Throws std::runtime_error when options.ca_file or the client certificate and key cannot be loaded.
     http_client(boost::asio::any_io_executor ex, client_options options = {});
     ~http_client();
     http_client(const http_client&) = delete;

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <random>
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -114,6 +116,23 @@ std::string make_request_id(std::string_view listener, std::uint64_t n) {
     return process_prefix + "-" + std::string(listener) + "-" + std::to_string(n);
 }
 
+// The common name of a client certificate the handshake verified; empty when none was presented. A server
+// context that asks for client certificates (verify_peer) fails the handshake on one it cannot verify.
+std::string verified_client_subject(beast::ssl_stream<beast::tcp_stream>& stream) {
+    SSL* ssl = stream.native_handle();
+    X509* cert = SSL_get_peer_certificate(ssl);
+    if (cert == nullptr) return {};
+    std::string subject;
+    if (SSL_get_verify_result(ssl) == X509_V_OK) {
+        char name[256] = {};
+        const int n =
+            X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, name, sizeof name);
+        if (n > 0) subject.assign(name, static_cast<std::size_t>(n));
+    }
+    X509_free(cert);
+    return subject;
+}
+
 }  // namespace
 
 asio::awaitable<void> http_server::run_session(tcp::socket socket) {
@@ -133,7 +152,7 @@ asio::awaitable<void> http_server::run_session(tcp::socket socket) {
             state.stream->expires_after(limits_.read_timeout);
             auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server,
                                                          asio::as_tuple(asio::use_awaitable));
-            if (!hec && !stopping_) co_await serve(stream, remote, state);
+            if (!hec && !stopping_) co_await serve(stream, remote, state, verified_client_subject(stream));
             boost::system::error_code ignored;
             state.stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
             state.stream->socket().close(ignored);
@@ -152,7 +171,8 @@ asio::awaitable<void> http_server::run_session(tcp::socket socket) {
 }
 
 template <class Stream>
-asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remote, session_state& state) {
+asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remote, session_state& state,
+                                         const std::string& client_subject) {
     auto& lowest = beast::get_lowest_layer(stream);
     beast::flat_buffer buffer;
     while (!stopping_) {
@@ -188,6 +208,7 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
         req.target = std::string(msg.target());
         req.path = req.target.substr(0, req.target.find('?'));
         req.remote_addr = remote;
+        req.client_certificate_subject = client_subject;
         for (const auto& h : msg)
             req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
         req.body = std::move(msg.body());

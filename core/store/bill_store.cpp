@@ -381,6 +381,29 @@ boost::asio::awaitable<std::int64_t> open_bill_differences(db_pool& pool, std::s
     co_return co_await pool.run<std::int64_t>(std::move(job));
 }
 
+boost::asio::awaitable<std::int64_t> purge_bills_before(db_pool& pool, std::string before_day) {
+    auto job = [day = std::move(before_day)](pqxx::connection_base& c) {
+        pqxx::work tx(c);
+        const auto gone =
+            tx.exec_params("DELETE FROM wxrecon.bills WHERE bill_date < $1::date", day).affected_rows();
+        tx.commit();
+        return static_cast<std::int64_t>(gone);
+    };
+    co_return co_await pool.run<std::int64_t>(std::move(job));
+}
+
+boost::asio::awaitable<std::optional<std::string>> last_reconciled_day(db_pool& pool, std::string mchid) {
+    auto job = [mchid = std::move(mchid)](pqxx::connection_base& c) {
+        const auto day = pqxx::nontransaction(c).exec_params1(
+            "SELECT max(bill_date)::text FROM wxrecon.reconciliations"
+            " WHERE mchid = $1 AND reconciled_at IS NOT NULL",
+            mchid)[0];
+        return day.is_null() ? std::optional<std::string>{}
+                             : std::optional<std::string>{day.as<std::string>()};
+    };
+    co_return co_await pool.run<std::optional<std::string>>(std::move(job));
+}
+
 boost::asio::awaitable<reconciliation> reconcile_bill_day(db_pool& pool, std::string mchid,
                                                           std::string bill_date,
                                                           std::chrono::microseconds cross_day_tolerance) {

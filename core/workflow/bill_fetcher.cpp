@@ -102,20 +102,29 @@ struct bill_fetcher::impl {
     std::shared_ptr<metrics> stats;
     wall_clock clock;
     bill_fetch_policy policy;
-    std::map<std::string, std::unique_ptr<wechat::pay_client>> clients;  // by ca_file
+    std::map<std::string, std::unique_ptr<wechat::pay_client>> clients;  // by client_key_of
 
     wechat::pay_client& client_for(const config::merchant_config& m) {
-        const std::string ca = m.ca_file ? m.ca_file->string() : "";
-        auto& slot = clients[ca];
-        if (!slot) {
-            net::client_options options;
-            options.exchange_timeout = policy.download_timeout;
-            options.ca_file = ca;
-            slot = std::make_unique<wechat::pay_client>(ex, options, clock);
-        }
+        const auto options = merchant_client_options(m, policy.download_timeout);
+        auto& slot = clients[client_key_of(options)];
+        if (!slot) slot = std::make_unique<wechat::pay_client>(ex, options, clock);
         return *slot;
     }
 
+    boost::asio::awaitable<std::optional<std::string>> publish_gauges(std::string mchid) {
+        auto day = co_await store::last_reconciled_day(pool, mchid);
+        if (!stats) co_return day;
+        double day_start = 0;
+        if (day) {
+            const auto midnight = sys_days{*parse_day(*day)} - seconds{beijing_offset_seconds};
+            day_start = static_cast<double>(duration_cast<seconds>(midnight.time_since_epoch()).count());
+        }
+        const double open = static_cast<double>(co_await store::open_bill_differences(pool, mchid));
+        set_merchant_gauges(mchid, day_start, open);
+        co_return day;
+    }
+
+    // Named, not braced in place: GCC 12 miscompiles braced label lists inside coroutines.
     void set_merchant_gauges(const std::string& mchid, double day_start, double open_differences) {
         stats->set("wxrecon_last_reconciled_day_timestamp_seconds", {{"mchid", mchid}}, day_start);
         stats->set("wxrecon_reconciliation_differences", {{"mchid", mchid}}, open_differences);
@@ -230,14 +239,7 @@ struct bill_fetcher::impl {
         }
         auto result = co_await reconcile_bill_day(pool, ledger, std::move(request));
         result.files = std::move(stored);
-        if (stats) {
-            const auto midnight = sys_days{*parse_day(day)} - seconds{beijing_offset_seconds};
-            // Named, not braced in place: GCC 12 miscompiles braced label lists inside coroutines.
-            const double open = static_cast<double>(co_await store::open_bill_differences(pool, m.mchid));
-            const double day_start =
-                static_cast<double>(duration_cast<seconds>(midnight.time_since_epoch()).count());
-            set_merchant_gauges(m.mchid, day_start, open);
-        }
+        co_await publish_gauges(m.mchid);
         co_return result;
     }
 };
@@ -248,6 +250,10 @@ bill_fetcher::bill_fetcher(boost::asio::any_io_executor ex, store::db_pool& pool
           new impl{std::move(ex), pool, ledger, std::move(stats), std::move(clock), std::move(policy), {}}) {}
 
 bill_fetcher::~bill_fetcher() = default;
+
+boost::asio::awaitable<std::optional<std::string>> bill_fetcher::publish_gauges(std::string mchid) {
+    co_return co_await impl_->publish_gauges(std::move(mchid));
+}
 
 std::string bill_fetcher::previous_beijing_day(std::int64_t now_unix) {
     return format_day(year_month_day{sys_days{beijing_today(now_unix)} - days{1}});

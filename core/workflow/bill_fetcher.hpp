@@ -8,6 +8,7 @@
 #include <chrono>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -54,6 +55,10 @@ public:
     boost::asio::awaitable<bill_day_result> fetch_day(const config::merchant_config& merchant,
                                                       const config::merchant_keys& keys,
                                                       std::string bill_date);
+
+    // Sets the merchant's gauges from the database: the newest reconciled day (0 when none, so the alert on
+    // an unreconciled yesterday fires after a restart too) and its open bill differences. Returns that day.
+    boost::asio::awaitable<std::optional<std::string>> publish_gauges(std::string mchid);
 
     // The Beijing day before now, YYYY-MM-DD.
     static std::string previous_beijing_day(std::int64_t now_unix);

@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 
 #include "base/encoding.hpp"
+#include "store/bill_store.hpp"
 
 namespace wxrecon::workflow {
 namespace {
@@ -37,6 +39,7 @@ bill_schedule::bill_schedule(boost::asio::any_io_executor ex, const config::conf
                              wall_clock clock)
     : cfg_(cfg),
       keys_(keys),
+      pool_(pool),
       clock_(clock),
       fetcher_(ex, pool, ledger, std::move(stats), clock, policy_of(cfg)),
       timer_(ex) {}
@@ -67,8 +70,34 @@ std::int64_t bill_schedule::seconds_until_run(std::chrono::minutes fetch_at, std
     return until > 0 ? until : until + seconds_per_day;
 }
 
+boost::asio::awaitable<void> bill_schedule::purge_old_bills() {
+    using namespace std::chrono;
+    const auto today = floor<days>(sys_seconds{seconds{clock_.seconds() + beijing_offset_seconds}});
+    const year_month_day oldest_kept{today - days{cfg_.bills->keep_days}};
+    char day[16];
+    std::snprintf(day, sizeof day, "%04d-%02u-%02u", static_cast<int>(oldest_kept.year()),
+                  static_cast<unsigned>(oldest_kept.month()), static_cast<unsigned>(oldest_kept.day()));
+    try {
+        const auto gone = co_await store::purge_bills_before(pool_, day);
+        if (gone > 0) spdlog::info("bills: {} bill file(s) of days before {} removed (keep_days)", gone, day);
+    } catch (const std::exception& e) {
+        spdlog::warn("bills: removing bills before {} failed: {}", day, log_quote(e.what()));
+    }
+}
+
 boost::asio::awaitable<void> bill_schedule::run() {
     constexpr std::int64_t retry_failed_after = 3600;
+    // A restarted daemon knows what is done already, and its gauges say so before the next run.
+    const std::string yesterday = bill_fetcher::previous_beijing_day(clock_.seconds());
+    for (const auto& m : cfg_.merchants) {
+        try {
+            const auto last = co_await fetcher_.publish_gauges(m.mchid);
+            if (last && *last >= yesterday) done_[m.mchid] = yesterday;
+        } catch (const std::exception& e) {
+            spdlog::warn("bills: cannot read the last reconciled day of mchid={}: {}", m.mchid,
+                         log_quote(e.what()));
+        }
+    }
     while (!stopping_) {
         const std::string day = bill_fetcher::previous_beijing_day(clock_.seconds());
         const bool all_done = std::all_of(cfg_.merchants.begin(), cfg_.merchants.end(),
@@ -94,6 +123,7 @@ boost::asio::awaitable<void> bill_schedule::run() {
                                   log_quote(e.what()));
                 }
             }
+            co_await purge_old_bills();
             wait = failed ? retry_failed_after : 1;
         }
         // At most an hour at a time, so a wall clock that jumps is followed.

@@ -1,6 +1,7 @@
 // The daily fetch of the bills (docs/interfaces.md §7.2 [bills]): at fetch_at, Beijing time, every merchant's
 // bills of the day before are fetched and the day reconciled; a daemon started later that day does it at once
-// (fetching again is idempotent). A bill still being made is asked for again by the fetcher.
+// (fetching again is idempotent). A bill still being made is asked for again by the fetcher. After each run,
+// bill files older than keep_days go.
 #pragma once
 
 #include <chrono>
@@ -34,8 +35,11 @@ public:
 private:
     boost::asio::awaitable<void> run();
 
+    boost::asio::awaitable<void> purge_old_bills();
+
     const config::config& cfg_;
     key_holder& keys_;
+    store::db_pool& pool_;
     wall_clock clock_;
     bill_fetcher fetcher_;
     boost::asio::steady_timer timer_;

@@ -2,23 +2,32 @@
 
 namespace wxrecon::workflow {
 
-net::client_options wechat_clients::options_for(const config::merchant_config& m) const {
+net::client_options merchant_client_options(const config::merchant_config& m,
+                                            std::chrono::milliseconds timeout) {
     net::client_options options;
     options.ca_file = m.ca_file ? m.ca_file->string() : std::string();
-    options.exchange_timeout = request_timeout_;
+    if (m.merchant_cert_file && m.merchant_private_key_file) {
+        options.client_cert_file = m.merchant_cert_file->string();
+        options.client_key_file = m.merchant_private_key_file->string();
+    }
+    options.exchange_timeout = timeout;
     return options;
 }
 
+std::string client_key_of(const net::client_options& options) {
+    return options.ca_file + '\n' + options.client_cert_file;
+}
+
 wechat::pay_client& wechat_clients::pay(const config::merchant_config& m) {
-    auto options = options_for(m);
-    auto& slot = pay_[options.ca_file];
+    auto options = merchant_client_options(m, request_timeout_);
+    auto& slot = pay_[client_key_of(options)];
     if (!slot) slot = std::make_unique<wechat::pay_client>(executor_, options, clock_);
     return *slot;
 }
 
 net::http_client& wechat_clients::plain(const config::merchant_config& m) {
-    auto options = options_for(m);
-    auto& slot = plain_[options.ca_file];
+    auto options = merchant_client_options(m, request_timeout_);
+    auto& slot = plain_[client_key_of(options)];
     if (!slot) slot = std::make_unique<net::http_client>(executor_, options);
     return *slot;
 }

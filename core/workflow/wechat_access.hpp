@@ -30,14 +30,18 @@ public:
     net::http_client& plain(const config::merchant_config& m);
 
 private:
-    net::client_options options_for(const config::merchant_config& m) const;
-
     boost::asio::any_io_executor executor_;
     std::chrono::milliseconds request_timeout_;
     wall_clock clock_;  // signs requests and judges answers' timestamps
-    std::map<std::string, std::unique_ptr<wechat::pay_client>> pay_;  // by ca_file
-    std::map<std::string, std::unique_ptr<net::http_client>> plain_;  // by ca_file
+    std::map<std::string, std::unique_ptr<wechat::pay_client>> pay_;  // by client_key_of
+    std::map<std::string, std::unique_ptr<net::http_client>> plain_;  // by client_key_of
 };
+
+// How the merchant's HTTPS connections are made: its ca_file, its client certificate (mutual TLS) when
+// merchant_cert_file is set. Merchants that agree on both share a client and its connections.
+net::client_options merchant_client_options(const config::merchant_config& m,
+                                            std::chrono::milliseconds timeout);
+std::string client_key_of(const net::client_options& options);
 
 wechat::merchant_access merchant_access_for(const config::merchant_config& m,
                                             const config::merchant_keys& keys);

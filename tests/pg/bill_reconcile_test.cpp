@@ -20,6 +20,7 @@
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
 #include "store/migrations.hpp"
+#include "store/statement_store.hpp"
 #include "test_env.hpp"
 #include "workflow/bill_reconciler.hpp"
 
@@ -403,6 +404,75 @@ TEST_F(BillReconcile, DayWithoutABillIsNoBillUnlessTheLedgerHasPayments) {
     const auto r = reconcile({}, day, true);
     EXPECT_EQ(r.day.status, "differences");
     EXPECT_EQ(open_discrepancies(), (std::set<kind_and_order>{{"missing_in_bill", "A1"}}));
+}
+
+TEST_F(BillReconcile, OldBillsArePurgedButTheDaysResultAndDifferencesStay) {
+    const auto old_day = write_file("old.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60)}));
+    const auto new_day =
+        write_file("new.csv", trade_bill({pay("2026-12-01 10:00:00", "T2", "A2", 200, 120)}));
+    reconcile({trade_file(old_day)});
+    reconcile({trade_file(new_day, next_day)}, next_day);
+    const auto open_before = open_discrepancies();
+    ASSERT_EQ(open_before.size(), 2u) << "both payments are missing in the ledger";
+
+    EXPECT_EQ(run(store::purge_bills_before(*pool_, next_day)), 1);
+    EXPECT_EQ(db_.scalar("SELECT string_agg(bill_date::text, ',') FROM wxrecon.bills"), next_day);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.bill_trade_rows"), 1);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.bill_files f JOIN wxrecon.bills b ON b.id = f.bill_id"),
+              db_.count("SELECT count(*) FROM wxrecon.bill_files"))
+        << "no part of a purged file is left";
+    EXPECT_EQ(db_.scalar("SELECT status || ' ' || (trade_bill_id IS NULL) FROM wxrecon.reconciliations "
+                         "WHERE bill_date = '" +
+                         std::string(day) + "'"),
+              "differences true");
+    EXPECT_EQ(open_discrepancies(), open_before);
+    EXPECT_EQ(run(store::purge_bills_before(*pool_, next_day)), 0) << "nothing left to purge";
+}
+
+// `wxrecond report`: the day per order, the ledger beside the bill, with what is still open.
+TEST_F(BillReconcile, DayStatementShowsEachOrderBesideItsBillLine) {
+    paid_order("A1", "T1", 100, "2026-11-30 10:00+08");
+    paid_order("A4", "T4", 400, "2026-11-30 12:00+08");
+    paid_order("A5", "T5", 500, "2026-11-30 15:00+08");
+    paid_order("OTHER-DAY", "T9", 900, "2026-12-01 09:00+08");
+    success_refund("A1", "R1", "RID1", 40);
+    reconcile({trade_file(
+        write_file("trade.csv", trade_bill({
+                                    pay("2026-11-30 10:00:00", "T1", "A1", 100, 60),
+                                    pay("2026-11-30 11:30:00", "T3", "HAND-1", 300, 180),
+                                    pay("2026-11-30 12:00:00", "T4", "A4", 450, 270),
+                                    refund_line("2026-11-30 16:00:00", "T1", "A1", "RID1", "R1", 40),
+                                })))});
+    std::vector<store::statement_row> rows;
+    const auto count = run(store::day_statement(
+        *pool_, test_mchid, day, [&rows](const store::statement_row& r) { rows.push_back(r); }));
+    ASSERT_EQ(count, 4);
+    ASSERT_EQ(rows.size(), 4u);
+    EXPECT_EQ(rows[0].out_trade_no, "A1");
+    EXPECT_EQ(rows[0].settled_by, "notify");
+    EXPECT_EQ(rows[0].success_time, "2026-11-30 10:00:00");
+    EXPECT_EQ(rows[0].amount_total_fen, 100);
+    EXPECT_EQ(rows[0].bill_order_fen, 100);
+    EXPECT_EQ(rows[0].bill_fee.value_or(""), "0.00060");
+    EXPECT_EQ(rows[0].refunded_fen, 40);
+    EXPECT_EQ(rows[0].bill_refund_fen, 40);
+    EXPECT_EQ(rows[0].open_discrepancies, "");
+
+    EXPECT_EQ(rows[1].out_trade_no, "HAND-1");
+    EXPECT_EQ(rows[1].settled_by, "bill");
+    EXPECT_EQ(rows[1].state, "SUCCESS");
+    EXPECT_EQ(rows[1].transaction_id, "T3");
+    EXPECT_EQ(rows[1].open_discrepancies, "missing_in_ledger");
+
+    EXPECT_EQ(rows[2].out_trade_no, "A4");
+    EXPECT_EQ(rows[2].amount_total_fen, 400);
+    EXPECT_EQ(rows[2].bill_order_fen, 450);
+    EXPECT_EQ(rows[2].open_discrepancies, "bill_amount_mismatch");
+
+    EXPECT_EQ(rows[3].out_trade_no, "A5");
+    EXPECT_FALSE(rows[3].bill_order_fen.has_value()) << "not in the bill";
+    EXPECT_FALSE(rows[3].bill_fee.has_value());
+    EXPECT_EQ(rows[3].open_discrepancies, "missing_in_bill");
 }
 
 }  // namespace

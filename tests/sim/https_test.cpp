@@ -4,19 +4,31 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <boost/asio/ssl/context.hpp>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "crypto/crypto.hpp"
 #include "net/http_client.hpp"
+#include "net/http_server.hpp"
 #include "sim_env.hpp"
 
 namespace wxrecon::testing {
 namespace {
 
-net::exchange fetch(const std::string& url, const std::string& ca_file) {
+net::exchange fetch(const std::string& url, const std::string& ca_file, const std::string& client_cert = {},
+                    const std::string& client_key = {}) {
     boost::asio::io_context io;
     net::client_options options;
     options.ca_file = ca_file;
+    options.client_cert_file = client_cert;
+    options.client_key_file = client_key;
     net::http_client client(io.get_executor(), options);
     net::outbound_request request;
     request.url = url;
@@ -97,6 +109,99 @@ TEST_F(SimHttps, ClientReportsARefusedConnectionAsNeverSent) {
     EXPECT_FALSE(ex.response.has_value());
     EXPECT_FALSE(ex.sent);
     EXPECT_NE(ex.error.find("cannot connect"), std::string::npos) << ex.error;
+}
+
+std::string read_text(const std::filesystem::path& p) {
+    std::ostringstream out;
+    out << std::ifstream(p, std::ios::binary).rdbuf();
+    return out.str();
+}
+
+// A TLS listener that asks for client certificates issued by the key set's CA (as WeChat Pay does for
+// APIv2 refunds and downloadfundflow) and answers with the subject it verified.
+class MutualTls : public SimHttps {
+protected:
+    void SetUp() override {
+        const auto ca = keys_->dir / "ca";
+        tls_ = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls_server);
+        const std::string chain = read_text(ca / "server_cert.pem") + read_text(ca / "ca_cert.pem");
+        tls_->use_certificate_chain(boost::asio::buffer(chain));
+        const std::string key = read_text(ca / "server_key.pem");
+        tls_->use_private_key(boost::asio::buffer(key), boost::asio::ssl::context::pem);
+        const std::string ca_pem = read_text(ca / "ca_cert.pem");
+        tls_->add_certificate_authority(boost::asio::buffer(ca_pem));
+        tls_->set_verify_mode(boost::asio::ssl::verify_peer);
+        server_ = std::make_unique<net::http_server>(
+            io_.get_executor(), boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
+            net::http_limits{}, [](wxrecon::inbound_request& r) { return answer_subject(r); },
+            [](std::string_view) {
+                return wxrecon::reply{413, "text/plain", ""};
+            },
+            "mtls", net::http_observer{}, tls_);
+        server_->start();
+        thread_ = std::thread([this] { io_.run(); });
+    }
+    void TearDown() override {
+        boost::asio::co_spawn(io_, server_->shutdown(std::chrono::milliseconds(100)), boost::asio::detached);
+        thread_.join();
+    }
+    static boost::asio::awaitable<wxrecon::reply> answer_subject(wxrecon::inbound_request& r) {
+        co_return wxrecon::reply{200, "text/plain", "subject=" + r.client_certificate_subject};
+    }
+    std::string url() const {
+        return "https://127.0.0.1:" + std::to_string(server_->local_endpoint().port()) + "/";
+    }
+    std::string ca_file() const { return (keys_->dir / "ca" / "ca_cert.pem").string(); }
+    std::string merchant_file(const char* name) const {
+        return (keys_->dir / keys_->keys.merchants.at(0).mchid / name).string();
+    }
+
+    boost::asio::io_context io_;
+    std::shared_ptr<boost::asio::ssl::context> tls_;
+    std::unique_ptr<net::http_server> server_;
+    std::thread thread_;
+};
+
+TEST_F(MutualTls, ServerSeesTheMerchantOfTheClientCertificate) {
+    const auto ex =
+        fetch(url(), ca_file(), merchant_file("apiclient_cert.pem"), merchant_file("apiclient_key.pem"));
+    ASSERT_TRUE(ex.response.has_value()) << ex.error;
+    EXPECT_EQ(ex.response->body, "subject=" + keys_->keys.merchants.at(0).mchid);
+}
+
+TEST_F(MutualTls, ClientWithoutACertificateIsServedAnonymously) {
+    const auto ex = fetch(url(), ca_file());
+    ASSERT_TRUE(ex.response.has_value()) << ex.error;
+    EXPECT_EQ(ex.response->body, "subject=");
+}
+
+TEST_F(MutualTls, CertificateOfAnotherIssuerFailsTheHandshake) {
+    // Self-signed for the merchant's own key: right key, wrong issuer.
+    auto key = crypto::load_private_key_pem(read_text(merchant_file("apiclient_key.pem")));
+    ASSERT_TRUE(key.has_value());
+    crypto::certificate_request req;
+    req.common_name = keys_->keys.merchants.at(0).mchid;
+    req.organization = "not WeChat Pay";
+    req.serial_hex = "01";
+    req.not_before = 0;
+    req.not_after = 4102444800;
+    auto pem = crypto::issue_certificate(req, key->public_part(), *key);
+    ASSERT_TRUE(pem.has_value());
+    const auto self_signed = std::filesystem::path(merchant_file("self_signed.pem"));
+    std::ofstream(self_signed) << *pem;
+    const auto ex = fetch(url(), ca_file(), self_signed.string(), merchant_file("apiclient_key.pem"));
+    EXPECT_FALSE(ex.response.has_value());
+    // TLS 1.3: the server's refusal reaches the client after its side of the handshake, on the first read.
+    EXPECT_NE(ex.error.find("unknown ca"), std::string::npos) << ex.error;
+    std::filesystem::remove(self_signed);
+}
+
+TEST_F(MutualTls, ClientWithAnUnreadableCertificateRefusesToStart) {
+    boost::asio::io_context io;
+    net::client_options options;
+    options.client_cert_file = merchant_file("missing_cert.pem");
+    options.client_key_file = merchant_file("apiclient_key.pem");
+    EXPECT_THROW(net::http_client(io.get_executor(), options), std::runtime_error);
 }
 
 }  // namespace

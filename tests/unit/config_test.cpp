@@ -301,6 +301,7 @@ ca_file = "/k/ca.pem"
 apiv3_key_file = "/k/v3"
 apiv2_key_file = "/k/v2"
 merchant_private_key_file = "/k/key.pem"
+merchant_cert_file = "/k/cert.pem"
 merchant_cert_serial = "abc123"
 wechatpay_public_key_file = "/k/pub.pem"
 wechatpay_public_key_id = "PUB_KEY_ID_1"
@@ -348,6 +349,7 @@ mp_api_base = "http://localhost:9200"
     EXPECT_EQ(m.apiv3_key_file, path("/k/v3"));
     EXPECT_EQ(m.apiv2_key_file, path("/k/v2"));
     EXPECT_EQ(m.merchant_private_key_file, path("/k/key.pem"));
+    EXPECT_EQ(m.merchant_cert_file, path("/k/cert.pem"));
     EXPECT_EQ(m.merchant_cert_serial, "ABC123");
     EXPECT_EQ(m.wechatpay_public_key_file, path("/k/pub.pem"));
     EXPECT_EQ(m.wechatpay_public_key_id, "PUB_KEY_ID_1");
@@ -382,6 +384,12 @@ TEST(ConfigRequiredTest, MissingKeysAreNamed) {
          "merchants[0].appid", "required key is missing"},
         {"api_version", [](toml_doc& d) { d.merchants[0] = "mchid = \"1\"\nappid = \"wx1\"\n"; },
          "merchants[0].api_version", "required key is missing"},
+        {"merchant_cert_file without its key",
+         [](toml_doc& d) {
+             d.merchants[0] =
+                 "mchid = \"1\"\nappid = \"wx1\"\napi_version = \"v2\"\nmerchant_cert_file = \"c.pem\"\n";
+         },
+         "merchants[0].merchant_private_key_file", "required when merchants[0].merchant_cert_file is set"},
         {"second merchant's mchid",
          [](toml_doc& d) { d.merchants.push_back("appid = \"wx1\"\napi_version = \"v2\"\n"); },
          "merchants[1].mchid", "required key is missing"},
@@ -440,6 +448,7 @@ TEST(ConfigBillsTest, SectionIsOptionalAndEveryKeyIsChecked) {
     EXPECT_TRUE(
         fails_at(parse_with([](toml_doc& d) { d.bills = "kinds = [\"refund\"]\n"; }), "bills.kinds[0]"));
     EXPECT_TRUE(fails_at(parse_with([](toml_doc& d) { d.bills = "keep_days = 0\n"; }), "bills.keep_days"));
+    EXPECT_TRUE(fails_at(parse_with([](toml_doc& d) { d.bills = "keep_days = 7\n"; }), "bills.keep_days"));
     EXPECT_TRUE(fails_at(parse_with([](toml_doc& d) { d.bills = "fetch = 1\n"; }), "bills.fetch", "unknown"));
 }
 

@@ -28,6 +28,8 @@ protected:
             "genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out merchant.pem",
             "genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out wechatpay_private.pem",
             "pkey -in wechatpay_private.pem -pubout -out wechatpay_pub.pem",
+            "req -x509 -new -key merchant.pem -subj /CN=1900000109 -days 365 -set_serial "
+            "0x408B07E79B8269FEC3D5D3E6AB8ED163A6A380DB -out merchant_cert.pem",
             "req -x509 -new -key wechatpay_private.pem -subj /CN=Tenpay.com\\ sign -days 3650 -set_serial "
             "0x" +
                 long_cert_serial + " -out platform_long.pem",
@@ -304,6 +306,27 @@ TEST_F(key_material, v3_requires_merchant_private_key) {
     m.merchant_private_key_file.reset();
     expect_config_error(load_key_store(config_with({m}), now_), 0, "merchant_private_key_file", std::nullopt,
                         "required");
+}
+
+// apiclient_cert.pem for mutual TLS (APIv2 downloadfundflow, refunds): it must be the certificate of the
+// signing key, and of the serial configured beside it.
+TEST_F(key_material, merchant_certificate_must_belong_to_the_merchant_key) {
+    merchant_config m = v3_merchant();
+    m.merchant_cert_file = at("merchant_cert.pem");
+    EXPECT_TRUE(load_key_store(config_with({m}), now_).has_value());
+
+    m.merchant_cert_file = at("platform_long.pem");
+    expect_config_error(load_key_store(config_with({m}), now_), 0, "merchant_cert_file",
+                        at("platform_long.pem"), "public keys differ");
+
+    m.merchant_cert_file = at("merchant_cert.pem");
+    m.merchant_cert_serial = "0A1B2C3D";
+    expect_config_error(load_key_store(config_with({m}), now_), 0, "merchant_cert_file",
+                        at("merchant_cert.pem"), "merchant_cert_serial is 0A1B2C3D");
+
+    m = v3_merchant();
+    m.merchant_cert_file = at("garbage.pem");
+    expect_config_error(load_key_store(config_with({m}), now_), 0, "merchant_cert_file", at("garbage.pem"));
 }
 
 TEST_F(key_material, v3_requires_merchant_cert_serial) {
