@@ -171,9 +171,12 @@ struct bill_fetcher::impl {
         int not_ready = 0, failures = 0;
         while (true) {
             temp_file file(policy.work_dir, m.mchid + "-" + day + "-" + bill::to_string(kind));
-            const download got = m.version == config::api_version::v3
-                                     ? co_await download_v3(m, access, kind, day, file.path())
-                                     : co_await download_v2(m, access, kind, day, file.path());
+            // Not a conditional expression with a co_await in each arm: GCC 12 destroys the result twice.
+            download got;
+            if (m.version == config::api_version::v3)
+                got = co_await download_v3(m, access, kind, day, file.path());
+            else
+                got = co_await download_v2(m, access, kind, day, file.path());
             if (got.result == download_result::no_bill) {
                 count(kind, "empty");
                 co_return std::nullopt;
@@ -195,8 +198,9 @@ struct bill_fetcher::impl {
                 continue;
             }
             const std::string bill_type = kind == bill::bill_kind::trade ? "ALL" : "BASIC";
-            auto stored = co_await store::store_bill_file(
-                pool, {m.mchid, day, kind, bill_type, file.path(), got.hash_value});
+            // Named, not braced in the call: GCC 12 frees a braced temporary inside a coroutine twice.
+            store::bill_file to_store{m.mchid, day, kind, bill_type, file.path(), got.hash_value};
+            auto stored = co_await store::store_bill_file(pool, std::move(to_store));
             count(kind, metric_result(stored));
             if (stored.outcome == store::bill_store_outcome::hash_mismatch) {
                 spdlog::warn("bills: hash mismatch mchid={} bill_date={} kind={}: {}", m.mchid, day,
