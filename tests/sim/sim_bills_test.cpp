@@ -60,6 +60,11 @@ TEST_F(SimBillsV3, TradeBillAgreesWithTheTruth) {
         // Fees per payment rounded half up to the fen, written with 5 decimals; refunds hand theirs back.
         EXPECT_EQ(t.fee_total, (77 + 6 + 12 + 0 + 2 + 1 + 30 - 6 - 18 - 6) * 1000);
     }
+    // Neither the hand payment nor the refund made at WeChat only was announced.
+    const std::string deliveries = http_get(port(), "/sim/deliveries").body;
+    EXPECT_EQ(deliveries.find("\"out_trade_no\":\"BILL-HAND\""), std::string::npos);
+    EXPECT_EQ(deliveries.find("RBILL-B-1"), std::string::npos);
+    EXPECT_NE(deliveries.find("RBILL-A-1"), std::string::npos);
     const auto p = parse(get_v3(0, "/v3/bill/tradebill?bill_date=2026-03-14&bill_type=ALL"));
     auto ids = truth_transaction_ids();
     std::map<std::string, bill::trade_row> payments;
