@@ -74,8 +74,10 @@ download from_call(const wechat::call_result& r, std::optional<std::string> hash
     // docs/protocol-notes.md §6.1 (APIv3 codes), §7.9 and §6.5 (APIv2 return_msg / error_code).
     const bool no_bill = r.code == "NO_STATEMENT_EXIST" || r.code == "NO_BILL_EXIST" || r.code == "20002" ||
                          r.message.find("No Bill Exist") != std::string::npos;
-    const bool not_ready = r.code == "STATEMENT_CREATING" || r.code == "BILL_CREATING" ||
-                           r.message.find("BILL_CREATING") != std::string::npos;
+    // downloadbill says "Bill Creating" with error_code 20003 (§7.9), downloadfundflow BILL_CREATING.
+    const bool not_ready = r.code == "STATEMENT_CREATING" || r.code == "BILL_CREATING" || r.code == "20003" ||
+                           r.message.find("BILL_CREATING") != std::string::npos ||
+                           r.message.find("Bill Creating") != std::string::npos;
     return {no_bill     ? download_result::no_bill
             : not_ready ? download_result::not_ready
                         : download_result::error,
