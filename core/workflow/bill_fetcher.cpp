@@ -74,8 +74,10 @@ download from_call(const wechat::call_result& r, std::optional<std::string> hash
     // docs/protocol-notes.md §6.1 (APIv3 codes), §7.9 and §6.5 (APIv2 return_msg / error_code).
     const bool no_bill = r.code == "NO_STATEMENT_EXIST" || r.code == "NO_BILL_EXIST" || r.code == "20002" ||
                          r.message.find("No Bill Exist") != std::string::npos;
-    const bool not_ready = r.code == "STATEMENT_CREATING" || r.code == "BILL_CREATING" ||
-                           r.message.find("BILL_CREATING") != std::string::npos;
+    // downloadbill says "Bill Creating" with error_code 20003 (§7.9), downloadfundflow BILL_CREATING.
+    const bool not_ready = r.code == "STATEMENT_CREATING" || r.code == "BILL_CREATING" || r.code == "20003" ||
+                           r.message.find("BILL_CREATING") != std::string::npos ||
+                           r.message.find("Bill Creating") != std::string::npos;
     return {no_bill     ? download_result::no_bill
             : not_ready ? download_result::not_ready
                         : download_result::error,
@@ -180,9 +182,12 @@ struct bill_fetcher::impl {
         int not_ready = 0, failures = 0;
         while (true) {
             temp_file file(policy.work_dir, m.mchid + "-" + day + "-" + bill::to_string(kind));
-            const download got = m.version == config::api_version::v3
-                                     ? co_await download_v3(m, access, kind, day, file.path())
-                                     : co_await download_v2(m, access, kind, day, file.path());
+            // Not a conditional expression with a co_await in each arm: GCC 12 destroys the result twice.
+            download got;
+            if (m.version == config::api_version::v3)
+                got = co_await download_v3(m, access, kind, day, file.path());
+            else
+                got = co_await download_v2(m, access, kind, day, file.path());
             if (got.result == download_result::no_bill) {
                 count(kind, "empty");
                 co_return std::nullopt;
@@ -204,8 +209,9 @@ struct bill_fetcher::impl {
                 continue;
             }
             const std::string bill_type = kind == bill::bill_kind::trade ? "ALL" : "BASIC";
-            auto stored = co_await store::store_bill_file(
-                pool, {m.mchid, day, kind, bill_type, file.path(), got.hash_value});
+            // Named, not braced in the call: GCC 12 frees a braced temporary inside a coroutine twice.
+            store::bill_file to_store{m.mchid, day, kind, bill_type, file.path(), got.hash_value};
+            auto stored = co_await store::store_bill_file(pool, std::move(to_store));
             count(kind, metric_result(stored));
             if (stored.outcome == store::bill_store_outcome::hash_mismatch) {
                 spdlog::warn("bills: hash mismatch mchid={} bill_date={} kind={}: {}", m.mchid, day,

@@ -28,7 +28,9 @@ for item in --out --merchants --api-base --keys --listen --tls --seed --time-sca
             /sim/orders /sim/pay /sim/expire /sim/refund /sim/faults /sim/rotate-certificate /sim/login-code \
             /sim/ledger /sim/deliveries /sim/stats /sim/calls /sim/merchants \
             /v3/pay/transactions/jsapi /v3/certificates /pay/unifiedorder /pay/orderquery /pay/closeorder \
-            /secapi/pay/refund /pay/refundquery /sns/jscode2session; do
+            /secapi/pay/refund /pay/refundquery /sns/jscode2session \
+            /sim/hand-payment /sim/fee-rate /sim/bill-style /sim/bill-creating /sim/bill-corrupt \
+            /v3/bill/tradebill /v3/bill/fundflowbill /v3/billdownload/file /pay/downloadbill /pay/downloadfundflow; do
   expect_output "$item" "--help documents $item"
 done
 expect 0 "--version" "$sim" --version

@@ -52,18 +52,33 @@ serve options:
 WeChat Pay endpoints (signed like the real service):
   APIv3  POST /v3/pay/transactions/jsapi, GET /v3/pay/transactions/out-trade-no/{no}?mchid=,
          GET /v3/pay/transactions/id/{id}?mchid=, POST /v3/pay/transactions/out-trade-no/{no}/close,
-         POST /v3/refund/domestic/refunds, GET /v3/refund/domestic/refunds/{no}, GET /v3/certificates
-  APIv2  POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /secapi/pay/refund, /pay/refundquery
+         POST /v3/refund/domestic/refunds, GET /v3/refund/domestic/refunds/{no}, GET /v3/certificates,
+         GET /v3/bill/tradebill?bill_date=&bill_type=ALL|SUCCESS|REFUND[&tar_type=GZIP],
+         GET /v3/bill/fundflowbill?bill_date=&account_type=BASIC|OPERATION|FEES[&tar_type=GZIP],
+         GET /v3/billdownload/file?token= (signed request, unsigned answer: the file)
+  APIv2  POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /secapi/pay/refund, /pay/refundquery,
+         /pay/downloadbill, /pay/downloadfundflow (HMAC-SHA256; no client certificate asked for)
   login  GET /sns/jscode2session?appid=&secret=&js_code=&grant_type=authorization_code
 
 Control API (JSON, no authentication: bind it to loopback):
   POST /sim/orders          {"mchid","out_trade_no","amount","notify_url"[,"api_version","sign_type",
                              "expire_seconds","openid","description"]}  an order as if prepay had placed it
-  POST /sim/pay             {"mchid","out_trade_no"[,"amount"]}  the user pays (the full amount unless
-                             given) and the notification goes out on the retry schedule
+  POST /sim/pay             {"mchid","out_trade_no"[,"amount","coupon","at"]}  the user pays (the full
+                             amount unless given; coupon: the part a merchant coupon covers; at: RFC 3339
+                             success time) and the notification goes out on the retry schedule
   POST /sim/expire          {"mchid","out_trade_no"}  the payment window ends now (the order is CLOSED)
-  POST /sim/refund          {"mchid","out_trade_no"[,"amount","out_refund_no","status","notify_url"]}
-                             refund the rest (or amount) ending in SUCCESS, ABNORMAL or CLOSED, notified
+  POST /sim/refund          {"mchid","out_trade_no"[,"amount","out_refund_no","status","notify_url",
+                             "reason","at","notify"]}  refund the rest (or amount) ending in SUCCESS,
+                             ABNORMAL or CLOSED, at `at` (RFC 3339), notified unless notify is false
+  POST /sim/hand-payment    {"mchid","out_trade_no","amount"[,"coupon","at","description"]}  a payment made
+                             at WeChat Pay that nobody registered and no notification announces
+  POST /sim/fee-rate        {["mchid",]"fee_rate_bp"}  fee rate of payments from now on (default 60 = 0.60%)
+  POST /sim/bill-style      {"mchid"[,"bom","crlf","count_dot_zero"]}  bytes of the bill files
+  POST /sim/bill-creating   {"mchid","bill":"trade"|"fundflow","bill_date","requests"}  the next N asks
+                             for that bill answer STATEMENT_CREATING / Bill Creating (0 clears)
+  POST /sim/bill-corrupt    {"mchid","bill","bill_date","corruption":"flip_digit"|"truncate"|"none"
+                             [,"hash":"good"|"served"]}  serve a damaged file; hash_value names the good
+                             content (good) or the damaged one (served)
   POST /sim/faults          {["mchid",]"drop","duplicate","concurrent","delay","delay_ms","reorder",
                              "reorder_window_ms","query_429","query_500","query_slow","slow_ms",
                              "bad_response_signature","forged","probe","rotate_certificate_after"}

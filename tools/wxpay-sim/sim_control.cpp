@@ -4,6 +4,7 @@
 // code issuer, /sim/login-code, lives with the login in sim_login.cpp.
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
+#include "base/time.hpp"
 #include "sim_server.hpp"
 #include "sim_server_helpers.hpp"
 
@@ -12,6 +13,15 @@ namespace wxrecon::sim {
 namespace asio = boost::asio;
 
 namespace {
+
+// An optional RFC 3339 field: nullopt when absent, an error when it does not parse.
+result<std::optional<std::int64_t>> optional_time(const json_body& j, std::string_view key) {
+    const auto text = j.str(key);
+    if (!text) return std::optional<std::int64_t>();
+    const auto t = parse_rfc3339(*text);
+    if (!t) return make_error(errc::invalid_argument, std::string(key) + ": " + t.err().message);
+    return std::optional<std::int64_t>(*t);
+}
 
 bool is_success_refund(std::string_view s) {
     return s == "SUCCESS" || s == "ABNORMAL" || s == "CLOSED";
@@ -74,6 +84,11 @@ asio::awaitable<reply> simulator::handle_control(inbound_request& req) {
         {"/sim/faults", &simulator::control_faults},
         {"/sim/rotate-certificate", &simulator::control_rotate},
         {"/sim/login-code", &simulator::control_login_code},
+        {"/sim/hand-payment", &simulator::control_hand_payment},
+        {"/sim/fee-rate", &simulator::control_fee_rate},
+        {"/sim/bill-style", &simulator::control_bill_style},
+        {"/sim/bill-creating", &simulator::control_bill_creating},
+        {"/sim/bill-corrupt", &simulator::control_bill_corrupt},
     };
     if (req.method == "GET") {
         for (const auto& r : reads)
@@ -232,14 +247,24 @@ reply simulator::control_pay(std::string_view body) {
     if (m == nullptr) return control_error(404, "unknown mchid");
     const auto batch = order_batch(j);
     if (!batch) return control_error(400, batch.err().message);
+    // at: the success time (a test pays at 23:59:59.5 Beijing); coupon: the part a coupon covers.
+    const auto at = optional_time(j, "at");
+    if (!at) return control_error(400, at.err().message);
+    const std::int64_t coupon = j.integer("coupon").value_or(0);
     const std::uint64_t first = next_delivery_id_;
     std::string transaction_ids = "[";
     std::int64_t paid = 0;
     for (const std::string& out_trade_no : *batch) {
-        const auto result = model_.pay(m->keys->mchid, out_trade_no, j.integer("amount"), now());
+        const order_record* before = model_.find(m->keys->mchid, out_trade_no, now());
+        if (coupon < 0 || (before != nullptr && coupon >= j.integer("amount").value_or(before->amount_total)))
+            return control_error(400, out_trade_no + ": coupon must be in [0, paid amount)");
+        const auto result =
+            model_.pay(m->keys->mchid, out_trade_no, j.integer("amount"), at->value_or(now()));
         if (result.code != outcome::ok)
             return control_error(
                 409, out_trade_no + ": " + std::string(to_string(result.code)) + ": " + result.message);
+        result.record->coupon = coupon;
+        result.record->fee_rate_bp = m->fee_rate_bp;
         transaction_ids += (transaction_ids.size() > 1 ? ",\"" : "\"") + result.record->transaction_id + "\"";
         paid = result.record->payer_total;
         notify_payment(*m, *result.record);
@@ -284,18 +309,24 @@ reply simulator::control_refund(std::string_view body) {
     const std::string out_trade_no = j.str("out_trade_no").value_or("");
     order_record* o = model_.find(m->keys->mchid, out_trade_no, now());
     if (o == nullptr) return control_error(404, "unknown order");
-    const std::int64_t amount = j.integer("amount").value_or(o->payer_total - o->refunded());
+    const std::int64_t amount = j.integer("amount").value_or(o->payer_total - o->coupon - o->refunded());
+    // at: when it was made and finished; notify false: made at WeChat only (the merchant platform),
+    // unannounced.
+    const auto at = optional_time(j, "at");
+    if (!at) return control_error(400, at.err().message);
+    const std::int64_t when = at->value_or(now());
+    const bool notify = j.boolean("notify").value_or(true);
     const std::string status = j.str("status").value_or("SUCCESS");
     if (!is_success_refund(status)) return control_error(400, "status must be SUCCESS, ABNORMAL or CLOSED");
     const std::string out_refund_no =
         j.str("out_refund_no").value_or("R" + out_trade_no + "-" + std::to_string(o->refunds.size() + 1));
-    auto result = model_.refund(m->keys->mchid, out_trade_no, out_refund_no, amount, "",
-                                j.str("notify_url").value_or(""), now());
+    auto result = model_.refund(m->keys->mchid, out_trade_no, out_refund_no, amount,
+                                j.str("reason").value_or(""), j.str("notify_url").value_or(""), when);
     if (result.code != outcome::ok)
         return control_error(409, std::string(to_string(result.code)) + ": " + result.message);
     const auto final_status = *domain::parse_refund_status(status);
-    const auto done = model_.finish_refund(m->keys->mchid, out_refund_no, final_status, now());
-    if (done.code == outcome::ok) notify_refund(*m, *o, *done.record);
+    const auto done = model_.finish_refund(m->keys->mchid, out_refund_no, final_status, when);
+    if (done.code == outcome::ok && notify) notify_refund(*m, *o, *done.record);
     return json_reply(200, json_object()
                                .add("out_refund_no", out_refund_no)
                                .add("refund_id", result.record->refund_id)

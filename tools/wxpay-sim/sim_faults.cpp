@@ -140,7 +140,10 @@ std::string protocol_variants::to_json() const {
         .add("close_paid_is_trade_error", close_paid_is_trade_error)
         .add("close_closed_is_error", close_closed_is_error)
         .add("unpaid_query_minimal", unpaid_query_minimal)
-        .add("v2_notify_without_sign_type", v2_notify_without_sign_type);
+        .add("v2_notify_without_sign_type", v2_notify_without_sign_type)
+        .add("bill_bom", bill_bom)
+        .add("bill_crlf", bill_crlf)
+        .add("bill_count_dot_zero", bill_count_dot_zero);
     return j.str();
 }
 
@@ -154,6 +157,9 @@ protocol_variants pick_variants(std::uint64_t seed, std::string_view mchid) {
     v.close_closed_is_error = coin("variant.close_closed");
     v.unpaid_query_minimal = coin("variant.unpaid_query");
     v.v2_notify_without_sign_type = coin("variant.v2_sign_type");
+    v.bill_bom = coin("variant.bill_bom");
+    v.bill_crlf = coin("variant.bill_crlf");
+    v.bill_count_dot_zero = coin("variant.bill_count");
     return v;
 }
 

@@ -50,6 +50,11 @@ struct protocol_variants {
     bool close_closed_is_error = false;      // closing a closed order: 400 ORDER_CLOSED instead of 204
     bool unpaid_query_minimal = false;       // NOTPAY query: only the required fields (no amount, no appid)
     bool v2_notify_without_sign_type = false;
+    // Bill bytes (docs/protocol-notes.md §6.7): the merchant's starting bill style, /sim/bill-style changes
+    // it.
+    bool bill_bom = false;
+    bool bill_crlf = false;
+    bool bill_count_dot_zero = false;
 
     std::string to_json() const;
 };

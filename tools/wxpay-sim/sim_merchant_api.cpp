@@ -132,6 +132,15 @@ asio::awaitable<reply> simulator::handle_v3(inbound_request& req) {
         const char* code = m->variants.old_system_error_spelling ? "SYSTEMERROR" : "SYSTEM_ERROR";
         co_return co_await v3_signed(*m, req, 500, v3_error_body(code, "系统错误"));
     }
+    if (req.method == "GET" && req.path == "/v3/billdownload/file") {
+        std::pair<int, std::string> refused;
+        if (auto file = v3_bill_download(*m, req, refused)) {
+            end_call(log_id, file->status);
+            co_return std::move(*file);
+        }
+        end_call(log_id, refused.first);
+        co_return co_await v3_signed(*m, req, refused.first, std::move(refused.second));
+    }
     std::pair<int, std::string> out = v3_dispatch(*m, req);
     end_call(log_id, out.first);
     co_return co_await v3_signed(*m, req, out.first, std::move(out.second));
@@ -152,6 +161,8 @@ std::pair<int, std::string> simulator::v3_dispatch(merchant_state& m, const inbo
         {"POST", refunds, path_match::whole, &simulator::v3_refund},
         {"GET", refund_by_out_refund_no, path_match::nonempty_rest, &simulator::v3_refund_query},
         {"GET", "/v3/certificates", path_match::whole, &simulator::v3_certificates},
+        {"GET", "/v3/bill/tradebill", path_match::whole, &simulator::v3_trade_bill},
+        {"GET", "/v3/bill/fundflowbill", path_match::whole, &simulator::v3_fundflow_bill},
     };
     for (const auto& r : routes) {
         if (req.method == r.method && matches(r.match, r.path, req.path)) return (this->*r.handler)(m, req);
@@ -406,6 +417,10 @@ asio::awaitable<reply> simulator::handle_v2(inbound_request& req) {
     v2::fields out;
     if (draw("fault.query_500", subject, call, m->faults.query_500)) {
         out = v2_failure("SYSTEMERROR", "系统错误");
+    } else if (req.path == "/pay/downloadbill" || req.path == "/pay/downloadfundflow") {
+        reply file = v2_bill(*m, req.path, *in);  // the file itself, or an unsigned FAIL
+        end_call(log_id, file.status);
+        co_return file;
     } else {
         out = v2_dispatch(*m, req.path, *in, type);
     }

@@ -191,7 +191,7 @@ op_result<refund_record> ledger_model::refund(std::string_view mchid, std::strin
     if (o->state != trade_state::success && o->state != trade_state::refund)
         return {outcome::not_paid, nullptr, "订单未支付", false};
     if (amount <= 0) return {outcome::invalid, nullptr, "amount.refund must be a positive integer", false};
-    if (amount > o->payer_total - o->refunded())
+    if (amount > o->payer_total - o->coupon - o->refunded())
         return {outcome::not_enough, nullptr, "退款金额超过可退金额", false};
     if (o->refunds.size() >= max_refunds_per_order)
         return {outcome::limit_reached, nullptr, "at most 50 refunds per order", false};
@@ -230,6 +230,14 @@ refund_record* ledger_model::find_refund(std::string_view mchid, std::string_vie
     return nullptr;
 }
 
+std::vector<const order_record*> ledger_model::orders_of(std::string_view mchid) const {
+    std::vector<const order_record*> out;
+    const std::string prefix = key(mchid, "");
+    for (auto it = orders_.lower_bound(prefix); it != orders_.end() && it->first.starts_with(prefix); ++it)
+        out.push_back(&it->second);
+    return out;
+}
+
 std::string ledger_model::ledger_json() const {
     std::string out = "{\"orders\":[";
     bool first = true;
@@ -254,6 +262,7 @@ std::string ledger_model::ledger_json() const {
             .add("trade_state", domain::to_string(o.state))
             .add("amount_total", o.amount_total)
             .add("payer_total", o.payer_total)
+            .add("coupon", o.coupon)
             .add("refunded", o.refunded());
         if (!o.transaction_id.empty()) j.add("transaction_id", o.transaction_id);
         if (o.success_at) j.add("success_time", format_rfc3339(o.success_at));

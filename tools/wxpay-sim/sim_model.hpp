@@ -42,7 +42,10 @@ struct order_record {
     protocol::v2::sign_type v2_sign = protocol::v2::sign_type::md5;
     domain::trade_state state = domain::trade_state::notpay;
     std::string transaction_id;
-    std::int64_t payer_total = 0;  // what the user actually paid
+    std::int64_t payer_total =
+        0;                    // the order's total as WeChat Pay knows it (what was paid, coupon included)
+    std::int64_t coupon = 0;  // of which a merchant-funded coupon (代金券) covered this much
+    std::int64_t fee_rate_bp = 60;  // WeChat Pay's fee rate when it was paid, in basis points
     std::int64_t created_at = 0;
     std::int64_t expire_at = 0;
     std::int64_t success_at = 0;
@@ -121,6 +124,8 @@ public:
                                order_record** order = nullptr);
 
     std::size_t size() const noexcept { return orders_.size(); }
+    // One merchant's orders (the bills are made from them).
+    std::vector<const order_record*> orders_of(std::string_view mchid) const;
     // Every order with its refunds, as JSON: the truth a test compares the merchant's ledger with.
     std::string ledger_json() const;
 

@@ -54,6 +54,7 @@ simulator::simulator(asio::io_context& io, sim_keys keys, sim_options options)
         merchant_state s;
         s.keys = &m;
         s.variants = pick_variants(options_.seed, m.mchid);
+        s.style = {s.variants.bill_bom, s.variants.bill_crlf, s.variants.bill_count_dot_zero};
         merchants_.emplace(m.mchid, s);
     }
     auto forger = crypto::generate_rsa_key();

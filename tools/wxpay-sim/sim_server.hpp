@@ -24,6 +24,8 @@
 #include "base/time.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
+#include "protocol/v2.hpp"
+#include "sim_bills.hpp"
 #include "sim_faults.hpp"
 #include "sim_keys.hpp"
 #include "sim_model.hpp"
@@ -113,6 +115,28 @@ private:
         std::uint64_t api_calls = 0;      // for per-call fault draws
         // During a gradual rotation, API answers stay on this certificate while callbacks use the newest.
         std::optional<std::size_t> answers_sign_with;
+        // Bills (sim_bill_api.cpp, sim_bill_control.cpp): the fee rate of new payments, the file style, and
+        // per "trade|fundflow/yyyy-MM-dd" the asks still answered "being made" and the damage to serve.
+        std::int64_t fee_rate_bp = default_fee_rate_bp;
+        bill_style style;
+        std::map<std::string, int, std::less<>> bills_creating;
+        std::map<std::string, std::pair<bill_corruption, bool>, std::less<>>
+            bills_corrupt;  // bool: hash served
+    };
+
+    // A bill as asked for: the bytes to serve and the SHA-1 the apply answer names, or why there is none.
+    enum class bill_refusal { none, param_error, creating, no_statement };
+    struct bill_file {
+        bill_refusal refusal = bill_refusal::none;
+        std::string message;
+        std::string served;      // the file as served (gzip when asked)
+        std::string hash_value;  // SHA-1 hex of the uncompressed content the apply answer names
+    };
+    // An APIv3 download link: who may use it, what it serves, until when (sim seconds).
+    struct bill_download {
+        std::string mchid;
+        std::string body;
+        std::int64_t expires_at = 0;
     };
 
     // The four jobs' entry points, picked by handle's route table.
@@ -146,6 +170,18 @@ private:
                                    protocol::v2::sign_type type);
     protocol::v2::fields v2_refundquery(merchant_state& m, const protocol::v2::fields& in,
                                         protocol::v2::sign_type type);
+    // Bills (sim_bill_api.cpp)
+    bill_file make_bill(merchant_state& m, protocol::bill::bill_kind kind, std::string_view bill_date,
+                        std::string_view type_or_account, bool gzip);
+    std::pair<int, std::string> v3_trade_bill(merchant_state& m, const inbound_request& request);
+    std::pair<int, std::string> v3_fundflow_bill(merchant_state& m, const inbound_request& request);
+    std::pair<int, std::string> v3_bill_apply(merchant_state& m, const inbound_request& request,
+                                              protocol::bill::bill_kind kind);
+    // The unsigned download of an apply answer's download_url; nullopt: an error to answer signed (status,
+    // body in error).
+    std::optional<reply> v3_bill_download(merchant_state& m, const inbound_request& request,
+                                          std::pair<int, std::string>& error);
+    reply v2_bill(merchant_state& m, std::string_view path, const protocol::v2::fields& in);
     api_call& log_call(const std::string& mchid, std::string_view api, std::string what);
     void end_call(std::uint64_t id, int status);
 
@@ -163,6 +199,11 @@ private:
     reply control_faults(std::string_view body);
     reply control_rotate(std::string_view body);
     reply control_login_code(std::string_view body);
+    reply control_hand_payment(std::string_view body);
+    reply control_fee_rate(std::string_view body);
+    reply control_bill_style(std::string_view body);
+    reply control_bill_creating(std::string_view body);
+    reply control_bill_corrupt(std::string_view body);
 
     // Notifications (sim_notifier.cpp)
     void notify_payment(merchant_state& m, const order_record& o);
@@ -204,7 +245,8 @@ private:
     std::uint64_t next_delivery_id_ = 1;
     int in_flight_ = 0;
     std::deque<boost::asio::steady_timer*> slot_waiters_;  // attempts waiting for a slot, oldest first
-    std::map<std::string, std::pair<std::string, bool>> login_codes_;  // js_code -> (openid, used)
+    std::map<std::string, bill_download, std::less<>> bill_downloads_;  // by token
+    std::map<std::string, std::pair<std::string, bool>> login_codes_;   // js_code -> (openid, used)
     std::chrono::steady_clock::time_point started_;
     bool stopping_ = false;
 };

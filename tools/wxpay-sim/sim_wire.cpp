@@ -72,7 +72,7 @@ std::string transaction_object(const order_record& o, const protocol_variants& v
         // What WeChat took: the paid amount is the order's total as WeChat knows it.
         j.add_raw("amount", json_object()
                                 .add("total", o.payer_total)
-                                .add("payer_total", o.payer_total)
+                                .add("payer_total", o.payer_total - o.coupon)
                                 .add("currency", "CNY")
                                 .add("payer_currency", "CNY")
                                 .str());
@@ -165,7 +165,11 @@ protocol::v2::fields v2_order_fields(const order_record& o, std::string_view non
         f["trade_type"] = "JSAPI";
         f["bank_type"] = "OTHERS";
         f["total_fee"] = std::to_string(o.payer_total);
-        f["cash_fee"] = std::to_string(o.payer_total);
+        f["cash_fee"] = std::to_string(o.payer_total - o.coupon);
+        if (o.coupon > 0) {
+            f["coupon_fee"] = std::to_string(o.coupon);
+            f["settlement_total_fee"] = std::to_string(o.payer_total - o.coupon);
+        }
         f["fee_type"] = "CNY";
         f["transaction_id"] = o.transaction_id;
         f["time_end"] = beijing_compact(o.success_at);
