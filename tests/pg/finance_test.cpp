@@ -203,6 +203,31 @@ TEST_F(FinanceViews, ResolvingADiscrepancySettlesItsDay) {
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.daily_summary WHERE day = '2026-12-01'"), 0);
 }
 
+// Acknowledged is still unresolved: in open_discrepancies with who is on it, and counted on its day. The
+// fixture's row written with resolved_at alone (as before migration 0009) is resolved by the daemon.
+TEST_F(FinanceViews, AcknowledgedStaysOpenAndResolvedAtAloneIsTheDaemons) {
+    {
+        pqxx::connection conn(db_.url());
+        pqxx::work tx(conn);
+        tx.exec("SET LOCAL ROLE wxrecon_operator");
+        EXPECT_TRUE(tx.exec1("SELECT wxrecon.acknowledge_discrepancy(id, 'alice', 'asking the shop')"
+                             " FROM wxrecon.discrepancies WHERE out_trade_no = 'A-MISMATCH'")[0]
+                        .as<bool>());
+        tx.commit();
+    }
+    EXPECT_EQ(rows_of(db_.url(),
+                      "SELECT out_trade_no, status, acknowledged_by, acknowledged_at IS NOT NULL"
+                      " FROM wxrecon.open_discrepancies WHERE status <> 'open' ORDER BY id"),
+              (std::vector<std::string>{"A-MISMATCH acknowledged alice t"}));
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.open_discrepancies"), 5);
+    EXPECT_EQ(db_.scalar("SELECT open_discrepancies FROM wxrecon.daily_summary"
+                         " WHERE mchid = '1900000109' AND day = '2026-11-26'"),
+              "1");
+    EXPECT_EQ(rows_of(db_.url(),
+                      "SELECT status, resolved_by FROM wxrecon.discrepancies WHERE out_trade_no = 'A-OPEN'"),
+              (std::vector<std::string>{"resolved wxrecond"}));
+}
+
 // Whether the test cluster already has wxrecon_finance depends on which tests ran before: make sure.
 void ensure_finance_role() {
     as_superuser(
