@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "app.hpp"
+#include "base/csv.hpp"
 #include "base/json_writer.hpp"
 #include "config/config.hpp"
 #include "store/db_pool.hpp"
@@ -97,23 +98,6 @@ int with_database(const char* command, const std::string& config_path, Work work
 
 // ---- list output ----
 
-// A CSV cell (RFC 4180). A cell a spreadsheet would read as a formula (= + - @, or a leading tab or CR
-// that some strip first) gets a leading apostrophe: shown as text, never computed.
-std::string csv_cell(std::string_view value) {
-    std::string text;
-    if (!value.empty() && std::string_view("=+-@\t\r").find(value.front()) != std::string_view::npos)
-        text = "'";
-    text += value;
-    if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-    std::string quoted = "\"";
-    for (const char c : text) {
-        if (c == '"') quoted += '"';
-        quoted += c;
-    }
-    quoted += '"';
-    return quoted;
-}
-
 // The cells of a row, in the order of the columns (csv and table share them; the table leaves out detail).
 std::vector<std::string> cells_of(const store::discrepancy_row& d) {
     return std::vector<std::string>{std::to_string(d.id),
@@ -139,17 +123,19 @@ const std::vector<std::string>& column_names() {
     return names;
 }
 
+// RFC 4180 through base/csv: quoting, CRLF, and a leading apostrophe on a cell a spreadsheet would run as
+// a formula (= + - @ tab CR), since out_trade_no, names and notes come from outside. The id is a number.
 void print_csv(const store::discrepancy_list& list) {
     std::string out;
-    auto line = [&out](const std::vector<std::string>& cells) {
+    auto line = [&out](const std::vector<std::string>& cells, bool numbered) {
         for (std::size_t i = 0; i < cells.size(); ++i) {
             if (i > 0) out += ',';
-            out += csv_cell(cells[i]);
+            out += numbered && i == 0 ? csv_number(cells[i]) : csv_field(cells[i]);
         }
         out += "\r\n";
     };
-    line(column_names());
-    for (const auto& d : list.rows) line(cells_of(d));
+    line(column_names(), false);
+    for (const auto& d : list.rows) line(cells_of(d), true);
     std::fwrite(out.data(), 1, out.size(), stdout);
 }
 
