@@ -22,6 +22,8 @@ inline constexpr int exit_failure = 1;
 inline constexpr int exit_bad_config = 2;
 inline constexpr int exit_database = 3;
 inline constexpr int exit_bad_input = 4;  // an input file is malformed or disagrees with itself
+// discrepancies ack/resolve changed nothing: no such discrepancy, or not in a status the step applies to
+inline constexpr int exit_not_changed = 5;
 
 class application {
 public:

@@ -12,6 +12,7 @@
 #include "app.hpp"
 #include "base/time.hpp"
 #include "bills_command.hpp"
+#include "discrepancies_command.hpp"
 #include "log_sink.hpp"
 #include "report_command.hpp"
 
@@ -26,6 +27,7 @@ constexpr const char* usage =
     "                [--trade FILE] [--fundflow FILE] [--no-trade-bill]\n"
     "       wxrecond [--config PATH] bills fetch --date YYYY-MM-DD [--mchid M] [--kind trade|fundflow|all]\n"
     "       wxrecond [--config PATH] report --date YYYY-MM-DD [--mchid M] [--format csv|json]\n"
+    "       wxrecond [--config PATH] discrepancies list|ack|resolve ... (discrepancies --help)\n"
     "       wxrecond --version\n"
     "  serve         run the daemon until SIGTERM/SIGINT (default)\n"
     "  migrate       apply pending database migrations and exit\n"
@@ -35,6 +37,7 @@ constexpr const char* usage =
     "  bills load    store bill files of a merchant's day and reconcile the day against them\n"
     "  bills fetch   download a day's bills from WeChat Pay, store and reconcile them (idempotent)\n"
     "  report        the day's statement for finance: per order the ledger, the bill, open discrepancies\n"
+    "  discrepancies list, acknowledge or resolve discrepancies (exit 5: nothing changed)\n"
     "  --log-format  text (default) or json: one JSON object per line, for log shippers\n"
     "default config: /etc/wxrecond/wxrecond.toml\n";
 
@@ -63,6 +66,9 @@ int run(int argc, char** argv) {
         } else if (arg == "report") {
             return daemon::run_report_command(std::vector<std::string>(argv + i + 1, argv + argc),
                                               config_path);
+        } else if (arg == "discrepancies") {
+            return daemon::run_discrepancies_command(std::vector<std::string>(argv + i + 1, argv + argc),
+                                                     config_path);
         } else {
             std::fprintf(stderr, "wxrecond: unknown argument \"%s\"\n%s", arg.c_str(), usage);
             return daemon::exit_failure;

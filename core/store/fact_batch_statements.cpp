@@ -112,7 +112,11 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS d(mchid, out_trade_no, kind, detail)"
         " ON CONFLICT (mchid, out_trade_no, kind) WHERE resolved_at IS NULL DO NOTHING");
     conn.prepare("batch_resolve_discrepancies",
-                 "UPDATE wxrecon.discrepancies d SET resolved_at = now()"
+                 "UPDATE wxrecon.discrepancies d SET resolved_at = now(), status = 'resolved',"
+                 " resolved_by = 'wxrecond', resolution = CASE d.kind"
+                 " WHEN 'refund_without_payment' THEN 'the payment behind the refund was reported'"
+                 " WHEN 'refund_abnormal' THEN 'the refund was reported SUCCESS'"
+                 " ELSE 'no longer holds after a fact from WeChat Pay' END"
                  " FROM unnest($1::text[], $2::text[], $3::text[]) AS k(mchid, out_trade_no, kind)"
                  " WHERE d.mchid = k.mchid AND d.out_trade_no = k.out_trade_no AND d.kind = k.kind"
                  " AND d.resolved_at IS NULL");

@@ -39,7 +39,10 @@ registration_result register_order(pqxx::connection_base& conn, const order_regi
                 " updated_at = now() WHERE mchid = $1 AND out_trade_no = $2",
                 r.mchid, r.out_trade_no, r.appid, r.description, r.payer_openid, r.expire_at);
             const auto resolved = tx.exec_params(
-                "UPDATE wxrecon.discrepancies SET resolved_at = now() WHERE mchid = $1 AND out_trade_no = $2"
+                "UPDATE wxrecon.discrepancies"
+                " SET resolved_at = now(), status = 'resolved', resolved_by = 'wxrecond',"
+                " resolution = 'a registration with the same amount took the order over'"
+                " WHERE mchid = $1 AND out_trade_no = $2"
                 " AND kind = 'unknown_order' AND resolved_at IS NULL RETURNING 1",
                 r.mchid, r.out_trade_no);
             out.outcome = resolved.empty() ? registration_outcome::same : registration_outcome::adopted;

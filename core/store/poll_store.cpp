@@ -65,7 +65,10 @@ void finish_poll(pqxx::connection_base& conn, const std::string& owner, const po
         "  'last_polled_at', wxrecon.rfc3339(last_polled_at), 'last_poll_error', last_poll_error,"
         "  'poll_attempts', poll_attempts)"
         " FROM o WHERE stuck ON CONFLICT DO NOTHING RETURNING 1)"
-        " UPDATE wxrecon.discrepancies d SET resolved_at = now() FROM o"
+        " UPDATE wxrecon.discrepancies d"
+        " SET resolved_at = now(), status = 'resolved', resolved_by = 'wxrecond',"
+        "  resolution = 'no longer stuck: the order left its unpaid state or its queries succeed'"
+        " FROM o"
         " WHERE $8::bigint > 0 AND NOT o.stuck AND d.mchid = o.mchid AND d.out_trade_no = o.out_trade_no"
         " AND d.kind = 'stuck' AND d.resolved_at IS NULL",
         u.mchid, u.out_trade_no, owner, u.next_poll_at, u.answered, u.error, u.fill_expire_at, u.stuck_after);

@@ -172,6 +172,32 @@ TEST_F(AlertWebhook, EachDiscrepancyIsPushedOnceAcrossARestartAndRetriedWhileThe
     EXPECT_GT(db_.count("SELECT max(attempts) FROM wxrecon.alert_outbox"), 1);
 }
 
+// The kinds the daily bills open (migration 0009 widened the trigger of 0007) are pushed like the others;
+// a bill kind's out_trade_no may be a date (fee_mismatch) or a business order id (fund_flow_unmatched).
+TEST_F(AlertWebhook, BillDiscrepanciesArePushedToo) {
+    receiver hook(0);
+    running_daemon d(config_for(hook));
+    std::map<long, std::string> expected;
+    for (const char* kind : {"missing_in_ledger", "missing_in_bill", "bill_amount_mismatch", "fee_mismatch",
+                             "fund_flow_unmatched", "refund_missing_in_ledger", "refund_missing_in_bill"})
+        expected[open(std::string("BILL-") + kind, kind)] = kind;
+    const long not_pushed = open("BILL-X", "appid_mismatch");
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.alert_outbox"), 7);
+    ASSERT_TRUE(eventually([&] { return hook.taken().size() == expected.size(); })) << hook.taken().size();
+    const auto taken = hook.taken();
+    simdjson::dom::parser parser;
+    for (const auto& [id, kind] : expected) {
+        const auto it = taken.find(key_of(id));
+        ASSERT_NE(it, taken.end()) << kind;
+        const simdjson::padded_string body(it->second.front());
+        const auto doc = parser.parse(body);
+        ASSERT_FALSE(doc.error()) << it->second.front();
+        EXPECT_EQ(std::string_view(doc["kind"]), kind);
+        EXPECT_EQ(std::string_view(doc["out_trade_no"]), "BILL-" + kind);
+    }
+    EXPECT_FALSE(taken.contains(key_of(not_pushed)));
+}
+
 TEST_F(AlertWebhook, UnknownOrderWaitsItsGraceAndIsNotPushedWhenResolvedMeanwhile) {
     receiver hook(0);
     running_daemon d(config_for(hook));

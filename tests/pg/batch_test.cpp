@@ -105,6 +105,11 @@ TEST_F(BatchTest, SameOrderFactsInOneBatchApplyInArrivalOrder) {
     // refund_abnormal was opened by the second fact and resolved by the third, exactly as one at a time.
     EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"),
               "refund_abnormal t | ");
+    // Resolved by the daemon, saying why, and the history has both steps (migration 0009).
+    EXPECT_EQ(rows("SELECT status, resolved_by, resolution FROM wxrecon.discrepancies"),
+              "resolved wxrecond the refund was reported SUCCESS | ");
+    EXPECT_EQ(rows("SELECT by, to_status FROM wxrecon.discrepancy_history ORDER BY id"),
+              "wxrecond open | wxrecond resolved | ");
 }
 
 TEST_F(BatchTest, RefundBeforeItsPaymentInOneBatchConverges) {
@@ -115,6 +120,8 @@ TEST_F(BatchTest, RefundBeforeItsPaymentInOneBatchConverges) {
     EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B2'"), "REFUND | ");
     EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"),
               "refund_without_payment t | ");
+    EXPECT_EQ(rows("SELECT status, resolved_by, resolution FROM wxrecon.discrepancies"),
+              "resolved wxrecond the payment behind the refund was reported | ");
 }
 
 TEST_F(BatchTest, DuplicatesInsideABatchAreRecognisedLikeAcrossBatches) {

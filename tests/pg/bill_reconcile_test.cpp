@@ -354,6 +354,16 @@ TEST_F(BillReconcile, DifferencesThatNoLongerHoldAreResolvedByTheDaemon) {
                                                      pay("2026-11-30 15:00:00", "T5", "A5", 500, 300)})))});
     EXPECT_TRUE(open_discrepancies().empty());
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NOT NULL"), 1);
+    // reconcile_bill_day sets resolved_at; the workflow columns follow (migration 0009).
+    EXPECT_EQ(db_.scalar("SELECT status || ' ' || resolved_by || ' ' || resolution FROM wxrecon.discrepancies"
+                         " WHERE resolved_at IS NOT NULL"),
+              "resolved wxrecond no longer found when the day was reconciled against its bills");
+    EXPECT_EQ(
+        db_.scalar(
+            "SELECT string_agg(by || ' ' || to_status, ', ' ORDER BY h.id)"
+            " FROM wxrecon.discrepancy_history h JOIN wxrecon.discrepancies d ON d.id = h.discrepancy_id"
+            " WHERE d.resolved_at IS NOT NULL"),
+        "wxrecond open, wxrecond resolved");
     EXPECT_EQ(second.day.status, "balanced");
     EXPECT_EQ(second.day.ledger_payments, 2);
     EXPECT_EQ(second.day.bill_payments, 2);

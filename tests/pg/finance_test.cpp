@@ -83,9 +83,20 @@ struct test_role {
     }
 };
 
-// The embedded files with wxrecon_finance renamed in 0006: a role no other test uses, so that this
-// one can see it missing. wxrecon_finance itself exists as soon as any test has migrated as a
-// superuser, and cannot be dropped while other databases on the server grant it privileges.
+// Replaces every `from` in sql by `to`; returns how many.
+std::size_t rename_in(std::string& sql, const std::string& from, const std::string& to) {
+    std::size_t replaced = 0;
+    for (auto pos = sql.find(from); pos != std::string::npos; pos = sql.find(from, pos + to.size())) {
+        sql.replace(pos, from.size(), to);
+        ++replaced;
+    }
+    return replaced;
+}
+
+// The embedded files with wxrecon_finance renamed in 0006 and 0009, and wxrecon_operator (0009) renamed
+// to the same name with "_op": roles no other test uses, so that this one can see them missing.
+// wxrecon_finance itself exists as soon as any test has migrated as a superuser, and cannot be dropped
+// while other databases on the server grant it privileges.
 struct renamed_role_migrations {
     std::vector<std::string> texts;
     std::vector<store::migration> files;
@@ -94,15 +105,12 @@ struct renamed_role_migrations {
         texts.reserve(all.size());
         for (const auto& m : all) {
             std::string sql = m.sql;
-            if (m.version == 6) {
-                const std::string from = "wxrecon_finance";
-                std::size_t replaced = 0;
-                for (auto pos = sql.find(from); pos != std::string::npos;
-                     pos = sql.find(from, pos + role.size())) {
-                    sql.replace(pos, from.size(), role);
-                    ++replaced;
-                }
-                if (replaced == 0) throw std::runtime_error("0006 does not name wxrecon_finance");
+            if (m.version == 6 && rename_in(sql, "wxrecon_finance", role) == 0)
+                throw std::runtime_error("0006 does not name wxrecon_finance");
+            if (m.version == 9) {
+                rename_in(sql, "wxrecon_finance", role);
+                if (rename_in(sql, "wxrecon_operator", role + "_op") == 0)
+                    throw std::runtime_error("0009 does not name wxrecon_operator");
             }
             texts.push_back(std::move(sql));
         }
@@ -139,7 +147,8 @@ TEST_F(FinanceViews, ColumnsAreTheContract) {
               (std::vector<std::string>{"id bigint", "mchid text", "out_trade_no text", "kind text",
                                         "detail jsonb", "detected_at timestamp with time zone",
                                         "resolved_at timestamp with time zone", "amount_total bigint",
-                                        "payer_total bigint", "state text"}));
+                                        "payer_total bigint", "state text", "status text",
+                                        "acknowledged_at timestamp with time zone", "acknowledged_by text"}));
 }
 
 // The expected figures, worked out by hand from the fixture (its comments give each order's day):
@@ -194,10 +203,38 @@ TEST_F(FinanceViews, ResolvingADiscrepancySettlesItsDay) {
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.daily_summary WHERE day = '2026-12-01'"), 0);
 }
 
+// Acknowledged is still unresolved: in open_discrepancies with who is on it, and counted on its day. The
+// fixture's row written with resolved_at alone (as before migration 0009) is resolved by the daemon.
+TEST_F(FinanceViews, AcknowledgedStaysOpenAndResolvedAtAloneIsTheDaemons) {
+    {
+        pqxx::connection conn(db_.url());
+        pqxx::work tx(conn);
+        tx.exec("SET LOCAL ROLE wxrecon_operator");
+        EXPECT_TRUE(tx.exec1("SELECT wxrecon.acknowledge_discrepancy(id, 'alice', 'asking the shop')"
+                             " FROM wxrecon.discrepancies WHERE out_trade_no = 'A-MISMATCH'")[0]
+                        .as<bool>());
+        tx.commit();
+    }
+    EXPECT_EQ(rows_of(db_.url(),
+                      "SELECT out_trade_no, status, acknowledged_by, acknowledged_at IS NOT NULL"
+                      " FROM wxrecon.open_discrepancies WHERE status <> 'open' ORDER BY id"),
+              (std::vector<std::string>{"A-MISMATCH acknowledged alice t"}));
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.open_discrepancies"), 5);
+    EXPECT_EQ(db_.scalar("SELECT open_discrepancies FROM wxrecon.daily_summary"
+                         " WHERE mchid = '1900000109' AND day = '2026-11-26'"),
+              "1");
+    EXPECT_EQ(rows_of(db_.url(),
+                      "SELECT status, resolved_by FROM wxrecon.discrepancies WHERE out_trade_no = 'A-OPEN'"),
+              (std::vector<std::string>{"resolved wxrecond"}));
+}
+
 // Whether the test cluster already has wxrecon_finance depends on which tests ran before: make sure.
 void ensure_finance_role() {
     as_superuser(
         "DO $$ BEGIN CREATE ROLE wxrecon_finance NOLOGIN;"
+        " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$");
+    as_superuser(
+        "DO $$ BEGIN CREATE ROLE wxrecon_operator NOLOGIN;"
         " EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$");
 }
 
@@ -250,12 +287,25 @@ TEST(FinanceRole, OwnerWithoutCreateroleGrantsToAnExistingRole) {
                         " AND has_table_privilege('wxrecon_finance', 'wxrecon.created_later', 'SELECT')"
                         " AND NOT has_table_privilege('wxrecon_finance', 'wxrecon.orders', 'INSERT')"),
               "t");
+    // The owner may not make wxrecon_operator a member of wxrecon_finance, so it grants the reading
+    // directly: the operator reads what finance reads, and calls the two functions.
+    EXPECT_EQ(
+        db.scalar("SELECT has_table_privilege('wxrecon_operator', 'wxrecon.daily_summary', 'SELECT')"
+                  " AND has_table_privilege('wxrecon_operator', 'wxrecon.created_later', 'SELECT')"
+                  " AND has_table_privilege('wxrecon_operator', 'wxrecon.discrepancy_history', 'SELECT')"
+                  " AND NOT has_table_privilege('wxrecon_operator', 'wxrecon.discrepancies', 'UPDATE')"
+                  " AND has_function_privilege('wxrecon_operator',"
+                  "     'wxrecon.resolve_discrepancy(bigint, text, text)', 'EXECUTE')"
+                  " AND NOT has_function_privilege('wxrecon_finance',"
+                  "     'wxrecon.resolve_discrepancy(bigint, text, text)', 'EXECUTE')"),
+        "t");
 }
 
 // No role, and an owner who may not create it: the schema is migrated all the same, and the report
 // carries the warning (the daemon logs it) with the statements that fix it by hand.
 TEST(FinanceRole, OwnerWithoutCreateroleAndNoRoleWarnsAndMigrates) {
     const test_role missing(unique_name("wxrecon_finance_t"));
+    const test_role missing_operator(missing.name + "_op");
     const renamed_role_migrations files(missing.name);
     test_role owner(unique_name("wxrecon_owner_"), "LOGIN NOCREATEROLE");
     scratch_database db;
@@ -265,7 +315,17 @@ TEST(FinanceRole, OwnerWithoutCreateroleAndNoRoleWarnsAndMigrates) {
     const auto report = store::migrate(conn, files.files);
     EXPECT_EQ(report.version, store::latest_migration_version());
     EXPECT_EQ(store::current_schema_version(conn), store::latest_migration_version());
-    ASSERT_EQ(report.warnings.size(), 1u);
+    // One warning per missing role: wxrecon_finance (0006) and wxrecon_operator (0009).
+    ASSERT_EQ(report.warnings.size(), 2u);
+    const std::string& op = report.warnings.back();
+    EXPECT_EQ(op.rfind("role " + missing_operator.name + " does not exist and " + owner.name +
+                           " may not create it: no one can acknowledge or resolve discrepancies",
+                       0),
+              0u)
+        << op;
+    EXPECT_NE(op.find("HINT:  As a superuser: CREATE ROLE " + missing_operator.name + " NOLOGIN;"),
+              std::string::npos)
+        << op;
     const std::string& w = report.warnings.front();
     EXPECT_EQ(w.rfind("role " + missing.name + " does not exist and " + owner.name + " may not create it", 0),
               0u)
@@ -296,6 +356,7 @@ TEST(FinanceRole, OwnerWithoutCreateroleAndNoRoleWarnsAndMigrates) {
 // about to create it: the second CREATE ROLE waits for the first and fails; the migration grants.
 TEST(FinanceRole, RoleCreatedMeanwhileByAnotherDatabaseIsNotAnError) {
     const test_role racing(unique_name("wxrecon_finance_t"));
+    const test_role racing_operator(racing.name + "_op");
     const renamed_role_migrations files(racing.name);
     scratch_database db;
 

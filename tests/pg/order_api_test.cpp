@@ -140,6 +140,9 @@ TEST_F(OrderApi, AdoptsAnOrderFirstCreatedByANotification) {
     EXPECT_EQ(adopted.status, 200) << adopted.body;
     EXPECT_EQ(db_.scalar("SELECT origin FROM wxrecon.orders WHERE out_trade_no = 'API-0004'"), "notify");
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), "0");
+    EXPECT_EQ(
+        db_.scalar("SELECT status || ' ' || resolved_by || ' ' || resolution FROM wxrecon.discrepancies"),
+        "resolved wxrecond a registration with the same amount took the order over");
 }
 
 TEST(OrderApiListener, OwnListenerKeepsTheApiOffThePublicOne) {

@@ -96,6 +96,9 @@ TEST_F(StuckOrders, FailingAndOverdueOrdersAreFlaggedAndResolvedWhenPollingRecov
     sim_control(sim.port(), "/sim/faults", R"({"query_500":0})");
     EXPECT_EQ(wait_for(open_stuck, "STUCK-OVERDUE", 20s), "STUCK-OVERDUE");
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'stuck'"), "2");
+    EXPECT_EQ(db_.scalar("SELECT status || ' ' || resolved_by || ' ' || resolution FROM wxrecon.discrepancies"
+                         " WHERE out_trade_no = 'STUCK-FAILING'"),
+              "resolved wxrecond no longer stuck: the order left its unpaid state or its queries succeed");
     EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'STUCK-FAILING'"), "NOTPAY");
 }
 
