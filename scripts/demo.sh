@@ -227,6 +227,42 @@ say "finance: wxrecon.daily_summary and wxrecon.open_discrepancies (docs/finance
 psql_ -c "SELECT * FROM wxrecon.daily_summary ORDER BY day, mchid"
 psql_ -c "SELECT kind, mchid, out_trade_no, state, amount_total, payer_total FROM wxrecon.open_discrepancies ORDER BY id"
 
+say "the daily reconciliation: a Beijing day two days back, matched against WeChat Pay's bills"
+day=$(TZ=Asia/Shanghai date -d '2 days ago' +%F)
+echo "$day at the APIv3 merchant: 12 orders registered and paid (notified as usual), a payment nobody"
+echo "registered and no notification announced (DEMO-HAND-1), a refund made only at WeChat Pay (DEMO-DAY-3)"
+psql_ -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total)
+          SELECT '$v3', 'DEMO-DAY-' || g, 1990 FROM generate_series(1, 12) g" >/dev/null
+control /sim/orders "{\"mchid\":\"$v3\",\"prefix\":\"DEMO-DAY-\",\"count\":12,\"amount\":1990,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v3/notify/$v3\"}" >/dev/null
+control /sim/pay "{\"mchid\":\"$v3\",\"prefix\":\"DEMO-DAY-\",\"count\":12,\"at\":\"${day}T14:00:00+08:00\"}" >/dev/null
+control /sim/hand-payment "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-HAND-1\",\"amount\":3300,\"at\":\"${day}T15:00:00+08:00\"}" >/dev/null
+control /sim/refund "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-DAY-3\",\"amount\":500,\"at\":\"${day}T16:00:00+08:00\",\"notify\":false}" >/dev/null
+for i in $(seq 300); do
+  paid=$(psql_ -At -c "SELECT count(*) FROM wxrecon.orders WHERE out_trade_no LIKE 'DEMO-DAY-%' AND state = 'SUCCESS'")
+  [ "$paid" = 12 ] && break
+  [ "$i" -lt 300 ] || die "the day's 12 payments did not arrive: $paid"
+  sleep 0.2
+done
+echo "the 12 payments are in the ledger; now: wxrecond bills fetch --date $day (both merchants)"
+"$wxrecond" --config "$work/wxrecond.toml" bills fetch --date "$day" >"$work/bills.json" \
+  || die "bills fetch failed: $(cat "$work/bills.json")"
+python3 - "$work/bills.json" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    d = r["reconciliation"]
+    files = ", ".join(f'{f["outcome"]} ({f["rows"]} rows)' for f in r.get("files", []))
+    print(f'{d["mchid"]} {d["bill_date"]}: {d["status"]}; bill {d["bill_payments"]} payments {d["bill_paid_fen"]} fen, '
+          f'ledger {d["ledger_payments"]} payments {d["ledger_paid_fen"]} fen; fees {d.get("trade_fee_total")} (trade bill) '
+          f'{d.get("fund_fee_total")} (fund flow); {d["differences"]} difference(s); files: {files or "none (no bill)"}')
+PY
+psql_ -c "SELECT id, kind, out_trade_no, status, detail->>'transaction_id' AS transaction_id
+          FROM wxrecon.discrepancies WHERE bill_date = '$day' ORDER BY id"
+psql_ -c "SELECT out_trade_no, origin, state, state_source, amount_total FROM wxrecon.orders WHERE out_trade_no = 'DEMO-HAND-1'"
+echo "the day's statement for finance (wxrecond report --date $day --mchid $v3), first lines:"
+"$wxrecond" --config "$work/wxrecond.toml" report --date "$day" --mchid "$v3" | head -4
+"$wxrecond" --config "$work/wxrecond.toml" report --date "$day" --mchid "$v3" | grep -E '^[0-9]+,DEMO-(HAND|DAY-3,)'
+
 say "metrics: wxrecon_notifications_total"
 curl -s "$admin/metrics" | grep '^wxrecon_notifications_total' | grep -v ' 0$' || echo "(none)"
 

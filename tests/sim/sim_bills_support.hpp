@@ -21,6 +21,7 @@
 #include "base/time.hpp"
 #include "crypto/crypto.hpp"
 #include "crypto/sha1_stream.hpp"
+#include "net/http_client.hpp"
 #include "protocol/bill.hpp"
 #include "protocol/bill_link.hpp"
 #include "sim_env.hpp"
@@ -132,12 +133,15 @@ protected:
     void SetUp() override {
         sim::sim_options o;
         o.clock = clock_.clock();
+        o.tls = tls_;
         sim_ = std::make_unique<running_simulator>(*keys_, o);
         for (std::size_t i = 0; i < 3; ++i) views_.push_back(view_of(*keys_, i, base()));
     }
     void TearDown() override { sim_.reset(); }
 
-    std::string base() const { return "http://127.0.0.1:" + std::to_string(sim_->port()); }
+    std::string base() const {
+        return (tls_ ? "https://127.0.0.1:" : "http://127.0.0.1:") + std::to_string(sim_->port());
+    }
     unsigned short port() const { return sim_->port(); }
     const std::string& mchid(std::size_t i) const { return views_.at(i)->access.mchid; }
     void set_beijing(int y, int mo, int d, int h, int mi, int s) {
@@ -147,7 +151,7 @@ protected:
     template <class Call>
     auto run(Call call) {
         boost::asio::io_context io;
-        wechat::pay_client client(io.get_executor(), {}, clock_.clock());
+        wechat::pay_client client(io.get_executor(), client_options_, clock_.clock());
         auto done = boost::asio::co_spawn(io, call(client), boost::asio::use_future);
         io.run();
         return done.get();
@@ -191,7 +195,24 @@ protected:
         EXPECT_EQ(sha1_of(content), link->hash_value);
         return content;
     }
-    void control(const std::string& target, const std::string& json) { sim_control(port(), target, json); }
+    void control(const std::string& target, const std::string& json) { post_control(target, json); }
+    // A /sim control call, over HTTPS when the simulator serves it; throws unless 2xx.
+    std::string post_control(const std::string& target, const std::string& json) {
+        if (!tls_) return sim_control(port(), target, json);
+        boost::asio::io_context io;
+        net::http_client client(io.get_executor(), client_options_);
+        net::outbound_request r;
+        r.method = "POST";
+        r.url = base() + target;
+        r.headers = {{"Content-Type", "application/json"}};
+        r.body = json;
+        auto done = boost::asio::co_spawn(io, client.send(std::move(r)), boost::asio::use_future);
+        io.run();
+        const auto ex = done.get();
+        if (!ex.response || ex.response->status / 100 != 2)
+            throw std::runtime_error(target + ": " + (ex.response ? ex.response->body : ex.error));
+        return ex.response->body;
+    }
     // An order of the merchant, paid at a Beijing time given as RFC 3339 (with optional coupon).
     std::string pay(std::size_t merchant, const std::string& no, std::int64_t amount, const std::string& at,
                     std::int64_t coupon = 0) {
@@ -202,13 +223,12 @@ protected:
                                    .add("notify_url", "http://127.0.0.1:9/n")
                                    .add("description", "商品 " + no)
                                    .str());
-        return sim_control(port(), "/sim/pay",
-                           json_object()
-                               .add("mchid", mchid(merchant))
-                               .add("out_trade_no", no)
-                               .add("at", at)
-                               .add("coupon", coupon)
-                               .str());
+        return post_control("/sim/pay", json_object()
+                                            .add("mchid", mchid(merchant))
+                                            .add("out_trade_no", no)
+                                            .add("at", at)
+                                            .add("coupon", coupon)
+                                            .str());
     }
     void refund(std::size_t merchant, const std::string& no, std::int64_t amount, const std::string& at,
                 bool notify = true) {
@@ -223,6 +243,8 @@ protected:
     }
 
     inline static sim_key_dir* keys_ = nullptr;
+    bool tls_ = false;                    // set before SetUp: the simulator serves HTTPS with its CA
+    net::client_options client_options_;  // how the client connects (CA file, client certificate)
     manual_clock clock_{beijing(2026, 3, 15, 11, 0, 0) * 1'000'000};
     std::unique_ptr<running_simulator> sim_;
     std::vector<std::unique_ptr<merchant_view>> views_;

@@ -57,7 +57,7 @@ WeChat Pay endpoints (signed like the real service):
          GET /v3/bill/fundflowbill?bill_date=&account_type=BASIC|OPERATION|FEES[&tar_type=GZIP],
          GET /v3/billdownload/file?token= (signed request, unsigned answer: the file)
   APIv2  POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /secapi/pay/refund, /pay/refundquery,
-         /pay/downloadbill, /pay/downloadfundflow (HMAC-SHA256; no client certificate asked for)
+         /pay/downloadbill, /pay/downloadfundflow (HMAC-SHA256; over --tls on, the merchant's client certificate)
   login  GET /sns/jscode2session?appid=&secret=&js_code=&grant_type=authorization_code
 
 Control API (JSON, no authentication: bind it to loopback):
@@ -76,6 +76,8 @@ Control API (JSON, no authentication: bind it to loopback):
   POST /sim/bill-style      {"mchid"[,"bom","crlf","count_dot_zero"]}  bytes of the bill files
   POST /sim/bill-creating   {"mchid","bill":"trade"|"fundflow","bill_date","requests"}  the next N asks
                              for that bill answer STATEMENT_CREATING / Bill Creating (0 clears)
+  POST /sim/fee-adjustment  {"mchid","bill_date","amount"}  a 手续费调整 line of amount fen (positive:
+                             debited) in that day's fund-flow bill: its fees differ from the trade bill's
   POST /sim/bill-corrupt    {"mchid","bill","bill_date","corruption":"flip_digit"|"truncate"|"none"
                              [,"hash":"good"|"served"]}  serve a damaged file; hash_value names the good
                              content (good) or the damaged one (served)

@@ -92,9 +92,9 @@ simulator::bill_file simulator::make_bill(merchant_state& m, bill_kind kind, std
     if (!has_activity(orders, *day) || (kind == bill_kind::fundflow && !basic))
         return refuse(bill_refusal::no_statement, "请求的账单文件不存在");
 
-    const std::string content = kind == bill_kind::trade
-                                    ? trade_bill(orders, *day, *trade_type, m.style)
-                                    : fundflow_bill(orders, m.keys->mchid, *day, m.style);
+    const std::string content = kind == bill_kind::trade ? trade_bill(orders, *day, *trade_type, m.style)
+                                                         : fundflow_bill(orders, m.keys->mchid, *day, m.style,
+                                                                         fee_adjustment_of(m, bill_date));
     std::string served = content;
     f.hash_value = sha1_hex(content);
     if (const auto damage = m.bills_corrupt.find(key);
@@ -159,9 +159,14 @@ std::optional<reply> simulator::v3_bill_download(merchant_state& m, const inboun
     return reply{200, "application/octet-stream", link->second.body};
 }
 
-reply simulator::v2_bill(merchant_state& m, std::string_view path, const v2::fields& in) {
-    const bool fund = path == "/pay/downloadfundflow";
+reply simulator::v2_bill(merchant_state& m, const inbound_request& req, const v2::fields& in) {
+    const bool fund = req.path == "/pay/downloadfundflow";
     const std::string param_code = fund ? "PARAM_ERROR" : "20001";
+    // docs/protocol-notes.md §6.5: downloadfundflow needs the merchant's client certificate. Over HTTPS the
+    // simulator asks for one (issued by its CA, common name = mchid); plain HTTP cannot carry one.
+    if (fund && options_.tls && req.client_certificate_subject != m.keys->mchid)
+        return v2_bill_failure(
+            "CERT_ERROR: the merchant's client certificate (apiclient_cert.pem) is required", "CERT_ERROR");
     // docs/protocol-notes.md §6.5: downloadfundflow is signed HMAC-SHA256 only.
     if (fund && field(in, "sign_type") != "HMAC-SHA256")
         return v2_bill_failure("sign_type must be HMAC-SHA256", "PARAM_ERROR");

@@ -135,4 +135,28 @@ reply simulator::control_bill_corrupt(std::string_view body) {
     return json_reply(200, json_object().add("bill", *key).add("corruption", name).add("hash", hash).str());
 }
 
+std::int64_t simulator::fee_adjustment_of(const merchant_state& m, std::string_view bill_date) {
+    const auto it = m.fee_adjustments.find(bill_date);
+    return it == m.fee_adjustments.end() ? 0 : it->second;
+}
+
+// WeChat Pay debits (or credits) fees the trade bill does not show: the fund-flow bill of that day gets a
+// 手续费调整 line, and the day's fee totals of the two bills disagree.
+reply simulator::control_fee_adjustment(std::string_view body) {
+    const json_body j(body);
+    if (!j.error.empty()) return control_error(400, j.error);
+    merchant_state* m = merchant(j.str("mchid").value_or(""));
+    if (m == nullptr) return control_error(404, "unknown mchid");
+    const std::string date = j.str("bill_date").value_or("");
+    if (!beijing_day_start(date)) return control_error(400, "bill_date must be yyyy-MM-dd");
+    const auto fen = j.integer("amount");
+    if (!fen || *fen < -100'000'000 || *fen > 100'000'000)
+        return control_error(400, "amount must be fen, -100000000..100000000 (0 clears)");
+    if (*fen == 0)
+        m->fee_adjustments.erase(date);
+    else
+        m->fee_adjustments[date] = *fen;
+    return json_reply(200, json_object().add("bill_date", date).add("amount", *fen).str());
+}
+
 }  // namespace wxrecon::sim

@@ -313,7 +313,7 @@ std::string trade_bill(const std::vector<const order_record*>& orders, std::int6
 }
 
 std::string fundflow_bill(const std::vector<const order_record*>& orders, std::string_view mchid,
-                          std::int64_t day_start, const bill_style& style) {
+                          std::int64_t day_start, const bill_style& style, std::int64_t fee_adjustment_fen) {
     std::int64_t balance = opening_balance_fen;
     std::vector<std::vector<std::string>> rows;
     std::int64_t income_rows = 0, income = 0, expense_rows = 0, expense = 0;
@@ -328,6 +328,18 @@ std::string fundflow_bill(const std::vector<const order_record*>& orders, std::s
         rows.push_back({beijing_spaced(m.at), m.business_id, std::string(mchid) + day + flow, m.name, m.name,
                         m.income ? "收入" : "支出", bill::format_yuan(m.amount), bill::format_yuan(balance),
                         "system", m.remark, m.voucher});
+    }
+    if (fee_adjustment_fen != 0) {
+        const bool debit = fee_adjustment_fen > 0;
+        const std::int64_t amount = debit ? fee_adjustment_fen : -fee_adjustment_fen;
+        balance += debit ? -amount : amount;
+        (debit ? expense_rows : income_rows) += 1;
+        (debit ? expense : income) += amount;
+        char flow[16];
+        std::snprintf(flow, sizeof flow, "%010zu", rows.size() + 1);
+        rows.push_back({beijing_spaced(day_start + day_seconds - 1), "", std::string(mchid) + day + flow,
+                        "手续费调整", "手续费调整", debit ? "支出" : "收入", bill::format_yuan(amount),
+                        bill::format_yuan(balance), "system", "", ""});
     }
     const auto n = static_cast<std::int64_t>(rows.size());
     return assemble({"记账时间", "微信支付业务单号", "资金流水单号", "业务名称", "业务类型", "收支类型",

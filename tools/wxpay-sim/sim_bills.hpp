@@ -47,8 +47,11 @@ bool has_activity(const std::vector<const order_record*>& orders, std::int64_t d
 std::string trade_bill(const std::vector<const order_record*>& orders, std::int64_t day_start,
                        protocol::bill::trade_bill_type type, const bill_style& style);
 // Balances run from opening_balance_fen over every movement of the merchant before the day.
+// fee_adjustment_fen: a 手续费调整 line at 23:59:59 with no business order behind it (positive: debited,
+// negative: credited), so the day's fees differ from the trade bill's; it moves that day's balance only.
 std::string fundflow_bill(const std::vector<const order_record*>& orders, std::string_view mchid,
-                          std::int64_t day_start, const bill_style& style);
+                          std::int64_t day_start, const bill_style& style,
+                          std::int64_t fee_adjustment_fen = 0);
 
 enum class bill_corruption { none, flip_digit, truncate };
 std::optional<bill_corruption> parse_corruption(std::string_view text);

@@ -89,6 +89,7 @@ asio::awaitable<reply> simulator::handle_control(inbound_request& req) {
         {"/sim/bill-style", &simulator::control_bill_style},
         {"/sim/bill-creating", &simulator::control_bill_creating},
         {"/sim/bill-corrupt", &simulator::control_bill_corrupt},
+        {"/sim/fee-adjustment", &simulator::control_fee_adjustment},
     };
     if (req.method == "GET") {
         for (const auto& r : reads)

@@ -418,7 +418,7 @@ asio::awaitable<reply> simulator::handle_v2(inbound_request& req) {
     if (draw("fault.query_500", subject, call, m->faults.query_500)) {
         out = v2_failure("SYSTEMERROR", "系统错误");
     } else if (req.path == "/pay/downloadbill" || req.path == "/pay/downloadfundflow") {
-        reply file = v2_bill(*m, req.path, *in);  // the file itself, or an unsigned FAIL
+        reply file = v2_bill(*m, req, *in);  // the file itself, or an unsigned FAIL
         end_call(log_id, file.status);
         co_return file;
     } else {

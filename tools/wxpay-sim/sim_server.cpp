@@ -85,6 +85,10 @@ void simulator::start() {
         const std::string chain = keys_.server_cert_pem + keys_.ca_cert_pem;
         tls->use_certificate_chain(asio::buffer(chain));
         tls->use_private_key(asio::buffer(keys_.server_key_pem), asio::ssl::context::pem);
+        // Mutual TLS as WeChat Pay does it: a client certificate is asked for and, when presented, must be
+        // one the CA issued; the APIs that need one (downloadfundflow) check whose it is.
+        tls->add_certificate_authority(asio::buffer(keys_.ca_cert_pem));
+        tls->set_verify_mode(asio::ssl::verify_peer);
     }
     server_ = std::make_unique<net::http_server>(
         io_.get_executor(), net::parse_endpoint(options_.listen), limits,

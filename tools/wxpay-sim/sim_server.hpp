@@ -121,8 +121,10 @@ private:
         bill_style style;
         std::map<std::string, int, std::less<>> bills_creating;
         std::map<std::string, std::pair<bill_corruption, bool>, std::less<>>
-            bills_corrupt;  // bool: hash served
+            bills_corrupt;                                                 // bool: hash served
+        std::map<std::string, std::int64_t, std::less<>> fee_adjustments;  // by yyyy-MM-dd, fen
     };
+    static std::int64_t fee_adjustment_of(const merchant_state& m, std::string_view bill_date);
 
     // A bill as asked for: the bytes to serve and the SHA-1 the apply answer names, or why there is none.
     enum class bill_refusal { none, param_error, creating, no_statement };
@@ -181,7 +183,7 @@ private:
     // body in error).
     std::optional<reply> v3_bill_download(merchant_state& m, const inbound_request& request,
                                           std::pair<int, std::string>& error);
-    reply v2_bill(merchant_state& m, std::string_view path, const protocol::v2::fields& in);
+    reply v2_bill(merchant_state& m, const inbound_request& req, const protocol::v2::fields& in);
     api_call& log_call(const std::string& mchid, std::string_view api, std::string what);
     void end_call(std::uint64_t id, int status);
 
@@ -204,6 +206,7 @@ private:
     reply control_bill_style(std::string_view body);
     reply control_bill_creating(std::string_view body);
     reply control_bill_corrupt(std::string_view body);
+    reply control_fee_adjustment(std::string_view body);
 
     // Notifications (sim_notifier.cpp)
     void notify_payment(merchant_state& m, const order_record& o);
