@@ -24,7 +24,7 @@ constexpr const char* usage =
     "usage: wxrecond [--config PATH] [--log-format text|json] [serve|migrate|check-config]\n"
     "       wxrecond bills check FILE [--kind trade|fundflow]\n"
     "       wxrecond [--config PATH] bills load --mchid M --date YYYY-MM-DD\n"
-    "                [--trade FILE] [--fundflow FILE] [--no-trade-bill]\n"
+    "                [--trade FILE] [--fundflow FILE] [--bill-type T] [--account-type A] [--no-trade-bill]\n"
     "       wxrecond [--config PATH] bills fetch --date YYYY-MM-DD [--mchid M] [--kind trade|fundflow|all]\n"
     "       wxrecond [--config PATH] report --date YYYY-MM-DD [--mchid M] [--format csv|json]\n"
     "       wxrecond [--config PATH] discrepancies list|ack|resolve ... (discrepancies --help)\n"

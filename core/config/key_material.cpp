@@ -148,8 +148,12 @@ status load_signing_key(const merchant_context& ctx, const merchant_config& m, m
             return ctx.fail("merchant_cert_file",
                             "is not the certificate of merchant_private_key_file (the public keys differ)",
                             &file);
+        // OpenSSL prints a serial without leading zeros; the merchant platform shows them.
+        const auto significant = [](std::string_view hex) {
+            return hex.substr(std::min(hex.find_first_not_of('0'), hex.size()));
+        };
         if (m.merchant_cert_serial && !m.merchant_cert_serial->empty() &&
-            cert->serial != *m.merchant_cert_serial)
+            significant(cert->serial) != significant(*m.merchant_cert_serial))
             return ctx.fail(
                 "merchant_cert_file",
                 "has serial " + cert->serial + ", but merchant_cert_serial is " + *m.merchant_cert_serial,

@@ -198,6 +198,8 @@ struct bill_fetcher::impl {
                     throw bill_fetch_error(std::string(bill::to_string(kind)) + " bill of " + day +
                                            " is still being made at WeChat Pay; try again later");
                 co_await sleep(policy.not_ready_wait);
+                // Waiting for WeChat Pay can outlast the lease: keep the day ours (the same owner renews).
+                co_await store::claim_bill_fetch(pool, m.mchid, day, policy.owner, policy.lease);
                 continue;
             }
             if (got.result == download_result::error) {

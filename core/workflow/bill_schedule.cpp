@@ -87,22 +87,24 @@ boost::asio::awaitable<void> bill_schedule::purge_old_bills() {
 
 boost::asio::awaitable<void> bill_schedule::run() {
     constexpr std::int64_t retry_failed_after = 3600;
-    // A restarted daemon knows what is done already, and its gauges say so before the next run.
-    const std::string yesterday = bill_fetcher::previous_beijing_day(clock_.seconds());
-    for (const auto& m : cfg_.merchants) {
-        try {
-            const auto last = co_await fetcher_.publish_gauges(m.mchid);
-            if (last && *last >= yesterday) done_[m.mchid] = yesterday;
-        } catch (const std::exception& e) {
-            spdlog::warn("bills: cannot read the last reconciled day of mchid={}: {}", m.mchid,
-                         log_quote(e.what()));
-        }
-    }
+    std::int64_t retry_at = 0;  // after a failed fetch: not before then
     while (!stopping_) {
         const std::string day = bill_fetcher::previous_beijing_day(clock_.seconds());
+        // From the database, every few minutes: a restarted daemon knows what is done already, and the
+        // gauges follow days fetched and differences resolved by hand (`wxrecond bills`, `discrepancies`).
+        for (const auto& m : cfg_.merchants) {
+            try {
+                const auto last = co_await fetcher_.publish_gauges(m.mchid);
+                if (last && *last >= day) done_[m.mchid] = day;
+            } catch (const std::exception& e) {
+                spdlog::warn("bills: cannot read the reconciliations of mchid={}: {}", m.mchid,
+                             log_quote(e.what()));
+            }
+        }
         const bool all_done = std::all_of(cfg_.merchants.begin(), cfg_.merchants.end(),
                                           [&](const auto& m) { return done_[m.mchid] == day; });
         std::int64_t wait = seconds_until_run(cfg_.bills->fetch_at, clock_.seconds(), all_done);
+        if (wait == 0 && clock_.seconds() < retry_at) wait = retry_at - clock_.seconds();
         if (wait == 0) {
             const auto keys = keys_.get();
             bool failed = false;
@@ -124,10 +126,11 @@ boost::asio::awaitable<void> bill_schedule::run() {
                 }
             }
             co_await purge_old_bills();
-            wait = failed ? retry_failed_after : 1;
+            retry_at = failed ? clock_.seconds() + retry_failed_after : 0;
+            wait = 1;
         }
-        // At most an hour at a time, so a wall clock that jumps is followed.
-        timer_.expires_after(std::chrono::seconds(std::min<std::int64_t>(wait, 3600)));
+        // At most five minutes at a time: the gauges stay fresh and a wall clock that jumps is followed.
+        timer_.expires_after(std::chrono::seconds(std::min<std::int64_t>(wait, 300)));
         boost::system::error_code ec;
         co_await timer_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
     }

@@ -214,6 +214,7 @@ std::string wxrecond_block(const sim_merchant& m, const fs::path& md, const std:
            "\napiv3_key_file = " + toml_string(abs + "apiv3.key") +
            "\napiv2_key_file = " + toml_string(abs + "apiv2.key") +
            "\nmerchant_private_key_file = " + toml_string(abs + "apiclient_key.pem") +
+           "\nmerchant_cert_file = " + toml_string(abs + "apiclient_cert.pem") +
            "\nmerchant_cert_serial = " + toml_string(m.merchant_serial) +
            "\nwechatpay_public_key_file = " + toml_string(abs + "wechatpay_pub_key.pem") +
            "\nwechatpay_public_key_id = " + toml_string(m.public_key_id) + "\nplatform_cert_files = [" +
