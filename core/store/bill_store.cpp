@@ -197,6 +197,11 @@ stored_bill store_bill_file(pqxx::connection_base& conn, const bill_file& f) {
     if (*totals) {
         out.rows = rows_of(**totals);
         out.totals_json = bill::totals_json(**totals);
+        // A large day changes the table's statistics: the matching that follows is planned on fresh ones
+        // (hash joins for a million rows rather than a million index probes).
+        if (out.rows >= 10000)
+            tx.exec(f.kind == bill::bill_kind::trade ? "ANALYZE wxrecon.bill_trade_rows"
+                                                     : "ANALYZE wxrecon.bill_fund_rows");
         tx.exec_params("UPDATE wxrecon.bills SET rows = $2, status = $3, totals = $4::jsonb WHERE id = $1",
                        out.bill_id, out.rows, out.rows == 0 ? "empty" : "parsed", out.totals_json);
     } else {

@@ -183,6 +183,7 @@ struct bill_fetcher::impl {
         while (true) {
             temp_file file(policy.work_dir, m.mchid + "-" + day + "-" + bill::to_string(kind));
             // Not a conditional expression with a co_await in each arm: GCC 12 destroys the result twice.
+            const auto started = std::chrono::steady_clock::now();
             download got;
             if (m.version == config::api_version::v3)
                 got = co_await download_v3(m, access, kind, day, file.path());
@@ -213,8 +214,14 @@ struct bill_fetcher::impl {
             const std::string bill_type = kind == bill::bill_kind::trade ? "ALL" : "BASIC";
             // Named, not braced in the call: GCC 12 frees a braced temporary inside a coroutine twice.
             store::bill_file to_store{m.mchid, day, kind, bill_type, file.path(), got.hash_value};
+            const auto downloaded = std::chrono::steady_clock::now();
             auto stored = co_await store::store_bill_file(pool, std::move(to_store));
             count(kind, metric_result(stored));
+            spdlog::info(
+                "bills: file mchid={} bill_date={} kind={} outcome={} rows={} download_ms={} store_ms={}",
+                m.mchid, day, bill::to_string(kind), store::to_string(stored.outcome), stored.rows,
+                duration_cast<milliseconds>(downloaded - started).count(),
+                duration_cast<milliseconds>(std::chrono::steady_clock::now() - downloaded).count());
             if (stored.outcome == store::bill_store_outcome::hash_mismatch) {
                 spdlog::warn("bills: hash mismatch mchid={} bill_date={} kind={}: {}", m.mchid, day,
                              bill::to_string(kind), stored.error);

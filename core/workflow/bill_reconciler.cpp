@@ -44,15 +44,21 @@ boost::asio::awaitable<bill_day_result> reconcile_bill_day(store::db_pool& pool,
     if (request.no_trade_bill) co_await store::record_no_trade_bill(pool, request.mchid, request.bill_date);
 
     // The ledger learns what the bill knows before the day is matched, through the one fact path.
+    const auto learning = std::chrono::steady_clock::now();
     for (const auto& fact :
          co_await store::bill_payments_unknown_to_ledger(pool, request.mchid, request.bill_date)) {
         const auto applied = co_await ledger.apply(fact, std::chrono::steady_clock::now() + fact_deadline);
         if (applied.outcome == domain::outcome::applied) ++out.payments_applied;
     }
+    const auto matching = std::chrono::steady_clock::now();
     out.day = co_await store::reconcile_bill_day(pool, request.mchid, request.bill_date,
                                                  request.cross_day_tolerance);
-    spdlog::info("bills: reconciled mchid={} bill_date={} status={} differences={} payments_applied={}",
-                 request.mchid, request.bill_date, out.day.status, out.day.differences, out.payments_applied);
+    const auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+    spdlog::info(
+        "bills: reconciled mchid={} bill_date={} status={} differences={} payments_applied={} learn_ms={} "
+        "match_ms={}",
+        request.mchid, request.bill_date, out.day.status, out.day.differences, out.payments_applied,
+        ms(matching - learning), ms(std::chrono::steady_clock::now() - matching));
     co_return out;
 }
 
