@@ -5,7 +5,9 @@
 # orders through wxrecond's API with prepay (getting the wx.requestPayment
 # parameters), pays most of them at the simulator, lets others expire, and
 # shows how the ledger got to agree with the simulator's truth: by
-# notification, by query, or closed. Everything it creates is removed on exit.
+# notification, by query, or closed; then fetches a day's bills (two days back, with a hand payment
+# and a refund made only at WeChat Pay) and shows the day's reconciliation and statement. Everything it
+# creates is removed on exit.
 #   WXRECON_BUILD_DIR   build directory (default: build)
 #   WXRECON_BUILD_JOBS  parallel compile jobs (default: all cores)
 set -euo pipefail
