@@ -82,6 +82,7 @@ echo "ledger: $(psql -At "$WXRECON_TEST_PG_URL" -c "SELECT count(*) FROM wxrecon
 grep -v "^\s" "$work/time.txt" | grep -v "^Command" | sed "s/^/  log: /" || true
 wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, t, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + t[i]; print s}' "$work/time.txt")
 rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.1f", $2 / 1024}' "$work/time.txt")
+cpu=$(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {printf "user %.2f s, system %.2f s", u, s}' "$work/time.txt")
 sim_ms=$(awk -F'ms=' '/sim: bill made/ {print $2}' "$work/sim.txt" | tail -1)
 [ "${PROFILE:-0}" = 1 ] && cp "$PG_CLUSTER_DIR/log" "${PROFILE_LOG:-/tmp/run-bills-pg.log}"
 python3 - "$work/result.json" "$rows" "$wall" "$rss" "${sim_ms:-0}" <<'PY'
@@ -96,3 +97,4 @@ print(f"wall {wall:.2f} s, of which the simulator making the file {sim_ms / 1000
       f"wxrecond {own:.2f} s = {rows / own:,.0f} rows/s (download, SHA-1, parse, COPY, match)")
 print(f"wxrecond peak RSS {rss} MiB")
 PY
+echo "wxrecond CPU: $cpu (the rest of its wall time is PostgreSQL's and the simulator's)"

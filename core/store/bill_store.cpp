@@ -1,5 +1,6 @@
 #include "store/bill_store.hpp"
 
+#include <spdlog/spdlog.h>
 #include <pqxx/pqxx>
 
 #include <algorithm>
@@ -153,7 +154,13 @@ std::int64_t rows_of(const bill::bill_totals& totals) {
 }
 
 stored_bill store_bill_file(pqxx::connection_base& conn, const bill_file& f) {
+    using clock = std::chrono::steady_clock;
+    const auto ms_since = [](clock::time_point t) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t).count();
+    };
+    const auto started = clock::now();
     const file_digest digest = digest_file(f.path);
+    spdlog::debug("bills: digest of {} in {} ms", f.path, ms_since(started));
     stored_bill out;
     out.hash_value = digest.hash;
     if (f.hash_value && !iequals(*f.hash_value, digest.hash)) {
@@ -187,13 +194,17 @@ stored_bill store_bill_file(pqxx::connection_base& conn, const bill_file& f) {
     std::optional<result<bill::bill_totals>> totals;
     {
         pqxx::subtransaction rows(tx, "bill_rows");
+        const auto copying = clock::now();
         totals = copy_rows(rows, f, out.bill_id);
+        spdlog::debug("bills: parse and COPY of {} in {} ms", f.path, ms_since(copying));
         if (*totals)
             rows.commit();
         else
             rows.abort();
     }
+    const auto storing = clock::now();
     store_file_parts(tx, f, out.bill_id);
+    spdlog::debug("bills: file parts of {} in {} ms", f.path, ms_since(storing));
     if (*totals) {
         out.rows = rows_of(**totals);
         out.totals_json = bill::totals_json(**totals);
