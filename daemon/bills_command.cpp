@@ -146,6 +146,8 @@ std::optional<load_request> parse_load_args(const std::vector<std::string>& args
         problem = "--mchid is required";
     else if (!is_bill_date(r.date))
         problem = "--date must be a date YYYY-MM-DD";
+    else if (r.date > workflow::bill_fetcher::previous_beijing_day(wall_clock{}.seconds()))
+        problem = "--date must be a day before today (Beijing): WeChat Pay bills a day once it is over";
     else if (!r.trade_file && !r.fundflow_file && !r.no_trade_bill)
         problem = "give --trade FILE, --fundflow FILE or --no-trade-bill";
     else if (r.trade_file && r.no_trade_bill)

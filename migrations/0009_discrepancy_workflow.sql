@@ -154,6 +154,10 @@ BEGIN
         RAISE EXCEPTION 'who must be at most 100 characters, without control characters'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    -- 'wxrecond' is the daemon's own name in the history: a person never signs as it.
+    IF lower(btrim(who)) = 'wxrecond' THEN
+        RAISE EXCEPTION 'who must name a person, not wxrecond' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     RETURN btrim(who);
 END
 $$;

@@ -34,6 +34,9 @@ BEGIN
         RETURN;
     END IF;
 
+    -- A second call in the same transaction (a backfill over several days) starts clean.
+    DROP TABLE IF EXISTS pg_temp.bill_found, pg_temp.ledger_paid, pg_temp.known_days, pg_temp.day_bills,
+        pg_temp.billed_payments, pg_temp.billed_refunds, pg_temp.learned_from_bill;
     CREATE TEMP TABLE bill_found (kind text, out_trade_no text, bill_date date, detail jsonb) ON COMMIT DROP;
     -- The ledger's paid orders near the day: its own, and the neighbours' within the tolerance of midnight.
     CREATE TEMP TABLE ledger_paid ON COMMIT DROP AS

@@ -152,14 +152,17 @@ asio::awaitable<void> http_server::run_session(tcp::socket socket) {
             state.stream->expires_after(limits_.read_timeout);
             auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server,
                                                          asio::as_tuple(asio::use_awaitable));
-            if (!hec && !stopping_) co_await serve(stream, remote, state, verified_client_subject(stream));
+            // Named: GCC 12 may destroy a temporary passed to a co_await twice.
+            const std::string client_subject = hec ? std::string() : verified_client_subject(stream);
+            if (!hec && !stopping_) co_await serve(stream, remote, state, client_subject);
             boost::system::error_code ignored;
             state.stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
             state.stream->socket().close(ignored);
         } else {
             beast::tcp_stream stream(std::move(socket));
             state.stream = &stream;
-            co_await serve(stream, remote, state);
+            const std::string no_client_subject;
+            co_await serve(stream, remote, state, no_client_subject);
             boost::system::error_code ignored;
             stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
             stream.socket().close(ignored);

@@ -58,7 +58,7 @@ private:
     boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket);
     template <class Stream>
     boost::asio::awaitable<void> serve(Stream& stream, const std::string& remote, session_state& state,
-                                       const std::string& client_subject = {});
+                                       const std::string& client_subject);
 
     boost::asio::any_io_executor executor_;
     boost::asio::ip::tcp::acceptor acceptor_;

@@ -408,12 +408,13 @@ boost::asio::awaitable<std::int64_t> purge_bills_before(db_pool& pool, std::stri
     co_return co_await pool.run<std::int64_t>(std::move(job));
 }
 
-boost::asio::awaitable<std::optional<std::string>> last_reconciled_day(db_pool& pool, std::string mchid) {
-    auto job = [mchid = std::move(mchid)](pqxx::connection_base& c) {
+boost::asio::awaitable<std::optional<std::string>> last_reconciled_day(db_pool& pool, std::string mchid,
+                                                                       std::string not_after) {
+    auto job = [mchid = std::move(mchid), not_after = std::move(not_after)](pqxx::connection_base& c) {
         const auto day = pqxx::nontransaction(c).exec_params1(
             "SELECT max(bill_date)::text FROM wxrecon.reconciliations"
-            " WHERE mchid = $1 AND reconciled_at IS NOT NULL",
-            mchid)[0];
+            " WHERE mchid = $1 AND reconciled_at IS NOT NULL AND bill_date <= $2::date",
+            mchid, not_after)[0];
         return day.is_null() ? std::optional<std::string>{}
                              : std::optional<std::string>{day.as<std::string>()};
     };

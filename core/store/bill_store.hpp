@@ -82,8 +82,9 @@ boost::asio::awaitable<std::int64_t> open_bill_differences(db_pool& pool, std::s
 // reconciliations and discrepancies of those days stay. Returns how many bill files went.
 boost::asio::awaitable<std::int64_t> purge_bills_before(db_pool& pool, std::string before_day);
 
-// The newest day of the merchant that has been reconciled (YYYY-MM-DD), if any.
-boost::asio::awaitable<std::optional<std::string>> last_reconciled_day(db_pool& pool, std::string mchid);
+// The newest day of the merchant, not after `not_after` (YYYY-MM-DD), that has been reconciled, if any.
+boost::asio::awaitable<std::optional<std::string>> last_reconciled_day(db_pool& pool, std::string mchid,
+                                                                       std::string not_after);
 
 // Matches the merchant's day against its newest bills (see migrations/0008_bills.sql).
 boost::asio::awaitable<reconciliation> reconcile_bill_day(db_pool& pool, std::string mchid,

@@ -114,7 +114,8 @@ struct bill_fetcher::impl {
     }
 
     boost::asio::awaitable<std::optional<std::string>> publish_gauges(std::string mchid) {
-        auto day = co_await store::last_reconciled_day(pool, mchid);
+        // Not after yesterday: a day loaded by hand ahead of time must not stand for yesterday.
+        auto day = co_await store::last_reconciled_day(pool, mchid, previous_beijing_day(clock.seconds()));
         if (!stats) co_return day;
         double day_start = 0;
         if (day) {
@@ -200,7 +201,11 @@ struct bill_fetcher::impl {
                                            " is still being made at WeChat Pay; try again later");
                 co_await sleep(policy.not_ready_wait);
                 // Waiting for WeChat Pay can outlast the lease: keep the day ours (the same owner renews).
-                co_await store::claim_bill_fetch(pool, m.mchid, day, policy.owner, policy.lease);
+                const bool still_ours =
+                    co_await store::claim_bill_fetch(pool, m.mchid, day, policy.owner, policy.lease);
+                if (!still_ours)
+                    throw bill_fetch_error("the bills of " + m.mchid + " for " + day +
+                                           " were taken over by another instance while WeChat Pay made them");
                 continue;
             }
             if (got.result == download_result::error) {

@@ -56,8 +56,9 @@ public:
                                                       const config::merchant_keys& keys,
                                                       std::string bill_date);
 
-    // Sets the merchant's gauges from the database: the newest reconciled day (0 when none, so the alert on
-    // an unreconciled yesterday fires after a restart too) and its open bill differences. Returns that day.
+    // Sets the merchant's gauges from the database: the newest reconciled day up to yesterday (0 when none,
+    // so the alert on an unreconciled yesterday fires after a restart too) and its open bill differences.
+    // Returns that day.
     boost::asio::awaitable<std::optional<std::string>> publish_gauges(std::string mchid);
 
     // The Beijing day before now, YYYY-MM-DD.

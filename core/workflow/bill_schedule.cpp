@@ -95,7 +95,7 @@ boost::asio::awaitable<void> bill_schedule::run() {
         for (const auto& m : cfg_.merchants) {
             try {
                 const auto last = co_await fetcher_.publish_gauges(m.mchid);
-                if (last && *last >= day) done_[m.mchid] = day;
+                if (last && *last == day) done_[m.mchid] = day;
             } catch (const std::exception& e) {
                 spdlog::warn("bills: cannot read the reconciliations of mchid={}: {}", m.mchid,
                              log_quote(e.what()));

@@ -88,6 +88,9 @@ run 1 "two files are exit 1" bills check "$bills/trade_all.csv" "$bills/trade_su
 run 1 "bills without a command is exit 1" bills
 run 1 "an unknown bills command is exit 1" bills frobnicate && stderr_has "frobnicate" "names the command"
 run 2 "bills fetch without a readable config is exit 2" --config "$work/none.toml" bills fetch --date 2026-03-14
+run 1 "bills load of a day not over yet is exit 1" --config "$work/none.toml" bills load --mchid 1900000101 --date 2999-01-01 --no-trade-bill \
+  && stderr_has "a day before today" "says which days"
+
 run 0 "--help" --help
 if grep -qF "wxrecond bills check FILE [--kind trade|fundflow]" "$work/out"; then echo "ok: --help names bills check"; else fail "--help does not name bills check"; fi
 

@@ -439,6 +439,21 @@ TEST_F(BillReconcile, OldBillsArePurgedButTheDaysResultAndDifferencesStay) {
     EXPECT_EQ(run(store::purge_bills_before(*pool_, next_day)), 0) << "nothing left to purge";
 }
 
+// A backfill: several days matched in one statement (one transaction) starts each day clean.
+TEST_F(BillReconcile, SeveralDaysInOneTransaction) {
+    reconcile(
+        {trade_file(write_file("d1.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60)})))});
+    reconcile(
+        {trade_file(write_file("d2.csv", trade_bill({pay("2026-12-01 10:00:00", "T2", "A2", 200, 120)})),
+                    next_day)},
+        next_day);
+    EXPECT_EQ(db_.scalar("SELECT string_agg(r.status, ',' ORDER BY r.bill_date) FROM generate_series(DATE '" +
+                         std::string(day) + "', DATE '" + next_day +
+                         "', interval '1 day') AS g(d), LATERAL wxrecon.reconcile_bill_day('" + test_mchid +
+                         "', g.d::date, interval '10 minutes') AS r"),
+              "differences,differences");
+}
+
 // `wxrecond report`: the day per order, the ledger beside the bill, with what is still open.
 TEST_F(BillReconcile, DayStatementShowsEachOrderBesideItsBillLine) {
     paid_order("A1", "T1", 100, "2026-11-30 10:00+08");

@@ -150,6 +150,10 @@ TEST_F(DiscrepancyWorkflow, InputIsChecked) {
     EXPECT_EQ(refusal_as("wxrecon_operator",
                          "SELECT wxrecon.resolve_discrepancy(" + sid + ", 'bob', repeat('x', 4001))"),
               invalid);
+    // The daemon's own name is not a person's: a resolution signed 'wxrecond' would hide among its own.
+    EXPECT_EQ(
+        refusal_as("wxrecon_operator", "SELECT wxrecon.resolve_discrepancy(" + sid + ", ' WxReconD ', 'x')"),
+        invalid);
     EXPECT_EQ(db_.scalar("SELECT status FROM wxrecon.discrepancies WHERE id = " + sid), "open");
 }
 
