@@ -3,6 +3,7 @@
 // listen addresses and URLs. Internal to core/config.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +20,8 @@ bool all_digits(std::string_view s);
 char to_lower_ascii(char c);
 char to_upper_ascii(char c);
 bool iequals(std::string_view a, std::string_view b);
+// Levenshtein distance: a misspelt key is named with its likely intended spelling.
+std::size_t edit_distance(std::string_view a, std::string_view b);
 
 // Values are echoed in messages; escaping keeps a stray control byte from corrupting a log line.
 std::string quote(std::string_view text);
