@@ -6,7 +6,8 @@
 #      `wxrecond bills fetch --date DAY --kind trade` under /usr/bin/time: download (gzip) and SHA-1 check,
 #      parse, COPY, match — wall time, peak RSS, and the simulator's own time to make the file (WeChat Pay
 #      makes its bills ahead of time; the simulator makes them when asked).
-# Knobs: ROWS, WXRECON_BUILD_DIR.
+# Knobs: ROWS, WXRECON_BUILD_DIR, PROFILE=1 (auto_explain of slow statements into PROFILE_LOG),
+# KEEP=1 (leave the PostgreSQL cluster running afterwards, to look at the plans; its URL is printed).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 rows=${ROWS:-1000000}
@@ -19,7 +20,7 @@ sim_pid=""
 cleanup() {
   set +e
   [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-  pg_cluster_stop
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept: WXRECON_TEST_PG_URL=$WXRECON_TEST_PG_URL"; else pg_cluster_stop; fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -5,12 +5,12 @@
 
 #include <algorithm>
 #include <ctime>
-#include <tuple>
 
 #include "base/encoding.hpp"
 #include "base/gzip.hpp"
 #include "base/json_writer.hpp"
 #include "crypto/sha1_stream.hpp"
+#include "store/copy_writer.hpp"
 
 namespace wxrecon::store {
 namespace {
@@ -83,24 +83,33 @@ const char* const fund_columns[] = {"bill_id",    "line",          "booked_at", 
                                     "amount_fen", "balance_fen",   "applicant",     "remark",
                                     "voucher_id"};
 
-void copy_trade_row(pqxx::stream_to& copy, std::int64_t bill_id, const bill::trade_row& r) {
-    const std::string requested = r.refund_requested_at ? timestamptz_text(*r.refund_requested_at) : "";
-    const std::string succeeded = r.refund_succeeded_at ? timestamptz_text(*r.refund_succeeded_at) : "";
-    copy << std::make_tuple(
-        bill_id, r.line, r.kind == bill::trade_row_kind::refund, timestamptz_text(r.trade_time), r.appid,
-        r.mchid, r.sub_mchid, r.device_info, r.transaction_id, r.out_trade_no, r.openid, r.trade_type,
-        r.trade_state, r.bank_type, r.currency, r.settlement_amount_fen, r.coupon_amount_fen, r.refund_id,
-        r.out_refund_no, r.refund_amount_fen, r.recharge_coupon_refund_fen, r.refund_type, r.refund_status,
-        r.description, r.attach, bill::format_fee(r.fee), r.fee_rate, r.order_amount_fen,
-        r.refund_requested_amount_fen, r.fee_rate_note, r.refund_requested_at ? requested.c_str() : nullptr,
-        r.refund_succeeded_at ? succeeded.c_str() : nullptr);
+void copy_trade_row(copy_writer& copy, std::int64_t bill_id, const bill::trade_row& r) {
+    copy.integer(bill_id).integer(r.line).boolean(r.kind == bill::trade_row_kind::refund);
+    copy.text(timestamptz_text(r.trade_time))
+        .text(r.appid)
+        .text(r.mchid)
+        .text(r.sub_mchid)
+        .text(r.device_info);
+    copy.text(r.transaction_id).text(r.out_trade_no).text(r.openid).text(r.trade_type).text(r.trade_state);
+    copy.text(r.bank_type).text(r.currency).integer(r.settlement_amount_fen).integer(r.coupon_amount_fen);
+    copy.text(r.refund_id)
+        .text(r.out_refund_no)
+        .integer(r.refund_amount_fen)
+        .integer(r.recharge_coupon_refund_fen);
+    copy.text(r.refund_type).text(r.refund_status).text(r.description).text(r.attach);
+    copy.text(bill::format_fee(r.fee)).text(r.fee_rate).integer(r.order_amount_fen);
+    copy.integer(r.refund_requested_amount_fen).text(r.fee_rate_note);
+    r.refund_requested_at ? copy.text(timestamptz_text(*r.refund_requested_at)) : copy.null();
+    r.refund_succeeded_at ? copy.text(timestamptz_text(*r.refund_succeeded_at)) : copy.null();
+    copy.end_row();
 }
 
-void copy_fund_row(pqxx::stream_to& copy, std::int64_t bill_id, const bill::fundflow_row& r) {
-    copy << std::make_tuple(bill_id, r.line, timestamptz_text(r.booked_at), r.business_order_id, r.flow_id,
-                            r.business_name, r.business_type,
-                            std::string(r.direction == bill::fund_direction::income ? "income" : "expense"),
-                            r.amount_fen, r.balance_fen, r.applicant, r.remark, r.voucher_id);
+void copy_fund_row(copy_writer& copy, std::int64_t bill_id, const bill::fundflow_row& r) {
+    copy.integer(bill_id).integer(r.line).text(timestamptz_text(r.booked_at)).text(r.business_order_id);
+    copy.text(r.flow_id).text(r.business_name).text(r.business_type);
+    copy.text(r.direction == bill::fund_direction::income ? "income" : "expense");
+    copy.integer(r.amount_fen).integer(r.balance_fen).text(r.applicant).text(r.remark).text(r.voucher_id);
+    copy.end_row();
 }
 
 // Parses the file's content into its rows table with COPY. Returns the totals, or the parse error.
@@ -108,7 +117,7 @@ result<bill::bill_totals> copy_rows(pqxx::transaction_base& tx, const bill_file&
     const bool trade = f.kind == bill::bill_kind::trade;
     const auto& columns = trade ? std::vector<std::string>(std::begin(trade_columns), std::end(trade_columns))
                                 : std::vector<std::string>(std::begin(fund_columns), std::end(fund_columns));
-    pqxx::stream_to copy(tx, trade ? "wxrecon.bill_trade_rows" : "wxrecon.bill_fund_rows", columns);
+    copy_writer copy(tx, trade ? "wxrecon.bill_trade_rows" : "wxrecon.bill_fund_rows", columns);
     bill::row_handlers handlers;
     handlers.trade = [&](const bill::trade_row& r) -> status {
         copy_trade_row(copy, bill_id, r);
@@ -134,8 +143,8 @@ void store_file_parts(pqxx::transaction_base& tx, const bill_file& f, std::int64
     int number = 0;
     const auto flush = [&] {
         tx.exec_params(
-            "INSERT INTO wxrecon.bill_files (bill_id, part, data) VALUES ($1, $2, decode($3, 'hex'))",
-            bill_id, number++, hex_lower(part));
+            "INSERT INTO wxrecon.bill_files (bill_id, part, data) VALUES ($1, $2, $3)", bill_id, number++,
+            pqxx::binarystring(part.data(), part.size()));  // sent as binary: no hex text to make and decode
         part.clear();
     };
     const auto read = read_file_content(
@@ -255,15 +264,20 @@ domain::fact payment_fact_of(const pqxx::row& row, const std::string& mchid) {
 std::vector<domain::fact> bill_payments_unknown_to_ledger(pqxx::connection_base& conn,
                                                           const std::string& mchid, const std::string& day) {
     pqxx::read_transaction tx(conn);
+    // The day's matching has listed them as missing_in_ledger with their bill line: a lookup each, not
+    // another pass over the bill's rows.
     const auto rows = tx.exec_params(
         "SELECT b.out_trade_no, b.appid, b.transaction_id, b.trade_type, b.bank_type, b.openid, b.currency,"
         " b.order_amount_fen, b.coupon_amount_fen, wxrecon.to_micros(b.trade_time) AS trade_micros,"
         " to_jsonb(b)::text AS payload"
-        " FROM wxrecon.bill_trade_rows b"
-        " LEFT JOIN wxrecon.orders o ON o.mchid = $1 AND o.out_trade_no = b.out_trade_no"
-        " WHERE b.bill_id = wxrecon.latest_bill($1, $2::date, 'trade') AND NOT b.is_refund"
+        " FROM wxrecon.discrepancies d"
+        " JOIN wxrecon.bill_trade_rows b"
+        "   ON b.bill_id = (d.detail->>'bill_id')::bigint AND b.line = (d.detail->>'line')::bigint"
+        " LEFT JOIN wxrecon.orders o ON o.mchid = d.mchid AND o.out_trade_no = b.out_trade_no"
+        " WHERE d.mchid = $1 AND d.bill_date = $2::date AND d.kind = 'missing_in_ledger'"
+        "   AND d.resolved_at IS NULL AND NOT b.is_refund"
         "   AND (o.success_time IS NULL OR o.transaction_id IS DISTINCT FROM b.transaction_id)"
-        " ORDER BY b.line",
+        " ORDER BY b.bill_id, b.line",
         mchid, day);
     std::vector<domain::fact> facts;
     facts.reserve(rows.size());

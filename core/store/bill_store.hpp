@@ -58,8 +58,9 @@ boost::asio::awaitable<void> release_bill_fetch(db_pool& pool, std::string mchid
 // WeChat Pay says the day has no trade bill (NO_STATEMENT_EXIST / No Bill Exist).
 boost::asio::awaitable<void> record_no_trade_bill(db_pool& pool, std::string mchid, std::string bill_date);
 
-// The payments of the day's newest trade bill that the ledger does not show as paid with that
-// transaction id, as facts (source bill) ready for the ledger.
+// The bill payments the day's matching found missing in the ledger (open missing_in_ledger rows) that
+// the ledger still does not show as paid with that transaction id, as facts (source bill) ready for the
+// ledger. Asked after reconcile_bill_day.
 boost::asio::awaitable<std::vector<domain::fact>> bill_payments_unknown_to_ledger(db_pool& pool,
                                                                                   std::string mchid,
                                                                                   std::string bill_date);

@@ -1,0 +1,307 @@
+-- Loading and matching a day of a million payments in seconds (bench/run-bills.sh; auto_explain and timed
+-- COPYs of the same rows):
+--  * the foreign keys from the rows to their bill checked each of a million rows with its own lookup: a
+--    COPY took 9.8 s with them and 4.9 s without. The rows' bill is now checked once per statement
+--    (a trigger over the statement's new rows, locking the bills as the key did), and deleting a bill
+--    deletes its rows by a statement trigger as ON DELETE CASCADE did;
+--  * the day's matching joined the million bill rows against the orders three times and spilled its
+--    hashes to disk (work_mem 4 MB: 16 batches): it now runs with the memory a day needs (about 120 MB for
+--    a million payments), without JIT (200 ms compiling a statement that runs once), and joins the bill's
+--    payments to the orders once; the refund rows come from a partial index; the day's totals are summed
+--    from the narrow temporary tables rather than another pass over the bill rows.
+ALTER TABLE wxrecon.bill_trade_rows DROP CONSTRAINT bill_trade_rows_bill_id_fkey;
+ALTER TABLE wxrecon.bill_fund_rows DROP CONSTRAINT bill_fund_rows_bill_id_fkey;
+
+CREATE FUNCTION wxrecon.bill_rows_have_their_bill() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+DECLARE
+    v_orphan bigint;
+BEGIN
+    -- FOR KEY SHARE, as the foreign key took it: the bill cannot be deleted before this commits.
+    PERFORM FROM wxrecon.bills WHERE id IN (SELECT DISTINCT bill_id FROM added) FOR KEY SHARE;
+    SELECT a.bill_id INTO v_orphan
+      FROM (SELECT DISTINCT bill_id FROM added) a
+     WHERE NOT EXISTS (SELECT FROM wxrecon.bills b WHERE b.id = a.bill_id)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE foreign_key_violation USING MESSAGE = format('%s rows for bill %s, which does not exist',
+                                                           TG_TABLE_NAME, v_orphan);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER bill_trade_rows_have_their_bill AFTER INSERT ON wxrecon.bill_trade_rows
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.bill_rows_have_their_bill();
+CREATE TRIGGER bill_fund_rows_have_their_bill AFTER INSERT ON wxrecon.bill_fund_rows
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.bill_rows_have_their_bill();
+
+-- A row stays with the bill it was parsed from.
+CREATE FUNCTION wxrecon.bill_rows_keep_their_bill() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE foreign_key_violation USING MESSAGE = TG_TABLE_NAME || ' rows do not move to another bill';
+END;
+$$;
+CREATE TRIGGER bill_trade_rows_keep_their_bill BEFORE UPDATE OF bill_id ON wxrecon.bill_trade_rows
+    FOR EACH ROW WHEN (old.bill_id IS DISTINCT FROM new.bill_id) EXECUTE FUNCTION wxrecon.bill_rows_keep_their_bill();
+CREATE TRIGGER bill_fund_rows_keep_their_bill BEFORE UPDATE OF bill_id ON wxrecon.bill_fund_rows
+    FOR EACH ROW WHEN (old.bill_id IS DISTINCT FROM new.bill_id) EXECUTE FUNCTION wxrecon.bill_rows_keep_their_bill();
+
+CREATE FUNCTION wxrecon.bill_rows_go_with_their_bill() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM wxrecon.bill_trade_rows WHERE bill_id IN (SELECT id FROM gone);
+    DELETE FROM wxrecon.bill_fund_rows WHERE bill_id IN (SELECT id FROM gone);
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER bills_rows_go_with_their_bill AFTER DELETE ON wxrecon.bills
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.bill_rows_go_with_their_bill();
+-- TRUNCATE of the bills would leave their rows behind: it takes the rows with it.
+CREATE FUNCTION wxrecon.bill_rows_truncated_with_bills() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE wxrecon.bill_trade_rows, wxrecon.bill_fund_rows;
+    RETURN NULL;
+END;
+$$;
+CREATE TRIGGER bills_truncated_with_rows AFTER TRUNCATE ON wxrecon.bills
+    FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.bill_rows_truncated_with_bills();
+
+CREATE INDEX bill_trade_rows_refunds ON wxrecon.bill_trade_rows (bill_id) WHERE is_refund;
+
+CREATE OR REPLACE FUNCTION wxrecon.reconcile_bill_day(p_mchid text, p_day date, p_tolerance interval)
+    RETURNS SETOF wxrecon.reconciliations
+    LANGUAGE plpgsql
+    SET work_mem = '256MB' SET jit = off
+    AS $$
+DECLARE
+    v_trade   bigint := wxrecon.latest_bill(p_mchid, p_day, 'trade');
+    v_fund    bigint := wxrecon.latest_bill(p_mchid, p_day, 'fundflow');
+    v_no_bill boolean;
+    v_start   timestamptz := wxrecon.beijing_midnight(p_day);
+    v_end     timestamptz := wxrecon.beijing_midnight(p_day + 1);
+    v_fee_trade numeric;
+    v_fee_rows  numeric;
+    v_fee_fund  numeric;
+BEGIN
+    -- One reconciliation of a merchant's day at a time, whichever instance runs it.
+    PERFORM pg_advisory_xact_lock(hashtext('wxrecon.reconcile_bill_day'), hashtext(p_mchid || '/' || p_day));
+    INSERT INTO wxrecon.reconciliations (mchid, bill_date) VALUES (p_mchid, p_day) ON CONFLICT DO NOTHING;
+    SELECT no_trade_bill INTO v_no_bill FROM wxrecon.reconciliations WHERE mchid = p_mchid AND bill_date = p_day;
+    IF v_trade IS NULL AND NOT v_no_bill THEN
+        -- Nothing to match against yet.
+        RETURN QUERY UPDATE wxrecon.reconciliations SET status = 'pending', fund_bill_id = v_fund
+                      WHERE mchid = p_mchid AND bill_date = p_day RETURNING *;
+        RETURN;
+    END IF;
+
+    -- A second call in the same transaction (a backfill over several days) starts clean.
+    DROP TABLE IF EXISTS pg_temp.bill_found, pg_temp.ledger_paid, pg_temp.known_days, pg_temp.day_bills,
+        pg_temp.billed_payments, pg_temp.billed_refunds, pg_temp.learned_from_bill, pg_temp.bill_vs_ledger;
+    CREATE TEMP TABLE bill_found (kind text, out_trade_no text, bill_date date, detail jsonb) ON COMMIT DROP;
+    -- The ledger's paid orders near the day: its own, and the neighbours' within the tolerance of midnight.
+    CREATE TEMP TABLE ledger_paid ON COMMIT DROP AS
+    SELECT o.out_trade_no, o.transaction_id, o.success_time, o.amount_total,
+           wxrecon.beijing_day(o.success_time) AS home_day
+      FROM wxrecon.orders o
+     WHERE o.mchid = p_mchid AND o.transaction_id IS NOT NULL
+       AND o.success_time >= v_start - p_tolerance AND o.success_time < v_end + p_tolerance;
+    -- Which of the days around it have a known trade bill: asked once, not once per ledger row.
+    CREATE TEMP TABLE known_days ON COMMIT DROP AS
+    SELECT d::date AS day FROM generate_series(p_day - 2, p_day + 2, interval '1 day') AS g(d)
+     WHERE wxrecon.trade_day_known(p_mchid, d::date);
+    -- Payment rows of the trade bills of the day and its two neighbours.
+    -- The trade bills of the days around it, found once: a join on latest_bill() itself calls it for every
+    -- row it compares (6 s for a million rows).
+    CREATE TEMP TABLE day_bills ON COMMIT DROP AS
+    SELECT d::date AS day, wxrecon.latest_bill(p_mchid, d::date, 'trade') AS bill_id
+      FROM generate_series(p_day - 7, p_day + 1, interval '1 day') AS g(d);
+    DELETE FROM day_bills WHERE bill_id IS NULL;
+    -- Payment rows of the trade bills of the day and its two neighbours; refund rows of the week before up
+    -- to the day after (a refund is billed the day it is requested).
+    CREATE TEMP TABLE billed_payments ON COMMIT DROP AS
+    SELECT d.day, b.bill_id, b.line, b.transaction_id, b.out_trade_no, b.trade_time, b.order_amount_fen,
+           b.settlement_amount_fen, b.fee
+      FROM day_bills d JOIN wxrecon.bill_trade_rows b ON b.bill_id = d.bill_id
+     WHERE d.day BETWEEN p_day - 1 AND p_day + 1 AND NOT b.is_refund;
+    -- Refund rows are few: found through the partial index rather than a pass over each bill.
+    CREATE TEMP TABLE billed_refunds ON COMMIT DROP AS
+    SELECT d.day, b.bill_id, b.line, b.out_trade_no, b.refund_id, b.out_refund_no, b.refund_amount_fen,
+           b.refund_status, b.fee
+      FROM day_bills d JOIN wxrecon.bill_trade_rows b ON b.bill_id = d.bill_id AND b.is_refund;
+    ANALYZE billed_payments;
+    -- Orders whose payment the ledger first learned from a bill: few, found through a partial index rather
+    -- than a lookup per bill line.
+    CREATE TEMP TABLE learned_from_bill ON COMMIT DROP AS
+    SELECT e.out_trade_no
+      FROM wxrecon.payment_events e
+     WHERE e.mchid = p_mchid AND e.source = 'bill' AND e.out_refund_no IS NULL
+       AND e.trade_state IN ('SUCCESS', 'REFUND')
+       AND NOT EXISTS (SELECT FROM wxrecon.payment_events f
+                        WHERE f.mchid = e.mchid AND f.out_trade_no = e.out_trade_no AND f.out_refund_no IS NULL
+                          AND f.trade_state IN ('SUCCESS', 'REFUND') AND f.id < e.id);
+
+    -- The bill's payments beside the ledger's orders, joined once: a payment the ledger does not show as
+    -- paid (or showed only once the bill told it) is missing_in_ledger; one paid at both for different
+    -- amounts is bill_amount_mismatch.
+    CREATE TEMP TABLE bill_vs_ledger ON COMMIT DROP AS
+    SELECT b.*, o.state, o.amount_total,
+           (o.success_time IS NULL OR o.transaction_id IS DISTINCT FROM b.transaction_id
+            OR b.out_trade_no IN (SELECT out_trade_no FROM learned_from_bill)) AS missing,
+           (o.transaction_id = b.transaction_id AND o.success_time IS NOT NULL
+            AND b.order_amount_fen <> o.amount_total) AS amount_differs
+      FROM billed_payments b
+      LEFT JOIN wxrecon.orders o ON o.mchid = p_mchid AND o.out_trade_no = b.out_trade_no
+     WHERE b.bill_id = v_trade
+       AND (o.success_time IS NULL OR o.transaction_id IS DISTINCT FROM b.transaction_id
+            OR b.out_trade_no IN (SELECT out_trade_no FROM learned_from_bill)
+            OR b.order_amount_fen <> o.amount_total);
+    INSERT INTO bill_found
+    SELECT 'missing_in_ledger', out_trade_no, p_day,
+           jsonb_build_object('bill_id', bill_id, 'line', line, 'transaction_id', transaction_id,
+                              'trade_time', wxrecon.rfc3339(trade_time), 'order_amount_fen', order_amount_fen,
+                              'settlement_amount_fen', settlement_amount_fen, 'recorded_state', state)
+      FROM bill_vs_ledger WHERE missing;
+    INSERT INTO bill_found
+    SELECT 'bill_amount_mismatch', out_trade_no, p_day,
+           jsonb_build_object('bill_id', bill_id, 'line', line, 'transaction_id', transaction_id,
+                              'bill_order_amount_fen', order_amount_fen, 'recorded_total', amount_total)
+      FROM bill_vs_ledger WHERE amount_differs;
+
+    -- Paid in the ledger, in neither its day's bill nor, within the tolerance of midnight, the neighbour's.
+    -- Judged only once every bill that may hold it is known (a payment at 23:59:59 waits for the next day's).
+    INSERT INTO bill_found
+    SELECT 'missing_in_bill', l.out_trade_no, l.home_day,
+           jsonb_build_object('transaction_id', l.transaction_id, 'success_time', wxrecon.rfc3339(l.success_time),
+                              'amount_total', l.amount_total)
+      FROM ledger_paid l
+     WHERE NOT EXISTS (SELECT FROM billed_payments b
+                        WHERE b.transaction_id = l.transaction_id
+                          AND (b.day = l.home_day
+                               OR (b.day = l.home_day - 1 AND l.success_time < wxrecon.beijing_midnight(l.home_day) + p_tolerance)
+                               OR (b.day = l.home_day + 1 AND l.success_time >= wxrecon.beijing_midnight(l.home_day + 1) - p_tolerance)))
+       AND l.home_day IN (SELECT day FROM known_days)
+       AND (l.success_time >= wxrecon.beijing_midnight(l.home_day) + p_tolerance
+            OR l.home_day - 1 IN (SELECT day FROM known_days))
+       AND (l.success_time < wxrecon.beijing_midnight(l.home_day + 1) - p_tolerance
+            OR l.home_day + 1 IN (SELECT day FROM known_days));
+
+    -- Refunds the bill shows and the ledger has never heard of.
+    INSERT INTO bill_found
+    SELECT 'refund_missing_in_ledger', b.out_trade_no, p_day,
+           jsonb_build_object('refunds', jsonb_agg(jsonb_build_object(
+               'bill_id', b.bill_id, 'line', b.line, 'out_refund_no', b.out_refund_no, 'refund_id', b.refund_id,
+               'refund_amount_fen', b.refund_amount_fen, 'refund_status', b.refund_status) ORDER BY b.line))
+      FROM billed_refunds b
+     WHERE b.bill_id = v_trade
+       AND NOT EXISTS (SELECT FROM wxrecon.refunds r
+                        WHERE r.mchid = p_mchid AND (r.out_refund_no = b.out_refund_no OR r.refund_id = b.refund_id))
+     GROUP BY b.out_trade_no;
+
+    -- Refunds the ledger records as succeeded that day, in no trade bill of the week before up to the day (a
+    -- refund is billed on the day it was initiated, which is at or before its success).
+    INSERT INTO bill_found
+    SELECT 'refund_missing_in_bill', r.out_trade_no, p_day,
+           jsonb_build_object('refunds', jsonb_agg(jsonb_build_object(
+               'out_refund_no', r.out_refund_no, 'refund_id', r.refund_id, 'amount_refund', r.amount_refund,
+               'success_time', wxrecon.rfc3339(coalesce(r.success_time, r.status_changed_at))) ORDER BY r.out_refund_no))
+      FROM wxrecon.refunds r
+     WHERE r.mchid = p_mchid AND r.status = 'SUCCESS'
+       AND wxrecon.beijing_day(coalesce(r.success_time, r.status_changed_at)) = p_day
+       AND NOT EXISTS (SELECT FROM billed_refunds b
+                        WHERE b.day <= p_day AND (b.out_refund_no = r.out_refund_no OR b.refund_id = r.refund_id))
+     GROUP BY r.out_trade_no;
+
+    IF v_fund IS NOT NULL THEN
+        -- Money that moved with no payment or refund behind it: a payment credit matches a billed payment
+        -- (by transaction id, for its settlement amount), a refund debit a billed refund (by refund id), fee
+        -- lines are compared as a day's total below; anything else (a withdrawal, an unknown kind) is listed.
+        INSERT INTO bill_found
+        SELECT 'fund_flow_unmatched', coalesce(nullif(f.business_order_id, ''), f.flow_id), p_day,
+               jsonb_build_object('bill_id', f.bill_id, 'line', f.line, 'flow_id', f.flow_id,
+                                  'business_type', f.business_type, 'direction', f.direction,
+                                  'amount_fen', f.amount_fen, 'booked_at', wxrecon.rfc3339(f.booked_at))
+          FROM wxrecon.bill_fund_rows f
+         WHERE f.bill_id = v_fund
+           AND NOT (f.business_type LIKE '%手续费%' OR f.business_name LIKE '%手续费%')
+           AND NOT (f.direction = 'income' AND (f.business_order_id, f.amount_fen) IN (
+                    SELECT b.transaction_id, b.settlement_amount_fen FROM billed_payments b))
+           AND NOT (f.direction = 'expense' AND (f.business_order_id, f.amount_fen) IN (
+                    SELECT b.refund_id, b.refund_amount_fen FROM billed_refunds b));
+
+        -- Fees: the trade bill's are per row with 5 decimals, the fund flow's are fen. Either reading of how
+        -- WeChat Pay rounds (the day's total, or each row) is accepted (docs/protocol-notes.md §6.6).
+        SELECT coalesce(sum(fee), 0), coalesce(sum(round(fee, 2)), 0) INTO v_fee_trade, v_fee_rows
+          FROM (SELECT fee FROM billed_payments WHERE bill_id = v_trade
+                UNION ALL SELECT fee FROM billed_refunds WHERE bill_id = v_trade) t;
+        SELECT coalesce(sum(CASE WHEN direction = 'expense' THEN amount_fen ELSE -amount_fen END), 0) / 100.0
+          INTO v_fee_fund
+          FROM wxrecon.bill_fund_rows
+         WHERE bill_id = v_fund AND (business_type LIKE '%手续费%' OR business_name LIKE '%手续费%');
+        IF v_fee_fund <> round(v_fee_trade, 2) AND v_fee_fund <> v_fee_rows THEN
+            INSERT INTO bill_found VALUES ('fee_mismatch', p_day::text, p_day,
+                jsonb_build_object('trade_fee_total', v_fee_trade::text, 'fund_fee_total', v_fee_fund::text));
+        END IF;
+    END IF;
+
+    INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail, bill_date)
+    SELECT p_mchid, out_trade_no, kind, detail, bill_date FROM bill_found
+    ON CONFLICT DO NOTHING;
+
+    -- What no longer holds is resolved by the daemon: the day's rows, and missing_in_bill rows of the
+    -- neighbouring payments judged here.
+    UPDATE wxrecon.discrepancies d SET resolved_at = now()
+     WHERE d.mchid = p_mchid AND d.resolved_at IS NULL
+       AND d.kind IN ('missing_in_ledger', 'missing_in_bill', 'bill_amount_mismatch', 'refund_missing_in_ledger',
+                      'refund_missing_in_bill', 'fee_mismatch', 'fund_flow_unmatched')
+       AND (d.bill_date = p_day
+            OR (d.kind = 'missing_in_bill' AND d.out_trade_no IN (SELECT out_trade_no FROM ledger_paid)))
+       AND NOT EXISTS (SELECT FROM bill_found f WHERE f.kind = d.kind AND f.out_trade_no = d.out_trade_no);
+
+    IF v_fund IS NULL THEN
+        v_fee_fund := NULL;
+    END IF;
+    -- The neighbouring days' rows, already reconciled, count what was judged for them here.
+    UPDATE wxrecon.reconciliations r SET
+        differences = n.open,
+        status = CASE WHEN n.open > 0 THEN 'differences' WHEN r.trade_bill_id IS NULL THEN 'no_bill' ELSE 'balanced' END
+      FROM (SELECT day, (SELECT count(*) FROM wxrecon.discrepancies d
+                          WHERE d.mchid = p_mchid AND d.bill_date = day AND d.resolved_at IS NULL) AS open
+              FROM (VALUES (p_day - 1), (p_day + 1)) AS v(day)) n
+     WHERE r.mchid = p_mchid AND r.bill_date = n.day AND r.status <> 'pending';
+    RETURN QUERY
+    UPDATE wxrecon.reconciliations r SET
+        trade_bill_id = v_trade, fund_bill_id = v_fund,
+        ledger_payments = l.payments, ledger_paid_fen = l.paid_fen,
+        ledger_refunds = lr.refunds, ledger_refunded_fen = lr.refunded_fen,
+        bill_payments = b.payments, bill_paid_fen = b.paid_fen, bill_refunds = b.refunds, bill_refunded_fen = b.refunded_fen,
+        trade_fee_total = b.fees, fund_fee_total = v_fee_fund,
+        fund_income_fen = ff.income_fen, fund_expense_fen = ff.expense_fen,
+        differences = dd.open,
+        status = CASE WHEN dd.open > 0 THEN 'differences' WHEN v_trade IS NULL THEN 'no_bill' ELSE 'balanced' END,
+        reconciled_at = now()
+      FROM (SELECT count(*) AS payments, coalesce(sum(amount_total), 0) AS paid_fen
+              FROM ledger_paid WHERE home_day = p_day) l,
+           (SELECT count(*) AS refunds, coalesce(sum(amount_refund), 0) AS refunded_fen
+              FROM wxrecon.refunds
+             WHERE mchid = p_mchid AND status = 'SUCCESS'
+               AND wxrecon.beijing_day(coalesce(success_time, status_changed_at)) = p_day) lr,
+           (SELECT count(*) FILTER (WHERE NOT is_refund) AS payments,
+                   coalesce(sum(amount) FILTER (WHERE NOT is_refund), 0) AS paid_fen,
+                   count(*) FILTER (WHERE is_refund) AS refunds,
+                   coalesce(sum(amount) FILTER (WHERE is_refund), 0) AS refunded_fen,
+                   CASE WHEN v_trade IS NULL THEN NULL ELSE coalesce(sum(fee), 0) END AS fees
+              FROM (SELECT false AS is_refund, order_amount_fen AS amount, fee FROM billed_payments
+                     WHERE bill_id = v_trade
+                    UNION ALL
+                    SELECT true, refund_amount_fen, fee FROM billed_refunds WHERE bill_id = v_trade) t) b,
+           (SELECT sum(amount_fen) FILTER (WHERE direction = 'income') AS income_fen,
+                   sum(amount_fen) FILTER (WHERE direction = 'expense') AS expense_fen
+              FROM wxrecon.bill_fund_rows WHERE bill_id = v_fund) ff,
+           (SELECT count(*) AS open FROM wxrecon.discrepancies
+             WHERE mchid = p_mchid AND bill_date = p_day AND resolved_at IS NULL) dd
+     WHERE r.mchid = p_mchid AND r.bill_date = p_day
+    RETURNING r.*;
+END;
+$$;
