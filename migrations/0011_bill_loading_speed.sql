@@ -1,39 +1,19 @@
 -- Loading and matching a day of a million payments in seconds (bench/run-bills.sh; auto_explain and timed
 -- COPYs of the same rows):
 --  * the foreign keys from the rows to their bill checked each of a million rows with its own lookup: a
---    COPY took 9.8 s with them and 4.9 s without. The rows' bill is now checked once per statement
---    (a trigger over the statement's new rows, locking the bills as the key did), and deleting a bill
---    deletes its rows by a statement trigger as ON DELETE CASCADE did;
---  * the day's matching joined the million bill rows against the orders three times and spilled its
---    hashes to disk (work_mem 4 MB: 16 batches): it now runs with the memory a day needs (about 120 MB for
---    a million payments), without JIT (200 ms compiling a statement that runs once), and joins the bill's
---    payments to the orders once; the refund rows come from a partial index; the day's totals are summed
---    from the narrow temporary tables rather than another pass over the bill rows.
+--    COPY took 9.8 s with them and 4.9 s without (5.5 s with a statement trigger checking the new rows
+--    instead: it keeps all of them in a transition table). The keys are gone: the rows are written only
+--    by wxrecond, in the transaction that inserts their bill and with its id, and every reader reaches
+--    them through their bill. What the keys did besides stays: deleting (or truncating) bills deletes
+--    their rows, by statement triggers, and a row never moves to another bill;
+--  * the day's matching built temporary tables of the day's million bill payments and paid orders and
+--    joined them three times, spilling its hashes to disk (work_mem 4 MB: 16 batches): 4.8-6.6 s. It now
+--    runs with the memory a day needs (about 200 MB for a million payments) and without JIT (200 ms
+--    compiling statements that run once), reads each side once and joins them once (a full join on the
+--    transaction id, counting both sides as it goes), keeps only the payments that do not pair up cleanly,
+--    and judges those against the orders by index: 3.1-3.9 s. Refund rows come from a partial index.
 ALTER TABLE wxrecon.bill_trade_rows DROP CONSTRAINT bill_trade_rows_bill_id_fkey;
 ALTER TABLE wxrecon.bill_fund_rows DROP CONSTRAINT bill_fund_rows_bill_id_fkey;
-
-CREATE FUNCTION wxrecon.bill_rows_have_their_bill() RETURNS trigger
-    LANGUAGE plpgsql AS $$
-DECLARE
-    v_orphan bigint;
-BEGIN
-    -- FOR KEY SHARE, as the foreign key took it: the bill cannot be deleted before this commits.
-    PERFORM FROM wxrecon.bills WHERE id IN (SELECT DISTINCT bill_id FROM added) FOR KEY SHARE;
-    SELECT a.bill_id INTO v_orphan
-      FROM (SELECT DISTINCT bill_id FROM added) a
-     WHERE NOT EXISTS (SELECT FROM wxrecon.bills b WHERE b.id = a.bill_id)
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE foreign_key_violation USING MESSAGE = format('%s rows for bill %s, which does not exist',
-                                                           TG_TABLE_NAME, v_orphan);
-    END IF;
-    RETURN NULL;
-END;
-$$;
-CREATE TRIGGER bill_trade_rows_have_their_bill AFTER INSERT ON wxrecon.bill_trade_rows
-    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.bill_rows_have_their_bill();
-CREATE TRIGGER bill_fund_rows_have_their_bill AFTER INSERT ON wxrecon.bill_fund_rows
-    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.bill_rows_have_their_bill();
 
 -- A row stays with the bill it was parsed from.
 CREATE FUNCTION wxrecon.bill_rows_keep_their_bill() RETURNS trigger
@@ -84,6 +64,13 @@ DECLARE
     v_fee_trade numeric;
     v_fee_rows  numeric;
     v_fee_fund  numeric;
+    -- The day's payments at each side, counted while they are joined.
+    v_ledger_payments bigint;
+    v_ledger_paid_fen bigint;
+    v_bill_payments   bigint;
+    v_bill_paid_fen   bigint;
+    v_payment_fees    numeric;  -- the trade bill's payment rows: the sum, and the sum of each rounded to the fen
+    v_payment_fees_rounded numeric;
 BEGIN
     -- One reconciliation of a merchant's day at a time, whichever instance runs it.
     PERFORM pg_advisory_xact_lock(hashtext('wxrecon.reconcile_bill_day'), hashtext(p_mchid || '/' || p_day));
@@ -97,16 +84,9 @@ BEGIN
     END IF;
 
     -- A second call in the same transaction (a backfill over several days) starts clean.
-    DROP TABLE IF EXISTS pg_temp.bill_found, pg_temp.ledger_paid, pg_temp.known_days, pg_temp.day_bills,
-        pg_temp.billed_payments, pg_temp.billed_refunds, pg_temp.learned_from_bill, pg_temp.bill_vs_ledger;
+    DROP TABLE IF EXISTS pg_temp.bill_found, pg_temp.known_days, pg_temp.day_bills, pg_temp.billed_refunds,
+        pg_temp.learned_from_bill, pg_temp.payment_pairs;
     CREATE TEMP TABLE bill_found (kind text, out_trade_no text, bill_date date, detail jsonb) ON COMMIT DROP;
-    -- The ledger's paid orders near the day: its own, and the neighbours' within the tolerance of midnight.
-    CREATE TEMP TABLE ledger_paid ON COMMIT DROP AS
-    SELECT o.out_trade_no, o.transaction_id, o.success_time, o.amount_total,
-           wxrecon.beijing_day(o.success_time) AS home_day
-      FROM wxrecon.orders o
-     WHERE o.mchid = p_mchid AND o.transaction_id IS NOT NULL
-       AND o.success_time >= v_start - p_tolerance AND o.success_time < v_end + p_tolerance;
     -- Which of the days around it have a known trade bill: asked once, not once per ledger row.
     CREATE TEMP TABLE known_days ON COMMIT DROP AS
     SELECT d::date AS day FROM generate_series(p_day - 2, p_day + 2, interval '1 day') AS g(d)
@@ -118,19 +98,12 @@ BEGIN
     SELECT d::date AS day, wxrecon.latest_bill(p_mchid, d::date, 'trade') AS bill_id
       FROM generate_series(p_day - 7, p_day + 1, interval '1 day') AS g(d);
     DELETE FROM day_bills WHERE bill_id IS NULL;
-    -- Payment rows of the trade bills of the day and its two neighbours; refund rows of the week before up
-    -- to the day after (a refund is billed the day it is requested).
-    CREATE TEMP TABLE billed_payments ON COMMIT DROP AS
-    SELECT d.day, b.bill_id, b.line, b.transaction_id, b.out_trade_no, b.trade_time, b.order_amount_fen,
-           b.settlement_amount_fen, b.fee
-      FROM day_bills d JOIN wxrecon.bill_trade_rows b ON b.bill_id = d.bill_id
-     WHERE d.day BETWEEN p_day - 1 AND p_day + 1 AND NOT b.is_refund;
-    -- Refund rows are few: found through the partial index rather than a pass over each bill.
+    -- Refund rows of the trade bills of the week before up to the day after (a refund is billed the day it
+    -- is requested); they are few: found through the partial index rather than a pass over each bill.
     CREATE TEMP TABLE billed_refunds ON COMMIT DROP AS
     SELECT d.day, b.bill_id, b.line, b.out_trade_no, b.refund_id, b.out_refund_no, b.refund_amount_fen,
            b.refund_status, b.fee
       FROM day_bills d JOIN wxrecon.bill_trade_rows b ON b.bill_id = d.bill_id AND b.is_refund;
-    ANALYZE billed_payments;
     -- Orders whose payment the ledger first learned from a bill: few, found through a partial index rather
     -- than a lookup per bill line.
     CREATE TEMP TABLE learned_from_bill ON COMMIT DROP AS
@@ -142,45 +115,84 @@ BEGIN
                         WHERE f.mchid = e.mchid AND f.out_trade_no = e.out_trade_no AND f.out_refund_no IS NULL
                           AND f.trade_state IN ('SUCCESS', 'REFUND') AND f.id < e.id);
 
-    -- The bill's payments beside the ledger's orders, joined once: a payment the ledger does not show as
-    -- paid (or showed only once the bill told it) is missing_in_ledger; one paid at both for different
-    -- amounts is bill_amount_mismatch.
-    CREATE TEMP TABLE bill_vs_ledger ON COMMIT DROP AS
-    SELECT b.*, o.state, o.amount_total,
-           (o.success_time IS NULL OR o.transaction_id IS DISTINCT FROM b.transaction_id
-            OR b.out_trade_no IN (SELECT out_trade_no FROM learned_from_bill)) AS missing,
-           (o.transaction_id = b.transaction_id AND o.success_time IS NOT NULL
-            AND b.order_amount_fen <> o.amount_total) AS amount_differs
-      FROM billed_payments b
-      LEFT JOIN wxrecon.orders o ON o.mchid = p_mchid AND o.out_trade_no = b.out_trade_no
-     WHERE b.bill_id = v_trade
-       AND (o.success_time IS NULL OR o.transaction_id IS DISTINCT FROM b.transaction_id
-            OR b.out_trade_no IN (SELECT out_trade_no FROM learned_from_bill)
-            OR b.order_amount_fen <> o.amount_total);
+    -- The payments: the trade bills' of the day and its two neighbours beside the ledger's paid orders near
+    -- the day (its own, and the neighbours' within the tolerance of midnight), joined once on the
+    -- transaction id, a bill's payment to a ledger payment of its day or, within the tolerance of
+    -- midnight, of the neighbouring day. A million payments a day: each side is read once, counted as it
+    -- is joined, and only what does not pair up cleanly is kept (payment_pairs), to be judged below.
+    CREATE TEMP TABLE payment_pairs (
+        bill_id bigint, line bigint, b_transaction_id text, b_out_trade_no text, trade_time timestamptz,
+        order_amount_fen bigint, settlement_amount_fen bigint,
+        l_transaction_id text, l_out_trade_no text, success_time timestamptz, amount_total bigint, home_day date
+    ) ON COMMIT DROP;
+    WITH billed AS MATERIALIZED (
+        SELECT d.day, r.bill_id, r.line, r.transaction_id, r.out_trade_no, r.trade_time, r.order_amount_fen,
+               r.settlement_amount_fen, r.fee
+          FROM day_bills d JOIN wxrecon.bill_trade_rows r ON r.bill_id = d.bill_id
+         WHERE d.day BETWEEN p_day - 1 AND p_day + 1 AND NOT r.is_refund
+    ), paid AS MATERIALIZED (
+        SELECT o.out_trade_no, o.transaction_id, o.success_time, o.amount_total,
+               wxrecon.beijing_day(o.success_time) AS home_day
+          FROM wxrecon.orders o
+         WHERE o.mchid = p_mchid AND o.transaction_id IS NOT NULL
+           AND o.success_time >= v_start - p_tolerance AND o.success_time < v_end + p_tolerance
+    ), kept AS (
+        INSERT INTO payment_pairs
+        SELECT b.bill_id, b.line, b.transaction_id, b.out_trade_no, b.trade_time, b.order_amount_fen,
+               b.settlement_amount_fen, l.transaction_id, l.out_trade_no, l.success_time, l.amount_total, l.home_day
+          FROM billed b
+          FULL JOIN paid l
+            ON l.transaction_id = b.transaction_id
+           AND (b.day = l.home_day
+                OR (b.day = l.home_day - 1 AND l.success_time < wxrecon.beijing_midnight(l.home_day) + p_tolerance)
+                OR (b.day = l.home_day + 1 AND l.success_time >= wxrecon.beijing_midnight(l.home_day + 1) - p_tolerance))
+         WHERE b.transaction_id IS NULL
+            OR (b.bill_id = v_trade
+                AND (l.transaction_id IS NULL OR l.out_trade_no <> b.out_trade_no
+                     OR l.amount_total <> b.order_amount_fen
+                     OR b.out_trade_no IN (SELECT out_trade_no FROM learned_from_bill)))
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM paid WHERE home_day = p_day),
+           (SELECT coalesce(sum(amount_total), 0) FROM paid WHERE home_day = p_day),
+           b.payments, b.paid_fen, b.fees, b.fees_rounded
+      INTO v_ledger_payments, v_ledger_paid_fen, v_bill_payments, v_bill_paid_fen, v_payment_fees,
+           v_payment_fees_rounded
+      FROM (SELECT count(*) AS payments, coalesce(sum(order_amount_fen), 0) AS paid_fen,
+                   coalesce(sum(fee), 0) AS fees, coalesce(sum(round(fee, 2)), 0) AS fees_rounded
+              FROM billed WHERE bill_id = v_trade) b;
+    ANALYZE payment_pairs;
+
+    -- The day's bill payments that did not pair up cleanly, beside their orders: a payment the ledger does
+    -- not show as paid (or showed only once the bill told it) is missing_in_ledger; one paid at both for
+    -- different amounts is bill_amount_mismatch.
     INSERT INTO bill_found
-    SELECT 'missing_in_ledger', out_trade_no, p_day,
-           jsonb_build_object('bill_id', bill_id, 'line', line, 'transaction_id', transaction_id,
-                              'trade_time', wxrecon.rfc3339(trade_time), 'order_amount_fen', order_amount_fen,
-                              'settlement_amount_fen', settlement_amount_fen, 'recorded_state', state)
-      FROM bill_vs_ledger WHERE missing;
+    SELECT DISTINCT 'missing_in_ledger', p.b_out_trade_no, p_day,
+           jsonb_build_object('bill_id', p.bill_id, 'line', p.line, 'transaction_id', p.b_transaction_id,
+                              'trade_time', wxrecon.rfc3339(p.trade_time), 'order_amount_fen', p.order_amount_fen,
+                              'settlement_amount_fen', p.settlement_amount_fen, 'recorded_state', o.state)
+      FROM payment_pairs p
+      LEFT JOIN wxrecon.orders o ON o.mchid = p_mchid AND o.out_trade_no = p.b_out_trade_no
+     WHERE p.bill_id = v_trade
+       AND (o.success_time IS NULL OR o.transaction_id IS DISTINCT FROM p.b_transaction_id
+            OR p.b_out_trade_no IN (SELECT out_trade_no FROM learned_from_bill));
     INSERT INTO bill_found
-    SELECT 'bill_amount_mismatch', out_trade_no, p_day,
-           jsonb_build_object('bill_id', bill_id, 'line', line, 'transaction_id', transaction_id,
-                              'bill_order_amount_fen', order_amount_fen, 'recorded_total', amount_total)
-      FROM bill_vs_ledger WHERE amount_differs;
+    SELECT DISTINCT 'bill_amount_mismatch', p.b_out_trade_no, p_day,
+           jsonb_build_object('bill_id', p.bill_id, 'line', p.line, 'transaction_id', p.b_transaction_id,
+                              'bill_order_amount_fen', p.order_amount_fen, 'recorded_total', o.amount_total)
+      FROM payment_pairs p
+      JOIN wxrecon.orders o ON o.mchid = p_mchid AND o.out_trade_no = p.b_out_trade_no
+                           AND o.transaction_id = p.b_transaction_id AND o.success_time IS NOT NULL
+     WHERE p.bill_id = v_trade AND p.order_amount_fen <> o.amount_total;
 
     -- Paid in the ledger, in neither its day's bill nor, within the tolerance of midnight, the neighbour's.
     -- Judged only once every bill that may hold it is known (a payment at 23:59:59 waits for the next day's).
     INSERT INTO bill_found
-    SELECT 'missing_in_bill', l.out_trade_no, l.home_day,
-           jsonb_build_object('transaction_id', l.transaction_id, 'success_time', wxrecon.rfc3339(l.success_time),
+    SELECT 'missing_in_bill', l.l_out_trade_no, l.home_day,
+           jsonb_build_object('transaction_id', l.l_transaction_id, 'success_time', wxrecon.rfc3339(l.success_time),
                               'amount_total', l.amount_total)
-      FROM ledger_paid l
-     WHERE NOT EXISTS (SELECT FROM billed_payments b
-                        WHERE b.transaction_id = l.transaction_id
-                          AND (b.day = l.home_day
-                               OR (b.day = l.home_day - 1 AND l.success_time < wxrecon.beijing_midnight(l.home_day) + p_tolerance)
-                               OR (b.day = l.home_day + 1 AND l.success_time >= wxrecon.beijing_midnight(l.home_day + 1) - p_tolerance)))
+      FROM payment_pairs l
+     WHERE l.bill_id IS NULL
        AND l.home_day IN (SELECT day FROM known_days)
        AND (l.success_time >= wxrecon.beijing_midnight(l.home_day) + p_tolerance
             OR l.home_day - 1 IN (SELECT day FROM known_days))
@@ -226,15 +238,17 @@ BEGIN
          WHERE f.bill_id = v_fund
            AND NOT (f.business_type LIKE '%手续费%' OR f.business_name LIKE '%手续费%')
            AND NOT (f.direction = 'income' AND (f.business_order_id, f.amount_fen) IN (
-                    SELECT b.transaction_id, b.settlement_amount_fen FROM billed_payments b))
+                    SELECT b.transaction_id, b.settlement_amount_fen
+                      FROM day_bills d JOIN wxrecon.bill_trade_rows b ON b.bill_id = d.bill_id
+                     WHERE d.day BETWEEN p_day - 1 AND p_day + 1 AND NOT b.is_refund))
            AND NOT (f.direction = 'expense' AND (f.business_order_id, f.amount_fen) IN (
                     SELECT b.refund_id, b.refund_amount_fen FROM billed_refunds b));
 
         -- Fees: the trade bill's are per row with 5 decimals, the fund flow's are fen. Either reading of how
         -- WeChat Pay rounds (the day's total, or each row) is accepted (docs/protocol-notes.md §6.6).
-        SELECT coalesce(sum(fee), 0), coalesce(sum(round(fee, 2)), 0) INTO v_fee_trade, v_fee_rows
-          FROM (SELECT fee FROM billed_payments WHERE bill_id = v_trade
-                UNION ALL SELECT fee FROM billed_refunds WHERE bill_id = v_trade) t;
+        SELECT v_payment_fees + coalesce(sum(fee), 0), v_payment_fees_rounded + coalesce(sum(round(fee, 2)), 0)
+          INTO v_fee_trade, v_fee_rows
+          FROM billed_refunds WHERE bill_id = v_trade;
         SELECT coalesce(sum(CASE WHEN direction = 'expense' THEN amount_fen ELSE -amount_fen END), 0) / 100.0
           INTO v_fee_fund
           FROM wxrecon.bill_fund_rows
@@ -256,7 +270,11 @@ BEGIN
        AND d.kind IN ('missing_in_ledger', 'missing_in_bill', 'bill_amount_mismatch', 'refund_missing_in_ledger',
                       'refund_missing_in_bill', 'fee_mismatch', 'fund_flow_unmatched')
        AND (d.bill_date = p_day
-            OR (d.kind = 'missing_in_bill' AND d.out_trade_no IN (SELECT out_trade_no FROM ledger_paid)))
+            OR (d.kind = 'missing_in_bill'
+                AND EXISTS (SELECT FROM wxrecon.orders o
+                             WHERE o.mchid = p_mchid AND o.out_trade_no = d.out_trade_no
+                               AND o.transaction_id IS NOT NULL AND o.success_time >= v_start - p_tolerance
+                               AND o.success_time < v_end + p_tolerance)))
        AND NOT EXISTS (SELECT FROM bill_found f WHERE f.kind = d.kind AND f.out_trade_no = d.out_trade_no);
 
     IF v_fund IS NULL THEN
@@ -281,21 +299,15 @@ BEGIN
         differences = dd.open,
         status = CASE WHEN dd.open > 0 THEN 'differences' WHEN v_trade IS NULL THEN 'no_bill' ELSE 'balanced' END,
         reconciled_at = now()
-      FROM (SELECT count(*) AS payments, coalesce(sum(amount_total), 0) AS paid_fen
-              FROM ledger_paid WHERE home_day = p_day) l,
+      FROM (SELECT v_ledger_payments AS payments, v_ledger_paid_fen AS paid_fen) l,
            (SELECT count(*) AS refunds, coalesce(sum(amount_refund), 0) AS refunded_fen
               FROM wxrecon.refunds
              WHERE mchid = p_mchid AND status = 'SUCCESS'
                AND wxrecon.beijing_day(coalesce(success_time, status_changed_at)) = p_day) lr,
-           (SELECT count(*) FILTER (WHERE NOT is_refund) AS payments,
-                   coalesce(sum(amount) FILTER (WHERE NOT is_refund), 0) AS paid_fen,
-                   count(*) FILTER (WHERE is_refund) AS refunds,
-                   coalesce(sum(amount) FILTER (WHERE is_refund), 0) AS refunded_fen,
-                   CASE WHEN v_trade IS NULL THEN NULL ELSE coalesce(sum(fee), 0) END AS fees
-              FROM (SELECT false AS is_refund, order_amount_fen AS amount, fee FROM billed_payments
-                     WHERE bill_id = v_trade
-                    UNION ALL
-                    SELECT true, refund_amount_fen, fee FROM billed_refunds WHERE bill_id = v_trade) t) b,
+           (SELECT v_bill_payments AS payments, v_bill_paid_fen AS paid_fen, count(*) AS refunds,
+                   coalesce(sum(refund_amount_fen), 0) AS refunded_fen,
+                   CASE WHEN v_trade IS NULL THEN NULL ELSE v_payment_fees + coalesce(sum(fee), 0) END AS fees
+              FROM billed_refunds WHERE bill_id = v_trade) b,
            (SELECT sum(amount_fen) FILTER (WHERE direction = 'income') AS income_fen,
                    sum(amount_fen) FILTER (WHERE direction = 'expense') AS expense_fen
               FROM wxrecon.bill_fund_rows WHERE bill_id = v_fund) ff,
