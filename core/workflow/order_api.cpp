@@ -19,6 +19,7 @@ namespace {
 
 constexpr double failures_per_second = 10;
 constexpr double failure_burst = 20;
+constexpr std::size_t failing_addresses = 4096;  // addresses remembered while they fail
 constexpr auto database_deadline = std::chrono::seconds(5);
 constexpr std::int64_t micros_per_second = 1'000'000;
 // A prepay_id lives two hours (docs/protocol-notes.md §5.1); past this age a fresh one is asked for with the
@@ -154,7 +155,8 @@ order_api::order_api(const config::config& cfg, std::string token, store::db_poo
       keys_(keys),
       clients_(clients),
       metrics_(std::move(m)),
-      clock_(std::move(clock)) {}
+      clock_(std::move(clock)),
+      auth_failures_(failures_per_second, failure_burst, failing_addresses) {}
 
 bool order_api::authorized(const inbound_request& req) {
     const std::string_view header = req.header("Authorization");
@@ -163,15 +165,10 @@ bool order_api::authorized(const inbound_request& req) {
 }
 
 boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
-    const auto now = std::chrono::steady_clock::now();
-    failure_tokens_ = std::min(
-        failure_burst,
-        failure_tokens_ + std::chrono::duration<double>(now - failure_refill_).count() * failures_per_second);
-    failure_refill_ = now;
-    if (failure_tokens_ < 1) co_return json_error(429, "too many failed authentications; retry later");
     if (!authorized(req)) {
-        failure_tokens_ -= 1;
         metrics_->add("wxrecon_api_auth_failures_total");
+        if (!auth_failures_.take(req.remote_addr, std::chrono::steady_clock::now()))
+            co_return json_error(429, "too many failed authentications from this address; retry later");
         co_return json_error(401, "missing or wrong bearer token");
     }
     const std::string_view path = req.path;

@@ -14,6 +14,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "base/http_message.hpp"
+#include "base/keyed_rate_limit.hpp"
 #include "base/metrics.hpp"
 #include "base/time.hpp"
 #include "config/config.hpp"
@@ -66,9 +67,9 @@ private:
     wechat_clients& clients_;
     std::shared_ptr<metrics> metrics_;
     wall_clock clock_;
-    // Failed authentications allowed per second (and as a burst); beyond that, 429 without checking.
-    double failure_tokens_ = 20;
-    std::chrono::steady_clock::time_point failure_refill_ = std::chrono::steady_clock::now();
+    // Failed authentications allowed per client address; beyond that, 429. A valid token is never
+    // throttled: the token is checked first, so others' failures cannot lock a caller out.
+    keyed_rate_limit auth_failures_;
 };
 
 }  // namespace wxrecon::workflow

@@ -109,6 +109,26 @@ TEST_F(OrderApi, TokenIsRequiredAndFailuresAreThrottled) {
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders"), "0");
 }
 
+// Failed authentications are throttled per client address, after the token is checked: one address's
+// guesses neither lock out a valid caller (even at that address) nor other addresses.
+TEST_F(OrderApi, FailuresAreThrottledPerAddressAndAValidTokenNever) {
+    const auto port = daemon_->app().api_port();
+    const auto from = [&](const std::string& address, const std::string& bearer, const std::string& no) {
+        return http_request_from(
+            address, port, "POST", "/api/v1/orders",
+            {{"Authorization", "Bearer " + bearer}, {"Content-Type", "application/json"}}, order(no, 100));
+    };
+    int throttled = 0;
+    for (int i = 0; i < 200; ++i)
+        throttled += from("127.0.0.2", "guess-" + std::to_string(i), "API-0009").status == 429;
+    EXPECT_GE(throttled, 150) << "the guessing address is throttled";
+    EXPECT_EQ(from("127.0.0.2", token, "API-0010").status, 201) << "a valid token at that address, at once";
+    EXPECT_EQ(post(order("API-0011", 100)).status, 201) << "a valid token elsewhere";
+    EXPECT_EQ(from("127.0.0.3", "wrong-token", "API-0012").status, 401) << "another address is not throttled";
+    EXPECT_EQ(db_.scalar("SELECT string_agg(out_trade_no, ',' ORDER BY out_trade_no) FROM wxrecon.orders"),
+              "API-0010,API-0011");
+}
+
 TEST_F(OrderApi, ReadsTheOrderWithItsEventsAndRefunds) {
     ASSERT_EQ(post(order("API-0003", 700)).status, 201);
     db_.exec(

@@ -153,9 +153,15 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 
-http_response exchange(unsigned short port, http::request<http::string_body> req) {
+http_response exchange(unsigned short port, http::request<http::string_body> req,
+                       const std::string& source_address = {}) {
     boost::asio::io_context io;
     beast::tcp_stream stream(io);
+    if (!source_address.empty()) {  // another loopback address: the server sees another client
+        stream.socket().open(boost::asio::ip::tcp::v4());
+        stream.socket().bind(
+            boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(source_address), 0));
+    }
     stream.connect(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), port));
     req.set(http::field::host, "127.0.0.1");
     req.prepare_payload();
@@ -196,6 +202,16 @@ http_response http_request(unsigned short port, const std::string& method, const
     for (const auto& [k, v] : headers) req.set(k, v);
     req.body() = body;
     return exchange(port, std::move(req));
+}
+
+http_response http_request_from(const std::string& source_address, unsigned short port,
+                                const std::string& method, const std::string& target,
+                                const std::vector<std::pair<std::string, std::string>>& headers,
+                                const std::string& body) {
+    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+    for (const auto& [k, v] : headers) req.set(k, v);
+    req.body() = body;
+    return exchange(port, std::move(req), source_address);
 }
 
 http_response http_get(unsigned short port, const std::string& target) {

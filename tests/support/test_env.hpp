@@ -85,5 +85,10 @@ http_response http_post(unsigned short port, const std::string& target,
                         const std::vector<std::pair<std::string, std::string>>& headers,
                         const std::string& body);
 http_response http_get(unsigned short port, const std::string& target);
+// The same, from another loopback address (127.0.0.2 …) to the server on 127.0.0.1.
+http_response http_request_from(const std::string& source_address, unsigned short port,
+                                const std::string& method, const std::string& target,
+                                const std::vector<std::pair<std::string, std::string>>& headers = {},
+                                const std::string& body = {});
 
 }  // namespace wxrecon::testing
