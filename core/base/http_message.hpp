@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "base/result.hpp"
+
 namespace wxrecon {
 
 struct inbound_request {
@@ -36,5 +38,9 @@ struct reply {
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers{};  // extra response headers
 };
+
+// A query string's name=value pairs in order, percent-decoded ('+' stays '+': a time's "+08:00" can be
+// written as it is). A malformed %-escape is an error naming it.
+result<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query);
 
 }  // namespace wxrecon

@@ -64,6 +64,43 @@ std::optional<std::string> order_json(pqxx::connection_base& conn, const std::st
     return row[0].as<std::string>();
 }
 
+order_list_page list_orders(pqxx::connection_base& conn, const order_list_filter& f) {
+    // The SQL names only the filters given, so each is planned on its index (custom plans take the
+    // values as they are: an absent filter is folded away).
+    std::string sql =
+        "SELECT wxrecon.order_list_json(o)::text, wxrecon.to_micros(o.created_at), o.mchid, o.out_trade_no"
+        " FROM wxrecon.orders o WHERE ($1::text IS NULL OR o.mchid = $1) AND ($2::text IS NULL OR o.state = "
+        "$2)"
+        " AND ($3::bigint IS NULL OR o.created_at >= wxrecon.from_micros($3))"
+        " AND ($4::bigint IS NULL OR o.created_at < wxrecon.from_micros($4))";
+    // The previous page's end; within one merchant's list, its position in (created_at, out_trade_no).
+    sql += f.mchid ? " AND ($5::bigint IS NULL OR ((o.created_at, o.out_trade_no) < "
+                     "(wxrecon.from_micros($5), $7::text)"
+                     " AND $6::text = $1))"
+                   : " AND ($5::bigint IS NULL OR (o.created_at, o.mchid, o.out_trade_no)"
+                     " < (wxrecon.from_micros($5), $6::text, $7::text))";
+    sql += f.mchid ? " ORDER BY o.created_at DESC, o.out_trade_no DESC LIMIT $8"
+                   : " ORDER BY o.created_at DESC, o.mchid DESC, o.out_trade_no DESC LIMIT $8";
+    pqxx::read_transaction tx(conn);
+    tx.exec("SET LOCAL statement_timeout = '5s'");
+    const auto rows = tx.exec_params(
+        sql, f.mchid, f.state, f.since, f.until,
+        f.after ? std::optional<std::int64_t>(f.after->created_at) : std::nullopt,
+        f.after ? std::optional<std::string>(f.after->mchid) : std::nullopt,
+        f.after ? std::optional<std::string>(f.after->out_trade_no) : std::nullopt, f.limit + 1);
+    order_list_page page;
+    for (const auto& row : rows) {
+        if (static_cast<int>(page.orders_json.size()) == f.limit) {
+            const auto& last = rows[f.limit - 1];
+            page.next = order_list_position{last[1].as<std::int64_t>(), last[2].as<std::string>(),
+                                            last[3].as<std::string>()};
+            break;
+        }
+        page.orders_json.push_back(row[0].as<std::string>());
+    }
+    return page;
+}
+
 }  // namespace
 
 boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_registration r,
@@ -78,6 +115,15 @@ boost::asio::awaitable<std::optional<std::string>> order_json(db_pool& pool, std
         return order_json(c, mchid, out_trade_no);
     };
     co_return co_await pool.run<std::optional<std::string>>(std::move(job), until);
+}
+
+}  // namespace wxrecon::store
+
+namespace wxrecon::store {
+
+boost::asio::awaitable<order_list_page> list_orders(db_pool& pool, order_list_filter filter, deadline until) {
+    auto job = [filter = std::move(filter)](pqxx::connection_base& c) { return list_orders(c, filter); };
+    co_return co_await pool.run<order_list_page>(std::move(job), until);
 }
 
 }  // namespace wxrecon::store

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
@@ -44,5 +45,29 @@ boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_
 // The order with its events and refunds; nullopt when there is no such order.
 boost::asio::awaitable<std::optional<std::string>> order_json(db_pool& pool, std::string mchid,
                                                               std::string out_trade_no, deadline until);
+
+// Where a page of the newest-first list ends: the last order's position. Orders created later never
+// shift a page, so every order present when listing began is seen exactly once.
+struct order_list_position {
+    domain::micros created_at = 0;
+    std::string mchid;
+    std::string out_trade_no;
+};
+
+struct order_list_filter {
+    std::optional<std::string> mchid;
+    std::optional<std::string> state;            // NOTPAY, SUCCESS, ...
+    std::optional<domain::micros> since, until;  // created_at: since inclusive, until exclusive
+    std::optional<order_list_position> after;    // the previous page's end
+    int limit = 50;
+};
+
+struct order_list_page {
+    std::vector<std::string> orders_json;     // wxrecon.order_list_json, newest first
+    std::optional<order_list_position> next;  // set when more orders follow
+};
+
+// Keyset pagination on (created_at, mchid, out_trade_no) through its indexes; at most 5 s.
+boost::asio::awaitable<order_list_page> list_orders(db_pool& pool, order_list_filter filter, deadline until);
 
 }  // namespace wxrecon::store

@@ -12,6 +12,8 @@
 #include "protocol/request_payment.hpp"
 #include "store/db_pool.hpp"
 #include "store/prepay_store.hpp"
+#include "workflow/api_reply.hpp"
+#include "workflow/order_listing.hpp"
 
 namespace wxrecon::workflow {
 
@@ -27,10 +29,6 @@ constexpr std::int64_t micros_per_second = 1'000'000;
 constexpr std::int64_t prepay_id_reuse_micros = 110LL * 60 * micros_per_second;
 // WeChat Pay raises an earlier time_expire to now + 1 min; wxrecon would then disagree on the expiry.
 constexpr std::int64_t min_time_to_expiry_micros = 60 * micros_per_second;
-
-reply json_error(int status, std::string_view message) {
-    return reply{status, "application/json", json_object().add("error", message).str()};
-}
 
 bool valid_out_trade_no(std::string_view s) {
     return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
@@ -175,7 +173,9 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
     std::string failure;
     try {
         if (path == "/api/v1/orders") {
-            if (req.method != "POST") co_return json_error(405, "POST /api/v1/orders registers an order");
+            if (req.method == "GET") co_return co_await list_orders(pool_, req.query());
+            if (req.method != "POST")
+                co_return json_error(405, "POST /api/v1/orders registers an order, GET lists them");
             co_return co_await register_order(req);
         }
         if (path == "/api/v1/session") {
