@@ -320,7 +320,7 @@ void application::start() {
         // Its own connections: a burst of registrations neither waits behind nor delays rejected-row writes.
         s.api_pool = std::make_unique<store::db_pool>(s.cfg.database.url, api_connections, 1024);
         s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys,
-                                                      *s.wechat, s.stats, s.clock);
+                                                      *s.wechat, *s.poller, s.stats, s.clock);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
     initialise_series(*s.stats, s.cfg, s.clock);

@@ -41,10 +41,13 @@ std::optional<micros> next_query_due(const poll_schedule& s, micros created_at, 
     return query_due(s, created_at, expire_at, slot);
 }
 
-micros close_due(const poll_schedule& s, micros created_at, micros expire_at, bool apiv2) {
-    const micros close = expire_at + s.close_after_expire;
+micros earliest_close(micros created_at, micros at, bool apiv2) {
     constexpr micros five_minutes = 5LL * 60 * 1'000'000;
-    return apiv2 ? std::max(close, created_at + five_minutes) : close;
+    return apiv2 ? std::max(at, created_at + five_minutes) : at;
+}
+
+micros close_due(const poll_schedule& s, micros created_at, micros expire_at, bool apiv2) {
+    return earliest_close(created_at, expire_at + s.close_after_expire, apiv2);
 }
 
 }  // namespace wxrecon::domain

@@ -28,5 +28,8 @@ std::optional<micros> next_query_due(const poll_schedule& s, micros created_at, 
 
 // When the final query and the close are due. APIv2 orders are never closed within 5 minutes of creation.
 micros close_due(const poll_schedule& s, micros created_at, micros expire_at, bool apiv2);
+// The earliest an order may be closed at WeChat Pay when asked to at `at`: APIv2 refuses a close in an
+// order's first 5 minutes.
+micros earliest_close(micros created_at, micros at, bool apiv2);
 
 }  // namespace wxrecon::domain

@@ -5,6 +5,25 @@
 namespace wxrecon::store {
 namespace {
 
+claimed_order claimed_order_of(const pqxx::row& row) {
+    claimed_order c;
+    c.mchid = row[0].as<std::string>();
+    c.out_trade_no = row[1].as<std::string>();
+    c.state = domain::parse_trade_state(row[2].as<std::string>()).value_or(domain::trade_state::notpay);
+    c.amount_total = row[3].as<std::int64_t>();
+    c.created_at = row[4].as<std::int64_t>();
+    if (!row[5].is_null()) c.expire_at = row[5].as<std::int64_t>();
+    if (!row[6].is_null()) c.placed_at = row[6].as<std::int64_t>();
+    c.poll_attempts = row[7].as<int>();
+    if (!row[8].is_null()) c.last_polled_at = row[8].as<std::int64_t>();
+    return c;
+}
+
+constexpr const char* claimed_columns =
+    " RETURNING o.mchid, o.out_trade_no, o.state, o.amount_total, wxrecon.to_micros(o.created_at),"
+    " wxrecon.to_micros(o.expire_at), wxrecon.to_micros(o.placed_at), o.poll_attempts,"
+    " wxrecon.to_micros(o.last_polled_at)";
+
 std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const std::string& owner,
                                             std::chrono::milliseconds lease, std::size_t limit) {
     pqxx::nontransaction tx(conn);  // one statement, one round trip
@@ -15,26 +34,43 @@ std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const s
         " FROM (SELECT mchid, out_trade_no FROM wxrecon.orders"
         "       WHERE next_poll_at <= now() AND (poll_lease_until IS NULL OR poll_lease_until < now())"
         "       ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED) due"
-        " WHERE o.mchid = due.mchid AND o.out_trade_no = due.out_trade_no"
-        " RETURNING o.mchid, o.out_trade_no, o.state, o.amount_total, wxrecon.to_micros(o.created_at),"
-        " wxrecon.to_micros(o.expire_at), wxrecon.to_micros(o.placed_at), o.poll_attempts,"
-        " wxrecon.to_micros(o.last_polled_at)",
+        " WHERE o.mchid = due.mchid AND o.out_trade_no = due.out_trade_no" +
+            std::string(claimed_columns),
         owner, static_cast<std::int64_t>(lease.count()), static_cast<std::int64_t>(limit));
     std::vector<claimed_order> out;
     out.reserve(rows.size());
-    for (const auto& row : rows) {
-        claimed_order c;
-        c.mchid = row[0].as<std::string>();
-        c.out_trade_no = row[1].as<std::string>();
-        c.state = domain::parse_trade_state(row[2].as<std::string>()).value_or(domain::trade_state::notpay);
-        c.amount_total = row[3].as<std::int64_t>();
-        c.created_at = row[4].as<std::int64_t>();
-        if (!row[5].is_null()) c.expire_at = row[5].as<std::int64_t>();
-        if (!row[6].is_null()) c.placed_at = row[6].as<std::int64_t>();
-        c.poll_attempts = row[7].as<int>();
-        if (!row[8].is_null()) c.last_polled_at = row[8].as<std::int64_t>();
-        out.push_back(std::move(c));
+    for (const auto& row : rows) out.push_back(claimed_order_of(row));
+    return out;
+}
+
+order_lease lease_open_order(pqxx::connection_base& conn, const std::string& mchid,
+                             const std::string& out_trade_no, const std::string& owner,
+                             std::chrono::milliseconds lease) {
+    pqxx::work tx(conn);
+    const auto rows = tx.exec_params(
+        "UPDATE wxrecon.orders o SET poll_lease_until = now() + make_interval(secs => $4::double precision / "
+        "1000), poll_lease_owner = $3, expire_at = least(coalesce(o.expire_at, now()), now()), updated_at = "
+        "now()"
+        " WHERE o.mchid = $1 AND o.out_trade_no = $2 AND o.state IN ('NOTPAY', 'USERPAYING')"
+        " AND (o.poll_lease_until IS NULL OR o.poll_lease_until < now())" +
+            std::string(claimed_columns),
+        mchid, out_trade_no, owner, static_cast<std::int64_t>(lease.count()));
+    order_lease out;
+    if (!rows.empty()) {
+        out.outcome = order_lease_outcome::leased;
+        out.order = claimed_order_of(rows[0]);
+    } else {
+        const auto found = tx.exec_params(
+            "SELECT state, state IN ('NOTPAY', 'USERPAYING') FROM wxrecon.orders WHERE mchid = $1 AND "
+            "out_trade_no = $2",
+            mchid, out_trade_no);
+        if (!found.empty()) {
+            out.outcome = found[0][1].as<bool>() ? order_lease_outcome::busy : order_lease_outcome::settled;
+            out.order.state = domain::parse_trade_state(found[0][0].as<std::string>())
+                                  .value_or(domain::trade_state::notpay);
+        }
     }
+    tx.commit();
     return out;
 }
 
@@ -123,6 +159,16 @@ boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_or
         return read_poll_gauges(c, with_orders_by_state);
     };
     co_return co_await pool.run<poll_gauges>(std::move(job), until);
+}
+
+boost::asio::awaitable<order_lease> lease_open_order(db_pool& pool, std::string mchid,
+                                                     std::string out_trade_no, std::string owner,
+                                                     std::chrono::milliseconds lease) {
+    auto job = [mchid = std::move(mchid), out_trade_no = std::move(out_trade_no), owner = std::move(owner),
+                lease](pqxx::connection_base& c) {
+        return lease_open_order(c, mchid, out_trade_no, owner, lease);
+    };
+    co_return co_await pool.run<order_lease>(std::move(job));
 }
 
 }  // namespace wxrecon::store

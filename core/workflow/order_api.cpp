@@ -6,6 +6,10 @@
 
 #include <algorithm>
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
 #include "base/time.hpp"
@@ -146,12 +150,13 @@ std::string masked(std::string_view openid) {
 }  // namespace
 
 order_api::order_api(const config::config& cfg, std::string token, store::db_pool& pool, key_holder& keys,
-                     wechat_clients& clients, std::shared_ptr<metrics> m, wall_clock clock)
+                     wechat_clients& clients, poller& closer, std::shared_ptr<metrics> m, wall_clock clock)
     : cfg_(cfg),
       token_(std::move(token)),
       pool_(pool),
       keys_(keys),
       clients_(clients),
+      closer_(closer),
       metrics_(std::move(m)),
       clock_(std::move(clock)),
       auth_failures_(failures_per_second, failure_burst, failing_addresses) {}
@@ -187,6 +192,14 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
         if (path.starts_with(orders)) {
             const std::string_view rest = path.substr(orders.size());
             const auto slash = rest.find('/');
+            constexpr std::string_view close = "/close";
+            const auto second = slash == std::string_view::npos ? slash : rest.find('/', slash + 1);
+            if (second != std::string_view::npos && rest.substr(second) == close) {
+                if (req.method != "POST") co_return json_error(405, "POST …/close closes an unpaid order");
+                std::string mchid(rest.substr(0, slash)),
+                    out_trade_no(rest.substr(slash + 1, second - slash - 1));
+                co_return co_await close_order(std::move(mchid), std::move(out_trade_no));
+            }
             if (slash != std::string_view::npos && req.method == "GET") {
                 std::string mchid(rest.substr(0, slash)), out_trade_no(rest.substr(slash + 1));
                 co_return co_await get_order(std::move(mchid), std::move(out_trade_no));
@@ -298,6 +311,39 @@ boost::asio::awaitable<reply> order_api::get_order(std::string mchid, std::strin
                                                  std::chrono::steady_clock::now() + database_deadline);
     if (!json) co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
     co_return reply{200, "application/json", *json};
+}
+
+boost::asio::awaitable<reply> order_api::close_order(std::string mchid, std::string out_trade_no) {
+    poller::close_result closed;
+    // The poller may be querying it this moment: wait a little for its lease rather than fail at once.
+    for (int attempt = 0;; ++attempt) {
+        closed = co_await closer_.close_now(mchid, out_trade_no);
+        if (closed.outcome != poller::close_outcome::busy || attempt == 20) break;
+        const auto executor = co_await boost::asio::this_coro::executor;
+        boost::asio::steady_timer pause(executor, std::chrono::milliseconds(100));
+        co_await pause.async_wait(boost::asio::use_awaitable);
+    }
+    if (closed.outcome == poller::close_outcome::unknown_order)
+        co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
+    if (closed.outcome == poller::close_outcome::busy)
+        co_return json_error(503, "the order is being queried at WeChat Pay; retry");
+    const auto json = co_await store::order_json(pool_, mchid, out_trade_no,
+                                                 std::chrono::steady_clock::now() + database_deadline);
+    if (!json) co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
+    simdjson::dom::parser parser;
+    const simdjson::padded_string padded(*json);
+    const std::string state(parser.parse(padded)["state"].get_string().value());
+    spdlog::info("api: close mchid={} out_trade_no={} state={}{}", mchid, out_trade_no, state,
+                 closed.error.empty() ? "" : " error=" + log_quote(closed.error));
+    if (state == "CLOSED") co_return reply{200, "application/json", *json};
+    if (state != "NOTPAY" && state != "USERPAYING")
+        co_return json_error(409,
+                             "order " + out_trade_no + " is " + state + ": only an unpaid order is closed");
+    if (!closed.error.empty())
+        co_return json_error(502, "closing at WeChat Pay failed (" + closed.error +
+                                      "); the order expires now and wxrecond keeps trying");
+    // Still open without an error: an APIv2 order in its first 5 minutes, closed once WeChat Pay allows.
+    co_return reply{202, "application/json", *json};
 }
 
 boost::asio::awaitable<reply> order_api::prepay(const config::merchant_config& m, store::order_registration r,

@@ -21,6 +21,7 @@
 #include "protocol/v2.hpp"
 #include "store/order_store.hpp"
 #include "workflow/notify_intake.hpp"
+#include "workflow/poller.hpp"
 #include "workflow/wechat_access.hpp"
 
 namespace wxrecon::workflow {
@@ -28,7 +29,7 @@ namespace wxrecon::workflow {
 class order_api {
 public:
     order_api(const config::config& cfg, std::string token, store::db_pool& pool, key_holder& keys,
-              wechat_clients& clients, std::shared_ptr<metrics> m, wall_clock clock = {});
+              wechat_clients& clients, poller& closer, std::shared_ptr<metrics> m, wall_clock clock = {});
 
     static bool handles(std::string_view path) { return path.starts_with("/api/v1/"); }
     boost::asio::awaitable<reply> handle(inbound_request& req);
@@ -59,12 +60,14 @@ private:
                                             std::string v3_request, protocol::v2::fields v2_fields,
                                             protocol::v2::sign_type v2_type, bool v3);
     boost::asio::awaitable<reply> session(const inbound_request& req);
+    boost::asio::awaitable<reply> close_order(std::string mchid, std::string out_trade_no);
 
     const config::config& cfg_;
     std::string token_;
     store::db_pool& pool_;
     key_holder& keys_;
     wechat_clients& clients_;
+    poller& closer_;
     std::shared_ptr<metrics> metrics_;
     wall_clock clock_;
     // Failed authentications allowed per client address; beyond that, 429. A valid token is never

@@ -299,11 +299,34 @@ asio::awaitable<bool> poller::apply_close(const store::claimed_order& order, std
     co_return r.outcome != domain::outcome::stale;
 }
 
-asio::awaitable<void> poller::finish(store::poll_update update) {
+asio::awaitable<std::string> poller::finish(store::poll_update update) {
+    std::string error = update.error.value_or("");
     co_await store::finish_poll(pool_, options_.owner, std::move(update));
+    co_return error;
 }
 
-asio::awaitable<void> poller::poll(store::claimed_order order) {
+asio::awaitable<poller::close_result> poller::close_now(std::string mchid, std::string out_trade_no) {
+    close_result out;
+    const auto lease = co_await store::lease_open_order(pool_, std::move(mchid), std::move(out_trade_no),
+                                                        options_.owner, options_.lease);
+    switch (lease.outcome) {
+        case store::order_lease_outcome::unknown:
+            out.outcome = close_outcome::unknown_order;
+            co_return out;
+        case store::order_lease_outcome::busy:
+            out.outcome = close_outcome::busy;
+            co_return out;
+        case store::order_lease_outcome::settled:
+            out.outcome = close_outcome::settled;
+            co_return out;
+        case store::order_lease_outcome::leased:
+            break;
+    }
+    out.error = co_await poll(lease.order, true);
+    co_return out;
+}
+
+asio::awaitable<std::string> poller::poll(store::claimed_order order, bool close_requested) {
     store::poll_update update;
     update.mchid = order.mchid;
     update.out_trade_no = order.out_trade_no;
@@ -315,26 +338,24 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
     if (domain::is_terminal(order.state)) {
         // Settled meanwhile (a notification): the rest of the schedule is cancelled here rather than on the
         // fact path, so applying a fact never touches the next_poll_at index and stays a HOT update.
-        co_await finish(std::move(update));
-        co_return;
+        co_return co_await finish(std::move(update));
     }
     if (m == nullptr || mk == nullptr) {
         update.next_poll_at = now + 600 * second;
         update.error = "merchant " + order.mchid + " is not configured";
-        co_await finish(std::move(update));
-        co_return;
+        co_return co_await finish(std::move(update));
     }
     const micros expire = order.expire_at.value_or(order.created_at + to_micros(cfg_.poller.default_expiry));
     if (!order.expire_at) update.fill_expire_at = expire;
-    const micros close_at =
-        domain::close_due(schedule_, order.created_at, expire, m->version == config::api_version::v2);
+    const bool apiv2 = m->version == config::api_version::v2;
+    const micros close_at = close_requested ? domain::earliest_close(order.created_at, now, apiv2)
+                                            : domain::close_due(schedule_, order.created_at, expire, apiv2);
     const bool closing = now >= close_at;
-    if (!closing) {
+    if (!closing && !close_requested) {
         const auto due = domain::query_due(schedule_, order.created_at, expire, order.poll_attempts);
         if (!due || *due > now) {  // not due yet: a new row, or only the close is left
             update.next_poll_at = due ? std::min(*due, close_at) : close_at;
-            co_await finish(std::move(update));
-            co_return;
+            co_return co_await finish(std::move(update));
         }
     }
 
@@ -363,8 +384,7 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
         if (!is_not_found(answer)) {  // a failed query moves only this try
             update.next_poll_at = backoff(answer);
             update.error = answer.error;
-            co_await finish(std::move(update));
-            co_return;
+            co_return co_await finish(std::move(update));
         }
         update.answered = true;
         update.error = answer.error;
@@ -376,12 +396,11 @@ asio::awaitable<void> poller::poll(store::claimed_order order) {
                                                      order.poll_attempts + 1, options_.clock.micros());
             update.next_poll_at = next ? std::min(*next, close_at) : close_at;
         }
-        co_await finish(std::move(update));
-        co_return;
+        co_return co_await finish(std::move(update));
     }
 
     co_await close_expired(*m, access, order, answer, update);
-    co_await finish(std::move(update));
+    co_return co_await finish(std::move(update));
 }
 
 // The final query found the order still open (or unknown at WeChat Pay) at its close time: close it,

@@ -48,6 +48,17 @@ public:
     ~poller();
 
     void start();
+
+    // The application asks to close an open order now (POST …/close): the order is leased out of turn, made
+    // to expire now, queried a final time and closed at WeChat Pay unless it was paid (the poller's own
+    // close, so one code path). An APIv2 order in its first 5 minutes cannot be closed yet: it is queried
+    // and closed by the poller once it may be.
+    enum class close_outcome { done, unknown_order, busy, settled };
+    struct close_result {
+        close_outcome outcome = close_outcome::done;
+        std::string error;  // done: what failed at WeChat Pay, if anything (the poller retries)
+    };
+    boost::asio::awaitable<close_result> close_now(std::string mchid, std::string out_trade_no);
     // Stops claiming and waits (bounded) for the polls in flight; their leases make them safe to abandon.
     boost::asio::awaitable<void> stop(std::chrono::milliseconds grace);
 
@@ -55,7 +66,8 @@ private:
     struct token_bucket;
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<void> refresh_gauges();
-    boost::asio::awaitable<void> poll(store::claimed_order order);
+    // Returns the error the poll ended with ("" when none).
+    boost::asio::awaitable<std::string> poll(store::claimed_order order, bool close_requested = false);
     boost::asio::awaitable<void> poll_checked(store::claimed_order order);
     boost::asio::awaitable<void> close_expired(const config::merchant_config& m,
                                                const wechat::merchant_access& access,
@@ -77,7 +89,7 @@ private:
                                                                       domain::micros sent_at);
     boost::asio::awaitable<bool> apply_close(const store::claimed_order& order, std::string state_desc,
                                              domain::micros sent_at);
-    boost::asio::awaitable<void> finish(store::poll_update update);
+    boost::asio::awaitable<std::string> finish(store::poll_update update);
     boost::asio::awaitable<void> take_token(const std::string& mchid);
     domain::micros backoff(const wechat::call_result& r) const;
 
