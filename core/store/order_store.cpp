@@ -56,10 +56,11 @@ registration_result register_order(pqxx::connection_base& conn, const order_regi
     return out;
 }
 
-std::optional<std::string> order_json(pqxx::connection_base& conn, const std::string& mchid,
-                                      const std::string& out_trade_no) {
+// An order's or refund's JSON from its SQL function (order_json, refund_json), nullopt when absent.
+std::optional<std::string> object_json(pqxx::connection_base& conn, const char* sql, const std::string& mchid,
+                                       const std::string& key) {
     pqxx::nontransaction tx(conn);
-    const auto row = tx.exec_params1("SELECT wxrecon.order_json($1, $2)::text", mchid, out_trade_no);
+    const auto row = tx.exec_params1(sql, mchid, key);
     if (row[0].is_null()) return std::nullopt;
     return row[0].as<std::string>();
 }
@@ -112,7 +113,16 @@ boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_
 boost::asio::awaitable<std::optional<std::string>> order_json(db_pool& pool, std::string mchid,
                                                               std::string out_trade_no, deadline until) {
     auto job = [mchid = std::move(mchid), out_trade_no = std::move(out_trade_no)](pqxx::connection_base& c) {
-        return order_json(c, mchid, out_trade_no);
+        return object_json(c, "SELECT wxrecon.order_json($1, $2)::text", mchid, out_trade_no);
+    };
+    co_return co_await pool.run<std::optional<std::string>>(std::move(job), until);
+}
+
+boost::asio::awaitable<std::optional<std::string>> refund_json(db_pool& pool, std::string mchid,
+                                                               std::string out_refund_no, deadline until) {
+    auto job = [mchid = std::move(mchid),
+                out_refund_no = std::move(out_refund_no)](pqxx::connection_base& c) {
+        return object_json(c, "SELECT wxrecon.refund_json($1, $2)::text", mchid, out_refund_no);
     };
     co_return co_await pool.run<std::optional<std::string>>(std::move(job), until);
 }

@@ -46,6 +46,10 @@ boost::asio::awaitable<registration_result> register_order(db_pool& pool, order_
 boost::asio::awaitable<std::optional<std::string>> order_json(db_pool& pool, std::string mchid,
                                                               std::string out_trade_no, deadline until);
 
+// The refund as JSON (wxrecon.refund_json), or nullopt when there is none with that number.
+boost::asio::awaitable<std::optional<std::string>> refund_json(db_pool& pool, std::string mchid,
+                                                               std::string out_refund_no, deadline until);
+
 // Where a page of the newest-first list ends: the last order's position. Orders created later never
 // shift a page, so every order present when listing began is seen exactly once.
 struct order_list_position {

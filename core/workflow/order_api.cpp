@@ -205,6 +205,18 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
                 co_return co_await get_order(std::move(mchid), std::move(out_trade_no));
             }
         }
+        constexpr std::string_view refunds = "/api/v1/refunds/";
+        if (path.starts_with(refunds) && req.method == "GET") {
+            const std::string_view rest = path.substr(refunds.size());
+            const auto slash = rest.find('/');
+            if (slash != std::string_view::npos) {
+                std::string mchid(rest.substr(0, slash)), out_refund_no(rest.substr(slash + 1));
+                const auto json = co_await store::refund_json(
+                    pool_, mchid, out_refund_no, std::chrono::steady_clock::now() + database_deadline);
+                if (!json) co_return json_error(404, "no refund " + out_refund_no + " for merchant " + mchid);
+                co_return reply{200, "application/json", *json};
+            }
+        }
         co_return json_error(404, "no such API endpoint");
     } catch (const std::exception& e) {
         failure = e.what();  // the database is down, overloaded or too slow: nothing was registered for sure

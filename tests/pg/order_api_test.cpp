@@ -148,6 +148,28 @@ TEST_F(OrderApi, ReadsTheOrderWithItsEventsAndRefunds) {
     EXPECT_EQ(get("/api/v1/orders/1900000109/API-NOPE").status, 404);
 }
 
+TEST_F(OrderApi, ReadsARefundWithItsEvents) {
+    ASSERT_EQ(post(order("API-0005", 700)).status, 201);
+    db_.exec(
+        "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, refund_id, amount_refund, status)"
+        " VALUES ('1900000109', 'R-0005', 'API-0005', '50000000000000000005', 300, 'PROCESSING')");
+    db_.exec(
+        "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, refund_status, "
+        "out_refund_no, amount_refund, occurred_at, payload) VALUES ('1900000109', 'API-0005', 'notify_v3', "
+        "'REFUND.ABNORMAL', 'ABNORMAL', 'R-0005', 300, '2026-11-26T11:00:00+08:00', '{}')");
+    const auto r = get("/api/v1/refunds/1900000109/R-0005");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_NE(r.body.find(R"("out_trade_no": "API-0005")"), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find(R"("amount_refund": 300)"), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find(R"("refund_status": "ABNORMAL")"), std::string::npos) << "its events" << r.body;
+    EXPECT_NE(r.body.find(R"("occurred_at": "2026-11-26T11:00:00+08:00")"), std::string::npos) << r.body;
+    const auto unknown = get("/api/v1/refunds/1900000109/R-NOPE");
+    EXPECT_EQ(unknown.status, 404);
+    EXPECT_NE(unknown.body.find("R-NOPE"), std::string::npos) << unknown.body;
+    EXPECT_EQ(http_request(daemon_->app().api_port(), "GET", "/api/v1/refunds/1900000109/R-0005").status,
+              401);
+}
+
 TEST_F(OrderApi, AdoptsAnOrderFirstCreatedByANotification) {
     db_.exec(
         "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state, origin, state_source)"
