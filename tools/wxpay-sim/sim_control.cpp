@@ -1,7 +1,8 @@
 // The /sim control API, how tests and humans play the payer and the operator:
 // reads (ledger, deliveries, stats, call log, merchants) and writes (create,
 // pay, expire and refund orders, set faults, rotate certificates). The login
-// code issuer, /sim/login-code, lives with the login in sim_login.cpp.
+// code issuer, /sim/login-code, lives with the login in sim_login.cpp; the
+// refund plans in sim_refunds.cpp.
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
 #include "base/time.hpp"
@@ -90,6 +91,7 @@ asio::awaitable<reply> simulator::handle_control(inbound_request& req) {
         {"/sim/bill-creating", &simulator::control_bill_creating},
         {"/sim/bill-corrupt", &simulator::control_bill_corrupt},
         {"/sim/fee-adjustment", &simulator::control_fee_adjustment},
+        {"/sim/refund-plan", &simulator::control_refund_plan},
     };
     if (req.method == "GET") {
         for (const auto& r : reads)
