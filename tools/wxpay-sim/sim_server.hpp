@@ -3,8 +3,8 @@
 // delivers payment and refund notifications on WeChat's retry schedule with
 // the configured faults. One event-loop thread owns all state; RSA signing
 // runs on a small thread pool. One source file per job: sim_merchant_api,
-// sim_refunds, sim_login, sim_control, sim_notifier; sim_server.cpp holds the
-// rest.
+// sim_refunds, sim_login, sim_control, sim_notifier, sim_app_events (the
+// application's side of wxrecond's app events); sim_server.cpp holds the rest.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -26,6 +26,7 @@
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "protocol/v2.hpp"
+#include "sim_app_events.hpp"
 #include "sim_bills.hpp"
 #include "sim_faults.hpp"
 #include "sim_keys.hpp"
@@ -226,6 +227,10 @@ private:
     reply control_bill_corrupt(std::string_view body);
     reply control_fee_adjustment(std::string_view body);
     reply control_refund_plan(std::string_view body);
+    // The app-event receiver (sim_app_events.cpp)
+    reply receive_app_event(const inbound_request& request);
+    reply control_app_events(const inbound_request& request) const;
+    reply control_app_events_config(std::string_view body);
 
     // Notifications (sim_notifier.cpp)
     void notify_payment(merchant_state& m, const order_record& o);
@@ -270,6 +275,7 @@ private:
     std::map<std::string, bill_download, std::less<>> bill_downloads_;  // by token
     std::map<std::string, std::pair<std::string, bool>> login_codes_;   // js_code -> (openid, used)
     std::map<std::string, refund_plan, std::less<>> refund_plans_;      // by "mchid/out_refund_no"
+    app_event_log app_events_;
     std::chrono::steady_clock::time_point started_;
     bool stopping_ = false;
 };
