@@ -19,7 +19,6 @@
 namespace wxrecon::sim {
 
 namespace asio = boost::asio;
-using domain::refund_status;
 using domain::trade_state;
 namespace v2 = protocol::v2;
 
