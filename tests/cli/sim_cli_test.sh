@@ -30,7 +30,9 @@ for item in --out --merchants --api-base --keys --listen --tls --seed --time-sca
             /v3/pay/transactions/jsapi /v3/certificates /pay/unifiedorder /pay/orderquery /pay/closeorder \
             /secapi/pay/refund /pay/refundquery /sns/jscode2session \
             /sim/hand-payment /sim/fee-rate /sim/bill-style /sim/bill-creating /sim/bill-corrupt \
-            /v3/bill/tradebill /v3/bill/fundflowbill /v3/billdownload/file /pay/downloadbill /pay/downloadfundflow; do
+            /v3/bill/tradebill /v3/bill/fundflowbill /v3/billdownload/file /pay/downloadbill /pay/downloadfundflow \
+            /sim/refund-plan /sim/app-events /sim/app-events-config reply_slow refund_processing_ms \
+            refund_abnormal refund_closed CERT_ERROR; do
   expect_output "$item" "--help documents $item"
 done
 expect 0 "--version" "$sim" --version

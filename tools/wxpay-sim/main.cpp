@@ -57,8 +57,11 @@ WeChat Pay endpoints (signed like the real service):
          GET /v3/bill/fundflowbill?bill_date=&account_type=BASIC|OPERATION|FEES[&tar_type=GZIP],
          GET /v3/billdownload/file?token= (signed request, unsigned answer: the file)
   APIv2  POST /pay/unifiedorder, /pay/orderquery, /pay/closeorder, /secapi/pay/refund, /pay/refundquery,
-         /pay/downloadbill, /pay/downloadfundflow (HMAC-SHA256; over --tls on, the merchant's client certificate)
+         /pay/downloadbill, /pay/downloadfundflow (HMAC-SHA256); over --tls on, /secapi/pay/refund and
+         /pay/downloadfundflow need the merchant's own client certificate (else CERT_ERROR)
   login  GET /sns/jscode2session?appid=&secret=&js_code=&grant_type=authorization_code
+  Refunds made through either API are accepted PROCESSING and end SUCCESS, ABNORMAL or CLOSED (faults
+  refund_processing_ms, refund_abnormal, refund_closed, or /sim/refund-plan), then are notified.
 
 Control API (JSON, no authentication: bind it to loopback):
   POST /sim/orders          {"mchid","out_trade_no","amount","notify_url"[,"api_version","sign_type",
@@ -82,17 +85,34 @@ Control API (JSON, no authentication: bind it to loopback):
                              [,"hash":"good"|"served"]}  serve a damaged file; hash_value names the good
                              content (good) or the damaged one (served)
   POST /sim/faults          {["mchid",]"drop","duplicate","concurrent","delay","delay_ms","reorder",
-                             "reorder_window_ms","query_429","query_500","query_slow","slow_ms",
-                             "bad_response_signature","forged","probe","rotate_certificate_after"}
-                             rates are 0..1; without mchid every merchant; leaving a key out keeps it
+                             "reorder_window_ms","query_429","query_500","query_slow","reply_slow",
+                             "slow_ms","bad_response_signature","forged","probe",
+                             "rotate_certificate_after","refund_processing_ms","refund_abnormal",
+                             "refund_closed"}
+                             rates are 0..1; without mchid every merchant; leaving a key out keeps it.
+                             reply_slow: the call is applied, then its answer waits slow_ms (real ms);
+                             API refunds stay PROCESSING refund_processing_ms (scaled), then end
+                             ABNORMAL / CLOSED at those rates (drawn per mchid + out_refund_no), else
+                             SUCCESS; drop etc. apply to their notifications too
+  POST /sim/refund-plan     {"mchid","out_refund_no"[,"status":"SUCCESS"|"ABNORMAL"|"CLOSED","after_ms",
+                             "notify"]}  how the coming API refund with that number ends: after after_ms
+                             (scaled; default 0), notified unless notify is false
+  POST /sim/app-events      the application's receiver for wxrecond's app events: records body and
+                             headers, answers the configured status (default 204)
+  POST /sim/app-events-config {["secret","status","clear"]}  the HMAC secret signatures are checked
+                             with, the status to answer (200..599), clear: forget what was received
   POST /sim/rotate-certificate {"mchid"[,"gradual"]}  a new platform certificate signs from now on;
                              gradual: callbacks only, API answers stay on the current one
   POST /sim/login-code      {"appid"[,"user"]}  a js_code for jscode2session (the same user, the same openid)
-  GET  /sim/ledger          every order and refund with its true state, amounts and ids
+  GET  /sim/ledger          every order and refund with its true state (refund status PROCESSING,
+                             SUCCESS, ABNORMAL or CLOSED), amounts and ids
   GET  /sim/deliveries?since=ID&limit=N  the delivery log: every copy, its faults and attempts
   GET  /sim/stats           counts of orders, deliveries, acknowledgements, pending deliveries
   GET  /sim/calls?since=ID  the merchant API call log: who asked what, when it started and ended
   GET  /sim/merchants       merchants with their key mode, faults and protocol variants
+  GET  /sim/app-events?since=N&limit=N  app events received (the last 100000 kept), each with
+                             event_id, id, type, signature_ok (HMAC-SHA256 of "<t>.<body>", t within
+                             300 s of the simulator's clock), the status answered, headers and body
 )";
 
 int fail(const std::string& message) {

@@ -1,7 +1,8 @@
 // The /sim control API, how tests and humans play the payer and the operator:
 // reads (ledger, deliveries, stats, call log, merchants) and writes (create,
 // pay, expire and refund orders, set faults, rotate certificates). The login
-// code issuer, /sim/login-code, lives with the login in sim_login.cpp.
+// code issuer, /sim/login-code, lives with the login in sim_login.cpp; the
+// refund plans in sim_refunds.cpp; the app-event receiver in sim_app_events.cpp.
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
 #include "base/time.hpp"
@@ -75,6 +76,7 @@ asio::awaitable<reply> simulator::handle_control(inbound_request& req) {
         {"/sim/stats", &simulator::control_stats},
         {"/sim/calls", &simulator::control_calls},
         {"/sim/merchants", &simulator::control_merchants},
+        {"/sim/app-events", &simulator::control_app_events},
     };
     static constexpr write_route writes[] = {
         {"/sim/orders", &simulator::control_create_order},
@@ -90,6 +92,8 @@ asio::awaitable<reply> simulator::handle_control(inbound_request& req) {
         {"/sim/bill-creating", &simulator::control_bill_creating},
         {"/sim/bill-corrupt", &simulator::control_bill_corrupt},
         {"/sim/fee-adjustment", &simulator::control_fee_adjustment},
+        {"/sim/refund-plan", &simulator::control_refund_plan},
+        {"/sim/app-events-config", &simulator::control_app_events_config},
     };
     if (req.method == "GET") {
         for (const auto& r : reads)
@@ -97,6 +101,8 @@ asio::awaitable<reply> simulator::handle_control(inbound_request& req) {
         co_return control_error(404, "no such control endpoint");
     }
     if (req.method != "POST") co_return control_error(405, "control endpoints take GET or POST");
+    // The app-event receiver plays the application: it takes wxrecond's POSTs, headers and all.
+    if (req.path == "/sim/app-events") co_return receive_app_event(req);
     for (const auto& w : writes)
         if (req.path == w.path) co_return (this->*w.handler)(req.body);
     co_return control_error(404, "no such control endpoint");

@@ -57,11 +57,15 @@ std::string fault_config::to_json() const {
         .add_raw("query_429", rate(query_429))
         .add_raw("query_500", rate(query_500))
         .add_raw("query_slow", rate(query_slow))
+        .add_raw("reply_slow", rate(reply_slow))
         .add("slow_ms", slow_ms)
         .add_raw("bad_response_signature", rate(bad_response_signature))
         .add_raw("forged", rate(forged))
         .add_raw("probe", rate(probe))
-        .add("rotate_certificate_after", rotate_certificate_after);
+        .add("rotate_certificate_after", rotate_certificate_after)
+        .add("refund_processing_ms", refund_processing_ms)
+        .add_raw("refund_abnormal", rate(refund_abnormal))
+        .add_raw("refund_closed", rate(refund_closed));
     return j.str();
 }
 
@@ -84,6 +88,9 @@ status apply_fault_json(std::string_view json, fault_config& into) {
         {"query_429", &fault_config::query_429},
         {"query_500", &fault_config::query_500},
         {"query_slow", &fault_config::query_slow},
+        {"reply_slow", &fault_config::reply_slow},
+        {"refund_abnormal", &fault_config::refund_abnormal},
+        {"refund_closed", &fault_config::refund_closed},
         {"bad_response_signature", &fault_config::bad_response_signature},
         {"forged", &fault_config::forged},
         {"probe", &fault_config::probe},
@@ -97,6 +104,7 @@ status apply_fault_json(std::string_view json, fault_config& into) {
         {"reorder_window_ms", &fault_config::reorder_window_ms},
         {"slow_ms", &fault_config::slow_ms},
         {"rotate_certificate_after", &fault_config::rotate_certificate_after},
+        {"refund_processing_ms", &fault_config::refund_processing_ms},
     };
     for (auto [k, v] : obj) {
         if (k == "mchid") continue;
@@ -128,6 +136,10 @@ status apply_fault_json(std::string_view json, fault_config& into) {
         }
         if (!known) return make_error(errc::invalid_argument, "faults: unknown key " + std::string(k));
     }
+    // One draw decides a refund's end: ABNORMAL below refund_abnormal, CLOSED in the next refund_closed.
+    if (next.refund_abnormal + next.refund_closed > 1)
+        return make_error(errc::invalid_argument,
+                          "faults: refund_abnormal + refund_closed must not exceed 1");
     into = next;
     return ok;
 }

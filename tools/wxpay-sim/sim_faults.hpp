@@ -29,11 +29,18 @@ struct fault_config {
     double query_429 = 0;   // an API call is answered 429 FREQUENCY_LIMITED
     double query_500 = 0;   // ... 500 SYSTEM_ERROR
     double query_slow = 0;  // ... only after slow_ms
-    std::int64_t slow_ms = 3000;
+    double reply_slow = 0;  // the call is applied first, then its answer waits slow_ms (a client timeout)
+    std::int64_t slow_ms = 3000;  // real milliseconds, not scaled: it is there to outlast client timeouts
     double bad_response_signature = 0;  // a 2xx answer carries a signature that does not verify
     double forged = 0;  // a forged notification (signed with a key WeChat does not have) is sent too
     double probe = 0;   // a WECHATPAY/SIGNTEST/ probe goes ahead of the real notification
     std::int64_t rotate_certificate_after = 0;  // platform certificate replaced after this many notifications
+    // Refunds made through the merchant APIs: PROCESSING for refund_processing_ms (scaled by the time
+    // scale; 0: final at once), then ABNORMAL or CLOSED at these rates (drawn per mchid and
+    // out_refund_no), else SUCCESS.
+    std::int64_t refund_processing_ms = 0;
+    double refund_abnormal = 0;
+    double refund_closed = 0;
 
     std::string to_json() const;
 };

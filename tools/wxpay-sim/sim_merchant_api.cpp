@@ -1,7 +1,8 @@
-// The APIs a merchant calls: APIv3 (signed JSON: prepay, query, close, refund,
-// refund query, certificates) and APIv2 (signed XML: unifiedorder, orderquery,
-// closeorder, refund, refundquery), each after the caller's signature check and
-// the configured faults, with every call kept in the call log.
+// The APIs a merchant calls: APIv3 (signed JSON: prepay, query, close,
+// certificates) and APIv2 (signed XML: unifiedorder, orderquery, closeorder),
+// each after the caller's signature check and the configured faults, with
+// every call kept in the call log. Refunds and refund queries of both versions
+// are in sim_refunds.cpp.
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -18,7 +19,6 @@
 namespace wxrecon::sim {
 
 namespace asio = boost::asio;
-using domain::refund_status;
 using domain::trade_state;
 namespace v2 = protocol::v2;
 
@@ -26,8 +26,6 @@ namespace {
 
 constexpr std::string_view by_out_trade_no = "/v3/pay/transactions/out-trade-no/";
 constexpr std::string_view by_transaction_id = "/v3/pay/transactions/id/";
-constexpr std::string_view refunds = "/v3/refund/domestic/refunds";
-constexpr std::string_view refund_by_out_refund_no = "/v3/refund/domestic/refunds/";
 
 // How an APIv3 route's path is compared with the request's.
 enum class path_match {
@@ -53,21 +51,6 @@ bool matches(path_match how, std::string_view route, std::string_view path) {
 
 reply v2_reply(const v2::fields& f) {
     return reply{200, "application/xml", v2::to_xml(f)};
-}
-
-// An APIv2 request parameter, "" when absent.
-std::string param(const v2::fields& in, std::string_view name) {
-    const auto it = in.find(name);
-    return it == in.end() ? std::string() : it->second;
-}
-
-v2::fields v2_success() {
-    return {{"return_code", "SUCCESS"}, {"return_msg", "OK"}, {"result_code", "SUCCESS"}};
-}
-
-// Amounts in fen: digits only, and short enough for std::stoll.
-bool is_fen(const std::string& text) {
-    return text.find_first_not_of("0123456789") == std::string::npos && text.size() <= 12;
 }
 
 }  // namespace
@@ -142,8 +125,16 @@ asio::awaitable<reply> simulator::handle_v3(inbound_request& req) {
         co_return co_await v3_signed(*m, req, refused.first, std::move(refused.second));
     }
     std::pair<int, std::string> out = v3_dispatch(*m, req);
+    co_await answer_late(*m, call);
     end_call(log_id, out.first);
     co_return co_await v3_signed(*m, req, out.first, std::move(out.second));
+}
+
+asio::awaitable<void> simulator::answer_late(merchant_state& m, std::uint64_t call) {
+    if (!draw("fault.reply_slow", m.keys->mchid, call, m.faults.reply_slow)) co_return;
+    // Real milliseconds, like query_slow: the point is to outlast the client's timeout.
+    asio::steady_timer slow(io_, std::chrono::milliseconds(m.faults.slow_ms));
+    co_await slow.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
 std::pair<int, std::string> simulator::v3_dispatch(merchant_state& m, const inbound_request& req) {
@@ -158,8 +149,8 @@ std::pair<int, std::string> simulator::v3_dispatch(merchant_state& m, const inbo
         {"GET", by_out_trade_no, path_match::one_segment, &simulator::v3_query},
         {"GET", by_transaction_id, path_match::one_segment, &simulator::v3_query},
         {"POST", by_out_trade_no, path_match::close_suffix, &simulator::v3_close},
-        {"POST", refunds, path_match::whole, &simulator::v3_refund},
-        {"GET", refund_by_out_refund_no, path_match::nonempty_rest, &simulator::v3_refund_query},
+        {"POST", v3_refunds_path, path_match::whole, &simulator::v3_refund},
+        {"GET", v3_refund_query_path, path_match::nonempty_rest, &simulator::v3_refund_query},
         {"GET", "/v3/certificates", path_match::whole, &simulator::v3_certificates},
         {"GET", "/v3/bill/tradebill", path_match::whole, &simulator::v3_trade_bill},
         {"GET", "/v3/bill/fundflowbill", path_match::whole, &simulator::v3_fundflow_bill},
@@ -309,62 +300,6 @@ std::pair<int, std::string> simulator::v3_close(merchant_state& m, const inbound
     }
 }
 
-std::pair<int, std::string> simulator::v3_refund(merchant_state& m, const inbound_request& req) {
-    const json_body j(req.body);
-    if (!j.error.empty()) return {400, v3_error_body("PARAM_ERROR", j.error)};
-    std::string out_trade_no = j.str("out_trade_no").value_or("");
-    if (out_trade_no.empty()) {
-        const std::string tid = j.str("transaction_id").value_or("");
-        const order_record* o = tid.empty() ? nullptr : model_.find_by_transaction(m.keys->mchid, tid, now());
-        if (o == nullptr)
-            return tid.empty() ? std::pair{400, v3_error_body("PARAM_ERROR",
-                                                              "缺少参数 out_trade_no 或 transaction_id")}
-                               : v3_not_found(m);
-        out_trade_no = o->out_trade_no;
-    }
-    const auto refund = j.nested_integer("amount", "refund");
-    const auto total = j.nested_integer("amount", "total");
-    const std::string out_refund_no = j.str("out_refund_no").value_or("");
-    if (!refund || !total || out_refund_no.empty())
-        return {400, v3_error_body("PARAM_ERROR", "缺少参数 out_refund_no, amount.refund 或 amount.total")};
-    const order_record* order = model_.find(m.keys->mchid, out_trade_no, now());
-    if (order != nullptr && order->payer_total != 0 && *total != order->payer_total)
-        return {400, v3_error_body("PARAM_ERROR", "amount.total 与原订单金额不一致")};
-    const auto result = model_.refund(m.keys->mchid, out_trade_no, out_refund_no, *refund,
-                                      j.str("reason").value_or(""), j.str("notify_url").value_or(""), now());
-    switch (result.code) {
-        case outcome::ok: {
-            order_record* o = model_.find(m.keys->mchid, out_trade_no, now());
-            const std::string answer = refund_api_object(*o, *result.record);
-            if (result.created) {
-                // The refund completes at once; its notification follows like WeChat's.
-                const auto done =
-                    model_.finish_refund(m.keys->mchid, out_refund_no, refund_status::success, now());
-                notify_refund(m, *o, *done.record);
-            }
-            return {200, answer};
-        }
-        case outcome::not_found:
-            return v3_not_found(m);
-        case outcome::not_paid:
-            return {403, v3_error_body("TRADE_ERROR", result.message)};
-        case outcome::not_enough:
-            return {403, v3_error_body("NOT_ENOUGH", result.message)};
-        case outcome::params_differ:
-            return {400, v3_error_body("INVALID_REQUEST", result.message)};
-        default:
-            return {400, v3_error_body("PARAM_ERROR", result.message)};
-    }
-}
-
-std::pair<int, std::string> simulator::v3_refund_query(merchant_state& m, const inbound_request& req) {
-    const std::string_view out_refund_no = std::string_view(req.path).substr(refund_by_out_refund_no.size());
-    order_record* o = nullptr;
-    const refund_record* r = model_.find_refund(m.keys->mchid, out_refund_no, &o);
-    if (r == nullptr) return {404, v3_error_body("RESOURCE_NOT_EXISTS", "退款单不存在")};
-    return {200, refund_api_object(*o, *r)};
-}
-
 std::pair<int, std::string> simulator::v3_certificates(merchant_state& m, const inbound_request&) {
     std::string data = "[";
     for (std::size_t i = 0; i < m.keys->certificates.size(); ++i) {
@@ -415,7 +350,13 @@ asio::awaitable<reply> simulator::handle_v2(inbound_request& req) {
         co_return v2_reply(v2_failure("", "频率限制"));
     }
     v2::fields out;
-    if (draw("fault.query_500", subject, call, m->faults.query_500)) {
+    if (req.path == "/secapi/pay/refund" && options_.tls &&
+        req.client_certificate_subject != m->keys->mchid) {
+        // docs/protocol-notes.md §7.10: refunds need the merchant's own client certificate (issued by the
+        // simulator's CA, common name = mchid); refused before anything is applied. Plain HTTP cannot carry
+        // one and is not checked.
+        out = v2_failure("CERT_ERROR", "the merchant's client certificate (apiclient_cert.pem) is required");
+    } else if (draw("fault.query_500", subject, call, m->faults.query_500)) {
         out = v2_failure("SYSTEMERROR", "系统错误");
     } else if (req.path == "/pay/downloadbill" || req.path == "/pay/downloadfundflow") {
         reply file = v2_bill(*m, req, *in);  // the file itself, or an unsigned FAIL
@@ -423,6 +364,7 @@ asio::awaitable<reply> simulator::handle_v2(inbound_request& req) {
         co_return file;
     } else {
         out = v2_dispatch(*m, req.path, *in, type);
+        co_await answer_late(*m, call);
     }
     if (out.at("return_code") == "SUCCESS") {
         out["appid"] = m->keys->appid;
@@ -460,23 +402,23 @@ v2::fields simulator::v2_dispatch(merchant_state& m, std::string_view path, cons
 v2::fields simulator::v2_unifiedorder(merchant_state& m, const v2::fields& in, v2::sign_type type) {
     for (const char* k : {"appid", "body", "out_trade_no", "total_fee", "spbill_create_ip", "notify_url",
                           "trade_type", "openid"})
-        if (param(in, k).empty()) return v2_failure("LACK_PARAMS", std::string("缺少参数 ") + k);
-    if (param(in, "appid") != m.keys->appid)
+        if (v2_param(in, k).empty()) return v2_failure("LACK_PARAMS", std::string("缺少参数 ") + k);
+    if (v2_param(in, "appid") != m.keys->appid)
         return v2_failure("APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配");
-    if (param(in, "trade_type") != "JSAPI")
+    if (v2_param(in, "trade_type") != "JSAPI")
         return v2_failure("INVALID_REQUEST", "only trade_type JSAPI is simulated");
     order_request r;
     r.mchid = m.keys->mchid;
-    r.appid = param(in, "appid");
-    r.description = param(in, "body");
-    r.out_trade_no = param(in, "out_trade_no");
-    r.notify_url = param(in, "notify_url");
-    r.openid = param(in, "openid");
-    r.attach = param(in, "attach");
-    const std::string fee = param(in, "total_fee");
+    r.appid = v2_param(in, "appid");
+    r.description = v2_param(in, "body");
+    r.out_trade_no = v2_param(in, "out_trade_no");
+    r.notify_url = v2_param(in, "notify_url");
+    r.openid = v2_param(in, "openid");
+    r.attach = v2_param(in, "attach");
+    const std::string fee = v2_param(in, "total_fee");
     if (!is_fen(fee)) return v2_failure("INVALID_REQUEST", "total_fee must be an integer number of fen");
     r.amount_total = std::stoll(fee);
-    if (const std::string expire = param(in, "time_expire"); !expire.empty()) {
+    if (const std::string expire = v2_param(in, "time_expire"); !expire.empty()) {
         const auto t = v2::parse_beijing_time(expire);
         if (!t) return v2_failure("INVALID_REQUEST", "time_expire 格式错误");
         r.expire_at = *t;
@@ -508,84 +450,23 @@ v2::fields simulator::v2_unifiedorder(merchant_state& m, const v2::fields& in, v
 
 v2::fields simulator::v2_orderquery(merchant_state& m, const v2::fields& in, v2::sign_type) {
     const std::string& mchid = m.keys->mchid;
-    const std::string tid = param(in, "transaction_id");
+    const std::string tid = v2_param(in, "transaction_id");
     const order_record* o = !tid.empty() ? model_.find_by_transaction(mchid, tid, now())
-                                         : model_.find(mchid, param(in, "out_trade_no"), now());
+                                         : model_.find(mchid, v2_param(in, "out_trade_no"), now());
     if (o == nullptr) return v2_failure("ORDERNOTEXIST", "订单不存在");
     return v2_order_fields(*o, "");
 }
 
 v2::fields simulator::v2_closeorder(merchant_state& m, const v2::fields& in, v2::sign_type) {
     const std::string& mchid = m.keys->mchid;
-    const order_record* o = model_.find(mchid, param(in, "out_trade_no"), now());
+    const order_record* o = model_.find(mchid, v2_param(in, "out_trade_no"), now());
     if (o == nullptr) return v2_failure("ORDERNOTEXIST", "订单不存在");
     if (o->state == trade_state::notpay && now() - o->created_at < scaled(300'000).count() / 1000)
         return v2_failure("INVALID_REQUEST", "订单生成后需要5分钟后才能关单");
-    const auto result = model_.close(mchid, param(in, "out_trade_no"), now());
+    const auto result = model_.close(mchid, v2_param(in, "out_trade_no"), now());
     if (result.code == outcome::already_paid) return v2_failure("ORDERPAID", "订单已支付");
     if (result.code == outcome::closed) return v2_failure("ORDERCLOSED", "订单已关闭");
     return v2_success();
-}
-
-v2::fields simulator::v2_refund(merchant_state& m, const v2::fields& in, v2::sign_type) {
-    const std::string& mchid = m.keys->mchid;
-    std::string out_trade_no = param(in, "out_trade_no");
-    if (out_trade_no.empty()) {
-        const order_record* o = model_.find_by_transaction(mchid, param(in, "transaction_id"), now());
-        if (o == nullptr) return v2_failure("ORDERNOTEXIST", "订单不存在");
-        out_trade_no = o->out_trade_no;
-    }
-    for (const char* k : {"out_refund_no", "total_fee", "refund_fee"})
-        if (param(in, k).empty()) return v2_failure("LACK_PARAMS", std::string("缺少参数 ") + k);
-    const std::string fee = param(in, "refund_fee");
-    if (!is_fen(fee)) return v2_failure("INVALID_REQUEST", "refund_fee must be an integer number of fen");
-    const auto result = model_.refund(mchid, out_trade_no, param(in, "out_refund_no"), std::stoll(fee), "",
-                                      param(in, "notify_url"), now());
-    switch (result.code) {
-        case outcome::ok: {
-            order_record* o = model_.find(mchid, out_trade_no, now());
-            v2::fields f = v2_success();
-            f["transaction_id"] = o->transaction_id;
-            f["out_trade_no"] = o->out_trade_no;
-            f["out_refund_no"] = result.record->out_refund_no;
-            f["refund_id"] = result.record->refund_id;
-            f["refund_fee"] = std::to_string(result.record->amount);
-            f["total_fee"] = std::to_string(o->payer_total);
-            f["cash_fee"] = std::to_string(o->payer_total);
-            if (result.created) {
-                const auto done =
-                    model_.finish_refund(mchid, result.record->out_refund_no, refund_status::success, now());
-                notify_refund(m, *o, *done.record);
-            }
-            return f;
-        }
-        case outcome::not_found:
-            return v2_failure("ORDERNOTEXIST", result.message);
-        case outcome::not_enough:
-            return v2_failure("NOTENOUGH", result.message);
-        case outcome::not_paid:
-            return v2_failure("TRADE_STATE_ERROR", result.message);
-        default:
-            return v2_failure("INVALID_REQUEST", result.message);
-    }
-}
-
-v2::fields simulator::v2_refundquery(merchant_state& m, const v2::fields& in, v2::sign_type) {
-    order_record* o = nullptr;
-    const refund_record* r = model_.find_refund(m.keys->mchid, param(in, "out_refund_no"), &o);
-    if (r == nullptr) return v2_failure("REFUNDNOTEXIST", "退款单不存在");
-    v2::fields f = v2_success();
-    f["transaction_id"] = o->transaction_id;
-    f["out_trade_no"] = o->out_trade_no;
-    f["total_fee"] = std::to_string(o->payer_total);
-    f["refund_count"] = "1";
-    f["out_refund_no_0"] = r->out_refund_no;
-    f["refund_id_0"] = r->refund_id;
-    f["refund_fee_0"] = std::to_string(r->amount);
-    const auto inner = v2_refund_inner_fields(*o, *r);
-    f["refund_status_0"] = inner.at("refund_status");
-    if (r->success_at) f["refund_success_time_0"] = beijing_spaced(r->success_at);
-    return f;
 }
 
 }  // namespace wxrecon::sim

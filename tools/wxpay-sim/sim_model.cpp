@@ -205,6 +205,7 @@ op_result<refund_record> ledger_model::refund(std::string_view mchid, std::strin
     o->refunds.push_back(std::move(r));
     o->state = trade_state::refund;
     by_refund_.emplace(key(mchid, out_refund_no), key(o->mchid, o->out_trade_no));
+    by_refund_id_.emplace(key(mchid, o->refunds.back().refund_id), std::string(out_refund_no));
     return {outcome::ok, &o->refunds.back(), {}, true};
 }
 
@@ -230,6 +231,12 @@ refund_record* ledger_model::find_refund(std::string_view mchid, std::string_vie
     return nullptr;
 }
 
+refund_record* ledger_model::find_refund_by_id(std::string_view mchid, std::string_view refund_id,
+                                               order_record** order) {
+    const auto it = by_refund_id_.find(key(mchid, refund_id));
+    return it == by_refund_id_.end() ? nullptr : find_refund(mchid, it->second, order);
+}
+
 std::vector<const order_record*> ledger_model::orders_of(std::string_view mchid) const {
     std::vector<const order_record*> out;
     const std::string prefix = key(mchid, "");
@@ -250,7 +257,8 @@ std::string ledger_model::ledger_json() const {
             j.add("out_refund_no", r.out_refund_no)
                 .add("refund_id", r.refund_id)
                 .add("amount", r.amount)
-                .add("status", domain::to_string(r.status));
+                .add("status", domain::to_string(r.status))
+                .add("create_time", format_rfc3339(r.created_at));
             if (r.success_at) j.add("success_time", format_rfc3339(r.success_at));
             refunds += (i ? "," : "") + j.str();
         }

@@ -122,6 +122,8 @@ public:
                                            domain::refund_status status, std::int64_t now);
     refund_record* find_refund(std::string_view mchid, std::string_view out_refund_no,
                                order_record** order = nullptr);
+    refund_record* find_refund_by_id(std::string_view mchid, std::string_view refund_id,
+                                     order_record** order = nullptr);
 
     std::size_t size() const noexcept { return orders_.size(); }
     // One merchant's orders (the bills are made from them).
@@ -141,6 +143,7 @@ private:
     std::map<std::string, order_record> orders_;         // key(mchid, out_trade_no)
     std::map<std::string, std::string> by_transaction_;  // key(mchid, transaction_id) -> order key
     std::map<std::string, std::string> by_refund_;       // key(mchid, out_refund_no) -> order key
+    std::map<std::string, std::string> by_refund_id_;    // key(mchid, refund_id) -> out_refund_no
 };
 
 }  // namespace wxrecon::sim

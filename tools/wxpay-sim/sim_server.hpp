@@ -3,7 +3,8 @@
 // delivers payment and refund notifications on WeChat's retry schedule with
 // the configured faults. One event-loop thread owns all state; RSA signing
 // runs on a small thread pool. One source file per job: sim_merchant_api,
-// sim_login, sim_control, sim_notifier; sim_server.cpp holds the rest.
+// sim_refunds, sim_login, sim_control, sim_notifier, sim_app_events (the
+// application's side of wxrecond's app events); sim_server.cpp holds the rest.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -25,6 +26,7 @@
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "protocol/v2.hpp"
+#include "sim_app_events.hpp"
 #include "sim_bills.hpp"
 #include "sim_faults.hpp"
 #include "sim_keys.hpp"
@@ -126,6 +128,15 @@ private:
     };
     static std::int64_t fee_adjustment_of(const merchant_state& m, std::string_view bill_date);
 
+    // How a refund made through a merchant API ends (sim_refunds.cpp): drawn from the merchant's faults, or
+    // set beforehand by /sim/refund-plan.
+    struct refund_plan {
+        domain::refund_status status = domain::refund_status::success;
+        std::int64_t after_ms = 0;  // PROCESSING this long (scaled by the time scale)
+        bool notify = true;         // false: it ends without any notification
+    };
+    static constexpr std::size_t max_refund_plans = 100'000;
+
     // A bill as asked for: the bytes to serve and the SHA-1 the apply answer names, or why there is none.
     enum class bill_refusal { none, param_error, creating, no_statement };
     struct bill_file {
@@ -159,6 +170,14 @@ private:
     std::pair<int, std::string> v3_not_found(merchant_state& m);
     boost::asio::awaitable<reply> v3_signed(merchant_state& m, const inbound_request& request, int status,
                                             std::string body);
+    // The reply_slow fault: the call has been applied; its answer waits slow_ms.
+    boost::asio::awaitable<void> answer_late(merchant_state& m, std::uint64_t call);
+    // Refunds (sim_refunds.cpp): a refund just created by an API call goes its planned way; finish_later
+    // ends it after a delay.
+    void start_refund(merchant_state& m, const std::string& out_refund_no);
+    refund_plan plan_for(const merchant_state& m, const std::string& out_refund_no);
+    void finish(const std::string& mchid, const std::string& out_refund_no, const refund_plan& p);
+    boost::asio::awaitable<void> finish_later(std::string mchid, std::string out_refund_no, refund_plan p);
     // APIv2 operations run after the signature check; the answer is signed afterwards.
     protocol::v2::fields v2_dispatch(merchant_state& m, std::string_view path, const protocol::v2::fields& in,
                                      protocol::v2::sign_type type);
@@ -207,6 +226,11 @@ private:
     reply control_bill_creating(std::string_view body);
     reply control_bill_corrupt(std::string_view body);
     reply control_fee_adjustment(std::string_view body);
+    reply control_refund_plan(std::string_view body);
+    // The app-event receiver (sim_app_events.cpp)
+    reply receive_app_event(const inbound_request& request);
+    reply control_app_events(const inbound_request& request) const;
+    reply control_app_events_config(std::string_view body);
 
     // Notifications (sim_notifier.cpp)
     void notify_payment(merchant_state& m, const order_record& o);
@@ -250,6 +274,8 @@ private:
     std::deque<boost::asio::steady_timer*> slot_waiters_;  // attempts waiting for a slot, oldest first
     std::map<std::string, bill_download, std::less<>> bill_downloads_;  // by token
     std::map<std::string, std::pair<std::string, bool>> login_codes_;   // js_code -> (openid, used)
+    std::map<std::string, refund_plan, std::less<>> refund_plans_;      // by "mchid/out_refund_no"
+    app_event_log app_events_;
     std::chrono::steady_clock::time_point started_;
     bool stopping_ = false;
 };

@@ -34,20 +34,6 @@ bool is_paid(const order_record& o) {
     return o.state == trade_state::success || o.state == trade_state::refund;
 }
 
-std::string_view v2_refund_status(refund_status s) {
-    switch (s) {
-        case refund_status::success:
-            return "SUCCESS";
-        case refund_status::abnormal:
-            return "CHANGE";
-        case refund_status::closed:
-            return "REFUNDCLOSE";
-        case refund_status::processing:
-            return "PROCESSING";
-    }
-    return "";
-}
-
 }  // namespace
 
 std::string transaction_object(const order_record& o, const protocol_variants& variants) {
@@ -208,6 +194,34 @@ void v2_sign(protocol::v2::fields& f, std::string_view api_key, protocol::v2::si
     else
         f.erase("sign_type");
     f["sign"] = protocol::v2::sign(f, api_key, type);
+}
+
+std::string_view v2_refund_status(refund_status s) noexcept {
+    switch (s) {
+        case refund_status::success:
+            return "SUCCESS";
+        case refund_status::abnormal:
+            return "CHANGE";
+        case refund_status::closed:
+            return "REFUNDCLOSE";
+        case refund_status::processing:
+            return "PROCESSING";
+    }
+    return "";
+}
+
+std::string v2_param(const protocol::v2::fields& in, std::string_view name) {
+    const auto it = in.find(name);
+    return it == in.end() ? std::string() : it->second;
+}
+
+protocol::v2::fields v2_success() {
+    return {{"return_code", "SUCCESS"}, {"return_msg", "OK"}, {"result_code", "SUCCESS"}};
+}
+
+bool is_fen(std::string_view text) {
+    return !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos &&
+           text.size() <= 12;
 }
 
 protocol::v2::fields v2_failure(std::string_view err_code, std::string_view message) {

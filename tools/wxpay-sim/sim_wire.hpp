@@ -36,6 +36,17 @@ std::string v2_inner_xml(const protocol::v2::fields& f);  // <root>…</root>
 // Adds sign_type (unless omitted) and sign to f.
 void v2_sign(protocol::v2::fields& f, std::string_view api_key, protocol::v2::sign_type type,
              bool include_sign_type);
+// An APIv2 request parameter, "" when absent.
+std::string v2_param(const protocol::v2::fields& in, std::string_view name);
+// return_code and result_code SUCCESS.
+protocol::v2::fields v2_success();
+// Amounts in fen: digits only, and short enough for std::stoll.
+bool is_fen(std::string_view text);
+// The APIv2 spelling of a refund status: SUCCESS, CHANGE (ABNORMAL), REFUNDCLOSE (CLOSED), PROCESSING.
+std::string_view v2_refund_status(domain::refund_status s) noexcept;
+// The APIv3 refund paths (create; query by out_refund_no appended).
+inline constexpr std::string_view v3_refunds_path = "/v3/refund/domestic/refunds";
+inline constexpr std::string_view v3_refund_query_path = "/v3/refund/domestic/refunds/";
 // return_code SUCCESS, result_code FAIL with err_code — or return_code FAIL when err_code is empty.
 protocol::v2::fields v2_failure(std::string_view err_code, std::string_view message);
 
