@@ -67,6 +67,10 @@ std::string_view to_string(fact_source s) noexcept {
             return "close";
         case fact_source::bill:
             return "bill";
+        case fact_source::refund_query_v3:
+            return "refund_query_v3";
+        case fact_source::refund_query_v2:
+            return "refund_query_v2";
     }
     return "?";
 }
@@ -99,6 +103,8 @@ std::string_view to_string(discrepancy_kind k) noexcept {
             return "refund_abnormal";
         case discrepancy_kind::stuck:
             return "stuck";
+        case discrepancy_kind::refund_stuck:
+            return "refund_stuck";
     }
     return "?";
 }

@@ -16,7 +16,17 @@ using micros = std::int64_t;
 enum class trade_state { notpay, userpaying, success, refund, closed, revoked, payerror };
 enum class refund_status { processing, success, closed, abnormal };
 // bill: a payment found in WeChat Pay's trade bill that the ledger did not show as paid.
-enum class fact_source { notify_v3, notify_v2, query_v3, query_v2, close, bill };
+// refund_query_v3 / refund_query_v2: a refund query's answer (the refund tracker, issue 14).
+enum class fact_source {
+    notify_v3,
+    notify_v2,
+    query_v3,
+    query_v2,
+    close,
+    bill,
+    refund_query_v3,
+    refund_query_v2
+};
 
 std::string_view to_string(trade_state s) noexcept;    // "NOTPAY", ...
 std::string_view to_string(refund_status s) noexcept;  // "PROCESSING", ...
@@ -83,6 +93,7 @@ enum class discrepancy_kind {
     refund_without_payment,
     refund_abnormal,
     stuck,
+    refund_stuck,  // a refund still PROCESSING long after it was made
 };
 std::string_view to_string(discrepancy_kind k) noexcept;
 

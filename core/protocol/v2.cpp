@@ -353,4 +353,51 @@ std::string format_beijing_time(std::int64_t unix_seconds) {
     return compact;
 }
 
+result<domain::refund_fact> read_refund_query(const fields& f, std::string_view out_refund_no) {
+    const auto count = parse_fen(field(f, "refund_count"));  // a non-negative integer, like an amount
+    if (!count || *count > 50)
+        return make_error(errc::parse_error, "refundquery answer has no usable refund_count");
+    for (std::int64_t n = 0; n < *count; ++n) {
+        const std::string suffix = "_" + std::to_string(n);
+        if (field(f, "out_refund_no" + suffix) != out_refund_no) continue;
+        domain::refund_fact r;
+        r.out_refund_no = std::string(out_refund_no);
+        r.out_trade_no = field(f, "out_trade_no");
+        r.transaction_id = field(f, "transaction_id");
+        r.refund_id = field(f, "refund_id" + suffix);
+        const std::string status = field(f, "refund_status" + suffix);
+        if (status == "SUCCESS")
+            r.status = domain::refund_status::success;
+        else if (status == "PROCESSING")
+            r.status = domain::refund_status::processing;
+        else if (status == "REFUNDCLOSE")
+            r.status = domain::refund_status::closed;
+        else if (status == "CHANGE")
+            r.status = domain::refund_status::abnormal;
+        else
+            return make_error(errc::parse_error,
+                              "refund_status" + suffix + " \"" + status.substr(0, 32) +
+                                  "\" is none of SUCCESS, PROCESSING, REFUNDCLOSE, CHANGE");
+        const auto fee = parse_fen(field(f, "refund_fee" + suffix));
+        r.amount_total = parse_fen(field(f, "total_fee"));
+        if (r.out_trade_no.empty() || r.refund_id.empty() || !fee || !r.amount_total)
+            return make_error(errc::parse_error, "refundquery answer lacks out_trade_no, refund_id" + suffix +
+                                                     ", refund_fee" + suffix + " or total_fee");
+        r.amount_refund = *fee;
+        if (const std::string t = field(f, "refund_success_time" + suffix); !t.empty()) {
+            const auto at = parse_beijing_time(t);
+            if (!at)
+                return make_error(errc::parse_error,
+                                  "refund_success_time" + suffix + ": " + at.err().message);
+            r.success_time = *at * 1'000'000;
+        } else if (r.status == domain::refund_status::success) {
+            return make_error(errc::parse_error,
+                              "refund_success_time" + suffix + " missing for a SUCCESS refund");
+        }
+        return r;
+    }
+    return make_error(errc::parse_error,
+                      "refundquery answer lists no refund " + std::string(out_refund_no.substr(0, 64)));
+}
+
 }  // namespace wxrecon::protocol::v2

@@ -47,6 +47,12 @@ std::string to_json(const fields& f);
 // and time_end; cash_fee (what the payer paid) defaults to total_fee. parse_error names what is wrong.
 result<domain::payment_fact> read_payment(const fields& f);
 
+// The refund numbered out_refund_no in a verified refundquery answer: the answer lists refund_count
+// refunds as out_refund_no_$n, refund_id_$n, refund_fee_$n, refund_status_$n (SUCCESS, PROCESSING,
+// REFUNDCLOSE, CHANGE = abnormal) and refund_success_time_$n, beside the order's out_trade_no,
+// transaction_id and total_fee. parse_error names what is missing or unknown.
+result<domain::refund_fact> read_refund_query(const fields& f, std::string_view out_refund_no);
+
 // "yyyyMMddHHmmss" and "yyyy-MM-dd HH:mm:ss" Beijing time -> Unix seconds.
 result<std::int64_t> parse_beijing_time(std::string_view text);
 // Unix seconds -> "yyyyMMddHHmmss" Beijing time (unifiedorder's time_expire).

@@ -82,6 +82,8 @@ std::string state_source_of(fact_source s) {
             return "notify";
         case fact_source::query_v3:
         case fact_source::query_v2:
+        case fact_source::refund_query_v3:
+        case fact_source::refund_query_v2:
             return "query";
         case fact_source::close:
             return "close";

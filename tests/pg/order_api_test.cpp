@@ -155,13 +155,15 @@ TEST_F(OrderApi, ReadsARefundWithItsEvents) {
         " VALUES ('1900000109', 'R-0005', 'API-0005', '50000000000000000005', 300, 'PROCESSING')");
     db_.exec(
         "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, refund_status, "
-        "out_refund_no, amount_refund, occurred_at, payload) VALUES ('1900000109', 'API-0005', 'notify_v3', "
-        "'REFUND.ABNORMAL', 'ABNORMAL', 'R-0005', 300, '2026-11-26T11:00:00+08:00', '{}')");
+        "out_refund_no, amount_refund, occurred_at, payload) VALUES ('1900000109', 'API-0005', "
+        "'refund_query_v3', "
+        "'QUERY', 'ABNORMAL', 'R-0005', 300, '2026-11-26T11:00:00+08:00', '{}')");
     const auto r = get("/api/v1/refunds/1900000109/R-0005");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_NE(r.body.find(R"("out_trade_no": "API-0005")"), std::string::npos) << r.body;
     EXPECT_NE(r.body.find(R"("amount_refund": 300)"), std::string::npos) << r.body;
     EXPECT_NE(r.body.find(R"("refund_status": "ABNORMAL")"), std::string::npos) << "its events" << r.body;
+    EXPECT_NE(r.body.find(R"("source": "refund_query_v3")"), std::string::npos) << r.body;
     EXPECT_NE(r.body.find(R"("occurred_at": "2026-11-26T11:00:00+08:00")"), std::string::npos) << r.body;
     const auto unknown = get("/api/v1/refunds/1900000109/R-NOPE");
     EXPECT_EQ(unknown.status, 404);

@@ -484,3 +484,65 @@ TEST(V2ReadPayment, RefusesWhatCannotBeAPayment) {
 
 }  // namespace
 }  // namespace wxrecon::protocol::v2
+
+// refundquery (docs/protocol-notes.md §7.10): the refund asked about, by its number, among those listed.
+namespace wxrecon::protocol::v2 {
+namespace {
+
+fields refund_query_answer() {
+    return {{"return_code", "SUCCESS"},
+            {"result_code", "SUCCESS"},
+            {"out_trade_no", "ORDER-7"},
+            {"transaction_id", "4200000000000000000000000007"},
+            {"total_fee", "1000"},
+            {"refund_count", "2"},
+            {"out_refund_no_0", "R-7-1"},
+            {"refund_id_0", "50000000000000000071"},
+            {"refund_fee_0", "300"},
+            {"refund_status_0", "SUCCESS"},
+            {"refund_success_time_0", "2026-11-30 10:15:00"},
+            {"out_refund_no_1", "R-7-2"},
+            {"refund_id_1", "50000000000000000072"},
+            {"refund_fee_1", "200"},
+            {"refund_status_1", "PROCESSING"}};
+}
+
+TEST(v2_refund_query, reads_the_refund_asked_about_among_several) {
+    const auto first = read_refund_query(refund_query_answer(), "R-7-1");
+    ASSERT_TRUE(first) << first.err().message;
+    EXPECT_EQ(first->status, domain::refund_status::success);
+    EXPECT_EQ(first->amount_refund, 300);
+    EXPECT_EQ(first->amount_total, 1000);
+    EXPECT_EQ(first->refund_id, "50000000000000000071");
+    EXPECT_EQ(first->out_trade_no, "ORDER-7");
+    EXPECT_EQ(first->success_time, parse_rfc3339("2026-11-30T10:15:00+08:00").value() * 1'000'000);
+    const auto second = read_refund_query(refund_query_answer(), "R-7-2");
+    ASSERT_TRUE(second) << second.err().message;
+    EXPECT_EQ(second->status, domain::refund_status::processing);
+    EXPECT_FALSE(second->success_time);
+}
+
+TEST(v2_refund_query, maps_closed_and_abnormal_and_refuses_what_it_cannot_read) {
+    auto answer = refund_query_answer();
+    answer["refund_status_1"] = "REFUNDCLOSE";
+    EXPECT_EQ(read_refund_query(answer, "R-7-2")->status, domain::refund_status::closed);
+    answer["refund_status_1"] = "CHANGE";
+    EXPECT_EQ(read_refund_query(answer, "R-7-2")->status, domain::refund_status::abnormal);
+    answer["refund_status_1"] = "LOST";
+    EXPECT_NE(read_refund_query(answer, "R-7-2").err().message.find("refund_status_1"), std::string::npos);
+    EXPECT_NE(read_refund_query(refund_query_answer(), "R-7-9").err().message.find("R-7-9"),
+              std::string::npos);
+    auto no_time = refund_query_answer();
+    no_time.erase("refund_success_time_0");
+    EXPECT_NE(read_refund_query(no_time, "R-7-1").err().message.find("refund_success_time_0"),
+              std::string::npos);
+    auto no_fee = refund_query_answer();
+    no_fee["refund_fee_0"] = "3.00";
+    EXPECT_FALSE(read_refund_query(no_fee, "R-7-1"));
+    auto no_count = refund_query_answer();
+    no_count.erase("refund_count");
+    EXPECT_NE(read_refund_query(no_count, "R-7-1").err().message.find("refund_count"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace wxrecon::protocol::v2

@@ -1,3 +1,11 @@
+-- Refunds through the internal API (issue 14). A refund query's answer is a fact like any other, with
+-- its own sources (the refund tracker asks WeChat Pay about refunds not yet final).
+ALTER TABLE wxrecon.payment_events
+    DROP CONSTRAINT payment_events_source_check,
+    ADD CONSTRAINT payment_events_source_check
+        CHECK (source IN ('notify_v3', 'notify_v2', 'query_v3', 'query_v2', 'close', 'bill',
+                          'refund_query_v3', 'refund_query_v2'));
+
 -- A refund as the internal API shows it (GET /api/v1/refunds/{mchid}/{out_refund_no},
 -- docs/interfaces.md §4.4c): its row and the facts recorded about it, oldest first.
 CREATE FUNCTION wxrecon.refund_json(p_mchid text, p_out_refund_no text) RETURNS jsonb
