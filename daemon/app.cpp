@@ -21,6 +21,7 @@
 
 #include "base/metrics.hpp"
 #include "base/time.hpp"
+#include "crypto/crypto.hpp"
 #include "net/http_server.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
@@ -33,6 +34,7 @@
 #include "workflow/notify_intake.hpp"
 #include "workflow/order_api.hpp"
 #include "workflow/poller.hpp"
+#include "workflow/refund_tracker.hpp"
 
 namespace wxrecon::daemon {
 
@@ -106,6 +108,8 @@ void initialise_series(metrics& stats, const config::config& cfg, const wall_clo
     for (const char* api : {"v3", "v2"}) {
         for (const char* result : {"ok", "failed"})
             stats.add("wxrecon_prepay_total", {{"api", api}, {"result", result}}, 0);
+        for (const char* result : {"accepted", "refused", "unknown"})
+            stats.add("wxrecon_refunds_total", {{"api", api}, {"result", result}}, 0);
         for (const char* kind : {"payment", "refund"})
             for (const char* result : {"accepted", "duplicate", "rejected", "error"})
                 stats.add("wxrecon_notifications_total", {{"api", api}, {"kind", kind}, {"result", result}},
@@ -167,6 +171,8 @@ struct application::impl {
     std::unique_ptr<workflow::alert_pusher> alerts;
     std::unique_ptr<store::db_pool> bill_pool;
     std::unique_ptr<workflow::bill_schedule> bills;
+    std::unique_ptr<workflow::refund_tracker> refunds;
+    std::unique_ptr<workflow::refund_api> refund_api;
     std::unique_ptr<workflow::order_api> api;
     std::unique_ptr<http_server> api_server;  // only when api.listen is set
     std::unique_ptr<http_server> public_server;
@@ -261,6 +267,7 @@ struct application::impl {
         co_await public_server->shutdown(left());
         if (api_server) co_await api_server->shutdown(left());
         co_await poller->stop(left());
+        co_await refunds->stop(left());
         co_await alerts->stop(left());
         if (bills) bills->stop();
         co_await certificates->stop(left());
@@ -297,10 +304,21 @@ void application::start() {
                                                           s.clock);
     s.poll_pool = std::make_unique<store::db_pool>(s.cfg.database.url, poll_connections, 1024,
                                                    store::prepare_poll_connection);
+    // The poller and the refund tracker pace each merchant's calls together, under one lease owner.
+    const auto rate = std::make_shared<workflow::merchant_rate_limiter>(s.cfg.poller.rate_per_second);
+    const std::string owner = "wxrecond-" + crypto::random_alnum(8);
     workflow::poller_options poll_options;
     poll_options.clock = s.clock;
+    poll_options.rate = rate;
+    poll_options.owner = owner;
     s.poller = std::make_unique<workflow::poller>(s.io.get_executor(), s.cfg, s.keys, *s.wechat, *s.poll_pool,
                                                   *s.ledger, s.stats, poll_options);
+    workflow::refund_tracker_options refund_options;
+    refund_options.clock = s.clock;
+    refund_options.rate = rate;
+    refund_options.owner = owner;
+    s.refunds = std::make_unique<workflow::refund_tracker>(s.io.get_executor(), s.cfg, s.keys, *s.wechat,
+                                                           *s.poll_pool, *s.ledger, s.stats, refund_options);
     s.certificates = std::make_unique<workflow::certificate_refresher>(s.io.get_executor(), s.cfg, s.keys,
                                                                        *s.wechat, s.stats);
     s.alert_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
@@ -319,8 +337,10 @@ void application::start() {
         if (!token) throw startup_error(exit_bad_config, token.err().message);
         // Its own connections: a burst of registrations neither waits behind nor delays rejected-row writes.
         s.api_pool = std::make_unique<store::db_pool>(s.cfg.database.url, api_connections, 1024);
+        s.refund_api = std::make_unique<workflow::refund_api>(s.cfg, *s.api_pool, s.keys, *s.wechat,
+                                                              *s.ledger, s.stats, owner + "-api", s.clock);
         s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys,
-                                                      *s.wechat, *s.poller, s.stats, s.clock);
+                                                      *s.wechat, *s.poller, *s.refund_api, s.stats, s.clock);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
     initialise_series(*s.stats, s.cfg, s.clock);
@@ -361,6 +381,7 @@ void application::start() {
     s.admin_server->start();
     if (s.api_server) s.api_server->start();
     s.poller->start();
+    s.refunds->start();
     s.certificates->start();
     s.alerts->start();
     if (s.bills) s.bills->start();

@@ -137,6 +137,10 @@ std::shared_ptr<metrics> metrics::make_standard() {
     m->describe("wxrecon_stuck_orders", "gauge",
                 "Open stuck discrepancies: orders open past expiry or failing to poll.");
     m->describe("wxrecon_prepay_total", "counter", "Orders placed at WeChat Pay, by API and result.");
+    m->describe("wxrecon_refunds_total", "counter",
+                "Refund requests sent to WeChat Pay, by API and result (accepted, refused, unknown).");
+    m->describe("wxrecon_refund_queries_total", "counter",
+                "Refund queries sent by the refund tracker, by API and result.");
     m->describe("wxrecon_certificate_refreshes_total", "counter",
                 "Platform certificate list downloads, by result.");
     m->describe(

@@ -330,10 +330,10 @@ void read_database(reader& r, const scope& s, database_config& out) {
     r.get_bool(s, "auto_migrate", out.auto_migrate);
 }
 
-void read_delays(reader& r, const scope& s, std::vector<duration>& out) {
-    const toml::array* arr = r.get_array(s, "delays", "duration strings");
+void read_delays(reader& r, const scope& s, const char* key, std::vector<duration>& out) {
+    const toml::array* arr = r.get_array(s, key, "duration strings");
     if (arr == nullptr) return;
-    const std::string key_path = s.path_of("delays");
+    const std::string key_path = s.path_of(key);
     if (arr->empty()) return r.fail(key_path, "must list at least one delay");
     std::vector<duration> delays;
     for (std::size_t i = 0; i < arr->size(); ++i) {
@@ -354,8 +354,10 @@ void read_delays(reader& r, const scope& s, std::vector<duration>& out) {
 
 void read_poller(reader& r, const scope& s, poller_config& out) {
     r.reject_unknown(s, {"delays", "interval_after", "close_after_expire", "concurrency", "rate_per_second",
-                         "default_expiry", "request_timeout"});
-    read_delays(r, s, out.delays);
+                         "default_expiry", "request_timeout", "refund_delays", "refund_interval_after"});
+    read_delays(r, s, "delays", out.delays);
+    read_delays(r, s, "refund_delays", out.refund_delays);
+    r.get_duration(s, "refund_interval_after", out.refund_interval_after, sign::positive);
     // Zero here would mean polling in a tight loop, or orders that expire on arrival.
     r.get_duration(s, "interval_after", out.interval_after, sign::positive);
     r.get_duration(s, "close_after_expire", out.close_after_expire, sign::non_negative);
@@ -367,8 +369,9 @@ void read_poller(reader& r, const scope& s, poller_config& out) {
 
 void read_alerts(reader& r, const scope& s, alerts_config& out) {
     r.reject_unknown(s, {"stuck_after", "notification_silence", "webhook_url", "webhook_per_minute",
-                         "unknown_order_grace"});
+                         "unknown_order_grace", "refund_stuck_after"});
     r.get_duration(s, "stuck_after", out.stuck_after, sign::non_negative);
+    r.get_duration(s, "refund_stuck_after", out.refund_stuck_after, sign::non_negative);
     r.get_duration(s, "notification_silence", out.notification_silence, sign::positive);
     out.webhook_url = r.get_url(s, "webhook_url", url_rule::webhook);
     r.get_integer(s, "webhook_per_minute", out.webhook_per_minute, 1, 6000);

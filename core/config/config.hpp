@@ -55,10 +55,19 @@ struct poller_config {
     duration default_expiry = std::chrono::hours(2);
     duration request_timeout =
         std::chrono::seconds(10);  // a WeChat Pay call's write + answer; then "timeout"
+    // Refunds not yet final: queried at created_at + each delay, then every refund_interval_after
+    // (docs/protocol-notes.md §4.6: every minute, backing off after five).
+    std::vector<duration> refund_delays = {std::chrono::minutes(1),  std::chrono::minutes(2),
+                                           std::chrono::minutes(3),  std::chrono::minutes(4),
+                                           std::chrono::minutes(5),  std::chrono::minutes(10),
+                                           std::chrono::minutes(20), std::chrono::minutes(30)};
+    duration refund_interval_after = std::chrono::minutes(30);
 };
 
 struct alerts_config {
     duration stuck_after = std::chrono::minutes(30);
+    // A refund PROCESSING this long opens refund_stuck (refunds to a bank card take 1–3 working days).
+    duration refund_stuck_after = std::chrono::hours(72);
     // No accepted notification for this long while orders are being placed: the callback path is broken.
     // Exported as a gauge for the alert rule to compare against.
     duration notification_silence = std::chrono::hours(1);

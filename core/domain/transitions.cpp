@@ -1,5 +1,7 @@
 #include "domain/transitions.hpp"
 
+#include <limits>
+
 namespace wxrecon::domain {
 namespace {
 
@@ -27,6 +29,10 @@ void check_payment_against_order(const payment_fact& p, const order_snapshot& or
 }
 
 }  // namespace
+
+std::int64_t paid_total(const order_snapshot& order) noexcept {
+    return order.payer_total.value_or(order.amount_total);
+}
 
 bool is_terminal(trade_state s) noexcept {
     return s != trade_state::notpay && s != trade_state::userpaying;
@@ -60,19 +66,26 @@ bool is_forward(refund_status from, refund_status to) noexcept {
 
 decision decide(const fact& f, const payment_fact& p, const std::optional<order_snapshot>& order) {
     decision d;
+    // WeChat Pay says REFUND once any refund succeeded; the ledger says it only once the refunds reach
+    // what was paid. Otherwise the order is a paid one with refunds (SUCCESS, refunded_total).
+    trade_state observed = p.state;
+    if (observed == trade_state::refund) {
+        const std::int64_t paid = p.payer_total.value_or(
+            p.amount_total.value_or(order ? paid_total(*order) : std::numeric_limits<std::int64_t>::max()));
+        if (!order || order->refunded_total < paid) observed = trade_state::success;
+    }
     if (!order) {
         // Money for an order nobody registered is still money: keep it, flag it. (Found in a bill, the
         // reconciliation flags it as missing_in_ledger instead.)
         d.result = outcome::applied;
         d.create_order = true;
-        d.new_state = p.state;
+        d.new_state = observed;
         d.record_payment_details = true;
         if (f.source != fact_source::bill) d.open.push_back(discrepancy_kind::unknown_order);
         return d;
     }
 
     const trade_state recorded = order->state;
-    const trade_state observed = p.state;
     if (observed == recorded) {
         if (is_paid(observed) && order->transaction_id.empty()) {
             d.result = outcome::applied;
@@ -90,8 +103,9 @@ decision decide(const fact& f, const payment_fact& p, const std::optional<order_
             check_payment_against_order(p, *order, d);
         }
         // A refund reported before its payment: the payment completes the history.
-        if (observed == trade_state::success && order->has_successful_refund) {
-            d.new_state = trade_state::refund;
+        if (observed == trade_state::success && order->refunded_total > 0) {
+            const std::int64_t paid = p.payer_total.value_or(p.amount_total.value_or(order->amount_total));
+            if (order->refunded_total >= paid) d.new_state = trade_state::refund;
             d.resolve.push_back(discrepancy_kind::refund_without_payment);
         }
         return d;
@@ -149,7 +163,9 @@ decision decide(const fact& f, const refund_fact& r, const std::optional<order_s
     if (r.status == refund_status::abnormal) d.open.push_back(discrepancy_kind::refund_abnormal);
     if (r.status == refund_status::success) {
         d.resolve.push_back(discrepancy_kind::refund_abnormal);
-        if (order && order->state == trade_state::success) d.new_state = trade_state::refund;
+        if (order && order->state == trade_state::success &&
+            order->refunded_total + r.amount_refund >= paid_total(*order))
+            d.new_state = trade_state::refund;
     }
     return d;
 }

@@ -22,9 +22,14 @@ struct order_snapshot {
     micros state_changed_at = 0;
     std::int64_t amount_total = 0;
     std::optional<std::string> appid;
-    std::string transaction_id;          // empty until a payment is recorded
-    bool has_successful_refund = false;  // any refund of this order is SUCCESS
+    std::string transaction_id;               // empty until a payment is recorded
+    std::optional<std::int64_t> payer_total;  // what the payer paid, once recorded
+    std::int64_t refunded_total = 0;          // the order's SUCCESS refunds together
 };
+
+// What was paid for the order: the payer's part when recorded, else the order's amount. Refunds up to it
+// are allowed, and reaching it makes the order REFUND (partial refunds keep SUCCESS).
+std::int64_t paid_total(const order_snapshot& order) noexcept;
 
 struct refund_snapshot {
     refund_status status = refund_status::processing;

@@ -188,11 +188,14 @@ result<decrypted_payment> parse_transaction(std::string_view plaintext) {
     return out;
 }
 
-result<decrypted_refund> parse_refund(std::string_view plaintext) {
-    auto doc = parse_object(plaintext, "decrypted refund");
+namespace {
+
+// A refund object: a notification's decrypted resource (with mchid), or the refund API's answer (without).
+result<decrypted_refund> read_refund(std::string_view text, bool with_mchid) {
+    auto doc = parse_object(text, with_mchid ? "decrypted refund" : "refund answer");
     if (!doc) return doc.err();
     decrypted_refund out;
-    auto mchid = required_string(*doc, "mchid");
+    auto mchid = with_mchid ? required_string(*doc, "mchid") : result<std::string>(std::string());
     auto out_trade_no = required_string(*doc, "out_trade_no");
     auto out_refund_no = required_string(*doc, "out_refund_no");
     if (!mchid) return mchid.err();
@@ -226,6 +229,18 @@ result<decrypted_refund> parse_refund(std::string_view plaintext) {
     if (r.out_trade_no.empty() || r.out_refund_no.empty())
         return parse_failure("out_trade_no or out_refund_no is empty");
     return out;
+}
+
+}  // namespace
+
+result<decrypted_refund> parse_refund(std::string_view plaintext) {
+    return read_refund(plaintext, true);
+}
+
+result<domain::refund_fact> parse_refund_answer(std::string_view body) {
+    auto r = read_refund(body, false);
+    if (!r) return r.err();
+    return std::move(r->refund);
 }
 
 std::string transaction_json(std::string_view mchid, const domain::payment_fact& p) {

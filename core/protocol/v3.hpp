@@ -69,6 +69,9 @@ struct decrypted_refund {
 };
 result<decrypted_payment> parse_transaction(std::string_view plaintext);
 result<decrypted_refund> parse_refund(std::string_view plaintext);
+// A verified answer of the refund API (create or query, docs/protocol-notes.md §4.6): the refund object
+// without mchid, its status as `status`.
+result<domain::refund_fact> parse_refund_answer(std::string_view body);
 
 // ---- APIv3 request signing (docs/protocol-notes.md §1): the merchant signs, WeChat Pay (and the simulator)
 // verifies ----

@@ -200,6 +200,7 @@ private:
         order_snapshot fresh;
         fresh.state_changed_at = now_;
         fresh.amount_total = p.amount_total.value_or(0);
+        fresh.payer_total = p.payer_total;
         if (!p.appid.empty()) fresh.appid = p.appid;
         orders_[okey] = fresh;
     }
@@ -226,11 +227,10 @@ private:
             keep_last(c.bank_type, non_empty(p->bank_type));
             keep_first(c.payer_openid, non_empty(p->payer_openid));
             keep_last(c.payer_total, p->payer_total);
+            keep_last(snap.payer_total, p->payer_total);
             keep_first(c.success_time, p->success_time);
             if (snap.transaction_id.empty()) snap.transaction_id = p->transaction_id;
         }
-        if (const auto* r = std::get_if<refund_fact>(&f.body); r && r->status == refund_status::success)
-            snap.has_successful_refund = true;
     }
 
     void change_refund(const fact& f) {
@@ -248,7 +248,7 @@ private:
         // The refund may complete the order's history (see domain::decide for payments).
         if (r.status == refund_status::success)
             if (auto it = orders_.find(key_of(f.mchid, r.out_trade_no)); it != orders_.end())
-                it->second.has_successful_refund = true;
+                it->second.refunded_total += r.amount_refund;
     }
 
     void discrepancy_op(const fact& f, discrepancy_kind kind, bool open,
@@ -465,7 +465,8 @@ batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& fac
         s.amount_total = row[4].as<std::int64_t>();
         if (!row[5].is_null()) s.appid = row[5].as<std::string>();
         if (!row[6].is_null()) s.transaction_id = row[6].as<std::string>();
-        s.has_successful_refund = row[7].as<bool>();
+        s.refunded_total = row[7].as<std::int64_t>();
+        if (!row[8].is_null()) s.payer_total = row[8].as<std::int64_t>();
         orders.emplace(key_of(row[0].c_str(), row[1].c_str()), s);
     }
     std::map<std::string, refund_snapshot> refunds;

@@ -7,8 +7,9 @@ namespace wxrecon::store {
 void prepare_fact_batch(pqxx::connection_base& conn) {
     const std::string order_snapshot_columns =
         "o.mchid, o.out_trade_no, o.state, wxrecon.to_micros(o.state_changed_at), o.amount_total, o.appid,"
-        " o.transaction_id, EXISTS (SELECT 1 FROM wxrecon.refunds r WHERE r.mchid = o.mchid"
-        " AND r.out_trade_no = o.out_trade_no AND r.status = 'SUCCESS')";
+        " o.transaction_id, (SELECT coalesce(sum(r.amount_refund), 0) FROM wxrecon.refunds r"
+        " WHERE r.mchid = o.mchid AND r.out_trade_no = o.out_trade_no AND r.status = 'SUCCESS'), "
+        "o.payer_total";
     conn.prepare("batch_lock_orders",
                  "SELECT " + order_snapshot_columns +
                      " FROM wxrecon.orders o JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_trade_no)"

@@ -150,13 +150,15 @@ std::string masked(std::string_view openid) {
 }  // namespace
 
 order_api::order_api(const config::config& cfg, std::string token, store::db_pool& pool, key_holder& keys,
-                     wechat_clients& clients, poller& closer, std::shared_ptr<metrics> m, wall_clock clock)
+                     wechat_clients& clients, poller& closer, refund_api& refunds, std::shared_ptr<metrics> m,
+                     wall_clock clock)
     : cfg_(cfg),
       token_(std::move(token)),
       pool_(pool),
       keys_(keys),
       clients_(clients),
       closer_(closer),
+      refunds_(refunds),
       metrics_(std::move(m)),
       clock_(std::move(clock)),
       auth_failures_(failures_per_second, failure_burst, failing_addresses) {}
@@ -205,16 +207,17 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
                 co_return co_await get_order(std::move(mchid), std::move(out_trade_no));
             }
         }
+        if (path == "/api/v1/refunds") {
+            if (req.method != "POST") co_return json_error(405, "POST /api/v1/refunds refunds a paid order");
+            co_return co_await refunds_.create(req);
+        }
         constexpr std::string_view refunds = "/api/v1/refunds/";
         if (path.starts_with(refunds) && req.method == "GET") {
             const std::string_view rest = path.substr(refunds.size());
             const auto slash = rest.find('/');
             if (slash != std::string_view::npos) {
                 std::string mchid(rest.substr(0, slash)), out_refund_no(rest.substr(slash + 1));
-                const auto json = co_await store::refund_json(
-                    pool_, mchid, out_refund_no, std::chrono::steady_clock::now() + database_deadline);
-                if (!json) co_return json_error(404, "no refund " + out_refund_no + " for merchant " + mchid);
-                co_return reply{200, "application/json", *json};
+                co_return co_await refunds_.get(std::move(mchid), std::move(out_refund_no));
             }
         }
         co_return json_error(404, "no such API endpoint");

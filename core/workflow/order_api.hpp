@@ -22,6 +22,7 @@
 #include "store/order_store.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/poller.hpp"
+#include "workflow/refund_api.hpp"
 #include "workflow/wechat_access.hpp"
 
 namespace wxrecon::workflow {
@@ -29,7 +30,8 @@ namespace wxrecon::workflow {
 class order_api {
 public:
     order_api(const config::config& cfg, std::string token, store::db_pool& pool, key_holder& keys,
-              wechat_clients& clients, poller& closer, std::shared_ptr<metrics> m, wall_clock clock = {});
+              wechat_clients& clients, poller& closer, refund_api& refunds, std::shared_ptr<metrics> m,
+              wall_clock clock = {});
 
     static bool handles(std::string_view path) { return path.starts_with("/api/v1/"); }
     boost::asio::awaitable<reply> handle(inbound_request& req);
@@ -68,6 +70,7 @@ private:
     key_holder& keys_;
     wechat_clients& clients_;
     poller& closer_;
+    refund_api& refunds_;
     std::shared_ptr<metrics> metrics_;
     wall_clock clock_;
     // Failed authentications allowed per client address; beyond that, 429. A valid token is never

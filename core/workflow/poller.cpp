@@ -63,12 +63,6 @@ std::string_view query_metric(const wechat::call_result& r) {
 
 }  // namespace
 
-struct poller::token_bucket {
-    double tokens = 0;
-    double rate = 1;
-    steady::time_point last = steady::now();
-};
-
 poller::poller(asio::any_io_executor ex, const config::config& cfg, key_holder& keys, wechat_clients& clients,
                store::db_pool& pool, store::ledger& ledger, std::shared_ptr<metrics> m,
                poller_options options)
@@ -86,6 +80,8 @@ poller::poller(asio::any_io_executor ex, const config::config& cfg, key_holder& 
     schedule_.interval_after = to_micros(cfg_.poller.interval_after);
     schedule_.close_after_expire = to_micros(cfg_.poller.close_after_expire);
     if (options_.owner.empty()) options_.owner = "wxrecond-" + crypto::random_alnum(8);
+    rate_ =
+        options_.rate ? options_.rate : std::make_shared<merchant_rate_limiter>(cfg_.poller.rate_per_second);
 }
 
 poller::~poller() = default;
@@ -176,26 +172,7 @@ asio::awaitable<void> poller::poll_checked(store::claimed_order order) {
 }
 
 asio::awaitable<void> poller::take_token(const std::string& mchid) {
-    auto& slot = buckets_[mchid];
-    if (!slot) {
-        slot = std::make_unique<token_bucket>();
-        slot->rate = std::max<double>(1, cfg_.poller.rate_per_second);
-        slot->tokens = slot->rate;  // a full second's burst
-    }
-    token_bucket& b = *slot;
-    asio::steady_timer timer(executor_);
-    for (;;) {
-        const auto now = steady::now();
-        b.tokens = std::min(b.rate, b.tokens + std::chrono::duration<double>(now - b.last).count() * b.rate);
-        b.last = now;
-        if (b.tokens >= 1) {
-            b.tokens -= 1;
-            co_return;
-        }
-        timer.expires_after(std::chrono::duration_cast<std::chrono::microseconds>(
-            std::chrono::duration<double>((1 - b.tokens) / b.rate)));
-        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    }
+    co_await rate_->take(mchid);
 }
 
 domain::micros poller::backoff(const wechat::call_result& r) const {

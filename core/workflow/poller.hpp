@@ -21,6 +21,7 @@
 #include "domain/schedule.hpp"
 #include "store/poll_store.hpp"
 #include "wechat/pay_client.hpp"
+#include "workflow/merchant_rate.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/wechat_access.hpp"
 
@@ -38,6 +39,8 @@ struct poller_options {
     std::chrono::milliseconds gauges{5000};  // how often the stuck-order and poll-lag gauges are read
     int orders_by_state_every = 12;          // wxrecon_orders{state} (a GROUP BY) on every n-th reading
     wall_clock clock;                        // when queries are sent and due
+    // Paces each merchant's calls; shared with the refund tracker (a limiter of its own when null).
+    std::shared_ptr<merchant_rate_limiter> rate;
 };
 
 class poller {
@@ -63,7 +66,6 @@ public:
     boost::asio::awaitable<void> stop(std::chrono::milliseconds grace);
 
 private:
-    struct token_bucket;
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<void> refresh_gauges();
     // Returns the error the poll ended with ("" when none).
@@ -102,7 +104,7 @@ private:
     std::shared_ptr<metrics> metrics_;
     poller_options options_;
     domain::poll_schedule schedule_;
-    std::map<std::string, std::unique_ptr<token_bucket>, std::less<>> buckets_;  // by mchid
+    std::shared_ptr<merchant_rate_limiter> rate_;
     boost::asio::steady_timer wake_;
     int in_flight_ = 0;
     bool stopping_ = false;

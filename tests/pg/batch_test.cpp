@@ -42,13 +42,13 @@ fact payment(const std::string& out_trade_no, const std::string& txid, std::int6
 }
 
 fact refund(const std::string& out_trade_no, const std::string& txid, const std::string& out_refund_no,
-            refund_status status, const std::string& id) {
+            refund_status status, const std::string& id, std::int64_t amount = 40) {
     refund_fact r;
     r.out_trade_no = out_trade_no;
     r.out_refund_no = out_refund_no;
     r.transaction_id = txid;
     r.status = status;
-    r.amount_refund = 40;
+    r.amount_refund = amount;
     r.amount_total = 100;
     fact f = payment(out_trade_no, txid, 100, id);
     f.event_type = std::string("REFUND.") + std::string(to_string(status));
@@ -63,7 +63,7 @@ protected:
         store::migrate(*conn_);
         store::prepare_ledger_connection(*conn_);
         pqxx::work tx(*conn_);
-        for (const char* o : {"B1", "B2", "B3", "B4"})
+        for (const char* o : {"B1", "B2", "B2F", "B3", "B4"})
             tx.exec_params(
                 "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid) VALUES ($1,$2,100,$3)",
                 test_mchid, o, test_appid);
@@ -98,8 +98,9 @@ TEST_F(BatchTest, SameOrderFactsInOneBatchApplyInArrivalOrder) {
                refund("B1", "T1", "R1", refund_status::success, "E3")});
     ASSERT_EQ(results.size(), 3u);
     for (const auto& r : results) EXPECT_EQ(r.outcome, outcome::applied);
+    // 40 of 100 refunded: a partial refund leaves the order paid.
     EXPECT_EQ(rows("SELECT state, transaction_id FROM wxrecon.orders WHERE out_trade_no = 'B1'"),
-              "REFUND T1 | ");
+              "SUCCESS T1 | ");
     EXPECT_EQ(rows("SELECT status FROM wxrecon.refunds"), "SUCCESS | ");
     EXPECT_EQ(rows("SELECT notify_id FROM wxrecon.payment_events ORDER BY id"), "E1 | E2 | E3 | ");
     // refund_abnormal was opened by the second fact and resolved by the third, exactly as one at a time.
@@ -117,11 +118,29 @@ TEST_F(BatchTest, RefundBeforeItsPaymentInOneBatchConverges) {
         apply({refund("B2", "T2", "R2", refund_status::success, "E1"), payment("B2", "T2", 100, "E2")});
     EXPECT_EQ(results[0].outcome, outcome::applied);
     EXPECT_EQ(results[1].outcome, outcome::applied);
-    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B2'"), "REFUND | ");
+    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B2'"), "SUCCESS | ")
+        << "40 of 100 refunded";
     EXPECT_EQ(rows("SELECT kind, resolved_at IS NOT NULL FROM wxrecon.discrepancies"),
               "refund_without_payment t | ");
     EXPECT_EQ(rows("SELECT status, resolved_by, resolution FROM wxrecon.discrepancies"),
               "resolved wxrecond the payment behind the refund was reported | ");
+
+    // The whole payment refunded before the payment is seen: the payment completes it to REFUND.
+    apply({refund("B2F", "T2F", "R2F", refund_status::success, "E3", 100), payment("B2F", "T2F", 100, "E4")});
+    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B2F'"), "REFUND | ");
+}
+
+// Partial refunds add up within a batch: the order becomes REFUND with the refund that reaches what was
+// paid, and not before.
+TEST_F(BatchTest, PartialRefundsInOneBatchAddUpToRefund) {
+    apply({payment("B4", "T4", 100, "E1")});
+    apply({refund("B4", "T4", "R4a", refund_status::success, "E2", 30),
+           refund("B4", "T4", "R4b", refund_status::success, "E3", 30)});
+    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B4'"), "SUCCESS | ");
+    apply({refund("B4", "T4", "R4c", refund_status::processing, "E4", 40),
+           refund("B4", "T4", "R4c", refund_status::success, "E5", 40)});
+    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B4'"), "REFUND | ");
+    EXPECT_EQ(rows("SELECT sum(amount_refund) FROM wxrecon.refunds WHERE status = 'SUCCESS'"), "100 | ");
 }
 
 TEST_F(BatchTest, DuplicatesInsideABatchAreRecognisedLikeAcrossBatches) {

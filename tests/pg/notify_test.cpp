@@ -210,7 +210,7 @@ TEST_F(NotifyTest, RefundMovesThePaidOrderToRefund) {
     r.refund_id = "50000000005";
     r.transaction_id = "4200000005";
     r.status = domain::refund_status::abnormal;
-    r.amount_refund = 40;
+    r.amount_refund = 100;  // the whole payment: REFUND (a partial refund leaves it SUCCESS)
     r.amount_total = 100;
     EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.ABNORMAL", "EV-5a")).status,
               204);
@@ -221,7 +221,7 @@ TEST_F(NotifyTest, RefundMovesThePaidOrderToRefund) {
     EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, r), "REFUND.SUCCESS", "EV-5b")).status,
               204);
     EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders"), "REFUND");
-    EXPECT_EQ(db_.scalar("SELECT status || ' ' || amount_refund FROM wxrecon.refunds"), "SUCCESS 40");
+    EXPECT_EQ(db_.scalar("SELECT status || ' ' || amount_refund FROM wxrecon.refunds"), "SUCCESS 100");
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NULL"), 0);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 3);
 }
@@ -396,7 +396,8 @@ TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
     EXPECT_EQ(rejected_with("refund_unmatched", 1), 1);
     r = http_post(daemon_->port(), refund_path, {}, refund_xml("4200000100", 300));
     EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
-    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'V1'"), "REFUND");
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'V1'"), "SUCCESS")
+        << "100 of 300 refunded: still paid";
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 2);
 }
 

@@ -74,7 +74,11 @@ TEST(TransitionTable, EveryPairObservedAfterTheRecord) {
     for (auto rec : all_states) {
         for (auto obs : all_states) {
             SCOPED_TRACE(std::string(to_string(rec)) + " observed " + std::string(to_string(obs)));
-            const auto d = decide(query_fact(2000), observed(obs), recorded(rec, 1000));
+            auto record = recorded(rec, 1000);
+            // WeChat Pay reports REFUND once any refund succeeded; the ledger agrees once they reach what
+            // was paid (partial refunds: PartialRefunds below).
+            if (obs == trade_state::refund) record.refunded_total = 100;
+            const auto d = decide(query_fact(2000), observed(obs), record);
             if (obs == rec) {
                 EXPECT_EQ(d.result, outcome::unchanged);
                 EXPECT_FALSE(d.new_state);
@@ -104,7 +108,9 @@ TEST(TransitionTable, EveryBackwardPairObservedBeforeTheRecordIsStale) {
     for (auto rec : all_states) {
         for (auto obs : all_states) {
             if (obs == rec || is_forward(rec, obs) || obs == trade_state::success) continue;
-            const auto d = decide(query_fact(500), observed(obs), recorded(rec, 1000));
+            auto record = recorded(rec, 1000);
+            if (obs == trade_state::refund) record.refunded_total = 100;  // as in the table above
+            const auto d = decide(query_fact(500), observed(obs), record);
             EXPECT_EQ(d.result, outcome::stale) << to_string(rec) << " observed " << to_string(obs);
             EXPECT_TRUE(d.open.empty());
         }
@@ -158,7 +164,7 @@ TEST(TransitionTable, PaymentNotificationAfterItsRefundIsConsistent) {
 
 TEST(TransitionTable, PaymentAfterASuccessfulRefundGoesStraightToRefund) {
     auto rec = recorded(trade_state::notpay);
-    rec.has_successful_refund = true;
+    rec.refunded_total = 100;
     const auto d = decide(query_fact(2000), observed(trade_state::success), rec);
     EXPECT_EQ(d.new_state, trade_state::refund);
     EXPECT_NE(std::ranges::find(d.resolve, discrepancy_kind::refund_without_payment), d.resolve.end());
@@ -170,7 +176,7 @@ refund_fact refund(refund_status s) {
     r.out_refund_no = "R1";
     r.transaction_id = "4200000001";
     r.status = s;
-    r.amount_refund = 40;
+    r.amount_refund = 100;  // the whole payment; the partial-refund tests say otherwise
     r.amount_total = 100;
     return r;
 }
@@ -227,6 +233,52 @@ TEST(RefundTable, ClosedRefundLeavesTheOrderAlone) {
                           refund_snapshot{refund_status::processing, 1000});
     EXPECT_EQ(d.result, outcome::applied);
     EXPECT_FALSE(d.new_state);
+}
+
+// An order is REFUND only once its SUCCESS refunds reach what was paid; until then it stays SUCCESS and
+// refunded_total tells how much went back.
+TEST(PartialRefunds, APartialRefundKeepsTheOrderPaid) {
+    auto partial = refund(refund_status::success);
+    partial.amount_refund = 40;
+    const auto d = decide(query_fact(2000), partial, recorded(trade_state::success), std::nullopt);
+    EXPECT_EQ(d.result, outcome::applied);
+    EXPECT_TRUE(d.upsert_refund);
+    EXPECT_FALSE(d.new_state);
+
+    // 60 already back, 40 more: the whole 100 is refunded.
+    auto rec = recorded(trade_state::success);
+    rec.refunded_total = 60;
+    EXPECT_EQ(decide(query_fact(2000), partial, rec, std::nullopt).new_state, trade_state::refund);
+    // What was paid is the payer's part when recorded (a coupon paid the rest).
+    rec.refunded_total = 0;
+    rec.payer_total = 40;
+    EXPECT_EQ(decide(query_fact(2000), partial, rec, std::nullopt).new_state, trade_state::refund);
+}
+
+TEST(PartialRefunds, WeChatsRefundStateOnAPartlyRefundedOrderChangesNothing) {
+    auto rec = recorded(trade_state::success);
+    rec.refunded_total = 40;
+    const auto d = decide(query_fact(2000), observed(trade_state::refund), rec);
+    EXPECT_EQ(d.result, outcome::unchanged);
+    EXPECT_FALSE(d.new_state);
+    EXPECT_TRUE(d.open.empty()) << "not a regression either";
+    rec.refunded_total = 100;
+    EXPECT_EQ(decide(query_fact(2000), observed(trade_state::refund), rec).new_state, trade_state::refund);
+}
+
+TEST(PartialRefunds, PaymentAfterAPartialRefundIsPaid) {
+    auto rec = recorded(trade_state::notpay);
+    rec.refunded_total = 40;
+    const auto d = decide(query_fact(2000), observed(trade_state::success), rec);
+    EXPECT_EQ(d.new_state, trade_state::success);
+    EXPECT_NE(std::ranges::find(d.resolve, discrepancy_kind::refund_without_payment), d.resolve.end());
+    // A query reporting REFUND for an order the ledger did not know paid: paid, refunds to follow.
+    const auto refunded =
+        decide(query_fact(2000), observed(trade_state::refund), recorded(trade_state::notpay));
+    EXPECT_EQ(refunded.new_state, trade_state::success);
+    EXPECT_TRUE(refunded.record_payment_details);
+    const auto unknown = decide(query_fact(2000), observed(trade_state::refund), std::nullopt);
+    EXPECT_EQ(unknown.new_state, trade_state::success);
 }
 
 TEST(RefundTable, RefundWithoutPaymentIsStoredAndFlagged) {
