@@ -13,6 +13,7 @@ packages=(
   postgresql-15 postgresql-client-15
   prometheus   # for promtool (tests/cli/alert_rules_test.sh)
   dpkg-dev systemd   # the package and unit tests: cpack's dpkg-shlibdeps, systemd-analyze
+  python3-jsonschema python3-yaml   # tests/cli/api_schema_test.sh checks docs/api.yaml
 )
 
 missing=()
