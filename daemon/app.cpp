@@ -23,12 +23,14 @@
 #include "base/time.hpp"
 #include "crypto/crypto.hpp"
 #include "net/http_server.hpp"
+#include "store/app_event_store.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
 #include "store/migrations.hpp"
 #include "store/poll_store.hpp"
 #include "store/rejected_log.hpp"
 #include "workflow/alert_pusher.hpp"
+#include "workflow/app_event_pusher.hpp"
 #include "workflow/bill_schedule.hpp"
 #include "workflow/certificate_refresher.hpp"
 #include "workflow/notify_intake.hpp"
@@ -172,6 +174,8 @@ struct application::impl {
     std::unique_ptr<store::db_pool> bill_pool;
     std::unique_ptr<workflow::bill_schedule> bills;
     std::unique_ptr<workflow::refund_tracker> refunds;
+    std::unique_ptr<store::db_pool> event_pool;  // the app-event outbox: never in the way of facts
+    std::unique_ptr<workflow::app_event_pusher> app_events;
     std::unique_ptr<workflow::refund_api> refund_api;
     std::unique_ptr<workflow::order_api> api;
     std::unique_ptr<http_server> api_server;  // only when api.listen is set
@@ -268,6 +272,7 @@ struct application::impl {
         if (api_server) co_await api_server->shutdown(left());
         co_await poller->stop(left());
         co_await refunds->stop(left());
+        if (app_events) co_await app_events->stop(left());
         co_await alerts->stop(left());
         if (bills) bills->stop();
         co_await certificates->stop(left());
@@ -286,14 +291,17 @@ application::~application() {
     if (impl_->poll_pool) impl_->poll_pool->stop();
     if (impl_->alert_pool) impl_->alert_pool->stop();
     if (impl_->bill_pool) impl_->bill_pool->stop();
+    if (impl_->event_pool) impl_->event_pool->stop();
 }
 
 void application::start() {
     auto& s = *impl_;
     if (s.cfg.database.auto_migrate) migrate_database(s.cfg.database.url);
-    s.fact_pool = std::make_unique<store::db_pool>(s.cfg.database.url, s.cfg.database.pool_size,
-                                                   s.cfg.database.pool_size * fact_queue_per_connection,
-                                                   store::prepare_ledger_connection);
+    // With [app_events], every pool whose writes may announce something turns the outbox triggers on.
+    const bool announce = s.cfg.app_events.has_value();
+    s.fact_pool = std::make_unique<store::db_pool>(
+        s.cfg.database.url, s.cfg.database.pool_size, s.cfg.database.pool_size * fact_queue_per_connection,
+        store::with_app_events(store::prepare_ledger_connection, announce));
     s.side_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 256);
     s.ledger = std::make_unique<store::ledger>(*s.fact_pool);
     s.rejected = std::make_unique<store::rejected_log>(*s.side_pool, s.cfg.notifications.rejected_keep,
@@ -302,8 +310,9 @@ void application::start() {
         std::make_unique<workflow::notification_intake>(s.keys, *s.ledger, *s.rejected, s.stats, s.clock);
     s.wechat = std::make_unique<workflow::wechat_clients>(s.io.get_executor(), s.cfg.poller.request_timeout,
                                                           s.clock);
-    s.poll_pool = std::make_unique<store::db_pool>(s.cfg.database.url, poll_connections, 1024,
-                                                   store::prepare_poll_connection);
+    s.poll_pool =
+        std::make_unique<store::db_pool>(s.cfg.database.url, poll_connections, 1024,
+                                         store::with_app_events(store::prepare_poll_connection, announce));
     // The poller and the refund tracker pace each merchant's calls together, under one lease owner.
     const auto rate = std::make_shared<workflow::merchant_rate_limiter>(s.cfg.poller.rate_per_second);
     const std::string owner = "wxrecond-" + crypto::random_alnum(8);
@@ -325,7 +334,8 @@ void application::start() {
     s.alerts = std::make_unique<workflow::alert_pusher>(s.io.get_executor(), s.cfg, *s.alert_pool, s.stats);
     if (s.cfg.bills) {
         // Its own connection: a bill's COPY takes seconds and must not hold up rejected-row writes.
-        s.bill_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
+        s.bill_pool =
+            std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64, store::with_app_events({}, announce));
         s.bills = std::make_unique<workflow::bill_schedule>(s.io.get_executor(), s.cfg, s.keys, *s.bill_pool,
                                                             *s.ledger, s.stats, s.clock);
     }
@@ -336,11 +346,27 @@ void application::start() {
         auto token = config::load_api_token(*s.cfg.api);
         if (!token) throw startup_error(exit_bad_config, token.err().message);
         // Its own connections: a burst of registrations neither waits behind nor delays rejected-row writes.
-        s.api_pool = std::make_unique<store::db_pool>(s.cfg.database.url, api_connections, 1024);
+        s.api_pool = std::make_unique<store::db_pool>(s.cfg.database.url, api_connections, 1024,
+                                                      store::with_app_events({}, announce));
         s.refund_api = std::make_unique<workflow::refund_api>(s.cfg, *s.api_pool, s.keys, *s.wechat,
                                                               *s.ledger, s.stats, owner + "-api", s.clock);
         s.api = std::make_unique<workflow::order_api>(s.cfg, std::move(*token), *s.api_pool, s.keys,
                                                       *s.wechat, *s.poller, *s.refund_api, s.stats, s.clock);
+    }
+    if (s.cfg.app_events) {
+        auto secret = config::load_app_events_secret(*s.cfg.app_events);
+        if (!secret) throw startup_error(exit_bad_config, secret.err().message);
+        s.event_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 256);
+        workflow::app_event_pusher_options event_options;
+        event_options.owner = owner;
+        event_options.clock = s.clock;
+        s.app_events = std::make_unique<workflow::app_event_pusher>(s.io.get_executor(), *s.cfg.app_events,
+                                                                    std::move(*secret), *s.event_pool,
+                                                                    s.stats, event_options);
+        for (const char* result : {"delivered", "failed"})
+            s.stats->add("wxrecon_app_events_total", {{"result", result}}, 0);
+        s.stats->set("wxrecon_app_events_outbox", 0);
+        s.stats->set("wxrecon_app_events_oldest_seconds", 0);
     }
     s.stats->set("wxrecon_build_info", {{"version", WXRECON_VERSION}}, 1);
     initialise_series(*s.stats, s.cfg, s.clock);
@@ -382,6 +408,7 @@ void application::start() {
     if (s.api_server) s.api_server->start();
     s.poller->start();
     s.refunds->start();
+    if (s.app_events) s.app_events->start();
     s.certificates->start();
     s.alerts->start();
     if (s.bills) s.bills->start();
@@ -421,6 +448,7 @@ void application::run(bool handle_signals) {
     s.poll_pool->stop();
     s.alert_pool->stop();
     if (s.bill_pool) s.bill_pool->stop();
+    if (s.event_pool) s.event_pool->stop();
     spdlog::info("wxrecond: stopped");
 }
 

@@ -19,6 +19,7 @@
 #include "base/gzip.hpp"
 #include "config/config.hpp"
 #include "protocol/bill.hpp"
+#include "store/app_event_store.hpp"
 #include "store/bill_store.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
@@ -192,7 +193,11 @@ template <class Work>
 int run_day(const char* command, const config::config& cfg, Work work) {
     try {
         if (cfg.database.auto_migrate) migrate_database(cfg.database.url);
-        store::db_pool pool(cfg.database.url, 2, 64, store::prepare_ledger_connection);
+        // Facts and discrepancies found by hand are announced like the daemon's own (the daemon delivers
+        // them).
+        store::db_pool pool(
+            cfg.database.url, 2, 64,
+            store::with_app_events(store::prepare_ledger_connection, cfg.app_events.has_value()));
         store::ledger ledger(pool);
         boost::asio::io_context io;
         auto done = boost::asio::co_spawn(io, work(io, pool, ledger), boost::asio::use_future);

@@ -104,6 +104,12 @@ int run(int argc, char** argv) {
             return daemon::exit_bad_config;
         }
     }
+    if (cfg->app_events) {
+        if (auto secret = config::load_app_events_secret(*cfg->app_events); !secret) {
+            spdlog::error("config: {}", secret.err().message);
+            return daemon::exit_bad_config;
+        }
+    }
     if (command == "check-config") {
         std::printf("%s: configuration and key material OK (%zu merchant%s)\n", config_path.c_str(),
                     cfg->merchants.size(), cfg->merchants.size() == 1 ? "" : "s");

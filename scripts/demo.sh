@@ -97,7 +97,14 @@ url = "$WXRECON_TEST_PG_URL"
 delays = ["2s", "4s"]
 interval_after = "3s"
 close_after_expire = "1s"
+refund_delays = ["2s"]
+refund_interval_after = "2s"
+
+[app_events]             # the application's receiver: wxpay-sim plays it
+url = "http://127.0.0.1:$sim_port/sim/app-events"
+secret_file = "app_events.key"
 TOML
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/app_events.key"
 cat "$work/keys/wxrecond-merchants.toml" >>"$work/wxrecond.toml"
 
 say "wxrecond check-config"
@@ -119,8 +126,9 @@ for i in $(seq 100); do
 done
 echo "wxrecond ready: $(curl -s "$admin/readyz")"
 control() { curl -fsS "$simurl$1" -d "$2"; echo; }
+control /sim/app-events-config "{\"secret\":\"$(cat "$work/app_events.key")\",\"status\":200}" >/dev/null
 
-api() { curl -sS -H "Authorization: Bearer $(cat "$work/api.token")" "http://127.0.0.1:$server_port$1" -d "$2"; }
+api() { curl -sS -H "Authorization: Bearer $(cat "$work/api.token")" "http://127.0.0.1:$server_port$1" -d "$2" "${@:3}"; }
 
 say "placing orders through wxrecond's API with prepay (POST /api/v1/orders, \"prepay\": true; payable for 65 s)"
 echo "DEMO-V3-1..20 at the APIv3 merchant, DEMO-V2-1..16 at the APIv2 merchant, 100 fen each. The first reply:"
@@ -161,10 +169,7 @@ control /sim/pay "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-V3-1\"}" >/dev/null
 control /sim/pay "{\"mchid\":\"$v2\",\"prefix\":\"DEMO-V2-\",\"count\":16}" >/dev/null
 control /sim/pay "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-UNKNOWN-1\"}" >/dev/null
 echo "paid"
-say "a refund of 30 fen on DEMO-V3-1 and one on DEMO-V2-1"
 control /sim/faults '{"drop":0,"duplicate":0,"concurrent":0,"forged":0,"probe":0}' >/dev/null
-control /sim/refund "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-V3-1\",\"amount\":30}"
-control /sim/refund "{\"mchid\":\"$v2\",\"out_trade_no\":\"DEMO-V2-1\",\"amount\":30,\"notify_url\":\"http://127.0.0.1:$server_port/wxpay/v2/refund-notify/$v2\"}"
 
 say "waiting for the notifications (retries included), the poller's queries and the closes"
 for i in $(seq 600); do
@@ -177,6 +182,25 @@ done
 echo "simulator: $stats"
 converged=$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
 echo "converged: every order settled $converged s after the first was placed"
+
+say "refunds through wxrecond's API (POST /api/v1/refunds): 30 fen of DEMO-V3-1, all 100 fen of DEMO-V2-1"
+echo "DEMO-V3-1's refund notification is lost at the simulator: the refund tracker's query finds the refund"
+control /sim/refund-plan "{\"mchid\":\"$v3\",\"out_refund_no\":\"DEMO-V3-1-R1\",\"status\":\"SUCCESS\",\"after_ms\":1000,\"notify\":false}" >/dev/null
+api /api/v1/refunds "{\"mchid\":\"$v3\",\"out_trade_no\":\"DEMO-V3-1\",\"out_refund_no\":\"DEMO-V3-1-R1\",\"amount\":30,\"reason\":\"demo\"}" | head -c 300; echo
+api /api/v1/refunds "{\"mchid\":\"$v2\",\"out_trade_no\":\"DEMO-V2-1\",\"out_refund_no\":\"DEMO-V2-1-R1\",\"amount\":100}" | head -c 300; echo
+echo "the same request again answers 200 with the same refund, never a second one:"
+api /api/v1/refunds "{\"mchid\":\"$v2\",\"out_trade_no\":\"DEMO-V2-1\",\"out_refund_no\":\"DEMO-V2-1-R1\",\"amount\":100}" -o /dev/null -w '%{http_code}\n'
+for i in $(seq 150); do
+  [ "$(psql_ -At -c "SELECT count(*) FROM wxrecon.refunds WHERE status = 'SUCCESS' AND out_refund_no LIKE 'DEMO-V%-R1'")" = 2 ] && break
+  [ "$i" -lt 150 ] || die "refunds not settled after 30 s: $(psql_ -At -c "SELECT out_refund_no, status FROM wxrecon.refunds")"
+  sleep 0.2
+done
+psql_ -c "SELECT r.out_refund_no, r.status, r.amount_refund, o.state AS order_state,
+                 (SELECT string_agg(e.source, ', ' ORDER BY e.id) FROM wxrecon.payment_events e
+                   WHERE e.out_refund_no = r.out_refund_no) AS learned_from
+          FROM wxrecon.refunds r JOIN wxrecon.orders o USING (mchid, out_trade_no)
+          WHERE r.out_refund_no LIKE 'DEMO-V%-R1' ORDER BY 1"
+echo "(a partial refund leaves its order SUCCESS with refunded_total; a full one makes it REFUND)"
 
 say "wxrecon.orders: how each order was settled"
 psql_ -c "SELECT mchid, state, CASE state_source WHEN 'notify' THEN 'by notification' WHEN 'query' THEN 'by query'
@@ -264,6 +288,22 @@ psql_ -c "SELECT out_trade_no, origin, state, state_source, amount_total FROM wx
 echo "the day's statement for finance (wxrecond report --date $day --mchid $v3), first lines:"
 "$wxrecond" --config "$work/wxrecond.toml" report --date "$day" --mchid "$v3" | head -4
 "$wxrecond" --config "$work/wxrecond.toml" report --date "$day" --mchid "$v3" | grep -E '^[0-9]+,DEMO-(HAND|DAY-3,)'
+
+say "app events the application received (wxpay-sim's receiver), by type"
+for i in $(seq 100); do
+  [ "$(psql_ -At -c "SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NULL")" = 0 ] && break
+  sleep 0.2
+done
+curl -fsS "$simurl/sim/app-events?limit=10000" | python3 -c '
+import collections, json, sys
+events = json.load(sys.stdin)["events"]
+by_type = collections.Counter(e["type"] for e in events if e["status"] == 200)
+bad = sum(1 for e in events if not e["signature_ok"])
+for t, n in sorted(by_type.items()):
+    print(f"{t:20} {n}")
+print(f"{len(events)} deliveries, {bad} with a bad signature")
+'
+psql_ -At -c "SELECT 'undelivered app events: ' || count(*) FROM wxrecon.app_events WHERE delivered_at IS NULL"
 
 say "metrics: wxrecon_notifications_total"
 curl -s "$admin/metrics" | grep '^wxrecon_notifications_total' | grep -v ' 0$' || echo "(none)"

@@ -22,7 +22,7 @@ if [ "${WXRECON_SANITIZE_RUN:-1}" != 0 ]; then
   asan="${build}-asan"
   cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWXRECON_WERROR=ON -DWXRECON_SANITIZE=ON >/dev/null
   cmake --build "$asan" -j "$jobs" --target unit_tests sim_tests pg_tests
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 WXRECON_SOAK_ORDERS=2000 WXRECON_PREPAY_ORDERS=400 \
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 WXRECON_SOAK_ORDERS=2000 WXRECON_PREPAY_ORDERS=400 WXRECON_APP_EVENT_ORDERS=200 \
     ctest --test-dir "$asan" --output-on-failure -j "$jobs" -L 'unit|sim|pg' --timeout 900
 fi
 echo "test: all suites passed"

@@ -155,6 +155,13 @@ std::shared_ptr<metrics> metrics::make_standard() {
     m->describe("wxrecon_webhook_pushes_total", "counter",
                 "Discrepancy pushes to alerts.webhook_url, by result.");
     m->describe("wxrecon_webhook_outbox", "gauge", "Discrepancy pushes waiting in the outbox.");
+    m->describe("wxrecon_app_events_total", "counter",
+                "App event deliveries, by result (delivered, failed).");
+    m->describe("wxrecon_app_events_outbox", "gauge", "App events not yet delivered.");
+    m->describe("wxrecon_app_events_oldest_seconds", "gauge",
+                "Age of the oldest app event not yet delivered.");
+    m->describe("wxrecon_app_event_delivery_seconds", "histogram",
+                "Time from sending an app event to its 2xx.");
     m->describe("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
     m->describe("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
     m->describe("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");

@@ -408,6 +408,15 @@ void read_bills(reader& r, const scope& s, bills_config& out) {
     r.get_integer(s, "keep_days", out.keep_days, 8, 100000);
 }
 
+void read_app_events(reader& r, const scope& s, app_events_config& out) {
+    r.reject_unknown(s, {"url", "secret_file", "concurrency", "timeout"});
+    out.url = r.get_url(s, "url", url_rule::webhook).value_or("");
+    if (out.url.empty() && !r.failed()) r.fail(s.path_of("url"), "required");
+    if (auto v = r.get_path(s, "secret_file", need::required)) out.secret_file = std::move(*v);
+    r.get_integer(s, "concurrency", out.concurrency, 1, 256);
+    r.get_duration(s, "timeout", out.timeout, sign::positive);
+}
+
 void read_notifications(reader& r, const scope& s, notifications_config& out) {
     r.reject_unknown(s, {"rejected_keep"});
     r.get_integer(s, "rejected_keep", out.rejected_keep, 1, int64_max);
@@ -536,7 +545,7 @@ result<config> parse_config(std::string_view toml_text, const path& source_file)
     cfg.source_file = absolute_file;
     reader r(label, absolute_file.parent_path());
     r.reject_unknown(scope{&root, ""}, {"server", "admin", "api", "database", "poller", "alerts",
-                                        "notifications", "bills", "merchants"});
+                                        "notifications", "bills", "app_events", "merchants"});
     read_server(r, r.section(root, "server"), cfg.server);
     read_admin(r, r.section(root, "admin"), cfg.admin);
     if (!r.failed() && root.contains("api")) {
@@ -551,6 +560,10 @@ result<config> parse_config(std::string_view toml_text, const path& source_file)
     if (!r.failed() && root.contains("bills")) {
         cfg.bills.emplace();
         read_bills(r, r.section(root, "bills"), *cfg.bills);
+    }
+    if (!r.failed() && root.contains("app_events")) {
+        cfg.app_events.emplace();
+        read_app_events(r, r.section(root, "app_events"), *cfg.app_events);
     }
     read_merchants(r, root, cfg.merchants);
     if (r.failed()) return r.take_error();
@@ -579,15 +592,6 @@ result<std::string> read_secret_file(const path& file, std::string_view key_name
     }
     if (secret.empty()) return make_error(errc::config_error, who + ": the file is empty");
     return secret;
-}
-
-result<std::string> load_api_token(const api_config& api) {
-    auto token = read_secret_file(api.token_file, "api.token_file");
-    if (!token) return token.err();
-    if (token->size() < 16)
-        return make_error(errc::config_error, "api.token_file: " + api.token_file.string() +
-                                                  ": the token must be at least 16 characters");
-    return token;
 }
 
 }  // namespace wxrecon::config

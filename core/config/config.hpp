@@ -113,6 +113,14 @@ struct merchant_config {
     std::string mp_api_base = "https://api.weixin.qq.com";
 };
 
+// [app_events] (docs/interfaces.md §2.9): present means the application is told of its orders' changes.
+struct app_events_config {
+    std::string url;
+    path secret_file;               // HMAC-SHA256 key of X-Wxrecon-Signature
+    std::uint32_t concurrency = 8;  // deliveries in flight at once
+    duration timeout = std::chrono::seconds(5);
+};
+
 struct config {
     path source_file;  // absolute path of the file this came from
     server_config server;
@@ -122,7 +130,8 @@ struct config {
     poller_config poller;
     alerts_config alerts;
     notifications_config notifications;
-    std::optional<bills_config> bills;  // absent: no bill is fetched on schedule
+    std::optional<bills_config> bills;            // absent: no bill is fetched on schedule
+    std::optional<app_events_config> app_events;  // absent: no app events are written or sent
     std::vector<merchant_config> merchants;
 
     const merchant_config* find_merchant(std::string_view mchid) const noexcept;
@@ -141,5 +150,7 @@ result<std::string> read_secret_file(const path& file, std::string_view key_name
 
 // The internal API's bearer token (api.token_file): at least 16 characters. Errors name the key and file.
 result<std::string> load_api_token(const api_config& api);
+// app_events.secret_file, at least 16 bytes.
+result<std::string> load_app_events_secret(const app_events_config& events);
 
 }  // namespace wxrecon::config

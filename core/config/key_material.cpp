@@ -285,6 +285,24 @@ const merchant_keys* key_store::find(std::string_view mchid) const noexcept {
     return it == merchants.end() ? nullptr : &it->second;
 }
 
+result<std::string> load_api_token(const api_config& api) {
+    auto token = read_secret_file(api.token_file, "api.token_file");
+    if (!token) return token.err();
+    if (token->size() < 16)
+        return make_error(errc::config_error, "api.token_file: " + api.token_file.string() +
+                                                  ": the token must be at least 16 characters");
+    return token;
+}
+
+result<std::string> load_app_events_secret(const app_events_config& events) {
+    auto secret = read_secret_file(events.secret_file, "app_events.secret_file");
+    if (!secret) return secret.err();
+    if (secret->size() < 16)
+        return make_error(errc::config_error, "app_events.secret_file: " + events.secret_file.string() +
+                                                  ": the secret must be at least 16 bytes");
+    return secret;
+}
+
 result<key_store> load_key_store(const config& cfg, std::int64_t now_unix) {
     key_store store;
     for (std::size_t i = 0; i < cfg.merchants.size(); ++i) {

@@ -674,6 +674,39 @@ def scenario(c):
     c.call("POST", made_at_wechat, body={}, expect=404)
     c.call("GET", session, expect=405)
 
+    app_events(c)
+
+
+def app_events(c):
+    """Every app event the run produced, as wxpay-sim's receiver got it: signed, and an AppEvent."""
+    # A discrepancy as the fact path opens one (an order-less one too, as the bill kinds do).
+    v3 = c.setup["merchants"]["v3"]
+    c.sql("SET wxrecon.app_events = 'on'; INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
+          f" VALUES ('{v3}', 'API-PAY-0001', 'amount_mismatch', '{{\"registered\": 1}}'),"
+          f" ('{v3}', '2026-11-30', 'fee_mismatch', '{{}}')")
+    c.wait_for("the app-event outbox drained",
+               lambda: c.sql("SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NULL") == "0", 60)
+    url = urllib.parse.urlsplit(c.sim)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    try:
+        conn.request("GET", "/sim/app-events?limit=10000")
+        received = json.loads(conn.getresponse().read().decode())["events"]
+    finally:
+        conn.close()
+    types = set()
+    for e in received:
+        if not e["signature_ok"]:
+            c.fail(f"app event {e['id']}: signature does not verify: {e.get('signature_error')}")
+        body = json.loads(e["body"])
+        types.add(body.get("type"))
+        if (error := c.d.schema_errors("#/components/schemas/AppEvent", body)) is not None:
+            c.fail(f"app event {e['id']} ({body.get('type')}): {error}")
+    for wanted in ("order.paid", "order.closed", "refund.succeeded", "discrepancy.opened"):
+        if wanted not in types:
+            c.fail(f"app events: no {wanted} among the {len(received)} received")
+    print(f"app events: {len(received)} received, types {sorted(t for t in types if t)}, "
+          "each signed and matching AppEvent")
+
 
 def main():
     if len(sys.argv) not in (2, 3):

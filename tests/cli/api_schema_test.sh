@@ -97,7 +97,14 @@ listen = "127.0.0.1:$api_port"
 listen = "127.0.0.1:$admin_port"
 [database]
 url = "$db_url"
+[app_events]
+url = "http://$sim_addr/sim/app-events"
+secret_file = "app_events.key"
 TOML
+app_events_secret=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf '%s\n' "$app_events_secret" >"$work/app_events.key"
+curl -fsS -o /dev/null "http://$sim_addr/sim/app-events-config" \
+  -d "{\"secret\":\"$app_events_secret\",\"status\":200}" || die "cannot configure the app-event receiver"
 # The [[merchants]] blocks pointed at the simulator, edited as above; their appids for the checker.
 "$python" - "$work/keys/wxrecond-merchants.toml" "$sim_addr" "$dead_port" "$work/appids.json" \
   >>"$work/wxrecond.toml" <<'PY' || die "cannot write the merchants"

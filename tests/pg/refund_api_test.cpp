@@ -202,6 +202,48 @@ TEST_F(RefundApi, ApiV2RefundIsSignedSentAndNotified) {
         "t");
 }
 
+TEST_F(RefundApi, ApiV2RefundWithItsNotificationLostIsFoundAndAClosedOneFreesTheMoney) {
+    paid_order(v2(), "REFUND-8");
+    sim_control(sim_->port(), "/sim/refund-plan",
+                R"({"mchid":")" + v2().mchid +
+                    R"(","out_refund_no":"REFUND-8-R1","status":"CLOSED","after_ms":200,"notify":false})");
+    ASSERT_EQ(refund(v2(), "REFUND-8", "REFUND-8-R1", 500).status, 201);
+    ASSERT_TRUE(wait_for("SELECT status FROM wxrecon.refunds WHERE out_refund_no = 'REFUND-8-R1'", "CLOSED"));
+    EXPECT_EQ(db_.scalar("SELECT string_agg(source || ' ' || refund_status, ',') FROM wxrecon.payment_events"
+                         " WHERE out_refund_no = 'REFUND-8-R1'"),
+              "refund_query_v2 CLOSED");
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'REFUND-8'"), "SUCCESS");
+    // A CLOSED refund paid nothing back: the whole amount can be refunded again, under a new number.
+    sim_control(sim_->port(), "/sim/faults", R"({"drop":1})");
+    ASSERT_EQ(refund(v2(), "REFUND-8", "REFUND-8-R2", 500).status, 201);
+    ASSERT_TRUE(wait_for("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'REFUND-8'", "REFUND"));
+    EXPECT_EQ(db_.scalar("SELECT string_agg(source, ',') FROM wxrecon.payment_events WHERE out_refund_no = "
+                         "'REFUND-8-R2'"),
+              "refund_query_v2");
+}
+
+TEST_F(RefundApi, TwoRequestsForTheLastFenExactlyOneIsMade) {
+    paid_order(v3(), "REFUND-9");
+    ASSERT_EQ(refund(v3(), "REFUND-9", "REFUND-9-R0", 499).status, 201);
+    for (int round = 0; round < 5; ++round) {
+        const std::string a = "REFUND-9-A" + std::to_string(round), b = "REFUND-9-B" + std::to_string(round);
+        int status_a = 0, status_b = 0;
+        std::thread first([&] { status_a = refund(v3(), "REFUND-9", a, 1).status; });
+        std::thread second([&] { status_b = refund(v3(), "REFUND-9", b, 1).status; });
+        first.join();
+        second.join();
+        if (round == 0) {
+            EXPECT_EQ(std::min(status_a, status_b), 201);
+            EXPECT_EQ(std::max(status_a, status_b), 422);
+        } else {
+            EXPECT_EQ(status_a, 422);
+            EXPECT_EQ(status_b, 422);
+        }
+    }
+    EXPECT_EQ(db_.scalar("SELECT sum(amount_refund) FROM wxrecon.refunds WHERE out_trade_no = 'REFUND-9'"),
+              "500");
+}
+
 TEST_F(RefundApi, AnswerLostAfterTheRefundWasMadeIsNotASecondRefund) {
     paid_order(v3(), "REFUND-5");
     // The simulator makes the refund, then its answer is slower than the daemon's 1 s timeout.

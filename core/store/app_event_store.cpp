@@ -1,0 +1,93 @@
+#include "store/app_event_store.hpp"
+
+#include <pqxx/pqxx>
+
+namespace wxrecon::store {
+namespace {
+
+std::vector<app_event> claim(pqxx::connection_base& conn, const std::string& owner,
+                             std::chrono::milliseconds lease, std::size_t limit) {
+    pqxx::nontransaction tx(conn);  // one statement
+    const auto rows = tx.exec_params(
+        "UPDATE wxrecon.app_events e SET lease_until = now() + make_interval(secs => $2::double precision / "
+        "1000),"
+        " lease_owner = $1, attempts = e.attempts + 1"
+        " FROM (SELECT a.id FROM wxrecon.app_events a"
+        "       WHERE a.delivered_at IS NULL AND a.due_at <= now()"
+        "       AND (a.lease_until IS NULL OR a.lease_until < now())"
+        "       AND NOT EXISTS (SELECT FROM wxrecon.app_events b WHERE b.delivered_at IS NULL"
+        "                       AND b.mchid = a.mchid AND b.out_trade_no = a.out_trade_no AND b.id < a.id)"
+        "       ORDER BY a.id LIMIT $3 FOR UPDATE SKIP LOCKED) head"
+        " WHERE e.id = head.id RETURNING e.id, wxrecon.app_event_body(e), e.attempts",
+        owner, static_cast<std::int64_t>(lease.count()), static_cast<std::int64_t>(limit));
+    std::vector<app_event> out;
+    out.reserve(rows.size());
+    for (const auto& row : rows)
+        out.push_back(app_event{row[0].as<std::int64_t>(), row[1].as<std::string>(), row[2].as<int>()});
+    return out;
+}
+
+app_event_gauges tidy(pqxx::connection_base& conn) {
+    pqxx::nontransaction tx(conn);
+    tx.exec(
+        "DELETE FROM wxrecon.app_events WHERE id IN (SELECT id FROM wxrecon.app_events"
+        " WHERE delivered_at < now() - interval '1 day' LIMIT 10000)");
+    const auto row = tx.exec1(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8"
+        " FROM wxrecon.app_events WHERE delivered_at IS NULL");
+    return app_event_gauges{row[0].as<long>(), row[1].as<double>()};
+}
+
+}  // namespace
+
+connection_setup with_app_events(connection_setup prepare, bool on) {
+    if (!on) return prepare;
+    return [prepare = std::move(prepare)](pqxx::connection_base& conn) {
+        if (prepare) prepare(conn);
+        pqxx::nontransaction(conn).exec("SET wxrecon.app_events = 'on'");
+    };
+}
+
+boost::asio::awaitable<std::vector<app_event>> claim_app_events(db_pool& pool, std::string owner,
+                                                                std::chrono::milliseconds lease,
+                                                                std::size_t limit, deadline until) {
+    auto job = [owner = std::move(owner), lease, limit](pqxx::connection_base& c) {
+        return claim(c, owner, lease, limit);
+    };
+    co_return co_await pool.run<std::vector<app_event>>(std::move(job), until);
+}
+
+boost::asio::awaitable<void> finish_app_event(db_pool& pool, std::int64_t id, std::string owner, int status,
+                                              deadline until) {
+    auto job = [id, owner = std::move(owner), status](pqxx::connection_base& c) {
+        pqxx::nontransaction(c).exec_params(
+            "UPDATE wxrecon.app_events SET delivered_at = now(), last_status = $3, last_error = NULL,"
+            " lease_until = NULL, lease_owner = NULL WHERE id = $1 AND lease_owner = $2",
+            id, owner, status);
+        return true;
+    };
+    co_await pool.run<bool>(std::move(job), until);
+}
+
+boost::asio::awaitable<void> retry_app_event(db_pool& pool, std::int64_t id, std::string owner, int status,
+                                             std::string error, std::chrono::milliseconds after,
+                                             deadline until) {
+    auto job = [id, owner = std::move(owner), status, error = std::move(error),
+                after](pqxx::connection_base& c) {
+        pqxx::nontransaction(c).exec_params(
+            "UPDATE wxrecon.app_events SET due_at = now() + make_interval(secs => $5::double precision / "
+            "1000),"
+            " last_status = nullif($3, 0), last_error = $4, lease_until = NULL, lease_owner = NULL"
+            " WHERE id = $1 AND lease_owner = $2",
+            id, owner, status, error, static_cast<std::int64_t>(after.count()));
+        return true;
+    };
+    co_await pool.run<bool>(std::move(job), until);
+}
+
+boost::asio::awaitable<app_event_gauges> tidy_app_events(db_pool& pool, deadline until) {
+    auto job = [](pqxx::connection_base& c) { return tidy(c); };
+    co_return co_await pool.run<app_event_gauges>(std::move(job), until);
+}
+
+}  // namespace wxrecon::store

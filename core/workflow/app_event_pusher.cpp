@@ -1,0 +1,153 @@
+#include "workflow/app_event_pusher.hpp"
+
+#include <algorithm>
+#include <random>
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "base/encoding.hpp"
+#include "crypto/crypto.hpp"
+
+namespace wxrecon::workflow {
+
+namespace asio = boost::asio;
+using namespace std::chrono;
+
+namespace {
+
+constexpr auto database_deadline = seconds(10);
+
+net::client_options delivery_options(const config::app_events_config& cfg) {
+    net::client_options o;
+    o.exchange_timeout = duration_cast<milliseconds>(cfg.timeout);
+    o.max_body_bytes = 64 * 1024;  // the receiver's answer is not read; a large one is not kept either
+    return o;
+}
+
+}  // namespace
+
+std::string app_event_signature(std::string_view secret, std::int64_t t, std::string_view body) {
+    const std::string stamp = std::to_string(t);
+    std::string signed_text;
+    signed_text.reserve(stamp.size() + 1 + body.size());
+    signed_text.append(stamp).append(".").append(body);
+    return "t=" + stamp + ",v1=" + hex_lower(crypto::hmac_sha256(secret, signed_text));
+}
+
+app_event_pusher::app_event_pusher(asio::any_io_executor ex, const config::app_events_config& cfg,
+                                   std::string secret, store::db_pool& pool, std::shared_ptr<metrics> m,
+                                   app_event_pusher_options options)
+    : executor_(ex),
+      cfg_(cfg),
+      secret_(std::move(secret)),
+      pool_(pool),
+      metrics_(std::move(m)),
+      options_(std::move(options)),
+      client_(ex, delivery_options(cfg)),
+      timer_(ex) {
+    if (options_.owner.empty()) options_.owner = "wxrecond-" + crypto::random_alnum(8);
+}
+
+void app_event_pusher::start() {
+    running_ = true;
+    asio::co_spawn(executor_, run(), asio::detached);
+}
+
+asio::awaitable<void> app_event_pusher::stop(milliseconds grace) {
+    stopping_ = true;
+    timer_.cancel();
+    const auto give_up = steady_clock::now() + grace;
+    asio::steady_timer wait(executor_);
+    while ((running_ || in_flight_ > 0) && steady_clock::now() < give_up) {
+        wait.expires_after(milliseconds(10));
+        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+}
+
+asio::awaitable<void> app_event_pusher::run() {
+    const int concurrency = static_cast<int>(std::max<std::uint32_t>(1, cfg_.concurrency));
+    while (!stopping_) {
+        bool more = false;
+        try {
+            if (steady_clock::now() >= next_tidy_) {
+                next_tidy_ = steady_clock::now() + options_.tidy_every;
+                const auto g =
+                    co_await store::tidy_app_events(pool_, steady_clock::now() + database_deadline);
+                metrics_->set("wxrecon_app_events_outbox", static_cast<double>(g.pending));
+                metrics_->set("wxrecon_app_events_oldest_seconds", g.oldest_seconds);
+            }
+            const int free = concurrency - in_flight_;
+            if (free > 0) {
+                auto due = co_await store::claim_app_events(pool_, options_.owner, options_.lease,
+                                                            static_cast<std::size_t>(free),
+                                                            steady_clock::now() + database_deadline);
+                more = static_cast<int>(due.size()) == free;
+                for (auto& e : due) {
+                    ++in_flight_;
+                    asio::co_spawn(executor_, deliver(std::move(e)), asio::detached);
+                }
+            }
+        } catch (const std::exception& e) {
+            spdlog::warn("app-events: outbox not read error={}",
+                         log_quote(e.what()));  // kept for the next round
+        }
+        if (stopping_) break;
+        if (more) continue;
+        timer_.expires_after(options_.tick);
+        co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    running_ = false;
+}
+
+asio::awaitable<void> app_event_pusher::deliver(store::app_event e) {
+    net::outbound_request req;
+    req.method = "POST";
+    req.url = cfg_.url;
+    req.headers = {{"Content-Type", "application/json"},
+                   {"X-Wxrecon-Event-Id", std::to_string(e.id)},
+                   {"X-Wxrecon-Signature", app_event_signature(secret_, options_.clock.seconds(), e.body)}};
+    req.body = e.body;
+    const auto sent = steady_clock::now();
+    const net::exchange ex = co_await client_.send(std::move(req));
+    const int status = ex.response ? ex.response->status : 0;
+    try {
+        if (status >= 200 && status < 300) {
+            co_await store::finish_app_event(pool_, e.id, options_.owner, status,
+                                             steady_clock::now() + database_deadline);
+            metrics_->add("wxrecon_app_events_total", {{"result", "delivered"}});
+            metrics_->observe("wxrecon_app_event_delivery_seconds",
+                              duration<double>(steady_clock::now() - sent).count());
+        } else {
+            const std::string error =
+                ex.response ? "HTTP " + std::to_string(status) : "no answer: " + ex.error;
+            const auto after = backoff(e.attempts);
+            metrics_->add("wxrecon_app_events_total", {{"result", "failed"}});
+            // Every failure counts in the metric; the log says the first and every tenth of an event.
+            if (e.attempts == 1 || e.attempts % 10 == 0)
+                spdlog::info("app-events: delivery failed id={} attempts={} retry_ms={} error={}", e.id,
+                             e.attempts, after.count(), log_quote(error));
+            co_await store::retry_app_event(pool_, e.id, options_.owner, status, error, after,
+                                            steady_clock::now() + database_deadline);
+        }
+    } catch (const std::exception& x) {
+        // Not recorded: the lease runs out and the event is sent again (at least once).
+        spdlog::warn("app-events: outcome not recorded id={} error={}", e.id, log_quote(x.what()));
+    }
+    --in_flight_;
+    if (!stopping_) timer_.cancel();  // a slot is free
+}
+
+milliseconds app_event_pusher::backoff(int attempts) const {
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    const int doublings = std::clamp(attempts - 1, 0, 20);
+    const milliseconds base =
+        std::min<milliseconds>(options_.first_retry * (1L << std::min(doublings, 16)), options_.last_retry);
+    std::uniform_real_distribution<double> jitter(0.5, 1.5);  // instances and events spread out
+    return milliseconds(static_cast<std::int64_t>(static_cast<double>(base.count()) * jitter(rng)));
+}
+
+}  // namespace wxrecon::workflow

@@ -1,0 +1,68 @@
+// App events delivered to the application ([app_events] url): each event of
+// the outbox is POSTed until a 2xx comes back, at least once and in order per
+// order, signed X-Wxrecon-Signature: t=<unix>,v1=<hex HMAC-SHA256 of
+// "<t>.<body>"> so a receiver can check it and refuse replays. Failures are
+// retried with exponential backoff and jitter; at most `concurrency` are in
+// flight.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "base/metrics.hpp"
+#include "base/time.hpp"
+#include "config/config.hpp"
+#include "net/http_client.hpp"
+#include "store/app_event_store.hpp"
+
+namespace wxrecon::workflow {
+
+// The X-Wxrecon-Signature value for a body sent at unix time t.
+std::string app_event_signature(std::string_view secret, std::int64_t t, std::string_view body);
+
+struct app_event_pusher_options {
+    std::chrono::milliseconds tick{200};     // how often due events are looked for when idle
+    std::chrono::milliseconds lease{60000};  // how long a claimed event keeps other instances away
+    std::string owner;
+    std::chrono::milliseconds tidy_every{5000};  // gauges and clean-up
+    std::chrono::milliseconds first_retry{1000};
+    std::chrono::milliseconds last_retry{std::chrono::minutes(10)};
+    wall_clock clock;
+};
+
+class app_event_pusher {
+public:
+    app_event_pusher(boost::asio::any_io_executor ex, const config::app_events_config& cfg,
+                     std::string secret, store::db_pool& pool, std::shared_ptr<metrics> m,
+                     app_event_pusher_options options);
+
+    void start();
+    // Stops claiming and waits (bounded) for the deliveries in flight; leases make them safe to abandon.
+    boost::asio::awaitable<void> stop(std::chrono::milliseconds grace);
+
+private:
+    boost::asio::awaitable<void> run();
+    boost::asio::awaitable<void> deliver(store::app_event e);
+    std::chrono::milliseconds backoff(int attempts) const;
+
+    boost::asio::any_io_executor executor_;
+    const config::app_events_config& cfg_;
+    std::string secret_;
+    store::db_pool& pool_;
+    std::shared_ptr<metrics> metrics_;
+    app_event_pusher_options options_;
+    net::http_client client_;
+    boost::asio::steady_timer timer_;
+    std::chrono::steady_clock::time_point next_tidy_{};
+    int in_flight_ = 0;
+    bool stopping_ = false;
+    bool running_ = false;
+};
+
+}  // namespace wxrecon::workflow
