@@ -109,7 +109,7 @@ run() {  # run <app events 0|1> <first order>
              FROM (SELECT delivered_at, 1000 * extract(epoch FROM delivered_at - created_at) AS lag
                    FROM wxrecon.app_events) t"
     curl -fsS "http://127.0.0.1:$sim_port/sim/app-events?limit=1" |
-      python3 -c 'import json,sys; d=json.load(sys.stdin); print(f"receiver: {d[\"received\"]} received, {d.get(\"signature_failures\", 0)} bad signatures")'
+      python3 -c 'import json,sys; d=json.load(sys.stdin); print("receiver:", d["received"], "received,", d.get("signature_failures", 0), "bad signatures")'
   fi
   kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
 }

@@ -57,13 +57,16 @@ boost::asio::awaitable<std::vector<app_event>> claim_app_events(db_pool& pool, s
     co_return co_await pool.run<std::vector<app_event>>(std::move(job), until);
 }
 
-boost::asio::awaitable<void> finish_app_event(db_pool& pool, std::int64_t id, std::string owner, int status,
-                                              deadline until) {
-    auto job = [id, owner = std::move(owner), status](pqxx::connection_base& c) {
+boost::asio::awaitable<void> finish_app_events(db_pool& pool, std::vector<std::int64_t> ids,
+                                               std::string owner, deadline until) {
+    auto job = [ids = std::move(ids), owner = std::move(owner)](pqxx::connection_base& c) {
+        std::string list = "{";
+        for (std::size_t i = 0; i < ids.size(); ++i) list += (i ? "," : "") + std::to_string(ids[i]);
+        list += "}";
         pqxx::nontransaction(c).exec_params(
-            "UPDATE wxrecon.app_events SET delivered_at = now(), last_status = $3, last_error = NULL,"
-            " lease_until = NULL, lease_owner = NULL WHERE id = $1 AND lease_owner = $2",
-            id, owner, status);
+            "UPDATE wxrecon.app_events SET delivered_at = now(), last_status = 200, last_error = NULL,"
+            " lease_until = NULL, lease_owner = NULL WHERE id = ANY($1::bigint[]) AND lease_owner = $2",
+            list, owner);
         return true;
     };
     co_await pool.run<bool>(std::move(job), until);

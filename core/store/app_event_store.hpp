@@ -32,9 +32,9 @@ boost::asio::awaitable<std::vector<app_event>> claim_app_events(db_pool& pool, s
                                                                 std::chrono::milliseconds lease,
                                                                 std::size_t limit, deadline until);
 
-// Delivered (a 2xx came back), or to be tried again after `after`.
-boost::asio::awaitable<void> finish_app_event(db_pool& pool, std::int64_t id, std::string owner, int status,
-                                              deadline until);
+// Delivered (a 2xx came back): recorded for many at once, one statement. Or to be tried again after `after`.
+boost::asio::awaitable<void> finish_app_events(db_pool& pool, std::vector<std::int64_t> ids,
+                                               std::string owner, deadline until);
 boost::asio::awaitable<void> retry_app_event(db_pool& pool, std::int64_t id, std::string owner, int status,
                                              std::string error, std::chrono::milliseconds after,
                                              deadline until);

@@ -66,6 +66,16 @@ asio::awaitable<void> app_event_pusher::stop(milliseconds grace) {
         wait.expires_after(milliseconds(10));
         co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    if (!delivered_.empty()) {  // else they are sent again after the restart: at least once either way
+        std::vector<std::int64_t> ids;
+        ids.swap(delivered_);
+        try {
+            co_await store::finish_app_events(pool_, std::move(ids), options_.owner,
+                                              steady_clock::now() + seconds(2));
+        } catch (const std::exception& e) {
+            spdlog::warn("app-events: deliveries not recorded at stop error={}", log_quote(e.what()));
+        }
+    }
 }
 
 asio::awaitable<void> app_event_pusher::run() {
@@ -80,8 +90,17 @@ asio::awaitable<void> app_event_pusher::run() {
                 metrics_->set("wxrecon_app_events_outbox", static_cast<double>(g.pending));
                 metrics_->set("wxrecon_app_events_oldest_seconds", g.oldest_seconds);
             }
+            if (!delivered_.empty()) {
+                // The 2xx of the last round, recorded together: one statement, whatever their number. Until
+                // then the next event of those orders waits, so the order per order holds.
+                std::vector<std::int64_t> ids;
+                ids.swap(delivered_);
+                co_await store::finish_app_events(pool_, std::move(ids), options_.owner,
+                                                  steady_clock::now() + database_deadline);
+            }
+            // Claimed in batches: a claim per finished delivery would make the claim round trip the limit.
             const int free = concurrency - in_flight_;
-            if (free > 0) {
+            if (free >= std::max(1, concurrency / 4) || (free > 0 && in_flight_ == 0)) {
                 auto due = co_await store::claim_app_events(pool_, options_.owner, options_.lease,
                                                             static_cast<std::size_t>(free),
                                                             steady_clock::now() + database_deadline);
@@ -116,8 +135,7 @@ asio::awaitable<void> app_event_pusher::deliver(store::app_event e) {
     const int status = ex.response ? ex.response->status : 0;
     try {
         if (status >= 200 && status < 300) {
-            co_await store::finish_app_event(pool_, e.id, options_.owner, status,
-                                             steady_clock::now() + database_deadline);
+            delivered_.push_back(e.id);
             metrics_->add("wxrecon_app_events_total", {{"result", "delivered"}});
             metrics_->observe("wxrecon_app_event_delivery_seconds",
                               duration<double>(steady_clock::now() - sent).count());

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -60,6 +61,7 @@ private:
     net::http_client client_;
     boost::asio::steady_timer timer_;
     std::chrono::steady_clock::time_point next_tidy_{};
+    std::vector<std::int64_t> delivered_;  // 2xx received, not yet recorded
     int in_flight_ = 0;
     bool stopping_ = false;
     bool running_ = false;
