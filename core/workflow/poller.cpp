@@ -7,11 +7,11 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <random>
 
 #include "base/encoding.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
+#include "workflow/query_retry.hpp"
 
 namespace wxrecon::workflow {
 
@@ -47,18 +47,7 @@ bool is_already_closed(const wechat::call_result& r) {
 }
 
 std::string_view query_metric(const wechat::call_result& r) {
-    switch (r.outcome) {
-        case wechat::call_outcome::rate_limited:
-            return "rate_limited";
-        case wechat::call_outcome::server_error:
-            return "server_error";
-        case wechat::call_outcome::forged:
-            return "bad_signature";
-        case wechat::call_outcome::unreachable:
-            return r.sent ? "timeout" : "error";
-        default:
-            return is_not_found(r) ? "not_found" : "error";
-    }
+    return failed_query_label(r, is_not_found(r));
 }
 
 }  // namespace
@@ -176,11 +165,7 @@ asio::awaitable<void> poller::take_token(const std::string& mchid) {
 }
 
 domain::micros poller::backoff(const wechat::call_result& r) const {
-    // Rate limits wait longer than transient errors; the jitter keeps instances from retrying in step.
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
-    const micros base = r.outcome == wechat::call_outcome::rate_limited ? 10 * second : 3 * second;
-    std::uniform_int_distribution<micros> jitter(0, base);
-    return options_.clock.micros() + base + jitter(rng);
+    return retry_at(r, options_.clock.micros());
 }
 
 asio::awaitable<wechat::call_result> poller::query(const config::merchant_config& m,

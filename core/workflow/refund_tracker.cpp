@@ -8,10 +8,10 @@
 
 #include <algorithm>
 #include <limits>
-#include <random>
 
 #include "base/encoding.hpp"
 #include "store/ledger.hpp"
+#include "workflow/query_retry.hpp"
 #include "workflow/refund_calls.hpp"
 
 namespace wxrecon::workflow {
@@ -31,18 +31,7 @@ micros to_micros(config::duration d) {
 }
 
 std::string_view query_metric(const wechat::call_result& r) {
-    switch (r.outcome) {
-        case wechat::call_outcome::rate_limited:
-            return "rate_limited";
-        case wechat::call_outcome::server_error:
-            return "server_error";
-        case wechat::call_outcome::forged:
-            return "bad_signature";
-        case wechat::call_outcome::unreachable:
-            return r.sent ? "timeout" : "error";
-        default:
-            return is_refund_not_found(r) ? "not_found" : "error";
-    }
+    return failed_query_label(r, is_refund_not_found(r));
 }
 
 std::string_view to_metric(store::refund_attempt_outcome o) {
@@ -136,10 +125,7 @@ micros refund_tracker::next_due(const store::claimed_refund& refund) const {
 }
 
 micros refund_tracker::backoff(const wechat::call_result& r) const {
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
-    const micros base = r.outcome == wechat::call_outcome::rate_limited ? 10 * second : 3 * second;
-    std::uniform_int_distribution<micros> jitter(0, base);
-    return options_.clock.micros() + base + jitter(rng);
+    return retry_at(r, options_.clock.micros());
 }
 
 asio::awaitable<void> refund_tracker::track(store::claimed_refund refund) {
