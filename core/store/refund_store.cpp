@@ -7,7 +7,7 @@ namespace {
 
 refund_start begin_refund(pqxx::connection_base& conn, const refund_registration& r,
                           const refund_request_builder& build, const std::string& owner,
-                          std::chrono::milliseconds lease) {
+                          std::chrono::milliseconds lease, std::chrono::milliseconds first_query) {
     pqxx::work tx(conn);
     refund_start out;
     // The order first, then its refunds: the fact path locks in the same order, so neither waits on the
@@ -100,10 +100,11 @@ refund_start begin_refund(pqxx::connection_base& conn, const refund_registration
     tx.exec_params(
         "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, transaction_id, amount_refund,"
         " amount_total, status, next_poll_at, poll_lease_until, poll_lease_owner)"
-        " VALUES ($1, $2, $3, $4, $5, $6, 'PROCESSING', now(),"
+        " VALUES ($1, $2, $3, $4, $5, $6, 'PROCESSING', now() + make_interval(secs => $9::double precision / "
+        "1000),"
         " now() + make_interval(secs => $8::double precision / 1000), $7)",
         r.mchid, r.out_refund_no, r.out_trade_no, o.transaction_id, r.amount, o.amount_total, owner,
-        static_cast<std::int64_t>(lease.count()));
+        static_cast<std::int64_t>(lease.count()), static_cast<std::int64_t>(first_query.count()));
     tx.commit();
     return out;
 }
@@ -217,9 +218,10 @@ void finish_refund_poll(pqxx::connection_base& conn, const std::string& owner, c
 
 boost::asio::awaitable<refund_start> begin_refund(db_pool& pool, refund_registration r,
                                                   refund_request_builder build, std::string owner,
-                                                  std::chrono::milliseconds lease, deadline until) {
-    auto job = [r = std::move(r), build = std::move(build), owner = std::move(owner),
-                lease](pqxx::connection_base& c) { return begin_refund(c, r, build, owner, lease); };
+                                                  std::chrono::milliseconds lease,
+                                                  std::chrono::milliseconds first_query, deadline until) {
+    auto job = [r = std::move(r), build = std::move(build), owner = std::move(owner), lease, first_query](
+                   pqxx::connection_base& c) { return begin_refund(c, r, build, owner, lease, first_query); };
     co_return co_await pool.run<refund_start>(std::move(job), until);
 }
 

@@ -61,9 +61,11 @@ struct refund_start {
 // Locks the order (before its refunds, as the fact path does), then stores the request build() makes and
 // a PROCESSING refund row, leased to `owner` for `lease` so the refund tracker does not query it while the
 // first attempt is on its way. A request WeChat Pay refused for certain is taken up again, checks and all.
+// The refund tracker first asks about it first_query after now.
 boost::asio::awaitable<refund_start> begin_refund(db_pool& pool, refund_registration r,
                                                   refund_request_builder build, std::string owner,
-                                                  std::chrono::milliseconds lease, deadline until);
+                                                  std::chrono::milliseconds lease,
+                                                  std::chrono::milliseconds first_query, deadline until);
 
 enum class refund_attempt_outcome {
     accepted,  // WeChat Pay took the refund (its status comes as a fact)

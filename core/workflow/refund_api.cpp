@@ -129,8 +129,13 @@ boost::asio::awaitable<reply> refund_api::create(const inbound_request& req) {
     const auto lease =
         std::chrono::duration_cast<std::chrono::milliseconds>(3 * cfg_.poller.request_timeout) +
         std::chrono::seconds(5);
-    const auto start = co_await store::begin_refund(pool_, std::move(r), std::move(build), owner_, lease,
-                                                    std::chrono::steady_clock::now() + database_deadline);
+    // The tracker's first query follows the refund schedule (refund_delays[0] after it was made).
+    const auto first_query = std::chrono::duration_cast<std::chrono::milliseconds>(
+        cfg_.poller.refund_delays.empty() ? cfg_.poller.refund_interval_after
+                                          : cfg_.poller.refund_delays.front());
+    const auto start =
+        co_await store::begin_refund(pool_, std::move(r), std::move(build), owner_, lease, first_query,
+                                     std::chrono::steady_clock::now() + database_deadline);
     switch (start.outcome) {
         case store::refund_start_outcome::no_order:
             co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);

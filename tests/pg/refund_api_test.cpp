@@ -10,6 +10,10 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include "net/http_client.hpp"
 #include "sim_env.hpp"
 #include "store/migrations.hpp"
 
@@ -302,6 +306,73 @@ TEST_F(RefundApi, AbnormalAndStuckRefundsAreFlaggedForFinance) {
                  " WHERE out_trade_no = 'REFUND-7' AND kind = 'refund_stuck' AND resolved_at IS NULL",
                  "REFUND-7-R2"));
     EXPECT_EQ(refund_status("REFUND-7-R2"), "PROCESSING");
+}
+
+// APIv2 refunds need the merchant's client certificate (docs/protocol-notes.md §7.10): over HTTPS the
+// simulator refuses one without it (CERT_ERROR, SimRefundsMutualTls); through wxrecond it is made,
+// because wxrecond presents merchant_cert_file.
+TEST(RefundApiMutualTls, ApiV2RefundPresentsTheMerchantsCertificate) {
+    scratch_database db;
+    {
+        pqxx::connection conn(db.url());
+        store::migrate(conn);
+    }
+    sim_key_dir keys{2};
+    sim::sim_options options;
+    options.tls = true;
+    options.seed = 3;
+    running_simulator sim(keys, options);
+    const std::string ca = (keys.dir / "ca" / "ca_cert.pem").string();
+    const std::string base = "https://127.0.0.1:" + std::to_string(sim.port());
+    auto control = [&](const std::string& target, const std::string& json) {
+        boost::asio::io_context io;
+        net::client_options o;
+        o.ca_file = ca;
+        net::http_client client(io.get_executor(), o);
+        net::outbound_request r;
+        r.method = json.empty() ? "GET" : "POST";
+        r.url = base + target;
+        if (!json.empty()) r.headers = {{"Content-Type", "application/json"}};
+        r.body = json;
+        auto done = boost::asio::co_spawn(io, client.send(std::move(r)), boost::asio::use_future);
+        io.run();
+        const auto ex = done.get();
+        if (!ex.response || ex.response->status >= 300) throw std::runtime_error(target + ": " + ex.error);
+        return ex.response->body;
+    };
+    auto cfg = sim_daemon_config(keys, db.url(), sim.port(),
+                                 "[poller]\ndelays = [\"1h\"]\nrefund_delays = [\"1h\"]\n");
+    serve_api_with_prepay(cfg, keys);
+    for (auto& m : cfg.merchants) {
+        m.api_base = base;
+        m.ca_file = ca;
+    }
+    running_daemon daemon(std::move(cfg));
+    const auto& v2 = keys.keys.merchants[1];
+    ASSERT_EQ(v2.version, sim::api_version::v2);
+    const auto placed =
+        api_post(daemon.port(), "/api/v1/orders",
+                 R"({"mchid":")" + v2.mchid +
+                     R"(","out_trade_no":"MTLS-REFUND-1","amount_total":500,"description":"mtls",)"
+                     R"("payer_openid":"oMtls","prepay":true})");
+    ASSERT_EQ(placed.status, 201) << placed.body;
+    control("/sim/pay", R"({"mchid":")" + v2.mchid + R"(","out_trade_no":"MTLS-REFUND-1"})");
+    const auto wait_for = [&](const std::string& sql, const std::string& expected) {
+        for (int i = 0; i < 300 && db.scalar(sql) != expected; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        return db.scalar(sql) == expected;
+    };
+    ASSERT_TRUE(wait_for("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'MTLS-REFUND-1'", "SUCCESS"));
+    const auto made =
+        api_post(daemon.port(), "/api/v1/refunds",
+                 R"({"mchid":")" + v2.mchid +
+                     R"(","out_trade_no":"MTLS-REFUND-1","out_refund_no":"MTLS-REFUND-1-R","amount":500})");
+    ASSERT_EQ(made.status, 201) << made.body;
+    EXPECT_EQ(db.scalar("SELECT next_poll_at > now() + interval '50 minutes' FROM wxrecon.refunds"), "t")
+        << "the tracker's first query follows refund_delays (1h here), not at once";
+    EXPECT_TRUE(wait_for("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'MTLS-REFUND-1'", "REFUND"));
+    EXPECT_NE(control("/sim/ledger", "").find("MTLS-REFUND-1-R"), std::string::npos)
+        << "the refund was made at the simulator, which demands the client certificate over HTTPS";
 }
 
 }  // namespace
