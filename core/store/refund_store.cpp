@@ -152,14 +152,10 @@ std::vector<claimed_refund> claim_due_refunds(pqxx::connection_base& conn, const
         " FROM (SELECT mchid, out_refund_no FROM wxrecon.refunds"
         "       WHERE next_poll_at <= now() AND (poll_lease_until IS NULL OR poll_lease_until < now())"
         "       ORDER BY next_poll_at LIMIT $3 FOR UPDATE SKIP LOCKED) due"
+        " LEFT JOIN wxrecon.refund_requests q ON q.mchid = due.mchid AND q.out_refund_no = due.out_refund_no"
         " WHERE r.mchid = due.mchid AND r.out_refund_no = due.out_refund_no"
         " RETURNING r.mchid, r.out_refund_no, r.out_trade_no, r.status, wxrecon.to_micros(r.created_at),"
-        " r.poll_attempts, (SELECT q.state FROM wxrecon.refund_requests q"
-        "   WHERE q.mchid = r.mchid AND q.out_refund_no = r.out_refund_no),"
-        " (SELECT q.api_version FROM wxrecon.refund_requests q"
-        "   WHERE q.mchid = r.mchid AND q.out_refund_no = r.out_refund_no),"
-        " (SELECT q.request FROM wxrecon.refund_requests q"
-        "   WHERE q.mchid = r.mchid AND q.out_refund_no = r.out_refund_no)",
+        " r.poll_attempts, q.state, q.api_version, q.request",
         owner, static_cast<std::int64_t>(lease.count()), static_cast<std::int64_t>(limit));
     std::vector<claimed_refund> out;
     out.reserve(rows.size());
