@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # App events against notification ingestion (issue 14, Performance): a throwaway PostgreSQL with ORDERS
 # registered orders; wxrecond fed genuine APIv3 payment notifications by bench/notify_load at RATE per second
-# for SECONDS, twice — [app_events] off, then on with wxpay-sim's receiver (which verifies every signature) —
-# and prints for each run the notification latency (p50/p99) and, with events on, the outbox lag: how long
-# from an event's commit to its 2xx (p50/p99/max, from wxrecon.app_events), events delivered and signatures
-# that failed. Targets: lag p99 < 1 s, notification p99 with events on at most 1.2x with events off.
-# Defaults: ORDERS=200000 RATE=2000 RUN_SECONDS=30 CONCURRENCY=64
+# for RUN_SECONDS, REPEAT times [app_events] off then on (with wxpay-sim's receiver, which verifies every
+# signature), alternating so that the machine's drift burdens both alike. Each run prints the notification
+# latency (p50/p99), the CPU seconds of each process and PostgreSQL's costliest statements; with events on
+# also the outbox lag: how long from an event's commit to its 2xx (p50/p99/max, from wxrecon.app_events),
+# events delivered and signatures that failed. The summary compares the medians. Targets: lag p99 < 1 s,
+# notification p99 with events on at most 1.2x with events off.
+# Defaults: RATE=2000 RUN_SECONDS=30 REPEAT=3 CONCURRENCY=64 (ORDERS: enough for every run)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-orders=${ORDERS:-200000}
 rate=${RATE:-2000}
 seconds=${RUN_SECONDS:-30}
+repeat=${REPEAT:-3}
+per_run=$(awk -v r="$rate" -v s="$seconds" 'BEGIN {printf "%d", r * s * 1.05 + 1}')
+orders=${ORDERS:-$(((2 * repeat + 1) * per_run))}
 concurrency=${CONCURRENCY:-64}
 build="${WXRECON_BUILD_DIR:-$root/build}"
 
@@ -29,7 +33,10 @@ cleanup() {
 trap cleanup EXIT
 pg_cluster_start
 psql=(psql "$WXRECON_TEST_PG_URL" -X -q -At -v ON_ERROR_STOP=1)
-"${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
+"${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" \
+  -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+"$WXRECON_TEST_PG_CTL" stop >/dev/null && "$WXRECON_TEST_PG_CTL" start >/dev/null
+"${psql[@]}" -c "CREATE EXTENSION pg_stat_statements"
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" --target wxrecond wxpay-sim notify_load >/dev/null
@@ -86,6 +93,24 @@ echo "loading $orders orders"
                  FROM generate_series(1, $orders) g" \
              -c "VACUUM ANALYZE wxrecon.orders"
 
+# CPU seconds per command name (utime + stime of live processes), to show where the load goes.
+cpu_snapshot() {
+  local f line rest
+  for f in /proc/[0-9]*/stat; do
+    read -r line <"$f" 2>/dev/null || continue
+    rest=${line##*) }
+    # shellcheck disable=SC2086
+    set -- $rest
+    line=${line#*(}
+    echo "${line%%)*} $((${12} + ${13}))"
+  done | awk '{s[$1] += $2} END {for (c in s) print c, s[c]}'
+}
+cpu_report() {  # cpu_report <before> <after>
+  awk -v hz="$(getconf CLK_TCK)" 'NR == FNR {b[$1] = $2; next} {d[$1] = $2 - b[$1]}
+    END {printf "cpu seconds:"; n = split("postgres wxrecond wxpay-sim notify_load", c, " ")
+         for (i = 1; i <= n; i++) printf " %s %.1f", c[i], d[c[i]] / hz; print ""}' <(echo "$1") <(echo "$2")
+}
+
 run() {  # run <app events 0|1> <first order>
   config "$1" >"$work/wxrecond.toml"
   "$build/wxrecond" --config "$work/wxrecond.toml" serve >"$work/daemon.log" 2>&1 &
@@ -93,12 +118,20 @@ run() {  # run <app events 0|1> <first order>
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
   local count
   count=$(awk -v r="$rate" -v s="$seconds" 'BEGIN {printf "%d", r * s * 1.05}')
+  local before
+  "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null
+  before=$(cpu_snapshot)
   "$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \
     --wechatpay-key-file "$work/keys/wechatpay_key.pem" --serial "$serial" --database-url "$WXRECON_TEST_PG_URL" \
     --prefix P --register 0 --first "$2" --orders "$count" --concurrency "$concurrency" --seconds "$seconds" \
     --rate "$rate" --daemon-pid "$daemon_pid" | grep -E "^(notifications|latency|daemon)"
+  cpu_report "$before" "$(cpu_snapshot)"
+  # Where PostgreSQL's time went: the statements that took most of it.
+  "${psql[@]}" -F ' | ' -c "SELECT round(total_exec_time)::text || ' ms', calls, round((1000 * total_exec_time / calls)::numeric, 1) || ' us/call',
+                                   left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+                            FROM pg_stat_statements WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 8"
   if [ "$1" = 1 ]; then
-    for _ in $(seq 300); do
+    for _ in $(seq 600); do
       [ "$("${psql[@]}" -c "SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NULL")" = 0 ] && break
       sleep 0.1
     done
@@ -113,7 +146,26 @@ run() {  # run <app events 0|1> <first order>
   fi
   kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
 }
-echo "== [app_events] off: ${rate}/s for ${seconds}s"
-run 0 1
-echo "== [app_events] on: ${rate}/s for ${seconds}s"
-run 1 100001
+# A warm-up fills payment_events before anything is measured: a daemon whose statements were first planned
+# against an empty table keeps plans that degrade as it grows (issue 15), which would burden whichever run
+# came first. Each measured run starts a new daemon, so its statements are planned against this table.
+echo "== warm-up: ${rate}/s for 10s"
+seconds_measured=$seconds; seconds=10
+run 0 1 >/dev/null
+seconds=$seconds_measured
+"${psql[@]}" -c "VACUUM ANALYZE wxrecon.payment_events"
+first=$((per_run + 1))
+for i in $(seq "$repeat"); do
+  for events in 0 1; do
+    echo "== run $i, [app_events] $([ "$events" = 1 ] && echo on || echo off): ${rate}/s for ${seconds}s"
+    "${psql[@]}" -c "TRUNCATE wxrecon.app_events"
+    run "$events" "$first" | tee "$work/run-$events-$i.txt"
+    first=$((first + per_run))
+  done
+done
+median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+p99_off=$(cat "$work"/run-0-*.txt | awk '/^latency ms:/ {print $6}' | median)
+p99_on=$(cat "$work"/run-1-*.txt | awk '/^latency ms:/ {print $6}' | median)
+lag_p99=$(cat "$work"/run-1-*.txt | awk '/^app events:/ {print $12}' | median)
+echo "== summary over $repeat runs each: notification p99 ms (median) off $p99_off, on $p99_on," \
+  "ratio $(awk -v a="$p99_on" -v b="$p99_off" 'BEGIN {printf "%.2f", a / b}'); outbox lag p99 ms (median) $lag_p99"

@@ -363,6 +363,8 @@ void application::start() {
         s.app_events = std::make_unique<workflow::app_event_pusher>(s.io.get_executor(), *s.cfg.app_events,
                                                                     std::move(*secret), *s.event_pool,
                                                                     s.stats, event_options);
+        // Facts applied here are announced at once; the tick finds those committed elsewhere.
+        s.ledger->on_applied([pusher = s.app_events.get()] { pusher->wake(); });
         for (const char* result : {"delivered", "failed"})
             s.stats->add("wxrecon_app_events_total", {{"result", result}}, 0);
         s.stats->set("wxrecon_app_events_outbox", 0);

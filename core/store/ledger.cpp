@@ -90,6 +90,7 @@ boost::asio::awaitable<apply_result> ledger::apply(const domain::fact& f, deadli
                        [this](std::exception_ptr error) { fail_queued(error); });
     };
     apply_result result = co_await await_delivery<apply_result>(std::move(start), until);
+    if (result.outcome == domain::outcome::applied && applied_listener_) applied_listener_();
     co_return result;
 }
 

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -66,6 +67,9 @@ public:
     ~ledger();
     // f is copied before the first suspension; the caller's object may go away afterwards.
     boost::asio::awaitable<apply_result> apply(const domain::fact& f, deadline until);
+    // Called on the caller's executor after each fact that changed something is committed, so that
+    // whatever reads what facts leave behind (the app-event outbox) can look at once.
+    void on_applied(std::function<void()> listener) { applied_listener_ = std::move(listener); }
 
 private:
     struct item {
@@ -81,6 +85,7 @@ private:
     ledger_limits limits_;
     std::mutex mutex_;
     std::deque<item> queue_;
+    std::function<void()> applied_listener_;
     std::size_t active_drains_ = 0;  // posted or running; each runs until it finds the queue empty
 };
 

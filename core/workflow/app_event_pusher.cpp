@@ -7,6 +7,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "base/encoding.hpp"
@@ -25,6 +26,8 @@ net::client_options delivery_options(const config::app_events_config& cfg) {
     net::client_options o;
     o.exchange_timeout = duration_cast<milliseconds>(cfg.timeout);
     o.max_body_bytes = 64 * 1024;  // the receiver's answer is not read; a large one is not kept either
+    // A connection per delivery slot stays open: fewer would close and reopen connections at full load.
+    o.max_idle_per_host = std::max<std::size_t>(1, cfg.concurrency);
     return o;
 }
 
@@ -78,6 +81,16 @@ asio::awaitable<void> app_event_pusher::stop(milliseconds grace) {
     }
 }
 
+void app_event_pusher::wake() {
+    asio::dispatch(executor_, [this] { wake_here(); });
+}
+
+void app_event_pusher::wake_here() {
+    woken_ = true;
+    // With deliveries in flight their completions drive the claims, which take whatever is due by then.
+    if (in_flight_ == 0 && !gathering_ && !stopping_) timer_.cancel();
+}
+
 asio::awaitable<void> app_event_pusher::run() {
     const int concurrency = static_cast<int>(std::max<std::uint32_t>(1, cfg_.concurrency));
     while (!stopping_) {
@@ -101,6 +114,7 @@ asio::awaitable<void> app_event_pusher::run() {
             // Claimed in batches: a claim per finished delivery would make the claim round trip the limit.
             const int free = concurrency - in_flight_;
             if (free >= std::max(1, concurrency / 4) || (free > 0 && in_flight_ == 0)) {
+                woken_ = false;  // the claim sees everything committed before it
                 auto due = co_await store::claim_app_events(pool_, options_.owner, options_.lease,
                                                             static_cast<std::size_t>(free),
                                                             steady_clock::now() + database_deadline);
@@ -116,6 +130,15 @@ asio::awaitable<void> app_event_pusher::run() {
         }
         if (stopping_) break;
         if (more) continue;
+        if (woken_ && in_flight_ == 0) {
+            // Idle and woken: let the events of the next few batches arrive, then claim them together.
+            woken_ = false;
+            gathering_ = true;
+            timer_.expires_after(options_.gather);
+            co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+            gathering_ = false;
+            continue;
+        }
         timer_.expires_after(options_.tick);
         co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     }
@@ -156,7 +179,7 @@ asio::awaitable<void> app_event_pusher::deliver(store::app_event e) {
         spdlog::warn("app-events: outcome not recorded id={} error={}", e.id, log_quote(x.what()));
     }
     --in_flight_;
-    if (!stopping_) timer_.cancel();  // a slot is free
+    if (!gathering_ && !stopping_) timer_.cancel();  // a slot is free
 }
 
 milliseconds app_event_pusher::backoff(int attempts) const {

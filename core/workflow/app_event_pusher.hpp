@@ -28,7 +28,10 @@ namespace wxrecon::workflow {
 std::string app_event_signature(std::string_view secret, std::int64_t t, std::string_view body);
 
 struct app_event_pusher_options {
-    std::chrono::milliseconds tick{200};     // how often due events are looked for when idle
+    std::chrono::milliseconds tick{200};  // how often due events are looked for when idle
+    // After a wake-up, how long to let more events arrive before claiming them together: one claim per
+    // event committed would cost the database more than the events themselves.
+    std::chrono::milliseconds gather{10};
     std::chrono::milliseconds lease{60000};  // how long a claimed event keeps other instances away
     std::string owner;
     std::chrono::milliseconds tidy_every{5000};  // gauges and clean-up
@@ -46,10 +49,14 @@ public:
     void start();
     // Stops claiming and waits (bounded) for the deliveries in flight; leases make them safe to abandon.
     boost::asio::awaitable<void> stop(std::chrono::milliseconds grace);
+    // Something that may have written events was committed here: look for them now, not at the next tick
+    // (events committed by other instances or connections are still found by the tick).
+    void wake();
 
 private:
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<void> deliver(store::app_event e);
+    void wake_here();
     std::chrono::milliseconds backoff(int attempts) const;
 
     boost::asio::any_io_executor executor_;
@@ -64,6 +71,8 @@ private:
     std::vector<std::int64_t> delivered_;  // 2xx received, not yet recorded
     int in_flight_ = 0;
     bool stopping_ = false;
+    bool woken_ = false;      // a claim is due as soon as the gathering moment has passed
+    bool gathering_ = false;  // waiting the gather moment: a wake-up must not cut it short
     bool running_ = false;
 };
 

@@ -15,7 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
 #include "sim_env.hpp"
+#include "store/db_pool.hpp"
 #include "store/migrations.hpp"
 #include "workflow/app_event_pusher.hpp"
 
@@ -300,6 +305,39 @@ TEST_F(AppEvents, NothingIsWrittenWithoutAppEventsNorForWhatDidNotCommit) {
         tx.commit();
     }
     EXPECT_EQ(db_.scalar("SELECT string_agg(type, ',') FROM wxrecon.app_events"), "order.closed");
+}
+
+// The pusher looks for events when told something was committed (the daemon's ledger tells it after each
+// applied fact), not only at its tick: with a tick of an hour an event waits until the wake-up, then
+// leaves at once.
+TEST_F(AppEvents, AWakeUpSendsWhatWasCommittedWithoutWaitingForTheTick) {
+    sim_control(sim_->port(), "/sim/app-events-config", R"({"secret":")" + secret + R"(","status":200})");
+    store::db_pool pool(db_.url(), 1, 64);
+    boost::asio::io_context io;
+    config::app_events_config cfg;
+    cfg.url = "http://127.0.0.1:" + std::to_string(sim_->port()) + "/sim/app-events";
+    workflow::app_event_pusher_options options;
+    options.tick = std::chrono::hours(1);
+    workflow::app_event_pusher pusher(io.get_executor(), cfg, secret, pool, std::make_shared<metrics>(),
+                                      options);
+    pusher.start();
+    std::thread runner([&io] {
+        auto work = boost::asio::make_work_guard(io);
+        io.run();
+    });
+    std::this_thread::sleep_for(300ms);  // its first look found nothing: now it waits for the tick
+    db_.exec(
+        "INSERT INTO wxrecon.app_events (mchid, out_trade_no, type, occurred_at, object_key, object)"
+        " VALUES ('1900000109', 'WAKE-1', 'order.paid', now(), 'order', '{}')");
+    std::this_thread::sleep_for(1s);
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NOT NULL"), "0")
+        << "nothing told the pusher, and its tick is an hour away";
+    pusher.wake();
+    EXPECT_TRUE(wait_for("SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NOT NULL", "1", 5s));
+    boost::asio::co_spawn(io, pusher.stop(2s), boost::asio::use_future).get();
+    io.stop();
+    runner.join();
+    pool.stop();
 }
 
 }  // namespace
