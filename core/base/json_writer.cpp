@@ -1,28 +1,6 @@
 #include "base/json_writer.hpp"
 
 namespace wxrecon {
-namespace {
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not valid.
-std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
-    const auto c = static_cast<unsigned char>(s[i]);
-    std::size_t n = 0;
-    if (c < 0x80) return 1;
-    if ((c & 0xE0) == 0xC0 && c >= 0xC2)
-        n = 2;
-    else if ((c & 0xF0) == 0xE0)
-        n = 3;
-    else if ((c & 0xF8) == 0xF0 && c <= 0xF4)
-        n = 4;
-    else
-        return 0;
-    if (i + n > s.size()) return 0;
-    for (std::size_t k = 1; k < n; ++k)
-        if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
-    return n;
-}
-
-}  // namespace
 
 void append_json_string(std::string& out, std::string_view s) {
     static constexpr char hex[] = "0123456789abcdef";
@@ -32,6 +10,9 @@ void append_json_string(std::string& out, std::string_view s) {
         if (c == '"' || c == '\\') {
             out.push_back('\\');
             out.push_back(static_cast<char>(c));
+            ++i;
+        } else if (c == 0) {
+            out += "\\ufffd";  // jsonb refuses \u0000: PostgreSQL text cannot hold a NUL
             ++i;
         } else if (c < 0x20) {
             out += "\\u00";
@@ -87,29 +68,4 @@ json_object& json_object::add_null(std::string_view k) {
 
 }  // namespace wxrecon
 
-namespace wxrecon {
-
-bool is_valid_utf8(std::string_view s) noexcept {
-    for (std::size_t i = 0; i < s.size();) {
-        const std::size_t n = utf8_sequence_length(s, i);
-        if (n == 0) return false;
-        i += n;
-    }
-    return true;
-}
-
-std::string sanitize_utf8(std::string_view s, std::size_t max_bytes) {
-    std::string out;
-    out.reserve(std::min(s.size(), max_bytes));
-    for (std::size_t i = 0; i < s.size();) {
-        std::size_t n = utf8_sequence_length(s, i);
-        const bool replace = n == 0 || s[i] == '\0';
-        const std::string_view piece = replace ? std::string_view("\xEF\xBF\xBD") : s.substr(i, n);
-        if (out.size() + piece.size() > max_bytes) break;
-        out.append(piece);
-        i += replace ? 1 : n;
-    }
-    return out;
-}
-
-}  // namespace wxrecon
+namespace wxrecon {}  // namespace wxrecon

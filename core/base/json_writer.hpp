@@ -7,10 +7,12 @@
 #include <string>
 #include <string_view>
 
+#include "base/utf8.hpp"
+
 namespace wxrecon {
 
-// Appends s as a JSON string literal (quotes included); control characters and invalid UTF-8 bytes
-// are escaped so the output is always valid JSON.
+// Appends s as a JSON string literal (quotes included); control characters are escaped and invalid
+// UTF-8 bytes and NULs replaced, so the output is always valid JSON that jsonb accepts.
 void append_json_string(std::string& out, std::string_view s);
 
 class json_object {
@@ -29,13 +31,5 @@ private:
     void key(std::string_view k);
     std::string text_;
 };
-
-}  // namespace wxrecon
-
-namespace wxrecon {
-
-bool is_valid_utf8(std::string_view s) noexcept;
-// Valid UTF-8 of at most max_bytes: invalid bytes and NULs become U+FFFD, cut on a character boundary.
-std::string sanitize_utf8(std::string_view s, std::size_t max_bytes);
 
 }  // namespace wxrecon

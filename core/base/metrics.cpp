@@ -126,6 +126,8 @@ std::string metrics::render() const {
 std::shared_ptr<metrics> metrics::make_standard() {
     auto m = std::make_shared<metrics>();
     m->describe("wxrecon_notifications_total", "counter", "Notifications received, by API, kind and result.");
+    m->describe("wxrecon_internal_errors_total", "counter",
+                "Exceptions that escaped a background task (logged), by component.");
     m->describe("wxrecon_signature_probes_total", "counter",
                 "WeChat Pay WECHATPAY/SIGNTEST/ signature probes.");
     m->describe("wxrecon_notification_seconds", "histogram",

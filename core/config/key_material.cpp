@@ -200,7 +200,7 @@ status load_wechatpay_keys(const merchant_context& ctx, const merchant_config& m
         keys.wechatpay_keys.emplace(id, std::move(*key));
     }
 
-    std::size_t expired = 0;
+    std::vector<std::string> expired;  // "file (serial, expired at …)" for the refusal
     for (std::size_t j = 0; j < m.platform_cert_files.size(); ++j) {
         const std::string key_name = "platform_cert_files[" + std::to_string(j) + "]";
         const path file = ctx.resolve(m.platform_cert_files[j]);
@@ -219,7 +219,8 @@ status load_wechatpay_keys(const merchant_context& ctx, const merchant_config& m
 
         if (cert->not_after < now_unix) {
             // Normal after a rotation: keep it visible, but never trust it.
-            ++expired;
+            expired.push_back(file.string() + " (" + cert->serial + ", expired at " +
+                              format_rfc3339(cert->not_after) + ")");
             warnings.push_back(key_warning{ctx.describe(
                 key_name,
                 "platform certificate " + cert->serial + " expired at " + format_rfc3339(cert->not_after),
@@ -238,12 +239,14 @@ status load_wechatpay_keys(const merchant_context& ctx, const merchant_config& m
     }
 
     if (v3 && keys.wechatpay_keys.empty()) {
-        if (expired > 0) {
-            return ctx.fail(
-                "platform_cert_files",
-                "every platform certificate is expired (" + std::to_string(expired) +
-                    ") and no WeChat Pay public key is configured; configure wechatpay_public_key_file + "
-                    "wechatpay_public_key_id or a current platform certificate");
+        if (!expired.empty()) {
+            std::string files;
+            for (const auto& e : expired) files += (files.empty() ? "" : ", ") + e;
+            return ctx.fail("platform_cert_files",
+                            "every platform certificate is expired: " + files +
+                                "; and no WeChat Pay public key is configured; configure "
+                                "wechatpay_public_key_file + wechatpay_public_key_id or a current platform "
+                                "certificate");
         }
         return ctx.fail(
             "wechatpay_public_key_file",
@@ -263,6 +266,13 @@ status load_merchant(const config& cfg, std::size_t index, std::int64_t now_unix
     if (auto loaded = load_api_keys(ctx, m, keys); !loaded) return loaded;
     if (auto loaded = load_signing_key(ctx, m, keys); !loaded) return loaded;
     if (auto loaded = load_wechatpay_keys(ctx, m, now_unix, keys, warnings); !loaded) return loaded;
+    if (m.ca_file) {  // the TLS trust for this merchant's API host: unusable, every call would fail later
+        const path file = ctx.resolve(*m.ca_file);
+        auto pem = ctx.read_file("ca_file", file);
+        if (!pem) return pem.err();
+        if (auto certs = crypto::count_pem_certificates(*pem); !certs)
+            return ctx.fail("ca_file", certs.err().message, &file);
+    }
     if (m.app_secret_file) {
         const path file = ctx.resolve(*m.app_secret_file);
         auto secret = ctx.read_secret("app_secret_file", file);

@@ -257,6 +257,28 @@ result<public_key> load_public_key_pem(std::string_view pem) {
                       "not a PEM public key (expected BEGIN PUBLIC KEY or BEGIN RSA PUBLIC KEY)");
 }
 
+result<std::size_t> count_pem_certificates(std::string_view pem) {
+    bio_ptr bio = memory_bio(pem);
+    if (!bio) return make_error(errc::parse_error, "certificate bundle too large");
+    std::size_t n = 0;
+    for (;;) {
+        ERR_clear_error();
+        x509_ptr cert(PEM_read_bio_X509(bio.get(), nullptr, refuse_passphrase, nullptr));
+        if (cert) {
+            ++n;
+            continue;
+        }
+        // The end of the data is the only acceptable way to stop.
+        const unsigned long e = ERR_peek_last_error();
+        if (n > 0 && ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE) break;
+        return openssl_failure(errc::parse_error,
+                               n == 0 ? "holds no PEM certificate (expected BEGIN CERTIFICATE)"
+                                      : "certificate " + std::to_string(n + 1) + " does not parse");
+    }
+    ERR_clear_error();
+    return n;
+}
+
 result<certificate> load_certificate_pem(std::string_view pem) {
     bio_ptr bio = memory_bio(pem);
     if (!bio) return make_error(errc::parse_error, "certificate PEM too large");

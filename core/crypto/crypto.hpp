@@ -52,6 +52,9 @@ result<private_key> load_private_key_pem(std::string_view pem);
 // "PUBLIC KEY" (SubjectPublicKeyInfo) or "RSA PUBLIC KEY" (PKCS#1).
 result<public_key> load_public_key_pem(std::string_view pem);
 result<certificate> load_certificate_pem(std::string_view pem);
+// How many certificates a PEM bundle (a TLS trust file) holds: an error when there are none or one does
+// not parse, which is when TLS verification would fail to load it.
+result<std::size_t> count_pem_certificates(std::string_view pem);
 std::string public_key_to_pem(const public_key& key);
 std::string private_key_to_pem(const private_key& key);  // PKCS#8 "PRIVATE KEY"
 

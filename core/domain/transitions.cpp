@@ -121,7 +121,7 @@ decision decide(const fact& f, const payment_fact& p, const std::optional<order_
                 return d;
             }
             if (is_notification(f.source)) return d;
-            return contradicts(f.observed_at, order->state_changed_at);
+            return contradicts(f.observed_at, order->state_observed_at);
         }
         // WeChat took money for an order recorded as finished otherwise: real money, flag it.
         d.result = outcome::applied;
@@ -132,7 +132,7 @@ decision decide(const fact& f, const payment_fact& p, const std::optional<order_
         return d;
     }
 
-    return contradicts(f.observed_at, order->state_changed_at);
+    return contradicts(f.observed_at, order->state_observed_at);
 }
 
 decision decide(const fact& f, const refund_fact& r, const std::optional<order_snapshot>& order,
@@ -153,7 +153,7 @@ decision decide(const fact& f, const refund_fact& r, const std::optional<order_s
     if (refund) {
         if (refund->status == r.status) return decision{};
         if (!is_forward(refund->status, r.status))
-            return contradicts(f.observed_at, refund->status_changed_at);
+            return contradicts(f.observed_at, refund->status_observed_at);
     }
 
     decision d;

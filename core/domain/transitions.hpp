@@ -19,7 +19,10 @@ bool is_forward(refund_status from, refund_status to) noexcept;
 // What is recorded for the order (locked by the caller).
 struct order_snapshot {
     trade_state state = trade_state::notpay;
-    micros state_changed_at = 0;
+    // When the recorded state was observed: the observed_at of the fact that set it, so that a fact is
+    // compared with it on one clock (the daemons'), never with the database's. Rows from before that was
+    // kept, or changed by SQL, have the database's time of the change instead.
+    micros state_observed_at = 0;
     std::int64_t amount_total = 0;
     std::optional<std::string> appid;
     std::string transaction_id;               // empty until a payment is recorded
@@ -33,7 +36,7 @@ std::int64_t paid_total(const order_snapshot& order) noexcept;
 
 struct refund_snapshot {
     refund_status status = refund_status::processing;
-    micros status_changed_at = 0;
+    micros status_observed_at = 0;  // as order_snapshot::state_observed_at
 };
 
 enum class outcome {

@@ -64,8 +64,15 @@ tcp::endpoint http_server::local_endpoint() const {
     return acceptor_.local_endpoint();
 }
 
+// A copy of the observer's hook: a session may end after the server object is gone.
+std::function<void(std::exception_ptr)> http_server::escape_reporter() const {
+    return [report = observer_.escaped](std::exception_ptr e) {
+        if (e && report) report(e);
+    };
+}
+
 void http_server::start() {
-    asio::co_spawn(executor_, accept_loop(), asio::detached);
+    asio::co_spawn(executor_, accept_loop(), escape_reporter());
 }
 
 asio::awaitable<void> http_server::accept_loop() {
@@ -83,7 +90,7 @@ asio::awaitable<void> http_server::accept_loop() {
             socket.close(ignored);
             continue;
         }
-        asio::co_spawn(executor_, run_session(std::move(socket)), asio::detached);
+        asio::co_spawn(executor_, run_session(std::move(socket)), escape_reporter());
     }
 }
 

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <list>
 #include <memory>
@@ -27,8 +28,9 @@ using too_large_handler = std::function<reply(std::string_view target)>;
 
 // What the server reports, for its user to count under names of its own choosing. Either may be empty.
 struct http_observer {
-    std::function<void(int status)> answered;  // a reply was written, with its HTTP status
-    std::function<void()> refused;             // a connection was refused at max_connections
+    std::function<void(int status)> answered;         // a reply was written, with its HTTP status
+    std::function<void()> refused;                    // a connection was refused at max_connections
+    std::function<void(std::exception_ptr)> escaped;  // an exception escaped a session or the accept loop
 };
 
 struct http_limits {
@@ -55,6 +57,7 @@ public:
 private:
     struct session_state;
     boost::asio::awaitable<void> accept_loop();
+    std::function<void(std::exception_ptr)> escape_reporter() const;
     boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket);
     template <class Stream>
     boost::asio::awaitable<void> serve(Stream& stream, const std::string& remote, session_state& state,

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "base/encoding.hpp"
+#include "base/utf8.hpp"
 #include "protocol/bill_columns.hpp"
 
 namespace wxrecon::protocol::bill {

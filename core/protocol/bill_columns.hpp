@@ -211,8 +211,4 @@ std::string first_name_in(const std::array<column_spec<Record>, N>& table, colum
     return set == 0 ? "?" : std::string(table[static_cast<std::size_t>(std::countr_zero(set))].name);
 }
 
-// Offset of the first byte that is not well-formed UTF-8, or of a NUL; npos when the text is clean
-// (bill_values.cpp).
-std::size_t first_bad_utf8(std::string_view s) noexcept;
-
 }  // namespace wxrecon::protocol::bill::detail

@@ -166,42 +166,6 @@ std::optional<bill_kind> parse_bill_kind(std::string_view text) noexcept {
     return std::nullopt;
 }
 
-// Offset of the first byte that does not start a well-formed UTF-8 character (RFC 3629: no overlong
-// forms, no surrogates, nothing past U+10FFFF), or of a NUL byte, which no column may hold and
-// PostgreSQL text cannot store; npos when the text is clean.
-std::size_t detail::first_bad_utf8(std::string_view s) noexcept {
-    for (std::size_t i = 0; i < s.size();) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        if (c == 0) return i;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        std::size_t n = 0;
-        unsigned char low = 0x80, high = 0xBF;  // the range of the second byte
-        if (c >= 0xC2 && c <= 0xDF) {
-            n = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            if (c == 0xE0) low = 0xA0;   // overlong
-            if (c == 0xED) high = 0x9F;  // surrogates
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            if (c == 0xF0) low = 0x90;   // overlong
-            if (c == 0xF4) high = 0x8F;  // past U+10FFFF
-        } else {
-            return i;
-        }
-        if (i + n > s.size()) return i;
-        const auto second = static_cast<unsigned char>(s[i + 1]);
-        if (second < low || second > high) return i;
-        for (std::size_t k = 2; k < n; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return i;
-        i += n;
-    }
-    return std::string_view::npos;
-}
-
 namespace {
 
 std::string trade_json(const trade_totals& t) {

@@ -224,6 +224,7 @@ result<decrypted_refund> read_refund(std::string_view text, bool with_mchid) {
     if (!refund) return refund.err();
     if (!total) return total.err();
     if (!*refund || **refund < 0) return parse_failure("amount.refund missing or negative");
+    if (*total && **total < 0) return parse_failure("amount.total is negative");
     r.amount_refund = **refund;
     r.amount_total = *total;
     if (r.out_trade_no.empty() || r.out_refund_no.empty())

@@ -55,6 +55,10 @@ connection_setup with_app_events(connection_setup prepare, bool on) {
     };
 }
 
+void prepare_app_event_connection(pqxx::connection_base& conn) {
+    pqxx::nontransaction(conn).exec("SET synchronous_commit = off");
+}
+
 boost::asio::awaitable<std::vector<app_event>> claim_app_events(db_pool& pool, std::string owner,
                                                                 std::chrono::milliseconds lease,
                                                                 std::size_t limit, deadline until) {

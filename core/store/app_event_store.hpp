@@ -20,6 +20,10 @@ using connection_setup = std::function<void(pqxx::connection_base&)>;
 // A pool's prepare step that, when `on` ([app_events] is configured), also turns the app-event triggers on
 // for its connections: every pool whose writes may announce something gets it.
 connection_setup with_app_events(connection_setup prepare, bool on);
+// The pusher's own connections. Its writes (leases, deliveries) commit without waiting for the WAL flush:
+// one lost in a crash only means an event is sent again (at least once, as promised), and waiting would
+// put its flushes in the queue of the fact batches' commits.
+void prepare_app_event_connection(pqxx::connection_base& conn);
 
 struct app_event {
     std::int64_t id = 0;

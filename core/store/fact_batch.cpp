@@ -122,11 +122,13 @@ struct order_change {
     std::optional<std::string> state_desc, transaction_id, trade_type, bank_type, payer_openid;
     std::optional<std::int64_t> payer_total;
     std::optional<micros> success_time;
+    std::optional<micros> observed_at;  // of the fact that set `state`
     bool notified = false;
 };
 
 struct refund_change {
     const refund_fact* latest = nullptr;
+    micros observed_at = 0;  // of the latest fact
     std::optional<std::string> refund_id, transaction_id;
     std::optional<std::int64_t> amount_total;
     std::optional<micros> success_time;
@@ -198,7 +200,7 @@ private:
         const auto& p = std::get<payment_fact>(f.body);
         created_.push_back(&f);
         order_snapshot fresh;
-        fresh.state_changed_at = now_;
+        fresh.state_observed_at = f.observed_at;
         fresh.amount_total = p.amount_total.value_or(0);
         fresh.payer_total = p.payer_total;
         if (!p.appid.empty()) fresh.appid = p.appid;
@@ -216,7 +218,8 @@ private:
             c.state = d.new_state;
             c.state_source = state_source_of(f.source);
             snap.state = *d.new_state;
-            snap.state_changed_at = now_;
+            snap.state_observed_at = f.observed_at;
+            c.observed_at = f.observed_at;
         }
         const auto* p = std::get_if<payment_fact>(&f.body);
         // The description goes with the state it describes (a close records why, e.g. never placed).
@@ -239,11 +242,12 @@ private:
         auto& c = refund_changes_[rkey];
         if (!c.latest) refund_order_.push_back(rkey);
         c.latest = &r;
+        c.observed_at = f.observed_at;
         keep_first(c.refund_id, non_empty(r.refund_id));
         keep_first(c.transaction_id, non_empty(r.transaction_id));
         keep_last(c.amount_total, r.amount_total);
         keep_last(c.success_time, r.success_time);
-        refunds_[rkey] = refund_snapshot{r.status, now_};
+        refunds_[rkey] = refund_snapshot{r.status, f.observed_at};
         refund_mchid_[rkey] = f.mchid;
         // The refund may complete the order's history (see domain::decide for payments).
         if (r.status == refund_status::success)
@@ -356,7 +360,8 @@ void batch_plan::write_events(pqxx::work& tx) const {
 // The net change to each order row.
 void batch_plan::write_order_changes(pqxx::work& tx) const {
     if (order_keys_.empty()) return;
-    pg_array mchid, otn, state, source, desc, txid, ttype, btype, openid, payer_total, success, notified;
+    pg_array mchid, otn, state, source, desc, txid, ttype, btype, openid, payer_total, success, notified,
+        observed;
     for (const auto& [m, o] : order_keys_) {
         const auto& c = changes_.at(key_of(m, o));
         mchid.add(m);
@@ -371,16 +376,17 @@ void batch_plan::write_order_changes(pqxx::work& tx) const {
         payer_total.add(c.payer_total);
         success.add(c.success_time);
         notified.add(c.notified);
+        observed.add(c.observed_at);
     }
     tx.exec_prepared("batch_update_orders", mchid.str(), otn.str(), state.str(), source.str(), desc.str(),
                      txid.str(), ttype.str(), btype.str(), openid.str(), payer_total.str(), success.str(),
-                     notified.str());
+                     notified.str(), observed.str());
 }
 
 // The net change to each refund row.
 void batch_plan::write_refund_changes(pqxx::work& tx) const {
     if (refund_order_.empty()) return;
-    pg_array mchid, orn, otn, rid, txid, amount, total, status, success;
+    pg_array mchid, orn, otn, rid, txid, amount, total, status, success, observed;
     for (const auto& k : refund_order_) {
         const auto& c = refund_changes_.at(k);
         mchid.add(refund_mchid_.at(k));
@@ -392,9 +398,10 @@ void batch_plan::write_refund_changes(pqxx::work& tx) const {
         total.add(c.amount_total);
         status.add(to_string(c.latest->status));
         success.add(c.success_time);
+        observed.add(std::optional<std::int64_t>(c.observed_at));
     }
     tx.exec_prepared("batch_upsert_refunds", mchid.str(), orn.str(), otn.str(), rid.str(), txid.str(),
-                     amount.str(), total.str(), status.str(), success.str());
+                     amount.str(), total.str(), status.str(), success.str(), observed.str());
 }
 
 // Discrepancies opened and resolved by the batch.
@@ -461,7 +468,7 @@ batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& fac
     for (const auto& row : tx.exec_prepared("batch_lock_orders", order_mchid.str(), order_otn.str())) {
         order_snapshot s;
         s.state = parse_trade_state(row[2].c_str()).value_or(trade_state::notpay);
-        s.state_changed_at = row[3].as<std::int64_t>();
+        s.state_observed_at = row[3].as<std::int64_t>();
         s.amount_total = row[4].as<std::int64_t>();
         if (!row[5].is_null()) s.appid = row[5].as<std::string>();
         if (!row[6].is_null()) s.transaction_id = row[6].as<std::string>();

@@ -6,7 +6,9 @@ namespace wxrecon::store {
 
 void prepare_fact_batch(pqxx::connection_base& conn) {
     const std::string order_snapshot_columns =
-        "o.mchid, o.out_trade_no, o.state, wxrecon.to_micros(o.state_changed_at), o.amount_total, o.appid,"
+        "o.mchid, o.out_trade_no, o.state, wxrecon.to_micros(coalesce(o.state_observed_at, "
+        "o.state_changed_at)),"
+        " o.amount_total, o.appid,"
         " o.transaction_id, (SELECT coalesce(sum(r.amount_refund), 0) FROM wxrecon.refunds r"
         " WHERE r.mchid = o.mchid AND r.out_trade_no = o.out_trade_no AND r.status = 'SUCCESS'), "
         "o.payer_total";
@@ -16,7 +18,8 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
                      " ON o.mchid = k.mchid AND o.out_trade_no = k.out_trade_no"
                      " ORDER BY o.mchid, o.out_trade_no FOR UPDATE OF o");
     conn.prepare("batch_lock_refunds",
-                 "SELECT r.mchid, r.out_refund_no, r.status, wxrecon.to_micros(r.status_changed_at)"
+                 "SELECT r.mchid, r.out_refund_no, r.status,"
+                 " wxrecon.to_micros(coalesce(r.status_observed_at, r.status_changed_at))"
                  " FROM wxrecon.refunds r JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_refund_no)"
                  " ON r.mchid = k.mchid AND r.out_refund_no = k.out_refund_no"
                  " ORDER BY r.mchid, r.out_refund_no FOR UPDATE OF r");
@@ -75,6 +78,8 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
         " state = coalesce(u.state, o.state),"
         " state_source = CASE WHEN u.state IS NULL THEN o.state_source ELSE u.state_source END,"
         " state_changed_at = CASE WHEN u.state IS NULL THEN o.state_changed_at ELSE now() END,"
+        " state_observed_at = CASE WHEN u.state IS NULL THEN o.state_observed_at"
+        "                     ELSE wxrecon.from_micros(u.observed_at) END,"
         " state_desc = coalesce(u.state_desc, o.state_desc),"
         " transaction_id = coalesce(o.transaction_id, u.transaction_id),"
         " trade_type = coalesce(u.trade_type, o.trade_type),"
@@ -85,25 +90,26 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
         " notified_at = CASE WHEN u.notified THEN coalesce(o.notified_at, now()) ELSE o.notified_at END,"
         " updated_at = now()"
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-        " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::boolean[])"
+        " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::boolean[], $13::bigint[])"
         " AS u(mchid, out_trade_no, state, state_source, state_desc, transaction_id, trade_type, bank_type,"
-        " payer_openid, payer_total, success_time, notified)"
+        " payer_openid, payer_total, success_time, notified, observed_at)"
         " WHERE o.mchid = u.mchid AND o.out_trade_no = u.out_trade_no");
     conn.prepare(
         "batch_upsert_refunds",
         "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, refund_id, transaction_id,"
-        " amount_refund, amount_total, status, success_time)"
+        " amount_refund, amount_total, status, success_time, status_observed_at)"
         " SELECT mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
-        " status, wxrecon.from_micros(success_time)"
+        " status, wxrecon.from_micros(success_time), wxrecon.from_micros(observed_at)"
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],"
-        " $8::text[], $9::bigint[])"
+        " $8::text[], $9::bigint[], $10::bigint[])"
         " AS r(mchid, out_refund_no, out_trade_no, refund_id, transaction_id, amount_refund, amount_total,"
-        " status, success_time)"
+        " status, success_time, observed_at)"
         " ON CONFLICT (mchid, out_refund_no) DO UPDATE SET"
         " refund_id = coalesce(wxrecon.refunds.refund_id, excluded.refund_id),"
         " transaction_id = coalesce(wxrecon.refunds.transaction_id, excluded.transaction_id),"
         " amount_total = coalesce(excluded.amount_total, wxrecon.refunds.amount_total),"
-        " status = excluded.status, status_changed_at = now(),"
+        " status = excluded.status, status_changed_at = now(), status_observed_at = "
+        "excluded.status_observed_at,"
         " success_time = coalesce(excluded.success_time, wxrecon.refunds.success_time),"
         " updated_at = now()");
     conn.prepare(

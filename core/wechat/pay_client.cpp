@@ -48,12 +48,14 @@ bool is_rate_limit_code(std::string_view code) {
 }
 
 // An APIv3 error answer, read without verification as the official SDKs do: it is never applied as a fact.
+// One without WeChat's code (a proxy's or load balancer's page, a bare 404) is not WeChat refusing the
+// request: it is retried like a 5xx.
 void read_v3_error(call_result& r) {
     auto [code, message] = v3_error(r.body);
     r.code = std::move(code);
     r.message = std::move(message);
     r.outcome = r.status == 429 || is_rate_limit_code(r.code) ? call_outcome::rate_limited
-                : r.status >= 500                             ? call_outcome::server_error
+                : r.status >= 500 || r.code.empty()           ? call_outcome::server_error
                                                               : call_outcome::rejected;
     r.error = "HTTP " + std::to_string(r.status) + (r.code.empty() ? "" : " " + r.code) +
               (r.message.empty() ? "" : ": " + r.message);
@@ -107,13 +109,14 @@ asio::awaitable<call_result> pay_client::v3_once(const merchant_access& m, const
     r.status = res.status;
     r.request_id = std::string(res.header("Request-ID"));
     r.body = res.body;
+    const auto verdict =
+        protocol::v3::verify_signature({res.header("Wechatpay-Timestamp"), res.header("Wechatpay-Nonce"),
+                                        res.header("Wechatpay-Signature"), res.header("Wechatpay-Serial")},
+                                       res.body, clock_.seconds(), m.find_key);
+    r.verified = verdict.has_value();
     if (r.status >= 200 && r.status < 300) {
         // docs/protocol-notes.md §2.3: an unsigned or badly signed success is treated as forged, whatever it
         // says.
-        const auto verdict = protocol::v3::verify_signature(
-            {res.header("Wechatpay-Timestamp"), res.header("Wechatpay-Nonce"),
-             res.header("Wechatpay-Signature"), res.header("Wechatpay-Serial")},
-            res.body, clock_.seconds(), m.find_key);
         if (!verdict) {
             r.outcome = call_outcome::forged;
             r.error = "answer signature: " + verdict.err().message;
@@ -293,6 +296,7 @@ asio::awaitable<call_result> pay_client::v2_once(const merchant_access& m, const
         r.error = "answer sign does not verify";
         co_return r;
     }
+    r.verified = true;
     if (field("result_code") != "SUCCESS") {
         r.code = field("err_code");
         r.message = field("err_code_des");

@@ -43,6 +43,9 @@ struct call_result {
     std::string request_id;
     std::string host;   // the base URL that answered (or was tried last)
     bool sent = false;  // false: provably never left (connect or TLS handshake failed)
+    // The answer's signature (APIv3, errors included) or sign (APIv2) was checked and holds: only a
+    // verified answer may say an order does not exist.
+    bool verified = false;
     std::string error;  // what went wrong, for logs and last_poll_error
 };
 

@@ -12,6 +12,7 @@
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
+#include "workflow/escapes.hpp"
 
 namespace wxrecon::workflow {
 
@@ -90,7 +91,7 @@ alert_pusher::alert_pusher(asio::any_io_executor ex, const config::config& cfg, 
 
 void alert_pusher::start() {
     running_ = true;
-    asio::co_spawn(executor_, run(), asio::detached);
+    asio::co_spawn(executor_, run(), report_escapes(metrics_, "alert_pusher"));
 }
 
 asio::awaitable<void> alert_pusher::stop(milliseconds grace) {

@@ -12,6 +12,7 @@
 
 #include "base/encoding.hpp"
 #include "crypto/crypto.hpp"
+#include "workflow/escapes.hpp"
 
 namespace wxrecon::workflow {
 
@@ -57,7 +58,7 @@ app_event_pusher::app_event_pusher(asio::any_io_executor ex, const config::app_e
 
 void app_event_pusher::start() {
     running_ = true;
-    asio::co_spawn(executor_, run(), asio::detached);
+    asio::co_spawn(executor_, run(), report_escapes(metrics_, "app_event_pusher"));
 }
 
 asio::awaitable<void> app_event_pusher::stop(milliseconds grace) {
@@ -121,7 +122,8 @@ asio::awaitable<void> app_event_pusher::run() {
                 more = static_cast<int>(due.size()) == free;
                 for (auto& e : due) {
                     ++in_flight_;
-                    asio::co_spawn(executor_, deliver(std::move(e)), asio::detached);
+                    asio::co_spawn(executor_, deliver(std::move(e)),
+                                   report_escapes(metrics_, "app_event_pusher"));
                 }
             }
         } catch (const std::exception& e) {

@@ -7,6 +7,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "base/encoding.hpp"
+#include "workflow/escapes.hpp"
 
 namespace wxrecon::workflow {
 
@@ -33,7 +34,7 @@ certificate_refresher::certificate_refresher(asio::any_io_executor ex, const con
       timer_(ex) {}
 
 void certificate_refresher::start() {
-    asio::co_spawn(executor_, run(), asio::detached);
+    asio::co_spawn(executor_, run(), report_escapes(metrics_, "certificate_refresher"));
 }
 
 asio::awaitable<void> certificate_refresher::stop(std::chrono::milliseconds grace) {
@@ -53,7 +54,8 @@ void certificate_refresher::unknown_serial(const std::string& mchid) {
     const auto it = last_on_demand_.find(mchid);
     if (it != last_on_demand_.end() && now - it->second < options_.on_demand_gap) return;
     last_on_demand_[mchid] = now;
-    asio::co_spawn(executor_, refresh(mchid, "unknown serial"), asio::detached);
+    asio::co_spawn(executor_, refresh(mchid, "unknown serial"),
+                   report_escapes(metrics_, "certificate_refresher"));
 }
 
 asio::awaitable<void> certificate_refresher::run() {
@@ -75,6 +77,8 @@ asio::awaitable<void> certificate_refresher::refresh(std::string mchid, std::str
     const config::merchant_keys* mk = keys->find(mchid);
     if (stopping_ || m == nullptr || mk == nullptr || !can_download(*m, *mk)) co_return;
     ++in_flight_;
+    // Counted down however the download ends, an exception included: stop() waits for in_flight_.
+    const std::unique_ptr<int, void (*)(int*)> counted(&in_flight_, [](int* n) { --*n; });
     const wechat::merchant_access access = merchant_access_for(*m, *mk);
     std::string method = "GET", path = "/v3/certificates?algorithm_type=RSA", no_body;
     const wechat::call_result answer = co_await clients_.pay(*m).v3(
@@ -94,7 +98,6 @@ asio::awaitable<void> certificate_refresher::refresh(std::string mchid, std::str
                      certs->size(), added);
     }
     metrics_->add("wxrecon_certificate_refreshes_total", {{"result", result}});
-    --in_flight_;
 }
 
 }  // namespace wxrecon::workflow

@@ -21,6 +21,22 @@ notify_kind v3_kind(std::string_view event_type) {
     return notify_kind::unknown;
 }
 
+// What a payment notification must say of itself (TRANSACTION.SUCCESS is the only payment event handled).
+std::optional<std::string> payment_contradiction(const protocol::v3::decrypted_payment& tx) {
+    if (tx.payment.state != domain::trade_state::success)
+        return "TRANSACTION.SUCCESS with trade_state " + std::string(domain::to_string(tx.payment.state));
+    if (!tx.payment.amount_total) return "a payment without amount.total";
+    return std::nullopt;
+}
+
+// A refund notification's event type names the status its resource carries.
+std::optional<std::string> refund_contradiction(std::string_view event_type,
+                                                const protocol::v3::decrypted_refund& rf) {
+    const std::string status(domain::to_string(rf.refund.status));
+    if (event_type != "REFUND." + status) return std::string(event_type) + " with refund_status " + status;
+    return std::nullopt;
+}
+
 bool handled_v3_event(std::string_view event_type) {
     return event_type == "TRANSACTION.SUCCESS" || event_type == "REFUND.SUCCESS" ||
            event_type == "REFUND.ABNORMAL" || event_type == "REFUND.CLOSED";
@@ -196,6 +212,9 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
         if (!tx) co_return reject(req, n, reject_reason::malformed, tx.err().message);
         if (tx->mchid != mchid)
             co_return reject(req, n, reject_reason::mchid_mismatch, "decrypted mchid differs from the path");
+        // Signed by WeChat Pay and still contradicting itself: refused (400), never applied.
+        if (auto bad = payment_contradiction(*tx))
+            co_return reject(req, n, reject_reason::malformed, std::move(*bad));
         f.occurred_at = tx->payment.success_time;
         f.body = std::move(tx->payment);
     } else {
@@ -203,6 +222,8 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
         if (!rf) co_return reject(req, n, reject_reason::malformed, rf.err().message);
         if (rf->mchid != mchid)
             co_return reject(req, n, reject_reason::mchid_mismatch, "decrypted mchid differs from the path");
+        if (auto bad = refund_contradiction(env->event_type, *rf))
+            co_return reject(req, n, reject_reason::malformed, std::move(*bad));
         f.occurred_at = rf->refund.success_time;
         f.body = std::move(rf->refund);
     }

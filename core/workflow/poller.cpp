@@ -11,6 +11,7 @@
 #include "base/encoding.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
+#include "workflow/escapes.hpp"
 #include "workflow/query_retry.hpp"
 
 namespace wxrecon::workflow {
@@ -30,9 +31,11 @@ micros to_micros(config::duration d) {
     return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
+// Closes the order locally, so only WeChat's documented code in an answer whose signature holds will do:
+// an unsigned one (a proxy, an attacker on the path) is a failed query, tried again later.
 bool is_not_found(const wechat::call_result& r) {
-    return r.outcome == wechat::call_outcome::rejected &&
-           (r.code == "ORDER_NOT_EXIST" || r.code == "ORDERNOTEXIST" || r.status == 404);
+    return r.outcome == wechat::call_outcome::rejected && r.verified &&
+           (r.code == "ORDER_NOT_EXIST" || r.code == "ORDERNOTEXIST");
 }
 
 // Close answers that mean "it is paid" (v2 ORDERPAID; v3 spelling unconfirmed: ORDERPAID or TRADE_ERROR).
@@ -78,8 +81,8 @@ poller::~poller() = default;
 void poller::start() {
     running_ = true;
     refreshing_ = true;
-    asio::co_spawn(executor_, run(), asio::detached);
-    asio::co_spawn(executor_, refresh_gauges(), asio::detached);
+    asio::co_spawn(executor_, run(), report_escapes(metrics_, "poller"));
+    asio::co_spawn(executor_, refresh_gauges(), report_escapes(metrics_, "poller"));
 }
 
 asio::awaitable<void> poller::refresh_gauges() {
@@ -137,7 +140,7 @@ asio::awaitable<void> poller::run() {
             }
             for (auto& order : claimed) {
                 ++in_flight_;
-                asio::co_spawn(executor_, poll_checked(std::move(order)), asio::detached);
+                asio::co_spawn(executor_, poll_checked(std::move(order)), report_escapes(metrics_, "poller"));
             }
             if (static_cast<int>(claimed.size()) == free) continue;  // more may be due: look again at once
         }

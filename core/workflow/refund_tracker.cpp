@@ -11,6 +11,7 @@
 
 #include "base/encoding.hpp"
 #include "store/ledger.hpp"
+#include "workflow/escapes.hpp"
 #include "workflow/query_retry.hpp"
 #include "workflow/refund_calls.hpp"
 
@@ -67,7 +68,7 @@ refund_tracker::refund_tracker(asio::any_io_executor ex, const config::config& c
 
 void refund_tracker::start() {
     running_ = true;
-    asio::co_spawn(executor_, run(), asio::detached);
+    asio::co_spawn(executor_, run(), report_escapes(metrics_, "refund_tracker"));
 }
 
 asio::awaitable<void> refund_tracker::stop(std::chrono::milliseconds grace) {
@@ -95,7 +96,8 @@ asio::awaitable<void> refund_tracker::run() {
             }
             for (auto& refund : claimed) {
                 ++in_flight_;
-                asio::co_spawn(executor_, track_checked(std::move(refund)), asio::detached);
+                asio::co_spawn(executor_, track_checked(std::move(refund)),
+                               report_escapes(metrics_, "refund_tracker"));
             }
             if (static_cast<int>(claimed.size()) == free) continue;  // more may be due
         }

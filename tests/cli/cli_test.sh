@@ -46,6 +46,21 @@ expect 2 "check-config refuses an API token shorter than 16 characters" "$wxreco
 expect_output "api.token_file" "the message names the token's key"
 cp "$work/api.token.good" "$keys/api.token"
 
+# A trust file for the merchant's API host that TLS could not load: refused here, not at the first call.
+cp "$work/conf/wxrecond.toml" "$work/conf.good"
+sed -i 's|^# ca_file = .*|ca_file = "keys/bad-ca.pem"|' "$work/conf/wxrecond.toml"
+printf 'not a certificate\n' > "$keys/bad-ca.pem"
+expect 2 "check-config refuses a ca_file without a certificate" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
+expect_output "ca_file" "the message names the key"
+expect_output "$keys/bad-ca.pem" "the message names the file"
+cp "$keys/wechatpay_5157F09EFDC096DE15EBE81A47057A72D1E6E3FD.pem" "$keys/bad-ca.pem"
+printf -- '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' >> "$keys/bad-ca.pem"
+expect 2 "check-config refuses a ca_file whose second certificate is broken" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
+expect_output "certificate 2" "the message says which certificate"
+cp "$keys/wechatpay_5157F09EFDC096DE15EBE81A47057A72D1E6E3FD.pem" "$keys/bad-ca.pem"
+expect 0 "check-config accepts a ca_file of PEM certificates" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
+cp "$work/conf.good" "$work/conf/wxrecond.toml"
+
 printf 'short\n' > "$keys/apiv3.key"
 expect 2 "check-config refuses a 6-byte APIv3 key" "$wxrecond" --config "$work/conf/wxrecond.toml" check-config
 expect_output "apiv3_key_file" "the message names the key"

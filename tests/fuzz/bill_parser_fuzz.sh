@@ -13,7 +13,7 @@ cxx=$(command -v clang++-14 || command -v clang++ || true)
 mkdir -p "$work_dir/corpus"
 binary="$work_dir/bill_parser_fuzz"
 sources=(core/protocol/bill.cpp core/protocol/bill_values.cpp core/base/encoding.cpp core/base/time.cpp
-         core/base/json_writer.cpp core/base/result.cpp tests/fuzz/bill_parser_fuzz.cpp)
+         core/base/json_writer.cpp core/base/result.cpp core/base/utf8.cpp tests/fuzz/bill_parser_fuzz.cpp)
 (cd "$source_dir" && "$cxx" -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -I core "${sources[@]}" -lcrypto -o "$binary")
 

@@ -113,6 +113,34 @@ TEST_F(BatchTest, SameOrderFactsInOneBatchApplyInArrivalOrder) {
               "wxrecond open | wxrecond resolved | ");
 }
 
+// Stale or regression is decided on one clock: a contradicting answer is compared with when the recorded
+// state was observed (the facts' clock), not with when the database wrote it. Here the daemon's clock runs
+// an hour ahead of the database's: an answer to a query sent before the payment was seen is stale, one sent
+// after it is a regression. (Compared with the database's time both were "newer", so both regressions.)
+TEST_F(BatchTest, StaleOrRegressionIsDecidedOnTheFactsClockNotTheDatabases) {
+    const micros db_now = std::stoll(rows("SELECT wxrecon.to_micros(now())"));
+    const micros daemon_now = db_now + 3'600'000'000LL;
+    fact paid = payment("B2", "T2", 100, "E-SKEW-1");
+    paid.observed_at = daemon_now;
+    ASSERT_EQ(apply({paid})[0].outcome, outcome::applied);
+    const auto answer = [&](micros sent_at, const char* request) {
+        fact f = payment("B2", "", 100, "");
+        f.notify_id.reset();
+        f.source = fact_source::query_v3;
+        f.event_type = "QUERY";
+        f.observed_at = sent_at;
+        auto& p = std::get<payment_fact>(f.body);
+        p.state = trade_state::notpay;
+        p.transaction_id.clear();
+        p.success_time.reset();
+        f.payload_json = std::string("{\"request\":\"") + request + "\"}";
+        return apply({f})[0].outcome;
+    };
+    EXPECT_EQ(answer(daemon_now - 10'000'000, "before"), outcome::stale);
+    EXPECT_EQ(answer(daemon_now + 10'000'000, "after"), outcome::regression);
+    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B2'"), "SUCCESS | ");
+}
+
 TEST_F(BatchTest, RefundBeforeItsPaymentInOneBatchConverges) {
     const auto results =
         apply({refund("B2", "T2", "R2", refund_status::success, "E1"), payment("B2", "T2", 100, "E2")});

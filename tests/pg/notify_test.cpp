@@ -142,6 +142,78 @@ TEST_F(NotifyTest, PaymentIsAppliedOnceAndDuplicatesChangeNothing) {
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies"), 0);
 }
 
+// A forged request may carry any bytes. Each kind of malformed UTF-8 (PostgreSQL's text refuses all of
+// them) and a NUL still leaves its rejected row, the bytes replaced by U+FFFD, instead of making the
+// row's insert fail and the forgery vanish.
+TEST_F(NotifyTest, ForgeriesWithHostileBytesAreStillRecordedAsRejected) {
+    const std::vector<std::pair<std::string, std::string>> hostile = {
+        {"surrogate", "\xED\xA0\x80"},         {"overlong 2-byte", "\xC0\xAF"},
+        {"overlong 3-byte", "\xE0\x80\xAF"},   {"overlong 4-byte", "\xF0\x80\x80\xAF"},
+        {"past U+10FFFF", "\xF4\x90\x80\x80"}, {"F5 lead", "\xF5\x80\x80\x80"},
+        {"stray continuation", "\x80"},        {"cut short", "\xE4\xB8"},
+        {"NUL", std::string(1, '\0')},
+    };
+    long expected = 0;
+    for (const auto& [name, bytes] : hostile) {
+        auto forged =
+            notification(protocol::v3::transaction_json(test_mchid, payment("U8", 100, "4200000099")),
+                         "TRANSACTION.SUCCESS", "EV-U8-" + std::to_string(expected));
+        forged.body.insert(forged.body.size() - 1, ",\"x\":\"" + bytes + "\"");
+        EXPECT_EQ(send(forged).status, 401) << name;
+        EXPECT_EQ(rejected_with("bad_signature", ++expected), expected) << name;
+    }
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.rejected_notifications WHERE body LIKE '%\"x\":\"' || "
+                        "U&'\\FFFD' || '%'"),
+              expected);
+}
+
+// Defence in depth: a message WeChat Pay signed that contradicts itself is refused with a 400 (rejected,
+// malformed) rather than applied or answered 503 (which WeChat would retry for a day).
+TEST_F(NotifyTest, SignedNotificationsThatContradictThemselvesAreRefused) {
+    register_order("X6-ORDER", 100);
+    auto not_paid = payment("X6-ORDER", 100, "4200000066");
+    not_paid.state = domain::trade_state::notpay;
+    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, not_paid), "TRANSACTION.SUCCESS",
+                                "EV-6a"))
+                  .status,
+              400);
+    EXPECT_EQ(rejected_with("malformed", 1), 1);
+
+    auto no_amount = payment("X6-ORDER", 100, "4200000066");
+    no_amount.amount_total.reset();
+    no_amount.payer_total.reset();
+    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, no_amount), "TRANSACTION.SUCCESS",
+                                "EV-6b"))
+                  .status,
+              400);
+    EXPECT_EQ(rejected_with("malformed", 2), 2);
+
+    domain::refund_fact closed;
+    closed.out_trade_no = "X6-ORDER";
+    closed.out_refund_no = "X6-R1";
+    closed.refund_id = "50000000066";
+    closed.transaction_id = "4200000066";
+    closed.status = domain::refund_status::closed;
+    closed.amount_refund = 50;
+    closed.amount_total = 100;
+    EXPECT_EQ(
+        send(notification(protocol::v3::refund_json(test_mchid, closed), "REFUND.SUCCESS", "EV-6c")).status,
+        400);
+    EXPECT_EQ(rejected_with("malformed", 3), 3);
+
+    auto negative = closed;
+    negative.status = domain::refund_status::success;
+    negative.amount_total = -100;
+    EXPECT_EQ(
+        send(notification(protocol::v3::refund_json(test_mchid, negative), "REFUND.SUCCESS", "EV-6d")).status,
+        400);
+    EXPECT_EQ(rejected_with("malformed", 4), 4);
+
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'X6-ORDER'"), "NOTPAY");
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.refunds"), 0);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 0);
+}
+
 TEST_F(NotifyTest, PlatformCertificateAndPublicKeyModesAreAcceptedSideBySide) {
     register_order("T11", 100);
     register_order("T12", 100);

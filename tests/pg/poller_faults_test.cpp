@@ -258,6 +258,38 @@ TEST_F(PollerFaults, ServerErrorsAreBackedOffAndOrdersConverge) {
     }
 }
 
+// An order wxrecon registered but never placed is closed locally when WeChat Pay says it does not exist,
+// and only then: a 404 page from a proxy in front, or an ORDER_NOT_EXIST without WeChat Pay's signature,
+// is a failed query (retried), never a reason to close.
+TEST_F(PollerFaults, OnlyASignedOrderNotExistClosesAnOrderLocally) {
+    sim_key_dir keys(1);
+    running_simulator sim(keys, {});
+    const std::string mchid = keys.keys.merchants[0].mchid;
+    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, expire_at) VALUES ('" + mchid +
+             "', 'NEVER-PLACED', 100, now() + interval '300 milliseconds')");
+    sim_control(sim.port(), "/sim/faults", R"({"query_404_proxy":1})");
+    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1s")));
+    const auto state = [&] { return db_.scalar("SELECT state FROM wxrecon.orders"); };
+    ASSERT_TRUE(
+        wait_for([&] { return metric(daemon.admin_port(), queries_total("v3", "server_error")) >= 1; }, 3s));
+    EXPECT_EQ(state(), "NOTPAY") << "a proxy's 404 closed the order";
+    EXPECT_EQ(db_.scalar("SELECT last_poll_error FROM wxrecon.orders"), "HTTP 404");
+
+    sim_control(sim.port(), "/sim/faults", R"({"query_404_proxy":0,"unsigned_errors":1})");
+    ASSERT_TRUE(wait_for(
+        [&] {
+            const auto error = db_.scalar("SELECT last_poll_error FROM wxrecon.orders");
+            return error.find("ORDER_NOT_EXIST") != std::string::npos ||
+                   error.find("ORDERNOTEXIST") != std::string::npos;  // the simulator's older spelling
+        },
+        8s));
+    EXPECT_EQ(state(), "NOTPAY") << "an unsigned ORDER_NOT_EXIST closed the order";
+
+    sim_control(sim.port(), "/sim/faults", R"({"unsigned_errors":0})");
+    ASSERT_TRUE(wait_for([&] { return state() == "CLOSED"; }, 10s)) << "the signed answer did not close it";
+    EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "not_found")), 1);
+}
+
 // Answers slower than poller.request_timeout: the try counts as a timeout, the order's error records it and
 // the next try waits out the backoff (3-6 s), where the schedule would ask every second; once WeChat Pay
 // answers in time again, the paid orders are SUCCESS by query.
@@ -703,15 +735,16 @@ TEST_F(PollerFaults, AnswerOfAQueryThatWaitedForTheRateIsNotStale) {
 }
 
 // The rule for a paid order, through the ledger (the poller never queries a paid order, so it cannot
-// produce this itself): a NOTPAY query sent before the payment was recorded is stale; one sent at or after
-// it is a regression that opens state_regression and leaves the payment alone.
+// produce this itself): a NOTPAY query sent before the payment was observed (received, on the same clock
+// as the query's send time) is stale; one sent at or after it is a regression that opens state_regression
+// and leaves the payment alone.
 TEST_F(PollerFaults, NotpayQueryForAPaidOrderIsStaleOrARegressionByItsSendTime) {
     db_.exec(std::string("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('") +
              test_mchid + "', 'PAID-1', 100)");
     ASSERT_EQ(apply_one(db_.url(), notified_payment(test_mchid, "PAID-1", "T-PAID-1")).outcome,
               domain::outcome::applied);
     const domain::micros paid_at =
-        std::stoll(db_.scalar("SELECT wxrecon.to_micros(state_changed_at) FROM wxrecon.orders"));
+        std::stoll(db_.scalar("SELECT wxrecon.to_micros(state_observed_at) FROM wxrecon.orders"));
     const std::string row =
         "SELECT state || ' ' || state_source || ' ' || transaction_id || ' ' || payer_total ||"
         " ' ' || wxrecon.to_micros(state_changed_at) FROM wxrecon.orders";

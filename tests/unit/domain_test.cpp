@@ -44,7 +44,7 @@ payment_fact observed(trade_state s) {
 order_snapshot recorded(trade_state s, micros changed_at = 1000) {
     order_snapshot o;
     o.state = s;
-    o.state_changed_at = changed_at;
+    o.state_observed_at = changed_at;
     o.amount_total = 100;
     o.appid = "wxd678efh567hg6787";
     if (s == trade_state::success || s == trade_state::refund) o.transaction_id = "4200000001";

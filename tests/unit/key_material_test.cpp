@@ -450,8 +450,13 @@ TEST_F(key_material, all_verification_keys_expired_is_an_error) {
                         "expired");
     // Far in the future the ten-year certificate has expired as well.
     m.platform_cert_files = {at("platform_short.pem"), at("platform_long.pem")};
-    expect_config_error(load_key_store(config_with({m}), now_ + 20LL * 365 * 86400), 0, "platform_cert_files",
-                        std::nullopt, "expired");
+    const auto far = load_key_store(config_with({m}), now_ + 20LL * 365 * 86400);
+    expect_config_error(far, 0, "platform_cert_files", std::nullopt, "expired");
+    // Each expired file is named, so the operator knows which to replace.
+    EXPECT_NE(far.err().message.find(at("platform_short.pem").string() + " ("), std::string::npos)
+        << far.err().message;
+    EXPECT_NE(far.err().message.find(at("platform_long.pem").string() + " ("), std::string::npos)
+        << far.err().message;
 }
 
 TEST_F(key_material, same_certificate_twice_is_an_error) {

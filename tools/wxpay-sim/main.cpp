@@ -86,7 +86,8 @@ Control API (JSON, no authentication: bind it to loopback):
                              content (good) or the damaged one (served)
   POST /sim/faults          {["mchid",]"drop","duplicate","concurrent","delay","delay_ms","reorder",
                              "reorder_window_ms","query_429","query_500","query_slow","reply_slow",
-                             "slow_ms","bad_response_signature","forged","probe",
+                             "slow_ms","bad_response_signature","unsigned_errors",
+                             "query_404_proxy","forged","probe",
                              "rotate_certificate_after","refund_processing_ms","refund_abnormal",
                              "refund_closed"}
                              rates are 0..1; without mchid every merchant; leaving a key out keeps it.

@@ -60,6 +60,8 @@ std::string fault_config::to_json() const {
         .add_raw("reply_slow", rate(reply_slow))
         .add("slow_ms", slow_ms)
         .add_raw("bad_response_signature", rate(bad_response_signature))
+        .add_raw("unsigned_errors", rate(unsigned_errors))
+        .add_raw("query_404_proxy", rate(query_404_proxy))
         .add_raw("forged", rate(forged))
         .add_raw("probe", rate(probe))
         .add("rotate_certificate_after", rotate_certificate_after)
@@ -92,6 +94,8 @@ status apply_fault_json(std::string_view json, fault_config& into) {
         {"refund_abnormal", &fault_config::refund_abnormal},
         {"refund_closed", &fault_config::refund_closed},
         {"bad_response_signature", &fault_config::bad_response_signature},
+        {"unsigned_errors", &fault_config::unsigned_errors},
+        {"query_404_proxy", &fault_config::query_404_proxy},
         {"forged", &fault_config::forged},
         {"probe", &fault_config::probe},
     };

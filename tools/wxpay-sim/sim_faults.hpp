@@ -32,8 +32,10 @@ struct fault_config {
     double reply_slow = 0;  // the call is applied first, then its answer waits slow_ms (a client timeout)
     std::int64_t slow_ms = 3000;  // real milliseconds, not scaled: it is there to outlast client timeouts
     double bad_response_signature = 0;  // a 2xx answer carries a signature that does not verify
-    double forged = 0;  // a forged notification (signed with a key WeChat does not have) is sent too
-    double probe = 0;   // a WECHATPAY/SIGNTEST/ probe goes ahead of the real notification
+    double unsigned_errors = 0;  // an error answer (4xx/5xx) comes without WeChat Pay's signature headers
+    double query_404_proxy = 0;  // an API call is answered 404 by a proxy in front: an HTML page, no code
+    double forged = 0;           // a forged notification (signed with a key WeChat does not have) is sent too
+    double probe = 0;            // a WECHATPAY/SIGNTEST/ probe goes ahead of the real notification
     std::int64_t rotate_certificate_after = 0;  // platform certificate replaced after this many notifications
     // Refunds made through the merchant APIs: PROCESSING for refund_processing_ms (scaled by the time
     // scale; 0: final at once), then ABNORMAL or CLOSED at these rates (drawn per mchid and

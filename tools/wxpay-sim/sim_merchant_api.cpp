@@ -110,6 +110,10 @@ asio::awaitable<reply> simulator::handle_v3(inbound_request& req) {
         const char* code = m->variants.alt_rate_limit_spelling ? "RATELIMIT_EXCEEDED" : "FREQUENCY_LIMITED";
         co_return co_await v3_signed(*m, req, 429, v3_error_body(code, "请求频率超过限制"));
     }
+    if (draw("fault.query_404_proxy", subject, call, m->faults.query_404_proxy)) {
+        end_call(log_id, 404);
+        co_return reply{404, "text/html", "<html><body><h1>404 Not Found</h1></body></html>"};
+    }
     if (draw("fault.query_500", subject, call, m->faults.query_500)) {
         end_call(log_id, 500);
         const char* code = m->variants.old_system_error_spelling ? "SYSTEMERROR" : "SYSTEM_ERROR";
@@ -183,6 +187,8 @@ asio::awaitable<reply> simulator::v3_signed(merchant_state& m, const inbound_req
                            uuid_from(seeded_hash(options_.seed, "request", k.mchid, m.api_calls),
                                      static_cast<std::uint64_t>(elapsed_ms())));
     if (!sig || !*sig) co_return r;  // cannot happen with a loaded key; answer unsigned rather than crash
+    if (status >= 400 && draw("fault.unsigned_errors", k.mchid, m.api_calls, m.faults.unsigned_errors))
+        co_return r;
     std::string signature = (*sig)->signature;
     if (status >= 200 && status < 300 &&
         draw("fault.bad_response_signature", k.mchid, m.api_calls, m.faults.bad_response_signature)) {
