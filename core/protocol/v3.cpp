@@ -1,7 +1,9 @@
 #include "protocol/v3.hpp"
 
 #include <simdjson.h>
+#include <algorithm>
 #include <charconv>
+#include <optional>
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
@@ -82,18 +84,29 @@ std::string message_to_verify(std::string_view timestamp, std::string_view nonce
     return m;
 }
 
+namespace {
+
+// How far a timestamp header is from now, in seconds; nullopt when it is not a Unix time (digits only, no
+// sign). Unsigned, so no value a sender picks can overflow the subtraction.
+std::optional<std::uint64_t> seconds_from_now(std::string_view timestamp, std::int64_t now_unix) {
+    std::uint64_t ts = 0;
+    const auto [end, ec] = std::from_chars(timestamp.data(), timestamp.data() + timestamp.size(), ts);
+    if (ec != std::errc{} || end != timestamp.data() + timestamp.size()) return std::nullopt;
+    const auto now = static_cast<std::uint64_t>(std::max<std::int64_t>(now_unix, 0));
+    return ts > now ? ts - now : now - ts;
+}
+
+}  // namespace
+
 status verify_signature(const signature_headers& h, std::string_view body, std::int64_t now_unix,
                         const key_lookup& find_key) {
     if (h.timestamp.empty() || h.nonce.empty() || h.signature.empty() || h.serial.empty())
         return make_error(errc::missing_signature,
                           "missing Wechatpay-Timestamp, -Nonce, -Signature or -Serial header");
-    std::int64_t ts = 0;
-    const auto [end, ec] = std::from_chars(h.timestamp.data(), h.timestamp.data() + h.timestamp.size(), ts);
-    if (ec != std::errc{} || end != h.timestamp.data() + h.timestamp.size())
-        return make_error(errc::bad_signature, "Wechatpay-Timestamp is not an integer");
-    const std::int64_t skew = ts > now_unix ? ts - now_unix : now_unix - ts;
-    if (skew > timestamp_window_seconds)
-        return make_error(errc::stale_timestamp, "Wechatpay-Timestamp is " + std::to_string(skew) +
+    const auto skew = seconds_from_now(h.timestamp, now_unix);
+    if (!skew) return make_error(errc::bad_signature, "Wechatpay-Timestamp is not a Unix time");
+    if (*skew > static_cast<std::uint64_t>(timestamp_window_seconds))
+        return make_error(errc::stale_timestamp, "Wechatpay-Timestamp is " + std::to_string(*skew) +
                                                      " s away from now (limit 300 s)");
     const crypto::public_key* key = find_key(h.serial);
     if (key == nullptr)
@@ -362,13 +375,10 @@ result<std::string> sign_request(std::string_view method, std::string_view canon
 
 status verify_request(const authorization& a, std::string_view method, std::string_view canonical_url,
                       std::string_view body, const crypto::public_key& merchant_key, std::int64_t now_unix) {
-    std::int64_t ts = 0;
-    const auto [end, ec] = std::from_chars(a.timestamp.data(), a.timestamp.data() + a.timestamp.size(), ts);
-    if (ec != std::errc{} || end != a.timestamp.data() + a.timestamp.size())
-        return make_error(errc::invalid_argument, "Authorization timestamp is not an integer");
-    const std::int64_t skew = ts > now_unix ? ts - now_unix : now_unix - ts;
-    if (skew > timestamp_window_seconds)
-        return make_error(errc::stale_timestamp, "Authorization timestamp is " + std::to_string(skew) +
+    const auto skew = seconds_from_now(a.timestamp, now_unix);
+    if (!skew) return make_error(errc::invalid_argument, "Authorization timestamp is not a Unix time");
+    if (*skew > static_cast<std::uint64_t>(timestamp_window_seconds))
+        return make_error(errc::stale_timestamp, "Authorization timestamp is " + std::to_string(*skew) +
                                                      " s away from now (limit 300 s)");
     const auto raw = base64_decode(a.signature);
     if (!raw) return make_error(errc::bad_signature, "Authorization signature is not Base64");

@@ -77,27 +77,33 @@ asio::awaitable<void> certificate_refresher::refresh(std::string mchid, std::str
     const config::merchant_keys* mk = keys->find(mchid);
     if (stopping_ || m == nullptr || mk == nullptr || !can_download(*m, *mk)) co_return;
     ++in_flight_;
-    // Counted down however the download ends, an exception included: stop() waits for in_flight_.
-    const std::unique_ptr<int, void (*)(int*)> counted(&in_flight_, [](int* n) { --*n; });
-    const wechat::merchant_access access = merchant_access_for(*m, *mk);
-    std::string method = "GET", path = "/v3/certificates?algorithm_type=RSA", no_body;
-    const wechat::call_result answer = co_await clients_.pay(*m).v3(
-        access, std::move(method), std::move(path), std::move(no_body), wechat::retry_safety::idempotent);
-    std::string result = "ok";
-    if (answer.outcome != wechat::call_outcome::ok) {
-        result = answer.outcome == wechat::call_outcome::forged ? "untrusted" : "failed";
-        spdlog::warn("certificates: download failed mchid={} why=\"{}\" result={} error={}", mchid, why,
-                     result, log_quote(answer.error));
-    } else if (auto certs = wechat::read_certificates(answer, *mk->apiv3_key); !certs) {
-        result = "untrusted";
-        spdlog::warn("certificates: list refused mchid={} why=\"{}\" error={}", mchid, why,
-                     log_quote(certs.err().message));
-    } else {
-        const int added = keys_.add_downloaded(mchid, *certs);
-        spdlog::info("certificates: refreshed mchid={} why=\"{}\" listed={} new={}", mchid, why,
-                     certs->size(), added);
+    // Counted down however the download ends, an exception included: stop() waits for in_flight_. (Not by a
+    // guard object: a frame destroyed unfinished at exit must not touch this object, gone by then.)
+    try {
+        const wechat::merchant_access access = merchant_access_for(*m, *mk);
+        std::string method = "GET", path = "/v3/certificates?algorithm_type=RSA", no_body;
+        const wechat::call_result answer = co_await clients_.pay(*m).v3(
+            access, std::move(method), std::move(path), std::move(no_body), wechat::retry_safety::idempotent);
+        std::string result = "ok";
+        if (answer.outcome != wechat::call_outcome::ok) {
+            result = answer.outcome == wechat::call_outcome::forged ? "untrusted" : "failed";
+            spdlog::warn("certificates: download failed mchid={} why=\"{}\" result={} error={}", mchid, why,
+                         result, log_quote(answer.error));
+        } else if (auto certs = wechat::read_certificates(answer, *mk->apiv3_key); !certs) {
+            result = "untrusted";
+            spdlog::warn("certificates: list refused mchid={} why=\"{}\" error={}", mchid, why,
+                         log_quote(certs.err().message));
+        } else {
+            const int added = keys_.add_downloaded(mchid, *certs);
+            spdlog::info("certificates: refreshed mchid={} why=\"{}\" listed={} new={}", mchid, why,
+                         certs->size(), added);
+        }
+        metrics_->add("wxrecon_certificate_refreshes_total", {{"result", result}});
+    } catch (...) {
+        --in_flight_;
+        throw;
     }
-    metrics_->add("wxrecon_certificate_refreshes_total", {{"result", result}});
+    --in_flight_;
 }
 
 }  // namespace wxrecon::workflow

@@ -9,6 +9,8 @@
 #include <algorithm>
 
 #include "base/encoding.hpp"
+#include "base/json_writer.hpp"
+#include "base/percent.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
 #include "workflow/escapes.hpp"
@@ -178,8 +180,8 @@ asio::awaitable<wechat::call_result> poller::query(const config::merchant_config
     sent_at = options_.clock.micros();  // after the wait for the rate: what the answer describes starts here
     wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
-        std::string method = "GET",
-                    path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "?mchid=" + m.mchid;
+        std::string method = "GET", path = "/v3/pay/transactions/out-trade-no/" +
+                                           percent_encode(out_trade_no) + "?mchid=" + percent_encode(m.mchid);
         std::string no_body;  // named: GCC 12 mishandles temporaries inside co_await
         co_return co_await client.v3(access, std::move(method), std::move(path), std::move(no_body),
                                      wechat::retry_safety::idempotent);
@@ -198,8 +200,9 @@ asio::awaitable<wechat::call_result> poller::close_at_wechat(const config::merch
     sent_at = options_.clock.micros();
     wechat::pay_client& client = clients_.pay(m);
     if (m.version == config::api_version::v3) {
-        std::string method = "POST", path = "/v3/pay/transactions/out-trade-no/" + out_trade_no + "/close";
-        std::string body = "{\"mchid\":\"" + m.mchid + "\"}";
+        std::string method = "POST",
+                    path = "/v3/pay/transactions/out-trade-no/" + percent_encode(out_trade_no) + "/close";
+        std::string body = json_object().add("mchid", m.mchid).str();
         co_return co_await client.v3(access, std::move(method), std::move(path), std::move(body),
                                      wechat::retry_safety::once_only);
     }
@@ -258,7 +261,7 @@ asio::awaitable<bool> poller::apply_close(const store::claimed_order& order, std
     f.event_type = "CLOSE";
     f.observed_at = sent_at;
     f.occurred_at = sent_at;
-    f.payload_json = "{\"out_trade_no\":\"" + order.out_trade_no + "\",\"trade_state\":\"CLOSED\"}";
+    f.payload_json = json_object().add("out_trade_no", order.out_trade_no).add("trade_state", "CLOSED").str();
     f.body = std::move(p);
     const auto r = co_await ledger_.apply(f, steady::now() + apply_deadline);
     co_return r.outcome != domain::outcome::stale;

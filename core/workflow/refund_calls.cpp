@@ -4,6 +4,7 @@
 #include <iterator>
 
 #include "base/json_writer.hpp"
+#include "base/percent.hpp"
 #include "protocol/v2.hpp"
 #include "protocol/v3.hpp"
 #include "workflow/wechat_access.hpp"
@@ -70,7 +71,8 @@ boost::asio::awaitable<wechat::call_result> query_refund(wechat::pay_client& cli
                                                          const config::merchant_config& m,
                                                          const std::string& out_refund_no) {
     if (m.version == config::api_version::v3) {
-        std::string method = "GET", path = "/v3/refund/domestic/refunds/" + out_refund_no, no_body;
+        std::string method = "GET", path = "/v3/refund/domestic/refunds/" + percent_encode(out_refund_no),
+                    no_body;
         co_return co_await client.v3(access, std::move(method), std::move(path), std::move(no_body),
                                      wechat::retry_safety::idempotent);
     }

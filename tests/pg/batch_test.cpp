@@ -139,6 +139,16 @@ TEST_F(BatchTest, StaleOrRegressionIsDecidedOnTheFactsClockNotTheDatabases) {
     EXPECT_EQ(answer(daemon_now - 10'000'000, "before"), outcome::stale);
     EXPECT_EQ(answer(daemon_now + 10'000'000, "after"), outcome::regression);
     EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B2'"), "SUCCESS | ");
+    EXPECT_EQ(rows("SELECT wxrecon.to_micros(state_observed_at) = " + std::to_string(daemon_now) +
+                   " FROM wxrecon.orders WHERE out_trade_no = 'B2'"),
+              "t | ");
+    // Changed by hand, the state keeps no observation time of the state before it: its change time stands in.
+    {
+        pqxx::work tx(*conn_);
+        tx.exec("UPDATE wxrecon.orders SET state = 'CLOSED' WHERE out_trade_no = 'B2'");
+        tx.commit();
+    }
+    EXPECT_EQ(rows("SELECT state_observed_at IS NULL FROM wxrecon.orders WHERE out_trade_no = 'B2'"), "t | ");
 }
 
 TEST_F(BatchTest, RefundBeforeItsPaymentInOneBatchConverges) {

@@ -290,6 +290,27 @@ TEST_F(PollerFaults, OnlyASignedOrderNotExistClosesAnOrderLocally) {
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "not_found")), 1);
 }
 
+// A number stored by hand, not through the API, cannot steer a query: it goes out as one
+// percent-encoded path segment, whatever it holds.
+TEST_F(PollerFaults, AnOrderNumberStoredByHandStaysOneEncodedPathSegment) {
+    sim_key_dir keys(1);
+    running_simulator sim(keys, {});
+    const std::string mchid = keys.keys.merchants[0].mchid;
+    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('" + mchid +
+             "', 'EVIL/../../v3/x?y#z', 100)");
+    running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1h")));
+    const std::string sent = "/v3/pay/transactions/out-trade-no/EVIL%2F..%2F..%2Fv3%2Fx%3Fy%23z";
+    std::string log;
+    ASSERT_TRUE(wait_for(
+        [&] {
+            log = http_get(sim.port(), "/sim/calls").body;
+            return log.find(sent) != std::string::npos;
+        },
+        5s))
+        << log;
+    EXPECT_EQ(log.find("/v3/x"), std::string::npos) << "the number left its segment: " << log;
+}
+
 // Answers slower than poller.request_timeout: the try counts as a timeout, the order's error records it and
 // the next try waits out the backoff (3-6 s), where the schedule would ask every second; once WeChat Pay
 // answers in time again, the paid orders are SUCCESS by query.

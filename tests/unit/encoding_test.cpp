@@ -1,5 +1,6 @@
 // Base64 (strict), hex, constant-time comparison and ASCII case-insensitive equality.
 #include "base/encoding.hpp"
+#include "base/percent.hpp"
 
 #include <gtest/gtest.h>
 
@@ -159,6 +160,17 @@ TEST(single_line, turns_line_breaks_and_control_characters_into_spaces) {
               "ERROR:  canceling statement CONTEXT: x   end");
     EXPECT_EQ(single_line("中文 ok"), "中文 ok");  // UTF-8 bytes are not control characters
     EXPECT_EQ(single_line(std::string("a\0b\x7f", 4)), "a b ");
+}
+
+// An order or refund number goes into a request path as one segment whatever it holds: WeChat's own
+// alphabet passes unchanged, everything else is %XX.
+TEST(PercentEncode, KeepsWeChatsAlphabetAndEncodesEverythingElse) {
+    EXPECT_EQ(percent_encode("1217752501201407033233368018"), "1217752501201407033233368018");
+    EXPECT_EQ(percent_encode("Ab-9_x|y*z.~"), "Ab-9_x|y*z.~");
+    EXPECT_EQ(percent_encode("EVIL/../../v3/x?y#z"), "EVIL%2F..%2F..%2Fv3%2Fx%3Fy%23z");
+    EXPECT_EQ(percent_encode("a b\r\nc%"), "a%20b%0D%0Ac%25");
+    EXPECT_EQ(percent_encode("支"), "%E6%94%AF");
+    EXPECT_EQ(percent_encode(std::string("\0", 1)), "%00");
 }
 
 }  // namespace

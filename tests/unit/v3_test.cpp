@@ -3,6 +3,8 @@
 // input), and the WeChat Pay side round trip used by tools and tests.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <simdjson.h>
 
 #include "base/encoding.hpp"
@@ -56,6 +58,24 @@ TEST(V3Signature, ReplayWindowIs300Seconds) {
     const auto v = load_go_vector();
     EXPECT_EQ(check(v, v.now + 301, v.body, v.serial).err().code, errc::stale_timestamp);
     EXPECT_EQ(check(v, v.now - 301, v.body, v.serial).err().code, errc::stale_timestamp);
+}
+
+// Whatever a sender puts in Wechatpay-Timestamp, the distance to now is computed without overflow (UBSan
+// checks this run): the extremes of 64 bits are stale, a sign or out-of-range digits are not a Unix time.
+TEST(V3Signature, ExtremeTimestampsAreStaleOrRefusedWithoutOverflow) {
+    const auto v = load_go_vector();
+    const auto verdict = [&](std::string_view ts, std::int64_t now) {
+        const signature_headers h{ts, v.nonce, v.signature, v.serial};
+        return verify_signature(h, v.body, now, [&](std::string_view) { return &v.key; }).err().code;
+    };
+    EXPECT_EQ(verdict("9223372036854775807", v.now), errc::stale_timestamp);
+    EXPECT_EQ(verdict("18446744073709551615", v.now), errc::stale_timestamp);
+    EXPECT_EQ(verdict("0", v.now), errc::stale_timestamp);
+    EXPECT_EQ(verdict("0", std::numeric_limits<std::int64_t>::max()), errc::stale_timestamp);
+    EXPECT_EQ(verdict("-9223372036854775808", v.now), errc::bad_signature);
+    EXPECT_EQ(verdict("-1", v.now), errc::bad_signature);
+    EXPECT_EQ(verdict("+1624523846", v.now), errc::bad_signature);
+    EXPECT_EQ(verdict("99999999999999999999999", v.now), errc::bad_signature);
 }
 
 TEST(V3Signature, UnknownSerialTamperedBodyAndMissingHeadersFail) {
