@@ -63,6 +63,7 @@ config() {  # config <with app events: 0|1>
 [server]
 listen = "127.0.0.1:$port"
 max_connections = 4096
+max_connections_per_address = 4096
 [admin]
 listen = "127.0.0.1:$admin"
 [database]

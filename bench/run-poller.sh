@@ -78,6 +78,7 @@ start_daemon() {
 listen = "127.0.0.1:$port"
 public_base_url = "http://127.0.0.1:$port"
 max_connections = 4096
+max_connections_per_address = 4096
 [admin]
 listen = "127.0.0.1:$admin"
 [api]

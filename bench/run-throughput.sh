@@ -54,6 +54,7 @@ cat > "$work/wxrecond.toml" <<TOML
 [server]
 listen = "127.0.0.1:$port"
 max_connections = 4096
+max_connections_per_address = 4096
 [admin]
 listen = "127.0.0.1:$admin"
 [database]

@@ -46,6 +46,7 @@ int run_sink(unsigned short port, double seconds, long expect) {
     clock_type::time_point first{}, last{};
     net::http_limits limits;
     limits.max_connections = 4096;
+    limits.max_connections_per_address = limits.max_connections;  // every client is on loopback
     net::http_server server(
         io.get_executor(), asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), limits,
         [&](inbound_request&) -> asio::awaitable<reply> {

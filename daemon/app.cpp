@@ -133,8 +133,12 @@ net::http_observer listener_metrics(const std::shared_ptr<metrics>& stats, std::
         stats->add("wxrecon_http_requests_total",
                    {{"listener", listener}, {"status", std::to_string(status)}});
     };
-    o.refused = [stats, listener] {
-        stats->add("wxrecon_http_connections_refused_total", {{"listener", listener}});
+    o.refused = [stats, listener](std::string_view reason) {
+        stats->add("wxrecon_http_connections_refused_total",
+                   {{"listener", listener}, {"reason", std::string(reason)}});
+    };
+    o.evicted = [stats, listener] {
+        stats->add("wxrecon_http_connections_evicted_total", {{"listener", listener}});
     };
     o.escaped = workflow::report_escapes(stats, "http_" + listener);
     return o;
@@ -390,7 +394,10 @@ void application::start() {
     http_limits limits;
     limits.max_body_bytes = s.cfg.server.max_body_bytes;
     limits.read_timeout = s.cfg.server.read_timeout;
+    limits.header_timeout = s.cfg.server.header_timeout;
+    limits.idle_timeout = s.cfg.server.idle_timeout;
     limits.max_connections = s.cfg.server.max_connections;
+    limits.max_connections_per_address = s.cfg.server.max_connections_per_address;
     try {
         s.public_server = std::make_unique<http_server>(
             s.io.get_executor(), parse_endpoint(s.cfg.server.listen), limits,

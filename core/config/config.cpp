@@ -298,15 +298,19 @@ private:
 // --- sections, in the order of docs/interfaces.md §2.1 -------------------------------------------------
 
 void read_server(reader& r, const scope& s, server_config& out) {
-    r.reject_unknown(s, {"listen", "public_base_url", "max_body_bytes", "read_timeout", "shutdown_grace",
-                         "max_connections", "tls_cert_file", "tls_key_file"});
+    r.reject_unknown(s, {"listen", "public_base_url", "max_body_bytes", "read_timeout", "header_timeout",
+                         "idle_timeout", "shutdown_grace", "max_connections", "max_connections_per_address",
+                         "tls_cert_file", "tls_key_file"});
     if (auto v = r.get_listen(s, "listen", need::required)) out.listen = std::move(*v);
     if (auto v = r.get_url(s, "public_base_url", url_rule::http_or_https))
         out.public_base_url = std::move(*v);
     r.get_integer(s, "max_body_bytes", out.max_body_bytes, 1, max_body_limit);
     r.get_duration(s, "read_timeout", out.read_timeout, sign::positive);
+    r.get_duration(s, "header_timeout", out.header_timeout, sign::positive);
+    r.get_duration(s, "idle_timeout", out.idle_timeout, sign::positive);
     r.get_duration(s, "shutdown_grace", out.shutdown_grace, sign::non_negative);
     r.get_integer(s, "max_connections", out.max_connections, 1, 1'000'000);
+    r.get_integer(s, "max_connections_per_address", out.max_connections_per_address, 1, 1'000'000);
     out.tls_cert_file = r.get_path(s, "tls_cert_file", need::optional);
     out.tls_key_file = r.get_path(s, "tls_key_file", need::optional);
     r.require_together(s, "tls_cert_file", "tls_key_file");

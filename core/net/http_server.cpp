@@ -25,8 +25,20 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 struct http_server::session_state {
+    enum class phase {
+        idle,     // waiting for the first byte of the next request
+        reading,  // a TLS handshake or a request arriving
+        busy,     // a request being handled or its reply written
+    };
     beast::tcp_stream* stream = nullptr;
-    bool busy = false;  // a request is being handled or its reply written
+    phase now = phase::reading;
+    std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();  // in this phase
+    bool evicted = false;
+
+    void enter(phase p) {
+        now = p;
+        since = std::chrono::steady_clock::now();
+    }
 };
 
 tcp::endpoint parse_endpoint(const std::string& listen) {
@@ -83,15 +95,45 @@ asio::awaitable<void> http_server::accept_loop() {
             spdlog::warn("http: accept failed listener={} error=\"{}\"", name_, ec.message());
             continue;
         }
-        if (sessions_.size() >= limits_.max_connections) {
-            // Over the cap: refuse at once rather than queue work we cannot bound.
-            if (observer_.refused) observer_.refused();
+        boost::system::error_code ec_remote;
+        const auto peer = socket.remote_endpoint(ec_remote);
+        std::string remote = ec_remote ? std::string() : peer.address().to_string();
+        // Refused at once rather than queued: work we cannot bound is not accepted.
+        std::string_view refusal;
+        if (connections_by_address_[remote] >= limits_.max_connections_per_address)
+            refusal = "per_address";
+        else if (sessions_.size() >= limits_.max_connections && !make_room())
+            refusal = "max_connections";
+        if (!refusal.empty()) {
+            if (observer_.refused) observer_.refused(refusal);
+            if (connections_by_address_[remote] == 0) connections_by_address_.erase(remote);
             boost::system::error_code ignored;
             socket.close(ignored);
             continue;
         }
-        asio::co_spawn(executor_, run_session(std::move(socket)), escape_reporter());
+        ++connections_by_address_[remote];
+        asio::co_spawn(executor_, run_session(std::move(socket), std::move(remote)), escape_reporter());
     }
+}
+
+// At the cap a connection that is not using its place gives way: the one idle longest, or failing that the
+// one slowest to send its request (a genuine client sends it at once). Held connections, however many
+// addresses they come from, cannot lock out a client with a request to make. False when all are busy.
+bool http_server::make_room() {
+    using phase = session_state::phase;
+    session_state* victim = nullptr;
+    const auto rank = [](const session_state* s) {
+        return std::pair(s->now == phase::idle ? 0 : 1, s->since);
+    };
+    for (auto* s : sessions_)
+        if (s->now != phase::busy && !s->evicted && (victim == nullptr || rank(s) < rank(victim))) victim = s;
+    if (victim == nullptr) return false;
+    // Cancelled, not closed: a request that completed meanwhile is still answered, then the connection ends.
+    victim->evicted = true;
+    boost::system::error_code ignored;
+    victim->stream->socket().cancel(ignored);
+    if (observer_.evicted) observer_.evicted();
+    return true;
 }
 
 namespace {
@@ -142,13 +184,7 @@ std::string verified_client_subject(beast::ssl_stream<beast::tcp_stream>& stream
 
 }  // namespace
 
-asio::awaitable<void> http_server::run_session(tcp::socket socket) {
-    std::string remote;
-    {
-        boost::system::error_code ec;
-        const auto ep = socket.remote_endpoint(ec);
-        if (!ec) remote = ep.address().to_string();
-    }
+asio::awaitable<void> http_server::run_session(tcp::socket socket, std::string remote) {
     session_state state;
     sessions_.push_back(&state);
     const auto self = std::prev(sessions_.end());
@@ -156,7 +192,7 @@ asio::awaitable<void> http_server::run_session(tcp::socket socket) {
         if (tls_) {
             beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)), *tls_);
             state.stream = &beast::get_lowest_layer(stream);
-            state.stream->expires_after(limits_.read_timeout);
+            state.stream->expires_after(std::min(limits_.header_timeout, limits_.read_timeout));
             auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server,
                                                          asio::as_tuple(asio::use_awaitable));
             // Named: GCC 12 may destroy a temporary passed to a co_await twice.
@@ -178,6 +214,7 @@ asio::awaitable<void> http_server::run_session(tcp::socket socket) {
         spdlog::error("http: session failed listener={} remote={} error=\"{}\"", name_, remote, e.what());
     }
     sessions_.erase(self);
+    if (--connections_by_address_[remote] == 0) connections_by_address_.erase(remote);
 }
 
 template <class Stream>
@@ -185,16 +222,35 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
                                          const std::string& client_subject) {
     auto& lowest = beast::get_lowest_layer(stream);
     beast::flat_buffer buffer;
-    while (!stopping_) {
+    while (!stopping_ && !state.evicted) {
+        if (buffer.size() == 0) {  // between requests: wait for the next one's first byte
+            state.enter(session_state::phase::idle);
+            lowest.expires_after(limits_.idle_timeout);
+            auto [iec, n] =
+                co_await stream.async_read_some(buffer.prepare(4096), asio::as_tuple(asio::use_awaitable));
+            state.enter(session_state::phase::reading);
+            if (iec) break;  // closed, idle too long, or evicted
+            buffer.commit(n);
+        }
+        // From its first byte a request has header_timeout for its header and read_timeout in all, however
+        // slowly its bytes trickle in.
+        const auto started = std::chrono::steady_clock::now();
         http::request_parser<http::string_body> parser;
         parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
         parser.body_limit(limits_.max_body_bytes);
-        lowest.expires_after(limits_.read_timeout);
-        auto [ec, bytes] =
-            co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-        (void)bytes;
+        lowest.expires_at(started + std::min(limits_.header_timeout, limits_.read_timeout));
+        auto [ec, header_bytes] =
+            co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+        (void)header_bytes;
+        if (!ec) {
+            lowest.expires_at(started + limits_.read_timeout);
+            auto [bec, bytes] =
+                co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
+            (void)bytes;
+            ec = bec;
+        }
         if (ec == http::error::body_limit) {
-            state.busy = true;
+            state.enter(session_state::phase::busy);
             const std::string target(parser.get().target());
             const auto res = to_response(too_large_(target), parser.get().version(), false);
             if (observer_.answered) observer_.answered(413);
@@ -203,7 +259,7 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
             break;
         }
         if (ec == http::error::header_limit) {
-            state.busy = true;
+            state.enter(session_state::phase::busy);
             const auto res = to_response({431, "text/plain", "request header fields too large\n"}, 11, false);
             lowest.expires_after(limits_.read_timeout);
             co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
@@ -211,7 +267,7 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
         }
         if (ec) break;  // closed, timed out, or garbage: nothing was accepted, nothing to answer
 
-        state.busy = true;
+        state.enter(session_state::phase::busy);
         auto& msg = parser.get();
         inbound_request req;
         req.method = std::string(msg.method_string());
@@ -228,13 +284,13 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
                                                       : make_request_id(name_, ++requests_served_);
         lowest.expires_never();
         const reply r = co_await handler_(req);
-        const bool keep_alive = msg.keep_alive() && !stopping_;
+        const bool keep_alive = msg.keep_alive() && !stopping_ && !state.evicted;
         const auto res = to_response(r, msg.version(), keep_alive);
         if (observer_.answered) observer_.answered(r.status);
         lowest.expires_after(limits_.read_timeout);
         auto [wec, written] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
         (void)written;
-        state.busy = false;
+        state.enter(session_state::phase::reading);
         if (wec || !keep_alive) break;
     }
 }
@@ -248,7 +304,7 @@ asio::awaitable<void> http_server::shutdown(std::chrono::milliseconds grace) {
     for (;;) {
         // Idle keep-alive connections are closed; busy ones finish their request first.
         for (auto* s : sessions_)
-            if (!s->busy) s->stream->socket().cancel(ignored);
+            if (s->now != session_state::phase::busy) s->stream->socket().cancel(ignored);
         if (sessions_.empty() || std::chrono::steady_clock::now() >= give_up) break;
         timer.expires_after(std::chrono::milliseconds(10));
         co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));

@@ -1,6 +1,7 @@
 // An HTTP/1.1 listener on Boost.Beast and C++20 coroutines: keep-alive,
-// bounded header and body sizes, a read timeout against slow clients, a
-// connection cap, and a graceful shutdown that drains in-flight requests.
+// bounded header and body sizes, deadlines against slow and idle clients, a
+// connection cap that makes room by closing idle connections, a cap per client
+// address, and a graceful shutdown that drains in-flight requests.
 #pragma once
 
 #include <chrono>
@@ -10,6 +11,8 @@
 #include <list>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -28,16 +31,20 @@ using too_large_handler = std::function<reply(std::string_view target)>;
 
 // What the server reports, for its user to count under names of its own choosing. Either may be empty.
 struct http_observer {
-    std::function<void(int status)> answered;         // a reply was written, with its HTTP status
-    std::function<void()> refused;                    // a connection was refused at max_connections
+    std::function<void(int status)> answered;              // a reply was written, with its HTTP status
+    std::function<void(std::string_view reason)> refused;  // "max_connections" or "per_address"
+    std::function<void()> evicted;  // an idle connection was closed to make room for a new one
     std::function<void(std::exception_ptr)> escaped;  // an exception escaped a session or the accept loop
 };
 
 struct http_limits {
     std::size_t max_body_bytes = 65536;
     std::size_t max_header_bytes = 16 * 1024;
-    std::chrono::milliseconds read_timeout{10000};
+    std::chrono::milliseconds read_timeout{10000};   // a whole request, from its first byte
+    std::chrono::milliseconds header_timeout{5000};  // its header (and a TLS handshake), from the first byte
+    std::chrono::milliseconds idle_timeout{10000};   // a connection waiting for its next request
     std::size_t max_connections = 1024;
+    std::size_t max_connections_per_address = 256;
 };
 
 class http_server {
@@ -58,7 +65,8 @@ private:
     struct session_state;
     boost::asio::awaitable<void> accept_loop();
     std::function<void(std::exception_ptr)> escape_reporter() const;
-    boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket);
+    bool make_room();
+    boost::asio::awaitable<void> run_session(boost::asio::ip::tcp::socket socket, std::string remote);
     template <class Stream>
     boost::asio::awaitable<void> serve(Stream& stream, const std::string& remote, session_state& state,
                                        const std::string& client_subject);
@@ -73,7 +81,9 @@ private:
     std::shared_ptr<boost::asio::ssl::context> tls_;
     bool stopping_ = false;
     std::uint64_t requests_served_ = 0;
-    std::list<session_state*> sessions_;  // touched only on executor_, which is single-threaded
+    // Touched only on executor_, which is single-threaded.
+    std::list<session_state*> sessions_;
+    std::unordered_map<std::string, std::size_t> connections_by_address_;
 };
 
 // "host:port" -> endpoint; "[::1]:80" for IPv6. Throws std::invalid_argument on a bad value.

@@ -67,7 +67,8 @@ config::config sim_daemon_config(const sim_key_dir& keys, const std::string& dat
     for (std::size_t pos = 0; (pos = merchants.find(from, pos)) != std::string::npos; pos += to.size())
         merchants.replace(pos, from.size(), to);
     const std::string toml =
-        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\nmax_connections = 2048\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\nmax_connections = "
+        "2048\nmax_connections_per_address = 2048\n"
         "[admin]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"" +
         database_url + "\"\npool_size = 4\n" + extra_toml + merchants;
     auto cfg = config::parse_config(toml, keys.dir / "wxrecond.toml");

@@ -224,8 +224,11 @@ TEST(ConfigDefaultsTest, AppliedWhenKeysAreOmitted) {
     EXPECT_EQ(cfg->server.public_base_url, "");
     EXPECT_EQ(cfg->server.max_body_bytes, 65536u);
     EXPECT_EQ(cfg->server.read_timeout, 10s);
+    EXPECT_EQ(cfg->server.header_timeout, 5s);
+    EXPECT_EQ(cfg->server.idle_timeout, 10s);
     EXPECT_EQ(cfg->server.shutdown_grace, 15s);
     EXPECT_EQ(cfg->server.max_connections, 1024u);
+    EXPECT_EQ(cfg->server.max_connections_per_address, 256u);
     EXPECT_FALSE(cfg->server.tls_cert_file);
     EXPECT_FALSE(cfg->server.tls_key_file);
     EXPECT_EQ(cfg->admin.listen, "127.0.0.1:9476");
@@ -272,8 +275,11 @@ TEST(ConfigValuesTest, EveryKeyIsRead) {
 public_base_url = "https://pay.example.com"
 max_body_bytes = 1024
 read_timeout = "3s"
+header_timeout = "2s"
+idle_timeout = "30s"
 shutdown_grace = "0s"
 max_connections = 10
+max_connections_per_address = 4
 tls_cert_file = "/etc/tls/cert.pem"
 tls_key_file = "/etc/tls/key.pem"
 )";
@@ -315,8 +321,11 @@ mp_api_base = "http://localhost:9200"
     EXPECT_EQ(cfg->server.public_base_url, "https://pay.example.com");
     EXPECT_EQ(cfg->server.max_body_bytes, 1024u);
     EXPECT_EQ(cfg->server.read_timeout, 3s);
+    EXPECT_EQ(cfg->server.header_timeout, 2s);
+    EXPECT_EQ(cfg->server.idle_timeout, 30s);
     EXPECT_EQ(cfg->server.shutdown_grace, 0s);
     EXPECT_EQ(cfg->server.max_connections, 10u);
+    EXPECT_EQ(cfg->server.max_connections_per_address, 4u);
     EXPECT_EQ(cfg->server.tls_cert_file, path("/etc/tls/cert.pem"));
     EXPECT_EQ(cfg->server.tls_key_file, path("/etc/tls/key.pem"));
     EXPECT_EQ(cfg->admin.listen, "[::1]:9000");
@@ -583,6 +592,11 @@ TEST(ConfigRangeTest, BoundsAreEnforced) {
         {"notifications", "rejected_keep = -5", false},
         {"server", "read_timeout = \"1ms\"", true},
         {"server", "read_timeout = \"0s\"", false},
+        {"server", "header_timeout = \"0s\"", false},
+        {"server", "idle_timeout = \"0s\"", false},
+        {"server", "idle_timeout = \"250ms\"", true},
+        {"server", "max_connections_per_address = 0", false},
+        {"server", "max_connections_per_address = 1", true},
         {"server", "shutdown_grace = \"0s\"", true},
         {"server", "shutdown_grace = \"-1s\"", false},
         {"poller", "interval_after = \"0s\"", false},
@@ -1060,8 +1074,11 @@ TEST(ConfigExampleTest, ShippedExampleParsesAndShowsEveryKey) {
                             "public_base_url =",
                             "max_body_bytes =",
                             "read_timeout =",
+                            "header_timeout =",
+                            "idle_timeout =",
                             "shutdown_grace =",
                             "max_connections =",
+                            "max_connections_per_address =",
                             "tls_cert_file =",
                             "tls_key_file =",
                             "[admin]",

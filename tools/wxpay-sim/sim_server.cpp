@@ -76,6 +76,7 @@ void simulator::start() {
     net::http_limits limits;
     limits.max_body_bytes = 256 * 1024;
     limits.max_connections = 4096;
+    limits.max_connections_per_address = limits.max_connections;  // every client is on loopback
     std::shared_ptr<asio::ssl::context> tls;
     if (options_.tls) {
         tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
