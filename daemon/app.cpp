@@ -345,8 +345,10 @@ void application::start() {
     refund_options.owner = owner;
     s.refunds = std::make_unique<workflow::refund_tracker>(s.io.get_executor(), s.cfg, s.keys, *s.wechat,
                                                            *s.poll_pool, *s.ledger, s.stats, refund_options);
-    s.certificates = std::make_unique<workflow::certificate_refresher>(s.io.get_executor(), s.cfg, s.keys,
-                                                                       *s.wechat, s.stats);
+    workflow::certificate_refresh_options certificate_options;
+    certificate_options.clock = s.clock;
+    s.certificates = std::make_unique<workflow::certificate_refresher>(
+        s.io.get_executor(), s.cfg, s.keys, *s.wechat, s.stats, certificate_options);
     s.alert_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
     s.alerts = std::make_unique<workflow::alert_pusher>(s.io.get_executor(), s.cfg, *s.alert_pool, s.stats);
     if (s.cfg.bills) {
@@ -500,6 +502,8 @@ bool application::reload_keys() {
         for (const auto& w : loaded->warnings) spdlog::warn("keys: {}", w.message);
         impl_->keys.set(std::make_shared<const config::key_store>(std::move(*loaded)));
         spdlog::info("keys: reloaded");
+        // The downloaded certificates are replaced by a fresh download, not kept for ever beside the files.
+        asio::post(impl_->io, [certificates = impl_->certificates.get()] { certificates->reloaded(); });
     } else {
         spdlog::error("keys: reload failed, keeping the previous keys: {}", loaded.err().message);
     }

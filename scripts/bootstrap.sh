@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git openssl curl ca-certificates procps
   clang-format   # tests/cli/format_test.sh
-  clang-14 libclang-rt-14-dev   # libFuzzer on the bill parser (tests/fuzz)
+  clang-14 libclang-rt-14-dev   # libFuzzer targets (tests/fuzz)
   libboost1.81-dev libssl-dev libsimdjson-dev libpqxx-dev libspdlog-dev libfmt-dev
   libtomlplusplus-dev libpugixml-dev libsystemd-dev libgtest-dev
   zlib1g-dev   # gzip bill downloads (core/base/gzip)

@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdint>
@@ -138,6 +139,13 @@ std::string log_quote(std::string_view s, std::size_t max_bytes) {
     if (s.size() > max_bytes) out += "…";
     out.push_back('"');
     return out;
+}
+
+std::string log_id(std::string_view s) {
+    const bool bare = !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '|' || c == '*';
+    });
+    return bare ? std::string(s) : log_quote(s, 64);
 }
 
 std::string log_token(std::string_view s) {

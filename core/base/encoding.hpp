@@ -34,4 +34,9 @@ std::string log_quote(std::string_view s, std::size_t max_bytes = 300);
 // any but [A-Za-z0-9._:-] turned into '_'; "-" when empty.
 std::string log_token(std::string_view s);
 
+// An order or refund number as a log value: bare when it keeps WeChat Pay's rule for such numbers
+// (at most 64 of [0-9A-Za-z_-|*], not empty), else log_quote'd, so a number inserted by hand cannot
+// forge log fields.
+std::string log_id(std::string_view s);
+
 }  // namespace wxrecon

@@ -11,6 +11,12 @@ std::string_view inbound_request::header(std::string_view name) const noexcept {
     return {};
 }
 
+std::size_t inbound_request::header_count(std::string_view name) const noexcept {
+    std::size_t n = 0;
+    for (const auto& h : headers) n += iequals(h.first, name) ? 1 : 0;
+    return n;
+}
+
 std::string_view inbound_request::query() const noexcept {
     const auto q = std::string_view(target).find('?');
     return q == std::string_view::npos ? std::string_view{} : std::string_view(target).substr(q + 1);

@@ -27,8 +27,9 @@ struct inbound_request {
     // the server's trusted CAs verified (mutual TLS). Empty: none presented, or plain HTTP.
     std::string client_certificate_subject;
 
-    std::string_view header(std::string_view name) const noexcept;  // case-insensitive; "" when absent
-    std::string_view query() const noexcept;                        // after '?', "" when none
+    std::string_view header(std::string_view name) const noexcept;   // case-insensitive; "" when absent
+    std::size_t header_count(std::string_view name) const noexcept;  // case-insensitive
+    std::string_view query() const noexcept;                         // after '?', "" when none
     std::string headers_json() const;
 };
 

@@ -22,9 +22,9 @@ struct server_config {
     std::string listen;           // "host:port"
     std::string public_base_url;  // required when any merchant places orders; validated as http(s) URL
     std::uint64_t max_body_bytes = 65536;
-    duration read_timeout = std::chrono::seconds(10);    // a whole request, from its first byte
-    duration header_timeout = std::chrono::seconds(5);   // its header, from its first byte
-    duration idle_timeout = std::chrono::seconds(10);    // waiting for the next request
+    duration read_timeout = std::chrono::seconds(10);   // a whole request, from its first byte
+    duration header_timeout = std::chrono::seconds(5);  // its header, from its first byte
+    duration idle_timeout = std::chrono::seconds(10);   // waiting for the next request
     duration shutdown_grace = std::chrono::seconds(15);
     std::uint32_t max_connections = 1024;
     std::uint32_t max_connections_per_address = 256;

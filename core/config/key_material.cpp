@@ -285,9 +285,20 @@ status load_merchant(const config& cfg, std::size_t index, std::int64_t now_unix
 
 }  // namespace
 
-const crypto::public_key* merchant_keys::find_wechatpay_key(std::string_view serial) const noexcept {
+const crypto::public_key* merchant_keys::find_wechatpay_key(std::string_view serial,
+                                                            std::int64_t now_unix) const noexcept {
     const auto it = wechatpay_keys.find(serial);
-    return it == wechatpay_keys.end() ? nullptr : &it->second;
+    if (it == wechatpay_keys.end()) return nullptr;
+    if (const auto* cert = find_platform_certificate(serial);
+        cert != nullptr && (now_unix < cert->not_before || now_unix > cert->not_after))
+        return nullptr;
+    return &it->second;
+}
+
+const crypto::certificate* merchant_keys::find_platform_certificate(std::string_view serial) const noexcept {
+    for (const auto& cert : platform_certs)
+        if (cert.serial == serial) return &cert;
+    return nullptr;
 }
 
 const merchant_keys* key_store::find(std::string_view mchid) const noexcept {

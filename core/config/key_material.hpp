@@ -24,7 +24,12 @@ struct merchant_keys {
     std::map<std::string, crypto::public_key, std::less<>> wechatpay_keys;
     std::vector<crypto::certificate> platform_certs;  // all loaded, including expired ones
 
-    const crypto::public_key* find_wechatpay_key(std::string_view serial) const noexcept;
+    // The key for a serial if it is trusted at now_unix: a public key always, a platform certificate only
+    // within its validity, checked at each use (a certificate trusted at load time may expire since).
+    const crypto::public_key* find_wechatpay_key(std::string_view serial,
+                                                 std::int64_t now_unix) const noexcept;
+    // The platform certificate with this serial, whatever its validity; nullptr when there is none.
+    const crypto::certificate* find_platform_certificate(std::string_view serial) const noexcept;
 };
 
 struct key_warning {

@@ -17,10 +17,13 @@ using fields = std::map<std::string, std::string, std::less<>>;  // name -> valu
 
 enum class sign_type { md5, hmac_sha256 };
 
+// The largest APIv2 document read; WeChat Pay's are a few KiB.
+inline constexpr std::size_t max_xml_bytes = 65536;
 // Parses <xml><name>value</name>...</xml> (text or CDATA). Refuses with errc::forbidden_xml any
 // document that contains a DOCTYPE, DTD or entity declaration (checked before parsing), with
 // errc::parse_error anything that is not a flat XML document. max_bytes bounds the input.
-result<fields> parse_xml(std::string_view xml, std::string_view root = "xml", std::size_t max_bytes = 65536);
+result<fields> parse_xml(std::string_view xml, std::string_view root = "xml",
+                         std::size_t max_bytes = max_xml_bytes);
 // Serialises as <xml><k><![CDATA[v]]></k>...</xml>; values containing "]]>" are split safely.
 std::string to_xml(const fields& f);
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <optional>
+#include <vector>
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
@@ -23,11 +24,35 @@ error parse_failure(std::string message) {
     return make_error(errc::parse_error, std::move(message));
 }
 
+// A key twice in one object, anywhere in the document. The readers here take its first value and
+// PostgreSQL's jsonb keeps the last: what is stored must mean what was read, so such a document is refused.
+std::optional<std::string> duplicate_key(element e) {
+    simdjson::dom::object obj;
+    simdjson::dom::array arr;
+    if (e.get(obj) == simdjson::SUCCESS) {
+        std::vector<std::string_view> keys;
+        for (const auto field : obj) {
+            keys.push_back(field.key);
+            if (auto inner = duplicate_key(field.value)) return inner;
+        }
+        std::sort(keys.begin(), keys.end());
+        if (const auto twice = std::adjacent_find(keys.begin(), keys.end()); twice != keys.end())
+            return std::string(*twice);
+    } else if (e.get(arr) == simdjson::SUCCESS) {
+        for (const element item : arr)
+            if (auto inner = duplicate_key(item)) return inner;
+    }
+    return std::nullopt;
+}
+
 result<element> parse_object(std::string_view text, std::string_view what) {
     element doc;
     if (auto e = thread_parser().parse(text.data(), text.size()).get(doc); e)
         return parse_failure(std::string(what) + " is not JSON: " + simdjson::error_message(e));
     if (!doc.is_object()) return parse_failure(std::string(what) + " is not a JSON object");
+    if (auto twice = duplicate_key(doc))
+        return parse_failure(std::string(what) + " has the field \"" + twice->substr(0, 64) +
+                             "\" more than once");
     return doc;
 }
 
@@ -108,7 +133,7 @@ status verify_signature(const signature_headers& h, std::string_view body, std::
     if (*skew > static_cast<std::uint64_t>(timestamp_window_seconds))
         return make_error(errc::stale_timestamp, "Wechatpay-Timestamp is " + std::to_string(*skew) +
                                                      " s away from now (limit 300 s)");
-    const crypto::public_key* key = find_key(h.serial);
+    const crypto::public_key* key = find_key(h.serial, now_unix);
     if (key == nullptr)
         return make_error(errc::unknown_serial,
                           "no trusted WeChat Pay key has serial " + std::string(h.serial));

@@ -29,7 +29,9 @@ bool is_probe(std::string_view signature) noexcept;
 // "<timestamp>\n<nonce>\n<body>\n"
 std::string message_to_verify(std::string_view timestamp, std::string_view nonce, std::string_view body);
 
-using key_lookup = std::function<const crypto::public_key*(std::string_view serial)>;
+// The key trusted for a serial at a moment (Unix seconds): nullptr when none is, a certificate's key
+// only between its notBefore and notAfter.
+using key_lookup = std::function<const crypto::public_key*(std::string_view serial, std::int64_t now_unix)>;
 
 // docs/protocol-notes.md §2.3 in order: headers present, timestamp within 300 s of now, key chosen by serial,
 // RSA-SHA256 over the raw body. Fails with invalid_argument (missing/garbled header), stale_timestamp,

@@ -20,6 +20,11 @@ bool can_download(const config::merchant_config& m, const config::merchant_keys&
     return m.merchant_cert_serial && k.merchant_private_key && k.apiv3_key;
 }
 
+// Only merchants that verify with platform certificates need the list.
+bool uses_platform_certificates(const config::merchant_config& m) {
+    return m.version == config::api_version::v3 && !m.platform_cert_files.empty();
+}
+
 }  // namespace
 
 certificate_refresher::certificate_refresher(asio::any_io_executor ex, const config::config& cfg,
@@ -58,13 +63,19 @@ void certificate_refresher::unknown_serial(const std::string& mchid) {
                    report_escapes(metrics_, "certificate_refresher"));
 }
 
+void certificate_refresher::reloaded() {
+    if (stopping_) return;
+    for (const auto& m : cfg_.merchants)
+        if (uses_platform_certificates(m))
+            asio::co_spawn(executor_, refresh(m.mchid, "reload"),
+                           report_escapes(metrics_, "certificate_refresher"));
+}
+
 asio::awaitable<void> certificate_refresher::run() {
     while (!stopping_) {
-        // Only merchants that verify with platform certificates need the list on a schedule.
         for (const auto& m : cfg_.merchants) {
             if (stopping_) break;
-            if (m.version == config::api_version::v3 && !m.platform_cert_files.empty())
-                co_await refresh(m.mchid, "scheduled");
+            if (uses_platform_certificates(m)) co_await refresh(m.mchid, "scheduled");
         }
         timer_.expires_after(options_.interval);
         co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -94,7 +105,7 @@ asio::awaitable<void> certificate_refresher::refresh(std::string mchid, std::str
             spdlog::warn("certificates: list refused mchid={} why=\"{}\" error={}", mchid, why,
                          log_quote(certs.err().message));
         } else {
-            const int added = keys_.add_downloaded(mchid, *certs);
+            const int added = keys_.replace_downloaded(mchid, *certs, options_.clock.seconds());
             spdlog::info("certificates: refreshed mchid={} why=\"{}\" listed={} new={}", mchid, why,
                          certs->size(), added);
         }

@@ -17,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "base/metrics.hpp"
+#include "base/time.hpp"
 #include "config/config.hpp"
 #include "workflow/key_holder.hpp"
 #include "workflow/wechat_access.hpp"
@@ -28,6 +29,7 @@ struct certificate_refresh_options {
         std::chrono::hours(12)};  // docs/protocol-notes.md §2.4: at least every 12 h
     std::chrono::milliseconds on_demand_gap{
         std::chrono::minutes(1)};  // docs/protocol-notes.md §2.6: ≥ 1 min between forced refreshes
+    wall_clock clock;              // decides which listed certificates have expired
 };
 
 class certificate_refresher {
@@ -41,6 +43,9 @@ public:
     // A notification named an unknown platform serial: refresh now unless this merchant was refreshed on
     // demand within on_demand_gap. Never blocks the caller.
     void unknown_serial(const std::string& mchid);
+    // The key files were reloaded (SIGHUP): download every list again now, so that what is trusted is the
+    // files plus what WeChat Pay serves today. Never blocks the caller.
+    void reloaded();
 
 private:
     boost::asio::awaitable<void> run();

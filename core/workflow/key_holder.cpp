@@ -1,41 +1,43 @@
 #include "workflow/key_holder.hpp"
 
-#include <algorithm>
-
 namespace wxrecon::workflow {
 
-std::shared_ptr<const config::key_store> key_holder::with_downloaded(
-    const config::key_store& base,
-    const std::map<std::string, std::vector<crypto::certificate>>& downloaded) {
-    auto merged = std::make_shared<config::key_store>(base);
-    for (const auto& [mchid, certs] : downloaded) {
+void key_holder::rebuild() {
+    if (downloaded_.empty()) {
+        keys_ = files_;
+        return;
+    }
+    auto merged = std::make_shared<config::key_store>(*files_);
+    for (const auto& [mchid, certs] : downloaded_) {
         const auto it = merged->merchants.find(mchid);
         if (it == merged->merchants.end()) continue;  // the merchant left the configuration
         config::merchant_keys& mk = it->second;
-        for (const auto& cert : certs) {
+        for (const auto& cert : certs)  // a certificate also in the files is kept as the files have it
             if (mk.wechatpay_keys.emplace(cert.serial, cert.key).second) mk.platform_certs.push_back(cert);
-        }
     }
-    return merged;
+    keys_ = std::move(merged);
 }
 
-void key_holder::set(std::shared_ptr<const config::key_store> keys) {
+void key_holder::set(std::shared_ptr<const config::key_store> files) {
     std::lock_guard lock(mutex_);
-    keys_ = downloaded_.empty() ? std::move(keys) : with_downloaded(*keys, downloaded_);
+    files_ = std::move(files);
+    rebuild();
 }
 
-int key_holder::add_downloaded(const std::string& mchid, const std::vector<crypto::certificate>& certs) {
+int key_holder::replace_downloaded(const std::string& mchid, const std::vector<crypto::certificate>& certs,
+                                   std::int64_t now_unix) {
     std::lock_guard lock(mutex_);
-    const config::merchant_keys* current = keys_->find(mchid);
-    if (current == nullptr) return 0;
-    auto& kept = downloaded_[mchid];
+    const config::merchant_keys* before = keys_->find(mchid);
+    if (before == nullptr) return 0;
+    std::vector<crypto::certificate> kept;
     int added = 0;
     for (const auto& cert : certs) {
-        if (current->find_wechatpay_key(cert.serial) != nullptr) continue;
+        if (cert.not_after < now_unix) continue;
         kept.push_back(cert);
-        ++added;
+        if (!before->wechatpay_keys.contains(cert.serial)) ++added;
     }
-    if (added > 0) keys_ = with_downloaded(*keys_, {{mchid, kept}});
+    downloaded_[mchid] = std::move(kept);
+    rebuild();
     return added;
 }
 

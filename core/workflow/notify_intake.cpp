@@ -6,6 +6,7 @@
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
+#include "base/time.hpp"
 #include "protocol/v2.hpp"
 #include "protocol/v3.hpp"
 #include "store/db_pool.hpp"
@@ -169,7 +170,13 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
         co_return v3_failure(v3_status_of(reject_reason::unknown_merchant), "unknown merchant");
     }
 
-    // Verify before anything in the body is trusted.
+    // Verify before anything in the body is trusted. A signed header sent twice is refused: the stored
+    // evidence keeps every copy, and must mean exactly what was verified.
+    for (const std::string_view name :
+         {"Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial"})
+        if (req.header_count(name) > 1)
+            co_return reject(req, n, reject_reason::bad_signature,
+                             std::string(name) + " header sent more than once");
     const std::string_view signature = req.header("Wechatpay-Signature");
     if (protocol::v3::is_probe(signature)) {
         metrics_->add("wxrecon_signature_probes_total");
@@ -181,14 +188,18 @@ boost::asio::awaitable<reply> notification_intake::handle_v3(const inbound_reque
     const auto now_us = clock_.micros();
     if (auto ok = protocol::v3::verify_signature(
             sig, req.body, now_us / 1'000'000,
-            [merchant](std::string_view s) { return merchant->find_wechatpay_key(s); });
+            [merchant](std::string_view s, std::int64_t at) { return merchant->find_wechatpay_key(s, at); });
         !ok) {
         // A platform certificate wxrecon has not downloaded yet (a rotation): refused now, WeChat Pay
         // retries, and the refresh this starts lets the retry verify.
-        if (ok.err().code == errc::unknown_serial && on_unknown_serial &&
-            !sig.serial.starts_with("PUB_KEY_ID_"))
-            on_unknown_serial(mchid);
-        co_return reject(req, n, reason_of(ok.err().code), ok.err().message);
+        std::string why = ok.err().message;
+        if (ok.err().code == errc::unknown_serial) {
+            if (on_unknown_serial && !sig.serial.starts_with("PUB_KEY_ID_")) on_unknown_serial(mchid);
+            if (const auto* cert = merchant->find_platform_certificate(sig.serial))
+                why = "platform certificate " + cert->serial + " is valid only from " +
+                      format_rfc3339(cert->not_before) + " to " + format_rfc3339(cert->not_after);
+        }
+        co_return reject(req, n, reason_of(ok.err().code), why);
     }
 
     auto env = protocol::v3::parse_envelope(req.body);
@@ -241,6 +252,11 @@ std::variant<reply, notification_intake::v2_document> notification_intake::open_
                "reason=unknown_merchant");
         return reply{404, "application/xml", v2_failure("unknown merchant").body};
     }
+    // Filed as what it is, whatever server.max_body_bytes lets through to here.
+    if (req.body.size() > protocol::v2::max_xml_bytes)
+        return reject(req, n, reject_reason::body_too_large,
+                      "XML body of " + std::to_string(req.body.size()) +
+                          " bytes exceeds the APIv2 limit of " + std::to_string(protocol::v2::max_xml_bytes));
     if (!is_valid_utf8(req.body)) return reject(req, n, reject_reason::malformed, "body is not UTF-8");
     auto fields = protocol::v2::parse_xml(req.body);
     if (!fields) return reject(req, n, reason_of(fields.err().code), fields.err().message);

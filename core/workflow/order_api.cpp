@@ -466,7 +466,7 @@ boost::asio::awaitable<order_api::placement> order_api::place(const config::merc
                   {{"api", v3 ? "v3" : "v2"}, {"result", out.prepay_id ? "ok" : "failed"}});
     spdlog::info("prepay: mchid={} out_trade_no={} api={} result={} latency_ms={:.1f}{}", mchid, out_trade_no,
                  v3 ? "v3" : "v2", out.prepay_id ? "ok" : "failed", latency.count(),
-                 error ? " error=\"" + *error + "\"" : std::string());
+                 error ? " error=" + log_quote(*error) : std::string());
     if (!out.prepay_id) {
         out.failure = reply{502, "application/json",
                             json_object()

@@ -154,12 +154,29 @@ asio::awaitable<void> poller::run() {
 
 asio::awaitable<void> poller::poll_checked(store::claimed_order order) {
     const std::string mchid = order.mchid, out_trade_no = order.out_trade_no;
+    std::optional<std::string> failure;
     try {
         co_await poll(std::move(order));
     } catch (const std::exception& e) {
-        // The lease runs out and the order is claimed again later; nothing was half-applied.
-        spdlog::warn("poll: failed mchid={} out_trade_no={} error={}", mchid, out_trade_no,
-                     log_quote(e.what()));
+        failure = e.what();  // nothing was half-applied: a fact commits whole or not at all
+    }
+    if (failure) {
+        spdlog::warn("poll: failed mchid={} out_trade_no={} error={}", mchid, log_id(out_trade_no),
+                     log_quote(*failure));
+        // The lease is finished with the error, not left to run out: the order is tried again after a pause,
+        // and one that keeps failing this way becomes `stuck` like one whose queries keep failing.
+        store::poll_update update;
+        update.mchid = mchid;
+        update.out_trade_no = out_trade_no;
+        update.next_poll_at = options_.clock.micros() + 60 * second;
+        update.error = "poll failed: " + *failure;
+        update.stuck_after = to_micros(cfg_.alerts.stuck_after);
+        try {
+            co_await finish(std::move(update));
+        } catch (const std::exception& e) {  // the database is gone too: the lease runs out instead
+            spdlog::warn("poll: lease not released mchid={} out_trade_no={} error={}", mchid,
+                         log_id(out_trade_no), log_quote(e.what()));
+        }
     }
     --in_flight_;
     if (!stopping_) wake_.cancel();  // a slot is free: look for due orders now
@@ -342,12 +359,12 @@ asio::awaitable<std::string> poller::poll(store::claimed_order order, bool close
         update.answered = true;
         spdlog::info(
             "poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} apply_ms={:.1f}",
-            result, m->mchid, order.out_trade_no, log_token(answer.request_id), query_ms,
+            result, m->mchid, log_id(order.out_trade_no), log_token(answer.request_id), query_ms,
             static_cast<double>(options_.clock.micros() - applying) / 1000);
     } else {
         metrics_->add("wxrecon_queries_total", {{"api", api}, {"result", std::string(query_metric(answer))}});
         spdlog::info("poll: query result={} mchid={} out_trade_no={} request_id={} query_ms={:.1f} error={}",
-                     query_metric(answer), m->mchid, order.out_trade_no, log_token(answer.request_id),
+                     query_metric(answer), m->mchid, log_id(order.out_trade_no), log_token(answer.request_id),
                      query_ms, log_quote(answer.error));
         if (!is_not_found(answer)) {  // a failed query moves only this try
             update.next_poll_at = backoff(answer);
@@ -383,7 +400,7 @@ asio::awaitable<void> poller::close_expired(const config::merchant_config& m,
             std::string why = "never placed at WeChat Pay";
             co_await apply_close(order, std::move(why), options_.clock.micros());
             spdlog::info("poll: closed locally mchid={} out_trade_no={} (never placed at WeChat Pay)",
-                         m.mchid, order.out_trade_no);
+                         m.mchid, log_id(order.out_trade_no));
         } else {
             update.next_poll_at = backoff(answer);
         }
@@ -394,7 +411,7 @@ asio::awaitable<void> poller::close_expired(const config::merchant_config& m,
     if (closed.outcome == wechat::call_outcome::ok || is_already_closed(closed)) {
         std::string why = "closed by wxrecon after expiry";
         co_await apply_close(order, std::move(why), close_sent_at);
-        spdlog::info("poll: closed mchid={} out_trade_no={}", m.mchid, order.out_trade_no);
+        spdlog::info("poll: closed mchid={} out_trade_no={}", m.mchid, log_id(order.out_trade_no));
         update.error.reset();
     } else if (is_already_paid(closed)) {
         // Paid between the final query and the close: the payment is what counts.

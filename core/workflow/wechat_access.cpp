@@ -43,7 +43,9 @@ wechat::merchant_access merchant_access_for(const config::merchant_config& m,
     access.apiv2_key = keys.apiv2_key.value_or("");
     access.wechatpay_serial_to_send = m.wechatpay_public_key_id.value_or("");
     // The lookup keeps the key store alive through the caller's shared_ptr, not through this copy.
-    access.find_key = [k = &keys](std::string_view serial) { return k->find_wechatpay_key(serial); };
+    access.find_key = [k = &keys](std::string_view serial, std::int64_t now_unix) {
+        return k->find_wechatpay_key(serial, now_unix);
+    };
     return access;
 }
 

@@ -47,6 +47,17 @@ protected:
                         std::to_string(daemon_->port()) + "/wxpay/v3/notify/" + m.mchid + "\"}");
     }
     const sim::sim_merchant& merchant() const { return keys_.keys.merchants[2]; }
+    // The payer pays ROTATE-1; the order's state once it is SUCCESS, or after 10 s.
+    std::string pay_and_wait() {
+        sim_control(sim_->port(), "/sim/pay",
+                    R"({"mchid":")" + merchant().mchid + R"(","out_trade_no":"ROTATE-1"})");
+        std::string state;
+        for (int i = 0; i < 200 && state != "SUCCESS"; ++i) {
+            std::this_thread::sleep_for(50ms);
+            state = db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ROTATE-1'");
+        }
+        return state;
+    }
     long refreshes(const std::string& result) {
         return metric_value(daemon_->admin_port(),
                             "wxrecon_certificate_refreshes_total{result=\"" + result + "\"}");
@@ -64,14 +75,7 @@ TEST_F(CertificateRefresh, UnknownSerialDuringARotationIsDownloadedAndTheRetryAc
                                             R"({"mchid":")" + merchant().mchid + R"(","gradual":true})");
     const std::string serial =
         rotated.substr(rotated.find(":\"") + 2, rotated.rfind('"') - rotated.find(":\"") - 2);
-    sim_control(sim_->port(), "/sim/pay",
-                R"({"mchid":")" + merchant().mchid + R"(","out_trade_no":"ROTATE-1"})");
-    std::string state;
-    for (int i = 0; i < 200 && state != "SUCCESS"; ++i) {
-        std::this_thread::sleep_for(50ms);
-        state = db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ROTATE-1'");
-    }
-    EXPECT_EQ(state, "SUCCESS");
+    EXPECT_EQ(pay_and_wait(), "SUCCESS");
     EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = 'ROTATE-1'"),
               "notify");
     EXPECT_GE(std::stol(db_.scalar(
@@ -99,6 +103,20 @@ TEST_F(CertificateRefresh, ListSignedOnlyByTheNewCertificateIsNeverTrusted) {
     EXPECT_EQ(refreshes("untrusted"), 1) << "one download per minute per merchant, however many retries";
     EXPECT_EQ(refreshes("ok"), 2);
     EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ROTATE-1'"), "NOTPAY");
+}
+
+// SIGHUP rebuilds the trusted set from the files and a fresh download: the lists are asked for again at
+// once, and a certificate WeChat Pay still serves stays trusted.
+TEST_F(CertificateRefresh, ReloadDownloadsEveryListAgain) {
+    sim_control(sim_->port(), "/sim/rotate-certificate",
+                R"({"mchid":")" + merchant().mchid + R"(","gradual":true})");
+    EXPECT_TRUE(daemon_->app().reload_keys());
+    for (int i = 0; i < 100 && refreshes("ok") < 4; ++i) std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(refreshes("ok"), 4) << "one download per merchant with platform certificates, at once";
+    // The rotated certificate came with the reload's download: the notification it signs is accepted at
+    // the first attempt, with no unknown-serial refusal.
+    EXPECT_EQ(pay_and_wait(), "SUCCESS");
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.rejected_notifications"), 0);
 }
 
 }  // namespace

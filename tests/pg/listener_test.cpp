@@ -87,6 +87,13 @@ TEST(Listener, SlowClientsOversizedHeadersAndTheConnectionCap) {
     greedy.write("GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(20000, 'a') + "\r\n\r\n");
     EXPECT_NE(greedy.read_until_closed().find("431"), std::string::npos);
 
+    // A chunked body is refused before it is read: 411, and the connection closes.
+    raw_client chunked(d.port());
+    chunked.write(
+        "POST /wxpay/v3/notify/1900000109 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "2\r\n{}\r\n0\r\n\r\n");
+    EXPECT_NE(chunked.read_until_closed().find("HTTP/1.1 411"), std::string::npos);
+
     // At max_connections, with every connection stalled in the middle of a request: the one stalled
     // longest is closed to make room, and the new connection is served.
     std::vector<std::unique_ptr<raw_client>> held;

@@ -319,6 +319,54 @@ TEST_F(NotifyTest, VerifiedEventOfAnotherTypeIsAcknowledgedAndIgnored) {
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 0);
 }
 
+// The stored evidence keeps every header as sent; a signed header sent twice could make it say something
+// other than what was verified, so the notification is refused. Sent once each, the same one is accepted.
+TEST_F(NotifyTest, ASignedHeaderSentTwiceIsRefused) {
+    register_order("T9", 100);
+    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T9", 100, "4200000009")),
+                                "TRANSACTION.SUCCESS", "EV-9");
+    const headers once{{"Content-Type", "application/json"},
+                       {"Wechatpay-Timestamp", n.timestamp},
+                       {"Wechatpay-Nonce", n.nonce},
+                       {"Wechatpay-Signature", n.signature},
+                       {"Wechatpay-Serial", n.serial}};
+    for (const char* name :
+         {"Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial"}) {
+        headers twice = once;
+        for (const auto& [k, v] : once)
+            if (k == name) twice.emplace_back(k, v);
+        const auto r =
+            http_post(daemon_->port(), std::string("/wxpay/v3/notify/") + test_mchid, twice, n.body);
+        EXPECT_EQ(r.status, 401) << name;
+        EXPECT_NE(r.body.find(std::string(name) + " header sent more than once"), std::string::npos)
+            << r.body;
+    }
+    EXPECT_EQ(rejected_with("bad_signature", 4), 4);
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'T9'"), "NOTPAY");
+    EXPECT_EQ(http_post(daemon_->port(), std::string("/wxpay/v3/notify/") + test_mchid, once, n.body).status,
+              204);
+}
+
+// An APIv2 document longer than any WeChat Pay sends is filed as too large, however much the listener lets
+// through.
+TEST(V2Notifications, ABodyOverTheXmlLimitIsFiledAsTooLarge) {
+    scratch_database db;
+    auto m = make_merchant_fixture();
+    auto cfg = make_config(*m, db.url());
+    cfg.server.max_body_bytes = 1 << 20;
+    running_daemon d(std::move(cfg));
+    const std::string body =
+        "<xml><return_code>SUCCESS</return_code><attach>" + std::string(70000, 'a') + "</attach></xml>";
+    const auto r = http_post(d.port(), std::string("/wxpay/v2/notify/") + test_mchid, {}, body);
+    EXPECT_NE(r.body.find("exceeds the APIv2 limit of 65536"), std::string::npos) << r.body;
+    std::string reason;
+    for (int i = 0; i < 200 && reason.empty(); ++i) {
+        reason = db.scalar("SELECT reason FROM wxrecon.rejected_notifications");
+        if (reason.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(reason, "body_too_large");
+}
+
 TEST_F(NotifyTest, RefusalsGetTheDocumentedStatusAndARejectedRow) {
     register_order("T8", 100);
     const std::string plain = protocol::v3::transaction_json(test_mchid, payment("T8", 100, "4200000008"));

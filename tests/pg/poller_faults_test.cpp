@@ -311,6 +311,36 @@ TEST_F(PollerFaults, AnOrderNumberStoredByHandStaysOneEncodedPathSegment) {
     EXPECT_EQ(log.find("/v3/x"), std::string::npos) << "the number left its segment: " << log;
 }
 
+// An answer that cannot be applied (here the database refuses every payment event): the poll finishes its
+// lease with the error instead of leaving it to run out, waits a minute before the next try, and the order,
+// failing since it was created an hour ago, is `stuck` at once.
+TEST_F(PollerFaults, APollWhoseApplyFailsFinishesItsLeaseAndCountsTowardStuck) {
+    sim_key_dir keys(1);
+    running_simulator sim(keys, {});
+    const std::string mchid = keys.keys.merchants[0].mchid;
+    register_orders(sim.port(), mchid, "APPLYFAILS", 1);
+    db_.exec("UPDATE wxrecon.orders SET created_at = now() - interval '1 hour'");
+    sim_control(sim.port(), "/sim/pay", R"({"mchid":")" + mchid + R"(","out_trade_no":"APPLYFAILS1"})");
+    db_.exec(
+        "CREATE FUNCTION public.refuse_events() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;"
+        "CREATE TRIGGER refuse_events BEFORE INSERT ON wxrecon.payment_events "
+        "FOR EACH ROW EXECUTE FUNCTION public.refuse_events()");
+    running_daemon daemon(sim_daemon_config(
+        keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1s") + "[alerts]\nstuck_after = \"1s\"\n"));
+    ASSERT_TRUE(wait_for(
+        [&] { return db_.scalar("SELECT last_poll_error FROM wxrecon.orders").starts_with("poll failed: "); },
+        10s))
+        << db_.scalar("SELECT last_poll_error FROM wxrecon.orders");
+    EXPECT_EQ(db_.scalar("SELECT poll_lease_owner IS NULL FROM wxrecon.orders"), "t")
+        << "the lease was left to run out";
+    EXPECT_EQ(db_.scalar("SELECT next_poll_at > now() + interval '50 seconds' FROM wxrecon.orders"), "t");
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders"), "NOTPAY");
+    EXPECT_EQ(
+        db_.scalar("SELECT count(*) FROM wxrecon.discrepancies WHERE kind = 'stuck' AND resolved_at IS NULL"),
+        "1");
+}
+
 // Answers slower than poller.request_timeout: the try counts as a timeout, the order's error records it and
 // the next try waits out the backoff (3-6 s), where the schedule would ask every second; once WeChat Pay
 // answers in time again, the paid orders are SUCCESS by query.

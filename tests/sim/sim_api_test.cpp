@@ -193,9 +193,10 @@ status check_response_signature(const http_response& r, const crypto::public_key
     const std::string signature = r.header("Wechatpay-Signature");
     const std::string sent_serial = r.header("Wechatpay-Serial");
     const v3::signature_headers h{timestamp, nonce, signature, sent_serial};
-    return v3::verify_signature(
-        h, r.body, wall_clock{}.seconds(),
-        [&](std::string_view s) -> const crypto::public_key* { return s == serial ? &key : nullptr; });
+    return v3::verify_signature(h, r.body, wall_clock{}.seconds(),
+                                [&](std::string_view s, std::int64_t) -> const crypto::public_key* {
+                                    return s == serial ? &key : nullptr;
+                                });
 }
 
 ::testing::AssertionResult signed_by(const http_response& r, const crypto::public_key& key,

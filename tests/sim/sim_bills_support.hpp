@@ -109,7 +109,7 @@ inline std::unique_ptr<merchant_view> view_of(const sim_key_dir& keys, std::size
     v->trusted[m.public_key_id] = *pub;
     v->trusted[cert->serial] = cert->key;
     auto* trusted = &v->trusted;
-    v->access.find_key = [trusted](std::string_view serial) -> const crypto::public_key* {
+    v->access.find_key = [trusted](std::string_view serial, std::int64_t) -> const crypto::public_key* {
         const auto it = trusted->find(serial);
         return it == trusted->end() ? nullptr : &it->second;
     };

@@ -184,7 +184,7 @@ http_response http_post(unsigned short port, const std::string& target,
                         const std::vector<std::pair<std::string, std::string>>& headers,
                         const std::string& body) {
     http::request<http::string_body> req{http::verb::post, target, 11};
-    for (const auto& [k, v] : headers) req.set(k, v);
+    for (const auto& [k, v] : headers) req.insert(k, v);  // a header given twice is sent twice
     req.body() = body;
     return exchange(port, std::move(req));
 }
@@ -199,7 +199,7 @@ http_response http_request(unsigned short port, const std::string& method, const
                            const std::vector<std::pair<std::string, std::string>>& headers,
                            const std::string& body) {
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-    for (const auto& [k, v] : headers) req.set(k, v);
+    for (const auto& [k, v] : headers) req.insert(k, v);  // a header given twice is sent twice
     req.body() = body;
     return exchange(port, std::move(req));
 }
@@ -209,7 +209,7 @@ http_response http_request_from(const std::string& source_address, unsigned shor
                                 const std::vector<std::pair<std::string, std::string>>& headers,
                                 const std::string& body) {
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-    for (const auto& [k, v] : headers) req.set(k, v);
+    for (const auto& [k, v] : headers) req.insert(k, v);  // a header given twice is sent twice
     req.body() = body;
     return exchange(port, std::move(req), source_address);
 }

@@ -118,10 +118,10 @@ TEST_F(key_material, loads_a_public_key_merchant) {
     EXPECT_FALSE(keys->apiv2_key.has_value());
     EXPECT_FALSE(keys->app_secret.has_value());
     ASSERT_TRUE(keys->merchant_private_key);
-    const crypto::public_key* wechatpay = keys->find_wechatpay_key(public_key_id);
+    const crypto::public_key* wechatpay = keys->find_wechatpay_key(public_key_id, now_);
     ASSERT_NE(wechatpay, nullptr);
     EXPECT_EQ(crypto::public_key_fingerprint(*wechatpay), fingerprint_of_file("wechatpay_pub.pem"));
-    EXPECT_EQ(keys->find_wechatpay_key("PUB_KEY_ID_0000000000000024101100397200000007"), nullptr);
+    EXPECT_EQ(keys->find_wechatpay_key("PUB_KEY_ID_0000000000000024101100397200000007", now_), nullptr);
     EXPECT_EQ(keys->wechatpay_keys.size(), 1u);
     EXPECT_TRUE(keys->platform_certs.empty());
 }
@@ -135,9 +135,9 @@ TEST_F(key_material, loads_platform_certificates_by_upper_hex_serial) {
     ASSERT_TRUE(store.has_value()) << store.err().message;
     const merchant_keys& keys = *store->find(m.mchid);
     EXPECT_EQ(keys.wechatpay_keys.size(), 2u);
-    EXPECT_NE(keys.find_wechatpay_key(long_cert_serial), nullptr);
-    EXPECT_NE(keys.find_wechatpay_key(short_cert_serial), nullptr);
-    EXPECT_EQ(keys.find_wechatpay_key("5157f09efdc096de15ebe81a47057a7232f1b8e1"), nullptr)
+    EXPECT_NE(keys.find_wechatpay_key(long_cert_serial, now_), nullptr);
+    EXPECT_NE(keys.find_wechatpay_key(short_cert_serial, now_), nullptr);
+    EXPECT_EQ(keys.find_wechatpay_key("5157f09efdc096de15ebe81a47057a7232f1b8e1", now_), nullptr)
         << "serials are exact";
     ASSERT_EQ(keys.platform_certs.size(), 2u);
     EXPECT_EQ(keys.platform_certs[0].serial, long_cert_serial);
@@ -150,8 +150,8 @@ TEST_F(key_material, keeps_both_key_kinds_during_migration) {
     const auto store = load_key_store(config_with({m}), now_);
     ASSERT_TRUE(store.has_value()) << store.err().message;
     const merchant_keys& keys = *store->find(m.mchid);
-    EXPECT_NE(keys.find_wechatpay_key(public_key_id), nullptr);
-    EXPECT_NE(keys.find_wechatpay_key(long_cert_serial), nullptr);
+    EXPECT_NE(keys.find_wechatpay_key(public_key_id, now_), nullptr);
+    EXPECT_NE(keys.find_wechatpay_key(long_cert_serial, now_), nullptr);
 }
 
 TEST_F(key_material, loads_a_v2_merchant_with_only_the_apiv2_key) {
@@ -400,8 +400,8 @@ TEST_F(key_material, expired_certificate_is_loaded_but_not_trusted) {
     const merchant_keys& keys = *store->find(m.mchid);
     ASSERT_EQ(keys.platform_certs.size(), 1u);
     EXPECT_EQ(keys.platform_certs[0].serial, short_cert_serial);
-    EXPECT_EQ(keys.find_wechatpay_key(short_cert_serial), nullptr);
-    EXPECT_NE(keys.find_wechatpay_key(public_key_id), nullptr);
+    EXPECT_EQ(keys.find_wechatpay_key(short_cert_serial, now_), nullptr);
+    EXPECT_NE(keys.find_wechatpay_key(public_key_id, now_), nullptr);
     ASSERT_EQ(store->warnings.size(), 1u);
     const std::string& warning = store->warnings[0].message;
     EXPECT_NE(warning.find("merchants[0].platform_cert_files[0]"), std::string::npos) << warning;
@@ -413,7 +413,15 @@ TEST_F(key_material, expired_certificate_is_loaded_but_not_trusted) {
     const auto today = load_key_store(config_with({m}), now_);
     ASSERT_TRUE(today.has_value());
     EXPECT_TRUE(today->warnings.empty());
-    EXPECT_NE(today->find(m.mchid)->find_wechatpay_key(short_cert_serial), nullptr);
+    EXPECT_NE(today->find(m.mchid)->find_wechatpay_key(short_cert_serial, now_), nullptr);
+    // Checked at use, not only at load: loaded while valid, the certificate is no longer trusted once it
+    // has expired, and was not before its notBefore; a public key has no such window.
+    const merchant_keys& loaded_today = *today->find(m.mchid);
+    const crypto::certificate& cert = loaded_today.platform_certs[0];
+    EXPECT_EQ(loaded_today.find_wechatpay_key(short_cert_serial, cert.not_after + 1), nullptr);
+    EXPECT_NE(loaded_today.find_wechatpay_key(short_cert_serial, cert.not_after), nullptr);
+    EXPECT_EQ(loaded_today.find_wechatpay_key(short_cert_serial, cert.not_before - 1), nullptr);
+    EXPECT_NE(loaded_today.find_wechatpay_key(public_key_id, cert.not_after + 1), nullptr);
 }
 
 TEST_F(key_material, not_yet_valid_certificate_is_trusted_with_a_warning) {
@@ -421,7 +429,7 @@ TEST_F(key_material, not_yet_valid_certificate_is_trusted_with_a_warning) {
     m.platform_cert_files = {at("platform_long.pem")};
     const auto store = load_key_store(config_with({m}), now_ - 86400);  // e.g. a clock running behind
     ASSERT_TRUE(store.has_value()) << store.err().message;
-    EXPECT_NE(store->find(m.mchid)->find_wechatpay_key(long_cert_serial), nullptr);
+    EXPECT_NE(store->find(m.mchid)->find_wechatpay_key(long_cert_serial, now_), nullptr);
     ASSERT_EQ(store->warnings.size(), 1u);
     EXPECT_NE(store->warnings[0].message.find("not valid before"), std::string::npos)
         << store->warnings[0].message;
@@ -436,7 +444,7 @@ TEST_F(key_material, expired_certificate_next_to_a_valid_one) {
     ASSERT_TRUE(store.has_value()) << store.err().message;
     const merchant_keys& keys = *store->find(m.mchid);
     EXPECT_EQ(keys.wechatpay_keys.size(), 1u);
-    EXPECT_NE(keys.find_wechatpay_key(long_cert_serial), nullptr);
+    EXPECT_NE(keys.find_wechatpay_key(long_cert_serial, now_), nullptr);
     EXPECT_EQ(keys.platform_certs.size(), 2u);
     EXPECT_EQ(store->warnings.size(), 1u);
 }

@@ -61,6 +61,10 @@ TEST(LogQuote, OneLineEscapedAndBounded) {
     EXPECT_EQ(log_quote("a \"b\" \\ c\nd"), "\"a \\\"b\\\" \\\\ c d\"");
     const std::string quoted = log_quote(std::string(1000, 'x'), 300);
     EXPECT_EQ(quoted.size(), 1 + 300 + std::string("…").size() + 1);
+    EXPECT_EQ(log_id("ORDER_2026-11|27*1"), "ORDER_2026-11|27*1");  // WeChat Pay's characters stay bare
+    EXPECT_EQ(log_id("A1 result=applied\nforged"), "\"A1 result=applied forged\"");
+    EXPECT_EQ(log_id(""), "\"\"");
+    EXPECT_EQ(log_id(std::string(65, 'a')).front(), '"');
     EXPECT_EQ(log_token(""), "-");
     EXPECT_EQ(log_token("08F1-abc.1:2 x\"y"), "08F1-abc.1:2_x_y");
     EXPECT_EQ(log_token(std::string(100, 'a')).size(), 64u);

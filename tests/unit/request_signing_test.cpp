@@ -118,7 +118,7 @@ TEST(ResponseSigning, SignMessageVerifiesWithTheNotificationVerifier) {
     ASSERT_TRUE(sig.has_value());
     const crypto::public_key pub = key.public_part();
     const auto verdict = verify_signature({sig->timestamp, sig->nonce, sig->signature, sig->serial}, "",
-                                          example_time, [&](std::string_view) { return &pub; });
+                                          example_time, [&](std::string_view, std::int64_t) { return &pub; });
     EXPECT_TRUE(verdict.has_value());
 }
 

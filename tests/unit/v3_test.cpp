@@ -42,9 +42,10 @@ go_vector load_go_vector() {
 
 status check(const go_vector& v, std::int64_t now, std::string_view body, std::string_view serial_known) {
     const signature_headers h{v.timestamp, v.nonce, v.signature, v.serial};
-    return verify_signature(h, body, now, [&](std::string_view serial) -> const crypto::public_key* {
-        return serial == serial_known ? &v.key : nullptr;
-    });
+    return verify_signature(h, body, now,
+                            [&](std::string_view serial, std::int64_t) -> const crypto::public_key* {
+                                return serial == serial_known ? &v.key : nullptr;
+                            });
 }
 
 TEST(V3Signature, OfficialVectorVerifiesAtItsInstant) {
@@ -66,7 +67,9 @@ TEST(V3Signature, ExtremeTimestampsAreStaleOrRefusedWithoutOverflow) {
     const auto v = load_go_vector();
     const auto verdict = [&](std::string_view ts, std::int64_t now) {
         const signature_headers h{ts, v.nonce, v.signature, v.serial};
-        return verify_signature(h, v.body, now, [&](std::string_view) { return &v.key; }).err().code;
+        return verify_signature(h, v.body, now, [&](std::string_view, std::int64_t) { return &v.key; })
+            .err()
+            .code;
     };
     EXPECT_EQ(verdict("9223372036854775807", v.now), errc::stale_timestamp);
     EXPECT_EQ(verdict("18446744073709551615", v.now), errc::stale_timestamp);
@@ -86,10 +89,14 @@ TEST(V3Signature, UnknownSerialTamperedBodyAndMissingHeadersFail) {
     EXPECT_EQ(check(v, v.now, tampered, v.serial).err().code, errc::bad_signature);
     EXPECT_EQ(check(v, v.now, v.body + " ", v.serial).err().code, errc::bad_signature);
     const signature_headers missing{v.timestamp, "", v.signature, v.serial};
-    EXPECT_EQ(verify_signature(missing, v.body, v.now, [](std::string_view) { return nullptr; }).err().code,
+    EXPECT_EQ(verify_signature(missing, v.body, v.now, [](std::string_view, std::int64_t) { return nullptr; })
+                  .err()
+                  .code,
               errc::missing_signature);
     const signature_headers garbled{"16245x3846", v.nonce, v.signature, v.serial};
-    EXPECT_EQ(verify_signature(garbled, v.body, v.now, [](std::string_view) { return nullptr; }).err().code,
+    EXPECT_EQ(verify_signature(garbled, v.body, v.now, [](std::string_view, std::int64_t) { return nullptr; })
+                  .err()
+                  .code,
               errc::bad_signature);
 }
 
@@ -190,6 +197,31 @@ TEST(V3Transaction, InvalidPayloadsAreRefused) {
     }
 }
 
+// A field twice in one object: the readers would take the first value and jsonb (the stored payload) the
+// last, so the document is refused, naming the field, at any depth.
+TEST(V3Transaction, AFieldTwiceInOneObjectIsRefused) {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"({"mchid":"1","out_trade_no":"T1","trade_state":"NOTPAY","trade_state":"SUCCESS"})",
+         "trade_state"},
+        {R"({"mchid":"1","out_trade_no":"T1","trade_state":"SUCCESS","amount":{"total":1,"total":100}})",
+         "total"},
+        {R"({"mchid":"1","out_trade_no":"T1","trade_state":"SUCCESS","promotion_detail":[{"a":1,"a":2}]})",
+         "a"},
+    };
+    for (const auto& [payload, field] : cases) {
+        const auto tx = parse_transaction(payload);
+        ASSERT_FALSE(tx.has_value()) << payload;
+        EXPECT_NE(tx.err().message.find(std::string("\"") + field + "\" more than once"), std::string::npos)
+            << tx.err().message;
+    }
+    EXPECT_FALSE(parse_envelope(R"({"id":"a","id":"b","event_type":"X","resource":{}})").has_value());
+    // The same keys in different objects are not duplicates.
+    EXPECT_TRUE(
+        parse_transaction(R"({"mchid":"1","out_trade_no":"T1","trade_state":"SUCCESS","amount":{"total":1},)"
+                          R"("payer":{"total":1}})")
+            .has_value());
+}
+
 TEST(V3Refund, ParsesNotificationAndApiSpellings) {
     const auto r = parse_refund(
         R"({"mchid":"1900000109","out_trade_no":"T1","transaction_id":"42","out_refund_no":"R1","refund_id":"50",)"
@@ -230,7 +262,9 @@ TEST(V3RoundTrip, MadeNotificationVerifiesDecryptsAndParses) {
     ASSERT_TRUE(n.has_value());
     const auto pub = key->public_part();
     const signature_headers h{n->timestamp, n->nonce, n->signature, n->serial};
-    EXPECT_TRUE(verify_signature(h, n->body, 1764129600, [&](std::string_view) { return &pub; }).has_value());
+    EXPECT_TRUE(verify_signature(h, n->body, 1764129600, [&](std::string_view, std::int64_t) {
+                    return &pub;
+                }).has_value());
     const auto env = parse_envelope(n->body);
     ASSERT_TRUE(env.has_value());
     const auto plain = decrypt_resource(env->res, apiv3_key);
