@@ -202,12 +202,19 @@ std::string to_xml(const fields& f) {
     std::string xml = "<xml>";
     for (const auto& [name, value] : f) {
         xml.append("<").append(name).append("><![CDATA[");
-        // "]]>" cannot appear inside CDATA: close the section after "]]" and reopen it before ">".
-        std::size_t pos = 0;
-        for (std::size_t hit; (hit = value.find("]]>", pos)) != std::string::npos; pos = hit + 2) {
-            xml.append(value, pos, hit + 2 - pos).append("]]><![CDATA[");
+        for (std::size_t i = 0; i < value.size(); ++i) {
+            if (value[i] == '\r') {
+                // A raw CR would be read back as LF (XML's end-of-line handling); a reference stays CR.
+                xml.append("]]>&#13;<![CDATA[");
+            } else if (value.compare(i, 3, "]]>") == 0) {
+                // "]]>" cannot appear inside CDATA: close the section after "]]" and reopen it before ">".
+                xml.append("]]]]><![CDATA[>");
+                i += 2;
+            } else {
+                xml.push_back(value[i]);
+            }
         }
-        xml.append(value, pos, std::string::npos).append("]]></").append(name).append(">");
+        xml.append("]]></").append(name).append(">");
     }
     xml.append("</xml>");
     return xml;

@@ -308,12 +308,18 @@ TEST(v2_xml, writes_the_documented_reply) {
 
 TEST(v2_xml, round_trips_awkward_values) {
     const fields f = {
-        {"cdata_end", "a]]>b"}, {"double_end", "]]>]]>"},
-        {"brackets", "]]"},     {"markup", "<a>&amp;</a>"},
-        {"entity", "&xxe;"},    {"doctype", "<!DOCTYPE x>"},
-        {"empty", ""},          {"unicode", "形象店-深圳腾大"},
-        {"spaces", "  two  "},  {"newline", "a\nb"},
+        {"cdata_end", "a]]>b"},
+        {"double_end", "]]>]]>"},
+        {"brackets", "]]"},
+        {"markup", "<a>&amp;</a>"},
+        {"entity", "&xxe;"},
+        {"doctype", "<!DOCTYPE x>"},
+        {"empty", ""},
+        {"unicode", "形象店-深圳腾大"},
+        {"spaces", "  two  "},
+        {"newline", "a\nb"},
         {"end_bracket", "x]"},
+        {"carriage_return", "a\r\nb\r"},  // found by fuzzing: a raw CR read back as LF
     };
     const auto parsed = parse_xml(to_xml(f));
     ASSERT_TRUE(parsed.has_value()) << parsed.err().message << "\n" << to_xml(f);
