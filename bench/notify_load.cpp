@@ -167,17 +167,25 @@ int run(const options& o) {
             if (res.result_int() != 204) ++failures;
         }
     };
-    // Forgeries: a genuine-looking notification whose signature was made by another key.
-    const std::string forged_signature =
-        notes.front().signature.substr(0, 10) + std::string(notes.front().signature.size() - 12, 'A') + "==";
-    auto forger = [&]() -> boost::asio::awaitable<void> {
+    // Forgeries, the four kinds in turn: a signature made by another key, a stale timestamp, a serial no
+    // trusted key has, WeChat Pay's signature probe. Each must be refused (401) before any RSA work but the
+    // first kind's one verification.
+    const auto& sample = notes.back();
+    std::vector<http::request<http::string_body>> forged;
+    forged.push_back(request_for(
+        sample, sample.signature.substr(0, 10) + std::string(sample.signature.size() - 12, 'A') + "=="));
+    forged.push_back(request_for(sample, sample.signature));
+    forged.back().set("Wechatpay-Timestamp", std::to_string(std::stoll(sample.timestamp) - 3600));
+    forged.push_back(request_for(sample, sample.signature));
+    forged.back().set("Wechatpay-Serial", "PUB_KEY_ID_0100000000000000000000000000000");
+    forged.push_back(request_for(sample, "WECHATPAY/SIGNTEST/" + sample.signature.substr(19)));
+    auto forger = [&](std::size_t kind) -> boost::asio::awaitable<void> {
         beast::tcp_stream stream(io);
         co_await connect(stream);
         beast::flat_buffer buffer;
-        const auto req = request_for(notes.back(), forged_signature);
         while (running() && next < o.orders) {
             co_await pace(forged_slot, o.rate * o.forgeries);
-            co_await http::async_write(stream, req, boost::asio::use_awaitable);
+            co_await http::async_write(stream, forged[kind++ % forged.size()], boost::asio::use_awaitable);
             http::response<http::string_body> res;
             co_await http::async_read(stream, buffer, res, boost::asio::use_awaitable);
             ++forged_sent;
@@ -185,7 +193,8 @@ int run(const options& o) {
         }
     };
     if (o.forgeries > 0)
-        for (int w = 0; w < o.concurrency; ++w) boost::asio::co_spawn(io, forger(), boost::asio::detached);
+        for (int w = 0; w < o.concurrency; ++w)
+            boost::asio::co_spawn(io, forger(static_cast<std::size_t>(w)), boost::asio::detached);
     for (int w = 0; w < o.concurrency; ++w) boost::asio::co_spawn(io, client(), boost::asio::detached);
     io.run();
     const double seconds = std::chrono::duration<double>(clock_type::now() - started).count();

@@ -8,7 +8,11 @@
 # forged ones per genuine one (a 10x flood at 2,500/s would be 27,500 requests/s, more than one generator next to
 # the daemon and PostgreSQL can send on two cores, so the flood runs at a lower genuine rate with the full ratio).
 # Defaults: ORDERS=1000000 NOTIFICATIONS=160000 RUN_SECONDS=30 CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60
-#           PACED_RATE=2500 RUN_SECONDS_PACED=20 FLOOD_RATE=800 FORGERIES=10
+#           PACED_RATE=2500 RUN_SECONDS_PACED=20 FLOOD_RATE=1000 FORGERIES=10
+# The flood (issue 16, Prove 3) is measured against a baseline at the same genuine rate without forgeries:
+# the p99 ratio, the daemon's CPU per forgery (the four kinds in turn: another key's signature, a stale
+# timestamp, an unknown serial, the probe) and the rows rejected_notifications kept. FLOOD_ONLY=1 runs only
+# that pair.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 orders=${ORDERS:-1000000}
@@ -19,7 +23,7 @@ clients=${CLIENTS:-16}
 pgbench_seconds=${PGBENCH_SECONDS:-60}
 paced_rate=${PACED_RATE:-2500}
 paced_seconds=${RUN_SECONDS_PACED:-20}
-flood_rate=${FLOOD_RATE:-800}
+flood_rate=${FLOOD_RATE:-1000}
 forgeries=${FORGERIES:-10}
 build="${WXRECON_BUILD_DIR:-$root/build}"
 
@@ -79,10 +83,13 @@ echo "loading $orders orders"
                  FROM generate_series(1, $orders) g" \
              -c "VACUUM ANALYZE wxrecon.orders"
 
+flood_only=${FLOOD_ONLY:-0}
+if [ "$flood_only" = 0 ]; then
 echo "pgbench: $clients clients, ${pgbench_seconds}s, bench/pgbench_fact.sql"
 pgbench_tps=$("$PG_CLUSTER_BIN/pgbench" -n -c "$clients" -j 2 -T "$pgbench_seconds" -f "$root/bench/pgbench_fact.sql" \
   "$WXRECON_TEST_PG_URL" 2>/dev/null | awk '/^tps = / {print int($3); exit}')
 echo "pgbench: $pgbench_tps transactions/s"
+fi
 
 SPDLOG_LEVEL=${SPDLOG_LEVEL:-info} "$build/wxrecond" --config "$work/wxrecond.toml" serve >"$work/daemon.log" 2>&1 &
 daemon_pid=$!
@@ -94,6 +101,7 @@ load() {  # load <first order> <count> <extra options...>
     --prefix P --register 0 --first "$first" --orders "$count" --concurrency "$concurrency" \
     --daemon-pid "$daemon_pid" "$@"
 }
+if [ "$flood_only" = 0 ]; then
 echo "== wxrecond, as fast as it answers, ${seconds}s"
 load 1 "$notifications" --seconds "$seconds" | tee "$work/load.txt"
 rate=$(awk '/^notifications:/ {sub("/s,", "", $7); print $7}' "$work/load.txt")
@@ -101,7 +109,23 @@ echo "ratio: wxrecond $rate/s / pgbench $pgbench_tps/s = $(awk -v a="$rate" -v b
 paced=$(awk -v r="$paced_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
 echo "== wxrecond paced at ${paced_rate}/s, ${paced_seconds}s"
 load 200001 "$paced" --seconds "$paced_seconds" --rate "$paced_rate" | grep -E "^(notifications|latency)"
-echo "== wxrecond paced at ${flood_rate}/s with ${forgeries}x forgeries, ${paced_seconds}s"
+fi
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$daemon_pid/stat"; }
 flood=$(awk -v r="$flood_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
-load 400001 "$flood" --seconds "$paced_seconds" --rate "$flood_rate" --forgeries "$forgeries" \
-  | grep -E "^(notifications|latency|forgeries|daemon)"
+echo "== baseline: wxrecond paced at ${flood_rate}/s without forgeries, ${paced_seconds}s"
+c0=$(cpu_ticks)
+load 400001 "$flood" --seconds "$paced_seconds" --rate "$flood_rate" | tee "$work/baseline.txt" \
+  | grep -E "^(notifications|latency)"
+c1=$(cpu_ticks)
+echo "== wxrecond paced at ${flood_rate}/s with ${forgeries}x forgeries, ${paced_seconds}s"
+load 500001 "$flood" --seconds "$paced_seconds" --rate "$flood_rate" --forgeries "$forgeries" \
+  | tee "$work/flood.txt" | grep -E "^(notifications|latency|forgeries|daemon)"
+c2=$(cpu_ticks)
+base_p99=$(awk '/^latency/ {print $6}' "$work/baseline.txt")
+flood_p99=$(awk '/^latency/ {print $6}' "$work/flood.txt")
+forged=$(awk '/^forgeries:/ {print $2}' "$work/flood.txt")
+echo "flood: genuine p99 $flood_p99 ms vs $base_p99 ms without = $(awk -v a="$flood_p99" -v b="$base_p99" 'BEGIN {printf "%.2f", a / b}')x"
+echo "flood: daemon CPU per forgery $(awk -v f="$forged" -v a=$((c1 - c0)) -v b=$((c2 - c1)) -v hz="$(getconf CLK_TCK)" \
+  'BEGIN {printf "%.1f", f > 0 ? (b - a) / hz / f * 1e6 : 0}') us (flood run minus baseline, over $forged forgeries)"
+echo "flood: rejected_notifications rows kept: $("${psql[@]}" -At -c "SELECT count(*) FROM wxrecon.rejected_notifications")"
+

@@ -14,6 +14,7 @@
 #include "bills_command.hpp"
 #include "discrepancies_command.hpp"
 #include "log_sink.hpp"
+#include "recovery_command.hpp"
 #include "report_command.hpp"
 
 namespace {
@@ -28,6 +29,8 @@ constexpr const char* usage =
     "       wxrecond [--config PATH] bills fetch --date YYYY-MM-DD [--mchid M] [--kind trade|fundflow|all]\n"
     "       wxrecond [--config PATH] report --date YYYY-MM-DD [--mchid M] [--format csv|json]\n"
     "       wxrecond [--config PATH] discrepancies list|ack|resolve ... (discrepancies --help)\n"
+    "       wxrecond [--config PATH] replay --rejected ID | --event ID\n"
+    "       wxrecond [--config PATH] repoll MCHID OUT_TRADE_NO\n"
     "       wxrecond --version\n"
     "  serve         run the daemon until SIGTERM/SIGINT (default)\n"
     "  migrate       apply pending database migrations and exit\n"
@@ -38,6 +41,9 @@ constexpr const char* usage =
     "  bills fetch   download a day's bills from WeChat Pay, store and reconcile them (idempotent)\n"
     "  report        the day's statement for finance: per order the ledger, the bill, open discrepancies\n"
     "  discrepancies list, acknowledge or resolve discrepancies (exit 5: nothing changed)\n"
+    "  replay        re-verify a stored notification with today's keys and apply it (idempotent);\n"
+    "                exit 4 when it is refused again\n"
+    "  repoll        query one order at WeChat Pay now and apply the answer\n"
     "  --log-format  text (default) or json: one JSON object per line, for log shippers\n"
     "default config: /etc/wxrecond/wxrecond.toml\n";
 
@@ -65,6 +71,12 @@ int run(int argc, char** argv) {
                                              config_path);
         } else if (arg == "report") {
             return daemon::run_report_command(std::vector<std::string>(argv + i + 1, argv + argc),
+                                              config_path);
+        } else if (arg == "replay") {
+            return daemon::run_replay_command(std::vector<std::string>(argv + i + 1, argv + argc),
+                                              config_path);
+        } else if (arg == "repoll") {
+            return daemon::run_repoll_command(std::vector<std::string>(argv + i + 1, argv + argc),
                                               config_path);
         } else if (arg == "discrepancies") {
             return daemon::run_discrepancies_command(std::vector<std::string>(argv + i + 1, argv + argc),

@@ -1,5 +1,7 @@
 #include "base/http_message.hpp"
 
+#include <simdjson.h>
+
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
 
@@ -26,6 +28,22 @@ std::string inbound_request::headers_json() const {
     json_object o;
     for (const auto& [k, v] : headers) o.add(k, v);
     return o.str();
+}
+
+result<std::vector<std::pair<std::string, std::string>>> parse_headers_json(std::string_view json) {
+    simdjson::dom::parser parser;
+    simdjson::dom::object object;
+    if (parser.parse(json.data(), json.size()).get(object) != simdjson::SUCCESS)
+        return make_error(errc::parse_error, "stored headers are not a JSON object");
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const auto field : object) {
+        std::string_view value;
+        if (field.value.get_string().get(value) != simdjson::SUCCESS)
+            return make_error(errc::parse_error,
+                              "stored header " + std::string(field.key) + " is not a string");
+        headers.emplace_back(std::string(field.key), std::string(value));
+    }
+    return headers;
 }
 
 namespace {

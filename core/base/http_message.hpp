@@ -40,6 +40,10 @@ struct reply {
     std::vector<std::pair<std::string, std::string>> headers{};  // extra response headers
 };
 
+// The inverse of inbound_request::headers_json(): stored headers read back (to replay a notification). Not
+// a JSON object of strings: an error naming what is wrong.
+result<std::vector<std::pair<std::string, std::string>>> parse_headers_json(std::string_view json);
+
 // A query string's name=value pairs in order, percent-decoded ('+' stays '+': a time's "+08:00" can be
 // written as it is). A malformed %-escape is an error naming it.
 result<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query);

@@ -22,7 +22,9 @@ decision contradicts(micros observed_at, micros recorded_at) {
 }
 
 void check_payment_against_order(const payment_fact& p, const order_snapshot& order, decision& d) {
-    if (p.amount_total && *p.amount_total != order.amount_total)
+    // Amounts in another currency than the order's do not match whatever their digits say.
+    if ((p.amount_total && *p.amount_total != order.amount_total) ||
+        (!p.currency.empty() && p.currency != order.currency))
         d.open.push_back(discrepancy_kind::amount_mismatch);
     if (!p.appid.empty() && order.appid && !order.appid->empty() && *order.appid != p.appid)
         d.open.push_back(discrepancy_kind::appid_mismatch);

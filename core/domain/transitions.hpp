@@ -25,6 +25,7 @@ struct order_snapshot {
     micros state_observed_at = 0;
     std::int64_t amount_total = 0;
     std::optional<std::string> appid;
+    std::string currency = "CNY";
     std::string transaction_id;               // empty until a payment is recorded
     std::optional<std::int64_t> payer_total;  // what the payer paid, once recorded
     std::int64_t refunded_total = 0;          // the order's SUCCESS refunds together

@@ -110,6 +110,9 @@ std::string discrepancy_detail(const fact& f, const std::optional<order_snapshot
     }
     if (order) {
         o.add("recorded_state", to_string(order->state)).add("recorded_total", order->amount_total);
+        const auto* p = std::get_if<payment_fact>(&f.body);
+        if (p && !p->currency.empty() && p->currency != order->currency)
+            o.add("reported_currency", p->currency).add("recorded_currency", order->currency);
         if (order->appid) o.add("recorded_appid", *order->appid);
     }
     return o.str();
@@ -204,6 +207,7 @@ private:
         fresh.amount_total = p.amount_total.value_or(0);
         fresh.payer_total = p.payer_total;
         if (!p.appid.empty()) fresh.appid = p.appid;
+        if (!p.currency.empty()) fresh.currency = p.currency;
         orders_[okey] = fresh;
     }
 
@@ -474,8 +478,13 @@ batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& fac
         if (!row[6].is_null()) s.transaction_id = row[6].as<std::string>();
         s.refunded_total = row[7].as<std::int64_t>();
         if (!row[8].is_null()) s.payer_total = row[8].as<std::int64_t>();
+        s.currency = row[9].as<std::string>();
         orders.emplace(key_of(row[0].c_str(), row[1].c_str()), s);
     }
+    if (!orders.empty())
+        for (const auto& row : tx.exec_prepared("batch_refunded_totals", order_mchid.str(), order_otn.str()))
+            if (const auto it = orders.find(key_of(row[0].c_str(), row[1].c_str())); it != orders.end())
+                it->second.refunded_total = row[2].as<std::int64_t>();
     std::map<std::string, refund_snapshot> refunds;
     if (!refund_mchid.empty())
         for (const auto& row : tx.exec_prepared("batch_lock_refunds", refund_mchid.str(), refund_orn.str()))

@@ -9,14 +9,21 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
         "o.mchid, o.out_trade_no, o.state, wxrecon.to_micros(coalesce(o.state_observed_at, "
         "o.state_changed_at)),"
         " o.amount_total, o.appid,"
-        " o.transaction_id, (SELECT coalesce(sum(r.amount_refund), 0) FROM wxrecon.refunds r"
-        " WHERE r.mchid = o.mchid AND r.out_trade_no = o.out_trade_no AND r.status = 'SUCCESS'), "
-        "o.payer_total";
+        " o.transaction_id, 0::bigint, o.payer_total, o.currency";
     conn.prepare("batch_lock_orders",
                  "SELECT " + order_snapshot_columns +
                      " FROM wxrecon.orders o JOIN unnest($1::text[], $2::text[]) AS k(mchid, out_trade_no)"
                      " ON o.mchid = k.mchid AND o.out_trade_no = k.out_trade_no"
                      " ORDER BY o.mchid, o.out_trade_no FOR UPDATE OF o");
+    // The orders' SUCCESS refunds together, read in a statement of its own once the order rows are locked:
+    // under READ COMMITTED a statement sees what committed before it began, so a subquery of the locking
+    // statement would miss a refund another batch committed while this one waited for the lock (found by
+    // the crash campaign: two partial refunds adding up to the whole left the order SUCCESS).
+    conn.prepare("batch_refunded_totals",
+                 "SELECT r.mchid, r.out_trade_no, sum(r.amount_refund)::bigint FROM wxrecon.refunds r"
+                 " JOIN (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k(mchid, out_trade_no)"
+                 " ON r.mchid = k.mchid AND r.out_trade_no = k.out_trade_no WHERE r.status = 'SUCCESS'"
+                 " GROUP BY r.mchid, r.out_trade_no");
     conn.prepare("batch_lock_refunds",
                  "SELECT r.mchid, r.out_refund_no, r.status,"
                  " wxrecon.to_micros(coalesce(r.status_observed_at, r.status_changed_at))"

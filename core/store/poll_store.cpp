@@ -43,17 +43,18 @@ std::vector<claimed_order> claim_due_orders(pqxx::connection_base& conn, const s
     return out;
 }
 
-order_lease lease_open_order(pqxx::connection_base& conn, const std::string& mchid,
-                             const std::string& out_trade_no, const std::string& owner,
-                             std::chrono::milliseconds lease) {
+order_lease lease_order(pqxx::connection_base& conn, const std::string& mchid,
+                        const std::string& out_trade_no, const std::string& owner,
+                        std::chrono::milliseconds lease, out_of_turn purpose) {
+    const bool closing = purpose == out_of_turn::close_now;
     pqxx::work tx(conn);
     const auto rows = tx.exec_params(
-        "UPDATE wxrecon.orders o SET poll_lease_until = now() + make_interval(secs => $4::double precision / "
-        "1000), poll_lease_owner = $3, expire_at = least(coalesce(o.expire_at, now()), now()), updated_at = "
-        "now()"
-        " WHERE o.mchid = $1 AND o.out_trade_no = $2 AND o.state IN ('NOTPAY', 'USERPAYING')"
-        " AND (o.poll_lease_until IS NULL OR o.poll_lease_until < now())" +
-            std::string(claimed_columns),
+        std::string("UPDATE wxrecon.orders o SET poll_lease_until = now() + make_interval(secs => "
+                    "$4::double precision / 1000), poll_lease_owner = $3, updated_at = now()") +
+            (closing ? ", expire_at = least(coalesce(o.expire_at, now()), now())" : "") +
+            " WHERE o.mchid = $1 AND o.out_trade_no = $2" +
+            (closing ? " AND o.state IN ('NOTPAY', 'USERPAYING')" : "") +
+            " AND (o.poll_lease_until IS NULL OR o.poll_lease_until < now())" + claimed_columns,
         mchid, out_trade_no, owner, static_cast<std::int64_t>(lease.count()));
     order_lease out;
     if (!rows.empty()) {
@@ -65,7 +66,8 @@ order_lease lease_open_order(pqxx::connection_base& conn, const std::string& mch
             "out_trade_no = $2",
             mchid, out_trade_no);
         if (!found.empty()) {
-            out.outcome = found[0][1].as<bool>() ? order_lease_outcome::busy : order_lease_outcome::settled;
+            const bool open = found[0][1].as<bool>();
+            out.outcome = open || !closing ? order_lease_outcome::busy : order_lease_outcome::settled;
             out.order.state = domain::parse_trade_state(found[0][0].as<std::string>())
                                   .value_or(domain::trade_state::notpay);
         }
@@ -161,12 +163,12 @@ boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_or
     co_return co_await pool.run<poll_gauges>(std::move(job), until);
 }
 
-boost::asio::awaitable<order_lease> lease_open_order(db_pool& pool, std::string mchid,
-                                                     std::string out_trade_no, std::string owner,
-                                                     std::chrono::milliseconds lease) {
+boost::asio::awaitable<order_lease> lease_order(db_pool& pool, std::string mchid, std::string out_trade_no,
+                                                std::string owner, std::chrono::milliseconds lease,
+                                                out_of_turn purpose) {
     auto job = [mchid = std::move(mchid), out_trade_no = std::move(out_trade_no), owner = std::move(owner),
-                lease](pqxx::connection_base& c) {
-        return lease_open_order(c, mchid, out_trade_no, owner, lease);
+                lease, purpose](pqxx::connection_base& c) {
+        return lease_order(c, mchid, out_trade_no, owner, lease, purpose);
     };
     co_return co_await pool.run<order_lease>(std::move(job));
 }

@@ -35,16 +35,18 @@ boost::asio::awaitable<std::vector<claimed_order>> claim_due_orders(db_pool& poo
                                                                     std::chrono::milliseconds lease,
                                                                     std::size_t limit);
 
-// An order taken out of turn (the application asked to close it now): leased like a claimed one and made
-// to expire now, so the poller's close follows even if this attempt stops half-way.
+// An order taken out of turn, leased like a claimed one. close_now (the application asked to close it):
+// only an open order, made to expire now, so the poller's close follows even if this attempt stops
+// half-way. repoll (an operator asked for a query now): an order in any state, nothing else changed.
+enum class out_of_turn { close_now, repoll };
 enum class order_lease_outcome { leased, unknown, busy, settled };
 struct order_lease {
     order_lease_outcome outcome = order_lease_outcome::unknown;
     claimed_order order;  // leased; settled: state only
 };
-boost::asio::awaitable<order_lease> lease_open_order(db_pool& pool, std::string mchid,
-                                                     std::string out_trade_no, std::string owner,
-                                                     std::chrono::milliseconds lease);
+boost::asio::awaitable<order_lease> lease_order(db_pool& pool, std::string mchid, std::string out_trade_no,
+                                                std::string owner, std::chrono::milliseconds lease,
+                                                out_of_turn purpose);
 
 struct poll_update {
     std::string mchid;

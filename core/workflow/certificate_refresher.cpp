@@ -71,6 +71,11 @@ void certificate_refresher::reloaded() {
                            report_escapes(metrics_, "certificate_refresher"));
 }
 
+asio::awaitable<void> certificate_refresher::download_now(std::string mchid) {
+    const config::merchant_config* m = cfg_.find_merchant(mchid);
+    if (m != nullptr && uses_platform_certificates(*m)) co_await refresh(std::move(mchid), "command");
+}
+
 asio::awaitable<void> certificate_refresher::run() {
     while (!stopping_) {
         for (const auto& m : cfg_.merchants) {

@@ -46,6 +46,9 @@ public:
     // The key files were reloaded (SIGHUP): download every list again now, so that what is trusted is the
     // files plus what WeChat Pay serves today. Never blocks the caller.
     void reloaded();
+    // Downloads the merchant's list now, when it verifies with platform certificates, and waits for the
+    // download: a one-shot command (replay, repoll) trusts what WeChat Pay serves today, as the daemon does.
+    boost::asio::awaitable<void> download_now(std::string mchid);
 
 private:
     boost::asio::awaitable<void> run();

@@ -98,6 +98,7 @@ void notification_intake::finish(const inbound_request& req, const notice& n, no
                 to_string(result), to_string(n.api), to_string(n.kind), n.mchid,
                 out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, detail.empty() ? "" : " ",
                 detail);
+    if (on_finished) on_finished(result, detail);
 }
 
 reply notification_intake::too_large(std::string_view target) {

@@ -42,6 +42,10 @@ public:
     // platform certificate serial no trusted key has: the certificate list may need a refresh.
     std::function<void(const std::string& mchid)> on_unknown_serial;
 
+    // Called with what became of each notification and the log line's detail (the reason of a refusal):
+    // `wxrecond replay` reports it.
+    std::function<void(notify_result result, std::string_view detail)> on_finished;
+
     boost::asio::awaitable<reply> handle_v3(const inbound_request& req, std::string mchid);
     boost::asio::awaitable<reply> handle_v2_payment(const inbound_request& req, std::string mchid);
     boost::asio::awaitable<reply> handle_v2_refund(const inbound_request& req, std::string mchid);

@@ -329,18 +329,18 @@ boost::asio::awaitable<reply> order_api::get_order(std::string mchid, std::strin
 }
 
 boost::asio::awaitable<reply> order_api::close_order(std::string mchid, std::string out_trade_no) {
-    poller::close_result closed;
+    poller::out_of_turn_result closed;
     // The poller may be querying it this moment: wait a little for its lease rather than fail at once.
     for (int attempt = 0;; ++attempt) {
         closed = co_await closer_.close_now(mchid, out_trade_no);
-        if (closed.outcome != poller::close_outcome::busy || attempt == 20) break;
+        if (closed.outcome != poller::out_of_turn_outcome::busy || attempt == 20) break;
         const auto executor = co_await boost::asio::this_coro::executor;
         boost::asio::steady_timer pause(executor, std::chrono::milliseconds(100));
         co_await pause.async_wait(boost::asio::use_awaitable);
     }
-    if (closed.outcome == poller::close_outcome::unknown_order)
+    if (closed.outcome == poller::out_of_turn_outcome::unknown_order)
         co_return json_error(404, "no order " + out_trade_no + " for merchant " + mchid);
-    if (closed.outcome == poller::close_outcome::busy)
+    if (closed.outcome == poller::out_of_turn_outcome::busy)
         co_return json_error(503, "the order is being queried at WeChat Pay; retry");
     const auto json = co_await store::order_json(pool_, mchid, out_trade_no,
                                                  std::chrono::steady_clock::now() + database_deadline);

@@ -290,28 +290,41 @@ asio::awaitable<std::string> poller::finish(store::poll_update update) {
     co_return error;
 }
 
-asio::awaitable<poller::close_result> poller::close_now(std::string mchid, std::string out_trade_no) {
-    close_result out;
-    const auto lease = co_await store::lease_open_order(pool_, std::move(mchid), std::move(out_trade_no),
-                                                        options_.owner, options_.lease);
+asio::awaitable<poller::out_of_turn_result> poller::close_now(std::string mchid, std::string out_trade_no) {
+    co_return co_await out_of_turn(std::move(mchid), std::move(out_trade_no), store::out_of_turn::close_now);
+}
+
+asio::awaitable<poller::out_of_turn_result> poller::repoll(std::string mchid, std::string out_trade_no) {
+    co_return co_await out_of_turn(std::move(mchid), std::move(out_trade_no), store::out_of_turn::repoll);
+}
+
+asio::awaitable<poller::out_of_turn_result> poller::out_of_turn(std::string mchid, std::string out_trade_no,
+                                                                store::out_of_turn purpose) {
+    out_of_turn_result out;
+    const auto lease = co_await store::lease_order(pool_, std::move(mchid), std::move(out_trade_no),
+                                                   options_.owner, options_.lease, purpose);
     switch (lease.outcome) {
         case store::order_lease_outcome::unknown:
-            out.outcome = close_outcome::unknown_order;
+            out.outcome = out_of_turn_outcome::unknown_order;
             co_return out;
         case store::order_lease_outcome::busy:
-            out.outcome = close_outcome::busy;
+            out.outcome = out_of_turn_outcome::busy;
             co_return out;
         case store::order_lease_outcome::settled:
-            out.outcome = close_outcome::settled;
+            out.outcome = out_of_turn_outcome::settled;
             co_return out;
         case store::order_lease_outcome::leased:
             break;
     }
-    out.error = co_await poll(lease.order, true);
+    out.error =
+        co_await poll(lease.order, purpose == store::out_of_turn::close_now ? poll_reason::close_requested
+                                                                            : poll_reason::repoll);
     co_return out;
 }
 
-asio::awaitable<std::string> poller::poll(store::claimed_order order, bool close_requested) {
+asio::awaitable<std::string> poller::poll(store::claimed_order order, poll_reason reason) {
+    const bool close_requested = reason == poll_reason::close_requested;
+    const bool repoll = reason == poll_reason::repoll;
     store::poll_update update;
     update.mchid = order.mchid;
     update.out_trade_no = order.out_trade_no;
@@ -320,7 +333,7 @@ asio::awaitable<std::string> poller::poll(store::claimed_order order, bool close
     const auto keys = keys_.get();  // this poll's key material; a reload meanwhile does not pull it away
     const config::merchant_keys* mk = keys->find(order.mchid);
     const micros now = options_.clock.micros();
-    if (domain::is_terminal(order.state)) {
+    if (domain::is_terminal(order.state) && !repoll) {
         // Settled meanwhile (a notification): the rest of the schedule is cancelled here rather than on the
         // fact path, so applying a fact never touches the next_poll_at index and stays a HOT update.
         co_return co_await finish(std::move(update));
@@ -335,8 +348,8 @@ asio::awaitable<std::string> poller::poll(store::claimed_order order, bool close
     const bool apiv2 = m->version == config::api_version::v2;
     const micros close_at = close_requested ? domain::earliest_close(order.created_at, now, apiv2)
                                             : domain::close_due(schedule_, order.created_at, expire, apiv2);
-    const bool closing = now >= close_at;
-    if (!closing && !close_requested) {
+    const bool closing = now >= close_at && !repoll;  // a repoll asks; it never closes
+    if (!closing && reason == poll_reason::scheduled) {
         const auto due = domain::query_due(schedule_, order.created_at, expire, order.poll_attempts);
         if (!due || *due > now) {  // not due yet: a new row, or only the close is left
             update.next_poll_at = due ? std::min(*due, close_at) : close_at;

@@ -52,16 +52,21 @@ public:
 
     void start();
 
-    // The application asks to close an open order now (POST …/close): the order is leased out of turn, made
-    // to expire now, queried a final time and closed at WeChat Pay unless it was paid (the poller's own
-    // close, so one code path). An APIv2 order in its first 5 minutes cannot be closed yet: it is queried
-    // and closed by the poller once it may be.
-    enum class close_outcome { done, unknown_order, busy, settled };
-    struct close_result {
-        close_outcome outcome = close_outcome::done;
-        std::string error;  // done: what failed at WeChat Pay, if anything (the poller retries)
+    // Out of turn: the order is leased (busy while the poller holds it), polled at once, the lease given
+    // back. done carries what failed at WeChat Pay, if anything (the poller retries on its schedule).
+    enum class out_of_turn_outcome { done, unknown_order, busy, settled };
+    struct out_of_turn_result {
+        out_of_turn_outcome outcome = out_of_turn_outcome::done;
+        std::string error;
     };
-    boost::asio::awaitable<close_result> close_now(std::string mchid, std::string out_trade_no);
+    // The application asks to close an open order now (POST …/close): it is made to expire now, queried a
+    // final time and closed at WeChat Pay unless it was paid (the poller's own close, so one code path). An
+    // APIv2 order in its first 5 minutes cannot be closed yet: it is queried and closed by the poller once
+    // it may be.
+    boost::asio::awaitable<out_of_turn_result> close_now(std::string mchid, std::string out_trade_no);
+    // An operator asks for a query now (`wxrecond repoll`): an order in any state is queried and the answer
+    // applied through the fact path. Its schedule goes on as before; it is never closed by this.
+    boost::asio::awaitable<out_of_turn_result> repoll(std::string mchid, std::string out_trade_no);
     // Stops claiming and waits (bounded) for the polls in flight; their leases make them safe to abandon.
     boost::asio::awaitable<void> stop(std::chrono::milliseconds grace);
 
@@ -69,7 +74,11 @@ private:
     boost::asio::awaitable<void> run();
     boost::asio::awaitable<void> refresh_gauges();
     // Returns the error the poll ended with ("" when none).
-    boost::asio::awaitable<std::string> poll(store::claimed_order order, bool close_requested = false);
+    enum class poll_reason { scheduled, close_requested, repoll };
+    boost::asio::awaitable<std::string> poll(store::claimed_order order,
+                                             poll_reason reason = poll_reason::scheduled);
+    boost::asio::awaitable<out_of_turn_result> out_of_turn(std::string mchid, std::string out_trade_no,
+                                                           store::out_of_turn purpose);
     boost::asio::awaitable<void> poll_checked(store::claimed_order order);
     boost::asio::awaitable<void> close_expired(const config::merchant_config& m,
                                                const wechat::merchant_access& access,

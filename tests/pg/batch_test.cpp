@@ -3,6 +3,8 @@
 // batch are recognised; a poisoned fact fails alone.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -179,6 +181,35 @@ TEST_F(BatchTest, PartialRefundsInOneBatchAddUpToRefund) {
            refund("B4", "T4", "R4c", refund_status::success, "E5", 40)});
     EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B4'"), "REFUND | ");
     EXPECT_EQ(rows("SELECT sum(amount_refund) FROM wxrecon.refunds WHERE status = 'SUCCESS'"), "100 | ");
+}
+
+// Found by the crash campaign: a batch that waited for an order's lock while another batch committed a
+// refund of it must count that refund. Here the other batch is a transaction holding the lock that commits
+// 40 fen refunded while this batch, with the other 60, waits: together they are the whole, so REFUND.
+TEST_F(BatchTest, ARefundCommittedWhileTheBatchWaitedForTheOrderCounts) {
+    apply({payment("B4", "T4", 100, "E1")});
+    pqxx::connection other(db_.url());
+    pqxx::work holding(other);
+    holding.exec("SELECT 1 FROM wxrecon.orders WHERE out_trade_no = 'B4' FOR UPDATE");
+    holding.exec_params(
+        "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund, status)"
+        " VALUES ($1, 'R4a', 'B4', 40, 'SUCCESS')",
+        test_mchid);
+    std::vector<store::apply_result> results;
+    std::thread waiting(
+        [&] { results = apply({refund("B4", "T4", "R4b", refund_status::success, "E3", 60)}); });
+    pqxx::connection watcher(db_.url());
+    for (int i = 0; i < 200; ++i) {  // until the batch waits for the lock
+        pqxx::nontransaction tx(watcher);
+        if (tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0].as<int>() > 0)
+            break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    holding.commit();
+    waiting.join();
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_EQ(results[0].outcome, outcome::applied);
+    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'B4'"), "REFUND | ");
 }
 
 TEST_F(BatchTest, DuplicatesInsideABatchAreRecognisedLikeAcrossBatches) {

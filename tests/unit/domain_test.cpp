@@ -147,6 +147,21 @@ TEST(TransitionTable, AmountAndAppidMismatchesAreAppliedAndFlagged) {
     EXPECT_TRUE(opens(d, discrepancy_kind::appid_mismatch));
 }
 
+// Issue 16 item 6: the same digits in another currency are not the order's amount.
+TEST(TransitionTable, AnotherCurrencyThanTheOrdersIsAnAmountMismatch) {
+    auto p = observed(trade_state::success);
+    p.currency = "USD";
+    const auto flagged = decide(query_fact(2000), p, recorded(trade_state::notpay));
+    EXPECT_EQ(flagged.result, outcome::applied);
+    EXPECT_TRUE(opens(flagged, discrepancy_kind::amount_mismatch));
+    p.currency = "CNY";
+    EXPECT_FALSE(
+        opens(decide(query_fact(2000), p, recorded(trade_state::notpay)), discrepancy_kind::amount_mismatch));
+    p.currency.clear();  // an answer without a currency (APIv2 may omit fee_type): nothing to compare
+    EXPECT_FALSE(
+        opens(decide(query_fact(2000), p, recorded(trade_state::notpay)), discrepancy_kind::amount_mismatch));
+}
+
 TEST(TransitionTable, PaymentNotificationAfterItsRefundIsConsistent) {
     fact f = query_fact(2000);
     f.source = fact_source::notify_v3;
