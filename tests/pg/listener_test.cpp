@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -213,15 +214,16 @@ protected:
         return {status, std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - started)};
     }
 
-    // Sends `count` genuine notifications one after another; all must be 204. Returns the slowest.
-    std::chrono::microseconds genuine_round(int first, int count) {
-        std::chrono::microseconds slowest{0};
+    // Sends `count` genuine notifications one after another; all must be 204. Their latencies, sorted.
+    std::vector<std::chrono::microseconds> genuine_round(int first, int count) {
+        std::vector<std::chrono::microseconds> took;
         for (int i = first; i < first + count; ++i) {
-            const auto [status, took] = genuine_notification(i);
-            EXPECT_EQ(status, 204) << "notification " << i;
-            slowest = std::max(slowest, took);
+            const auto [status, latency] = genuine_notification(i);
+            EXPECT_EQ(status, 204) << "notification " << i << " after " << latency.count() << " us";
+            took.push_back(latency);
         }
-        return slowest;
+        std::sort(took.begin(), took.end());
+        return took;
     }
 
     std::string metric(const std::string& series) {
@@ -242,7 +244,7 @@ TEST_F(ListenerFlood, IdleAndHalfOpenConnectionsDoNotLockOutGenuineNotifications
     // Both ends of every connection live in this process; leave room for the daemon's own descriptors.
     const std::size_t flood = std::min<std::size_t>(3000, (descriptors - 512) / 2);
     ASSERT_GE(flood, 1200u) << "descriptor limit " << descriptors << " is too low for the flood";
-    const auto baseline = genuine_round(0, 20);
+    const auto alone = genuine_round(0, 20);
 
     asio::io_context io;
     std::vector<tcp::socket> held;
@@ -251,7 +253,7 @@ TEST_F(ListenerFlood, IdleAndHalfOpenConnectionsDoNotLockOutGenuineNotifications
     for (int i = 0; i < 200; ++i) held.push_back(connect_from(io, "127.0.0.2", daemon_->port()));
     EXPECT_TRUE(closed_by_server(held.back(), 2000ms));
     EXPECT_FALSE(closed_by_server(held.front(), 0ms));
-    const auto slowest_one_address = genuine_round(100, 20);
+    const auto beside_one_address = genuine_round(100, 20);
 
     // Many addresses under the per-address cap, together far over max_connections: half idle, half
     // half-open (a request's first line and no more). Idle connections give way to new ones.
@@ -264,19 +266,30 @@ TEST_F(ListenerFlood, IdleAndHalfOpenConnectionsDoNotLockOutGenuineNotifications
                         asio::buffer(std::string("POST /wxpay/v3/notify/1900000109 HTTP/1.1\r\n")), ec);
         }
     }
-    const auto slowest_many_addresses = genuine_round(200, 50);
+    const auto beside_many_addresses = genuine_round(200, 50);
 
     EXPECT_NE(metric("wxrecon_http_connections_refused_total{listener=\"public\",reason=\"per_address\"}"),
               "0");
     EXPECT_NE(metric("wxrecon_http_connections_evicted_total{listener=\"public\"}"), "0");
+    // The 90th percentile: one scheduling hiccup of a loaded machine (a retransmitted SYN costs 1 s) must
+    // not decide the test, while a lock-out shows as refusals above and a queue behind held connections
+    // would slow most of them.
+    const auto p90 = [](const std::vector<std::chrono::microseconds>& sorted) {
+        return sorted.empty() ? std::chrono::microseconds{0} : sorted[sorted.size() * 9 / 10 - 1];
+    };
+    const auto ms = [](std::chrono::microseconds us) { return us.count() / 1000.0; };
     std::printf(
-        "genuine notification, slowest: %.1f ms alone, %.1f ms beside 200 connections from one address, "
-        "%.1f ms beside %zu from %zu addresses\n",
-        baseline.count() / 1000.0, slowest_one_address.count() / 1000.0,
-        slowest_many_addresses.count() / 1000.0, flood, flood / 50 + 1);
+        "genuine notification, p90 / slowest: %.1f / %.1f ms alone, %.1f / %.1f ms beside 200 connections "
+        "from one address, %.1f / %.1f ms beside %zu from %zu addresses\n",
+        ms(p90(alone)), ms(alone.back()), ms(p90(beside_one_address)), ms(beside_one_address.back()),
+        ms(p90(beside_many_addresses)), ms(beside_many_addresses.back()), flood, flood / 50 + 1);
     // Within their normal latency: a generous bound, for a loaded machine, that a refusal could never meet.
-    EXPECT_LT(slowest_one_address, std::max<std::chrono::microseconds>(baseline * 10, 1s));
-    EXPECT_LT(slowest_many_addresses, std::max<std::chrono::microseconds>(baseline * 10, 1s));
+    const auto bound = std::max<std::chrono::microseconds>(p90(alone) * 10, 1s);
+    EXPECT_LT(p90(beside_one_address), bound);
+    EXPECT_LT(p90(beside_many_addresses), bound);
+    // Not one waits out a held connection's header timeout (3 s).
+    EXPECT_LT(beside_one_address.back(), 3s);
+    EXPECT_LT(beside_many_addresses.back(), 3s);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS'"), 90);
 }
 
