@@ -90,7 +90,7 @@ config 0 >"$work/wxrecond.toml"
 "$build/wxrecond" --config "$work/wxrecond.toml" migrate 2>/dev/null
 echo "loading $orders orders"
 "${psql[@]}" -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid, next_poll_at)
-                 SELECT '1900000109', 'P' || g, 100, 'wxd678efh567hg6787', now() + interval '1 day'
+                 SELECT '1900000109', 'PERF-' || g, 100, 'wxd678efh567hg6787', now() + interval '1 day'
                  FROM generate_series(1, $orders) g" \
              -c "VACUUM ANALYZE wxrecon.orders"
 
@@ -124,7 +124,7 @@ run() {  # run <app events 0|1> <first order>
   before=$(cpu_snapshot)
   "$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \
     --wechatpay-key-file "$work/keys/wechatpay_key.pem" --serial "$serial" --database-url "$WXRECON_TEST_PG_URL" \
-    --prefix P --register 0 --first "$2" --orders "$count" --concurrency "$concurrency" --seconds "$seconds" \
+    --prefix PERF- --register 0 --first "$2" --orders "$count" --concurrency "$concurrency" --seconds "$seconds" \
     --rate "$rate" --daemon-pid "$daemon_pid" | grep -E "^(notifications|latency|daemon)"
   cpu_report "$before" "$(cpu_snapshot)"
   # Where PostgreSQL's time went: the statements that took most of it.

@@ -79,7 +79,7 @@ TOML
 echo "loading $orders orders"
 # Their first query is a day away: the benchmark measures notifications, not the poller.
 "${psql[@]}" -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid, next_poll_at)
-                 SELECT '1900000109', 'P' || g, 100, 'wxd678efh567hg6787', now() + interval '1 day'
+                 SELECT '1900000109', 'PERF-' || g, 100, 'wxd678efh567hg6787', now() + interval '1 day'
                  FROM generate_series(1, $orders) g" \
              -c "VACUUM ANALYZE wxrecon.orders"
 
@@ -98,7 +98,7 @@ load() {  # load <first order> <count> <extra options...>
   local first=$1 count=$2; shift 2
   "$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \
     --wechatpay-key-file "$work/keys/wechatpay_key.pem" --serial "$serial" --database-url "$WXRECON_TEST_PG_URL" \
-    --prefix P --register 0 --first "$first" --orders "$count" --concurrency "$concurrency" \
+    --prefix PERF- --register 0 --first "$first" --orders "$count" --concurrency "$concurrency" \
     --daemon-pid "$daemon_pid" "$@"
 }
 if [ "$flood_only" = 0 ]; then

@@ -75,6 +75,16 @@ std::string_view to_string(fact_source s) noexcept {
     return "?";
 }
 
+bool valid_out_trade_no(std::string_view s) noexcept {
+    if (s.size() < 6 || s.size() > 32) return false;
+    for (const char c : s) {
+        const bool allowed = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                             c == '_' || c == '-' || c == '|' || c == '*';
+        if (!allowed) return false;
+    }
+    return true;
+}
+
 bool is_notification(fact_source s) noexcept {
     return s == fact_source::notify_v3 || s == fact_source::notify_v2;
 }

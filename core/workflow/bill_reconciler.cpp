@@ -53,6 +53,12 @@ boost::asio::awaitable<bill_day_result> reconcile_bill_day(store::db_pool& pool,
     const auto learning = std::chrono::steady_clock::now();
     for (const auto& fact :
          co_await store::bill_payments_unknown_to_ledger(pool, request.mchid, request.bill_date)) {
+        if (!domain::valid_out_trade_no(fact.out_trade_no())) {
+            // Stays missing_in_ledger for finance; the orders table could not hold the number.
+            spdlog::warn("bills: not learned mchid={} out_trade_no={}: not a WeChat Pay order number",
+                         request.mchid, log_quote(fact.out_trade_no()));
+            continue;
+        }
         const auto applied = co_await ledger.apply(fact, std::chrono::steady_clock::now() + fact_deadline);
         if (applied.outcome == domain::outcome::applied) ++out.payments_applied;
     }

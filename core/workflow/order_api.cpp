@@ -12,6 +12,7 @@
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
+#include "base/percent.hpp"
 #include "base/time.hpp"
 #include "protocol/request_payment.hpp"
 #include "store/db_pool.hpp"
@@ -33,12 +34,6 @@ constexpr std::int64_t micros_per_second = 1'000'000;
 constexpr std::int64_t prepay_id_reuse_micros = 110LL * 60 * micros_per_second;
 // WeChat Pay raises an earlier time_expire to now + 1 min; wxrecon would then disagree on the expiry.
 constexpr std::int64_t min_time_to_expiry_micros = 60 * micros_per_second;
-
-bool valid_out_trade_no(std::string_view s) {
-    return !s.empty() && s.size() <= 32 && std::all_of(s.begin(), s.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '|' || c == '*';
-    });
-}
 
 // The order JSON with one more member appended.
 std::string with_member(std::string order_json, std::string_view key, std::string_view value_json) {
@@ -124,22 +119,6 @@ std::optional<std::string> prepay_id_of(const wechat::call_result& r, bool v3) {
     std::string_view id;
     if (parser.parse(padded)["prepay_id"].get(id) != simdjson::SUCCESS || id.empty()) return std::nullopt;
     return std::string(id);
-}
-
-std::string percent_encode(std::string_view s) {
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        if (std::isalnum(u) || c == '-' || c == '_' || c == '.' || c == '~') {
-            out += c;
-        } else {
-            out += '%';
-            out += hex[u >> 4];
-            out += hex[u & 15];
-        }
-    }
-    return out;
 }
 
 // An openid in logs: enough to tell users apart, not enough to act as them.
@@ -254,8 +233,8 @@ std::variant<reply, order_api::registration_request> order_api::read_registratio
     if (merchant == nullptr)
         return json_error(400, "mchid: no configured merchant has id \"" + r.mchid + "\"");
     r.out_trade_no = text("out_trade_no").value_or("");
-    if (!valid_out_trade_no(r.out_trade_no))
-        return json_error(400, "out_trade_no: 1 to 32 characters of [0-9A-Za-z_-|*] required");
+    if (!domain::valid_out_trade_no(r.out_trade_no))
+        return json_error(400, "out_trade_no: 6 to 32 characters of [0-9A-Za-z_-|*] required");
     std::int64_t amount = 0;
     if (body["amount_total"].get(amount) != simdjson::SUCCESS || amount <= 0)
         return json_error(400, "amount_total: a positive integer number of fen required");

@@ -470,8 +470,8 @@ def scenario(c):
                                              description="说明", payer_openid="oApiSchemaPayer01",
                                              expire_at="2030-01-01T08:00:00.5+08:00"),
            expect=201, scenario="every member")
-    c.call("POST", orders, body=placement(v3, "AS-1", 100), expect=502,
-           scenario="WeChat Pay wants 6 characters at least")
+    c.call("POST", orders, body=placement(v3, "AS-1", 100), expect=400,
+           scenario="fewer than 6 characters, which WeChat Pay refuses")
     c.call("POST", orders, body=placement(v3, "API-SOON-0001", 100, expire=30), expect=409,
            scenario="prepay of an order expiring within 60 s")
     bad = "API-BAD-0001"

@@ -44,9 +44,9 @@ TEST(Lifecycle, PostgresRestartMidRunGives503ThenSuccessAndLosesNothing) {
     auto m = make_merchant_fixture();
     running_daemon d(make_config(*m, db.url()));
 
-    EXPECT_EQ(send(d.port(), payment_notification(*m, "R1", "4200000001")), 204);
+    EXPECT_EQ(send(d.port(), payment_notification(*m, "ORDER-R1", "4200000001")), 204);
     pg_ctl("stop");
-    const auto during = payment_notification(*m, "R2", "4200000002");
+    const auto during = payment_notification(*m, "ORDER-R2", "4200000002");
     const int status_during = send(d.port(), during);
     const auto metrics_during = http_get(d.admin_port(), "/metrics").body;
     const auto ready_during = http_get(d.admin_port(), "/readyz");
@@ -72,7 +72,7 @@ TEST(Lifecycle, PostgresRestartMidRunGives503ThenSuccessAndLosesNothing) {
     }
     EXPECT_EQ(status_after, 204);
     EXPECT_EQ(events(db.url()), 2);
-    EXPECT_EQ(events(db.url(), "out_trade_no = 'R2'"), 1);
+    EXPECT_EQ(events(db.url(), "out_trade_no = 'ORDER-R2'"), 1);
 }
 
 // Eight senders push distinct notifications until `stop` is set or the listener goes away; returns

@@ -120,7 +120,7 @@ TEST(Service, SighupSwapsTheWeChatPayPublicKeyAndKeepsTheOldOnesWhenTheNewFilesA
     // WeChat Pay's newly issued public key (the certificate endpoint serves no such thing).
     const auto added = crypto::generate_rsa_key(2048);
     ASSERT_TRUE(added);
-    const auto before = payment_notification(*m, "H1", "4200000101", &*added);
+    const auto before = payment_notification(*m, "ORDER-H1", "4200000101", &*added);
     EXPECT_EQ(send(d.port(), before), 401) << "a key nobody configured must not verify";
 
     std::ofstream(m->dir / "pub_key.pem") << crypto::public_key_to_pem(added->public_part());
@@ -134,7 +134,7 @@ TEST(Service, SighupSwapsTheWeChatPayPublicKeyAndKeepsTheOldOnesWhenTheNewFilesA
         << "-----BEGIN PUBLIC KEY-----\nnot base64\n-----END PUBLIC KEY-----\n";
     d.signal(SIGHUP);
     ASSERT_TRUE(sock.wait_for("READY=1"));
-    EXPECT_EQ(send(d.port(), payment_notification(*m, "H2", "4200000102", &*added)), 204);
+    EXPECT_EQ(send(d.port(), payment_notification(*m, "ORDER-H2", "4200000102", &*added)), 204);
     EXPECT_EQ(d.stop(SIGTERM), 0);
     const std::string log = d.stderr_text();
     EXPECT_NE(log.find("reload failed, keeping the previous keys"), std::string::npos) << log;
@@ -147,7 +147,7 @@ TEST(Service, JsonLogsCarryOneLinePerNotificationWithRequestIdResultAndLatency) 
     auto m = make_merchant_fixture();
     daemon_process d(*m, db.url());
     ASSERT_TRUE(d.start({}, {"--log-format", "json"}));
-    const auto n = payment_notification(*m, "J1", "4200000201");
+    const auto n = payment_notification(*m, "ORDER-J1", "4200000201");
     EXPECT_EQ(send(d.port(), n), 204);
     EXPECT_EQ(send(d.port(), n), 204);  // WeChat Pay's duplicate
     EXPECT_EQ(d.stop(SIGTERM), 0);
@@ -164,7 +164,7 @@ TEST(Service, JsonLogsCarryOneLinePerNotificationWithRequestIdResultAndLatency) 
         if (doc["component"].get(component) || component != "notify") continue;
         results.emplace_back(std::string_view(doc["result"]));
         EXPECT_EQ(std::string_view(doc["mchid"]), test_mchid);
-        EXPECT_EQ(std::string_view(doc["out_trade_no"]), "J1");
+        EXPECT_EQ(std::string_view(doc["out_trade_no"]), "ORDER-J1");
         EXPECT_EQ(std::string_view(doc["level"]), "info");
         double ms = -1;
         EXPECT_FALSE(doc["ms"].get(ms)) << "ms is a number: " << line;
@@ -184,7 +184,7 @@ TEST(Service, MetricsPassPromtoolAndCoverTheContract) {
     auto m = make_merchant_fixture();
     daemon_process d(*m, db.url());
     ASSERT_TRUE(d.start());
-    EXPECT_EQ(send(d.port(), payment_notification(*m, "M1", "4200000301")), 204);
+    EXPECT_EQ(send(d.port(), payment_notification(*m, "ORDER-M1", "4200000301")), 204);
     std::string text;
     for (int i = 0; i < 100; ++i) {  // the per-state gauge comes from the first background reading
         text = http_get(d.admin_port(), "/metrics").body;

@@ -129,8 +129,8 @@ TEST_F(AlertWebhook, EachDiscrepancyIsPushedOnceAcrossARestartAndRetriedWhileThe
     long regression = 0;
     {
         running_daemon d(config_for(hook));
-        order("A1", 100, "SUCCESS");
-        expected[open("A1", "amount_mismatch")] = "amount_mismatch";
+        order("ORDER-A1", 100, "SUCCESS");
+        expected[open("ORDER-A1", "amount_mismatch")] = "amount_mismatch";
         expected[open("A2", "paid_after_close")] = "paid_after_close";
         expected[open("A3", "refund_abnormal")] = "refund_abnormal";
         expected[open("A4", "stuck")] = "stuck";
@@ -219,8 +219,8 @@ TEST_F(AlertWebhook, UnknownOrderWaitsItsGraceAndIsNotPushedWhenResolvedMeanwhil
 TEST_F(AlertWebhook, WeComRobotGetsMarkdownAndItsRateLimitErrorIsRetried) {
     receiver hook(1, true);
     running_daemon d(config_for(hook));
-    order("W1", 100, "SUCCESS");
-    const long id = open("W1", "amount_mismatch");
+    order("ORDER-W1", 100, "SUCCESS");
+    const long id = open("ORDER-W1", "amount_mismatch");
     ASSERT_TRUE(eventually([&] { return hook.taken().size() == 1; }, 30s));
     EXPECT_EQ(hook.refused(), 1);
     const std::string body = hook.taken().at(key_of(id)).front();
@@ -231,7 +231,7 @@ TEST_F(AlertWebhook, WeComRobotGetsMarkdownAndItsRateLimitErrorIsRetried) {
     EXPECT_EQ(std::string_view(doc["msgtype"]), "markdown");
     const std::string content{std::string_view(doc["markdown"]["content"])};
     EXPECT_NE(content.find("amount_mismatch"), std::string::npos) << content;
-    EXPECT_NE(content.find("W1"), std::string::npos) << content;
+    EXPECT_NE(content.find("ORDER-W1"), std::string::npos) << content;
     EXPECT_NE(content.find("amount 100 fen, paid 90 fen"), std::string::npos) << content;
 }
 

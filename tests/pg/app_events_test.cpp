@@ -307,6 +307,46 @@ TEST_F(AppEvents, NothingIsWrittenWithoutAppEventsNorForWhatDidNotCommit) {
     EXPECT_EQ(db_.scalar("SELECT string_agg(type, ',') FROM wxrecon.app_events"), "order.closed");
 }
 
+// An order is announced refunded once, however its refunds and payment share a transaction: two refunds
+// completing it in one statement (the ledger's group commit does that), and a late payment and its refund
+// in either order. Found by the crash campaign (seed 168536744): order.refunded twice.
+TEST(AppEventTriggers, AnOrderIsAnnouncedRefundedOnceWhateverSharesItsTransaction) {
+    scratch_database db;
+    pqxx::connection conn(db.url());
+    store::migrate(conn);
+    pqxx::nontransaction(conn).exec("SET wxrecon.app_events = 'on'");
+    const auto run = [&](const std::vector<std::string>& statements) {
+        pqxx::work tx(conn);
+        for (const auto& sql : statements) tx.exec(sql);
+        tx.commit();
+    };
+    const std::string refund =
+        "INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund,"
+        " status) VALUES ";
+    run(
+        {"INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, payer_total, state, transaction_id)"
+         " VALUES ('1900000109', 'TWO-REFUNDS', 100, 100, 'SUCCESS', '4200000001')"});
+    run({"UPDATE wxrecon.orders SET state = 'REFUND' WHERE out_trade_no = 'TWO-REFUNDS'",
+         refund + "('1900000109', 'TWO-R1', 'TWO-REFUNDS', 40, 'SUCCESS'),"
+                  " ('1900000109', 'TWO-R2', 'TWO-REFUNDS', 60, 'SUCCESS')"});
+    for (const char* order : {"LATE-PAY-1", "LATE-PAY-2"})
+        run({"INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('1900000109', '" +
+             std::string(order) + "', 100)"});
+    run({refund + "('1900000109', 'LATE-R1', 'LATE-PAY-1', 100, 'SUCCESS')",
+         "UPDATE wxrecon.orders SET state = 'REFUND', transaction_id = '4200000002', payer_total = 100"
+         " WHERE out_trade_no = 'LATE-PAY-1'"});
+    run(
+        {"UPDATE wxrecon.orders SET state = 'REFUND', transaction_id = '4200000003', payer_total = 100"
+         " WHERE out_trade_no = 'LATE-PAY-2'",
+         refund + "('1900000109', 'LATE-R2', 'LATE-PAY-2', 100, 'SUCCESS')"});
+    EXPECT_EQ(
+        db.scalar("SELECT string_agg(out_trade_no || ' ' || n, ', ' ORDER BY out_trade_no) FROM"
+                  " (SELECT out_trade_no, count(*) n FROM wxrecon.app_events WHERE type = 'order.refunded'"
+                  " GROUP BY 1) c"),
+        "LATE-PAY-1 1, LATE-PAY-2 1, TWO-REFUNDS 1");
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM wxrecon.app_events WHERE type = 'refund.succeeded'"), "4");
+}
+
 // The pusher looks for events when told something was committed (the daemon's ledger tells it after each
 // applied fact), not only at its tick: with a tick of an hour an event waits until the wake-up, then
 // leaves at once.

@@ -218,7 +218,7 @@ protected:
 // ------------------------------------------------------------------ storing files
 
 TEST_F(BillReconcile, FileIsStoredOnceAndTheSameFileAgainIsNothingNew) {
-    const std::string text = trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60)});
+    const std::string text = trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60)});
     const auto path = write_file("trade.csv", text);
     const auto first = run(store::store_bill_file(*pool_, trade_file(path)));
     EXPECT_EQ(first.outcome, store::bill_store_outcome::stored);
@@ -238,16 +238,16 @@ TEST_F(BillReconcile, FileIsStoredOnceAndTheSameFileAgainIsNothingNew) {
 
     // WeChat Pay regenerated the day: kept beside the first.
     const auto regenerated =
-        write_file("trade2.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60),
-                                             pay("2026-11-30 11:00:00", "T2", "A2", 200, 120)}));
+        write_file("trade2.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60),
+                                             pay("2026-11-30 11:00:00", "T2", "ORDER-A2", 200, 120)}));
     EXPECT_EQ(run(store::store_bill_file(*pool_, trade_file(regenerated))).outcome,
               store::bill_store_outcome::stored);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.bills"), 2);
 }
 
 TEST_F(BillReconcile, MalformedFileKeepsItsReasonAndNoRows) {
-    std::string text = trade_bill(
-        {pay("2026-11-30 10:00:00", "T1", "A1", 100, 60), pay("2026-11-30 11:00:00", "T2", "A2", 200, 120)});
+    std::string text = trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60),
+                                   pay("2026-11-30 11:00:00", "T2", "ORDER-A2", 200, 120)});
     text.replace(text.find("`3.00,`0.00,`0.00,`0.00180,`3.00"), 5, "`3.01");  // summary off by one fen
     const auto stored = run(store::store_bill_file(*pool_, trade_file(write_file("bad.csv", text))));
     EXPECT_EQ(stored.outcome, store::bill_store_outcome::malformed);
@@ -261,7 +261,7 @@ TEST_F(BillReconcile, MalformedFileKeepsItsReasonAndNoRows) {
 
 TEST_F(BillReconcile, ContentThatIsNotWhatWeChatPaySaidIsNotStored) {
     auto file =
-        trade_file(write_file("t.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60)})));
+        trade_file(write_file("t.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60)})));
     file.hash_value = std::string(40, '0');
     const auto stored = run(store::store_bill_file(*pool_, file));
     EXPECT_EQ(stored.outcome, store::bill_store_outcome::hash_mismatch);
@@ -274,21 +274,21 @@ TEST_F(BillReconcile, ContentThatIsNotWhatWeChatPaySaidIsNotStored) {
 // ------------------------------------------------------------------ matching
 
 TEST_F(BillReconcile, EveryDifferenceIsFoundOnceAndTheRerunChangesNothing) {
-    paid_order("A1", "T1", 100, "2026-11-30 10:00+08");  // agrees with the bill
+    paid_order("ORDER-A1", "T1", 100, "2026-11-30 10:00+08");  // agrees with the bill
     db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('" +
-             std::string(test_mchid) + "', 'A2', 200)");  // notification and queries lost: NOTPAY here
-    paid_order("A4", "T4", 400, "2026-11-30 12:00+08");   // the bill says 450
-    paid_order("A5", "T5", 500, "2026-11-30 15:00+08");   // not in the bill
-    success_refund("A1", "R1", "RID1", 40);               // in the bill
-    success_refund("A4", "R3", "RID3", 10);               // not in the bill
+             std::string(test_mchid) + "', 'ORDER-A2', 200)");  // notification and queries lost: NOTPAY here
+    paid_order("ORDER-A4", "T4", 400, "2026-11-30 12:00+08");   // the bill says 450
+    paid_order("ORDER-A5", "T5", 500, "2026-11-30 15:00+08");   // not in the bill
+    success_refund("ORDER-A1", "R1", "RID1", 40);               // in the bill
+    success_refund("ORDER-A4", "R3", "RID3", 10);               // not in the bill
     const auto trade =
         write_file("trade.csv", trade_bill({
-                                    pay("2026-11-30 10:00:00", "T1", "A1", 100, 60),
-                                    pay("2026-11-30 11:00:00", "T2", "A2", 200, 120),
+                                    pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60),
+                                    pay("2026-11-30 11:00:00", "T2", "ORDER-A2", 200, 120),
                                     pay("2026-11-30 11:30:00", "T3", "HAND-1", 300, 180),  // hand payment
-                                    pay("2026-11-30 12:00:00", "T4", "A4", 450, 270),
-                                    refund_line("2026-11-30 16:00:00", "T1", "A1", "RID1", "R1", 40),
-                                    refund_line("2026-11-30 17:00:00", "T1", "A1", "RID2", "R2", 20),
+                                    pay("2026-11-30 12:00:00", "T4", "ORDER-A4", 450, 270),
+                                    refund_line("2026-11-30 16:00:00", "T1", "ORDER-A1", "RID1", "R1", 40),
+                                    refund_line("2026-11-30 17:00:00", "T1", "ORDER-A1", "RID2", "R2", 20),
                                 }));
     // Fees 0.00630 in the trade bill; the fund flow debits them per payment, each rounded to the fen.
     const auto fund = write_file("fund.csv", fund_bill({{"T1", "交易", true, 100},
@@ -305,9 +305,9 @@ TEST_F(BillReconcile, EveryDifferenceIsFoundOnceAndTheRerunChangesNothing) {
     const auto first = reconcile({trade_file(trade), fund_file(fund)});
     EXPECT_EQ(first.payments_applied, 2u) << "A2 and the hand payment";
     const std::set<kind_and_order> expected = {
-        {"missing_in_ledger", "A2"},        {"missing_in_ledger", "HAND-1"},
-        {"bill_amount_mismatch", "A4"},     {"missing_in_bill", "A5"},
-        {"refund_missing_in_ledger", "A1"}, {"refund_missing_in_bill", "A4"},
+        {"missing_in_ledger", "ORDER-A2"},        {"missing_in_ledger", "HAND-1"},
+        {"bill_amount_mismatch", "ORDER-A4"},     {"missing_in_bill", "ORDER-A5"},
+        {"refund_missing_in_ledger", "ORDER-A1"}, {"refund_missing_in_bill", "ORDER-A4"},
         {"fund_flow_unmatched", "FLOW11"},
     };
     EXPECT_EQ(open_discrepancies(), expected);
@@ -322,7 +322,7 @@ TEST_F(BillReconcile, EveryDifferenceIsFoundOnceAndTheRerunChangesNothing) {
     // The ledger ends right: A2 paid by the bill's evidence, the hand payment created from it.
     EXPECT_EQ(
         db_.scalar("SELECT state || ' ' || state_source || ' ' || transaction_id FROM wxrecon.orders WHERE "
-                   "out_trade_no = 'A2'"),
+                   "out_trade_no = 'ORDER-A2'"),
         "SUCCESS bill T2");
     EXPECT_EQ(db_.scalar("SELECT origin || ' ' || state || ' ' || amount_total FROM wxrecon.orders WHERE "
                          "out_trade_no = 'HAND-1'"),
@@ -343,15 +343,15 @@ TEST_F(BillReconcile, EveryDifferenceIsFoundOnceAndTheRerunChangesNothing) {
 }
 
 TEST_F(BillReconcile, DifferencesThatNoLongerHoldAreResolvedByTheDaemon) {
-    paid_order("A1", "T1", 100, "2026-11-30 10:00+08");
-    paid_order("A5", "T5", 500, "2026-11-30 15:00+08");
-    const auto first = reconcile(
-        {trade_file(write_file("t1.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60)})))});
-    EXPECT_EQ(open_discrepancies(), (std::set<kind_and_order>{{"missing_in_bill", "A5"}}));
+    paid_order("ORDER-A1", "T1", 100, "2026-11-30 10:00+08");
+    paid_order("ORDER-A5", "T5", 500, "2026-11-30 15:00+08");
+    const auto first = reconcile({trade_file(
+        write_file("t1.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60)})))});
+    EXPECT_EQ(open_discrepancies(), (std::set<kind_and_order>{{"missing_in_bill", "ORDER-A5"}}));
     // WeChat Pay regenerates the day with A5 in it.
-    const auto second = reconcile(
-        {trade_file(write_file("t2.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60),
-                                                     pay("2026-11-30 15:00:00", "T5", "A5", 500, 300)})))});
+    const auto second = reconcile({trade_file(
+        write_file("t2.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60),
+                                         pay("2026-11-30 15:00:00", "T5", "ORDER-A5", 500, 300)})))});
     EXPECT_TRUE(open_discrepancies().empty());
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.discrepancies WHERE resolved_at IS NOT NULL"), 1);
     // reconcile_bill_day sets resolved_at; the workflow columns follow (migration 0009).
@@ -370,24 +370,25 @@ TEST_F(BillReconcile, DifferencesThatNoLongerHoldAreResolvedByTheDaemon) {
 }
 
 TEST_F(BillReconcile, PaymentJustBeforeMidnightWaitsForTheNextDaysBill) {
-    paid_order("LATE", "TL", 700, "2026-11-30 23:59:59.5+08");
+    paid_order("ORDER-LATE", "TL", 700, "2026-11-30 23:59:59.5+08");
     const auto d = reconcile({trade_file(write_file("d.csv", trade_bill({})))});
     EXPECT_TRUE(open_discrepancies().empty()) << "the next day's bill may hold it";
     EXPECT_EQ(d.day.status, "balanced");
     // WeChat Pay billed it on the next day: found there, nothing to flag on either day.
     const auto next = reconcile(
-        {trade_file(write_file("n.csv", trade_bill({pay("2026-12-01 00:00:00", "TL", "LATE", 700, 420)})),
-                    next_day)},
+        {trade_file(
+            write_file("n.csv", trade_bill({pay("2026-12-01 00:00:00", "TL", "ORDER-LATE", 700, 420)})),
+            next_day)},
         next_day);
     EXPECT_TRUE(open_discrepancies().empty());
     EXPECT_EQ(next.day.status, "balanced");
 }
 
 TEST_F(BillReconcile, PaymentJustBeforeMidnightInNeitherBillIsMissingFromItsOwnDay) {
-    paid_order("LATE", "TL", 700, "2026-11-30 23:59:59.5+08");
+    paid_order("ORDER-LATE", "TL", 700, "2026-11-30 23:59:59.5+08");
     reconcile({trade_file(write_file("d.csv", trade_bill({})))});
     const auto next = reconcile({trade_file(write_file("n.csv", trade_bill({})), next_day)}, next_day);
-    EXPECT_EQ(open_discrepancies(), (std::set<kind_and_order>{{"missing_in_bill", "LATE"}}));
+    EXPECT_EQ(open_discrepancies(), (std::set<kind_and_order>{{"missing_in_bill", "ORDER-LATE"}}));
     EXPECT_EQ(db_.scalar("SELECT bill_date FROM wxrecon.discrepancies"), day);
     EXPECT_EQ(next.day.status, "balanced");
     EXPECT_EQ(
@@ -397,9 +398,9 @@ TEST_F(BillReconcile, PaymentJustBeforeMidnightInNeitherBillIsMissingFromItsOwnD
 }
 
 TEST_F(BillReconcile, FeesDisagreeingBetweenTheBillsAreAFeeMismatch) {
-    paid_order("A1", "T1", 10000, "2026-11-30 10:00+08");
+    paid_order("ORDER-A1", "T1", 10000, "2026-11-30 10:00+08");
     const auto trade =
-        write_file("t.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 10000, 60000)}));
+        write_file("t.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 10000, 60000)}));
     const auto fund =
         write_file("f.csv", fund_bill({{"T1", "交易", true, 10000}, {"T1", "扣除交易手续费", false, 61}}));
     const auto r = reconcile({trade_file(trade), fund_file(fund)});
@@ -410,16 +411,17 @@ TEST_F(BillReconcile, FeesDisagreeingBetweenTheBillsAreAFeeMismatch) {
 
 TEST_F(BillReconcile, DayWithoutABillIsNoBillUnlessTheLedgerHasPayments) {
     EXPECT_EQ(reconcile({}, day, true).day.status, "no_bill");
-    paid_order("A1", "T1", 100, "2026-11-30 10:00+08");
+    paid_order("ORDER-A1", "T1", 100, "2026-11-30 10:00+08");
     const auto r = reconcile({}, day, true);
     EXPECT_EQ(r.day.status, "differences");
-    EXPECT_EQ(open_discrepancies(), (std::set<kind_and_order>{{"missing_in_bill", "A1"}}));
+    EXPECT_EQ(open_discrepancies(), (std::set<kind_and_order>{{"missing_in_bill", "ORDER-A1"}}));
 }
 
 TEST_F(BillReconcile, OldBillsArePurgedButTheDaysResultAndDifferencesStay) {
-    const auto old_day = write_file("old.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60)}));
+    const auto old_day =
+        write_file("old.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60)}));
     const auto new_day =
-        write_file("new.csv", trade_bill({pay("2026-12-01 10:00:00", "T2", "A2", 200, 120)}));
+        write_file("new.csv", trade_bill({pay("2026-12-01 10:00:00", "T2", "ORDER-A2", 200, 120)}));
     reconcile({trade_file(old_day)});
     reconcile({trade_file(new_day, next_day)}, next_day);
     const auto open_before = open_discrepancies();
@@ -443,8 +445,8 @@ TEST_F(BillReconcile, OldBillsArePurgedButTheDaysResultAndDifferencesStay) {
 // with it and go with it.
 TEST_F(BillReconcile, RowsStayWithTheirBillAndGoWithIt) {
     const auto stored = run(store::store_bill_file(
-        *pool_,
-        trade_file(write_file("t.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60)})))));
+        *pool_, trade_file(write_file("t.csv",
+                                      trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60)})))));
     ASSERT_EQ(stored.outcome, store::bill_store_outcome::stored);
     const std::string id = std::to_string(stored.bill_id);
     try {
@@ -465,12 +467,12 @@ TEST_F(BillReconcile, RowsStayWithTheirBillAndGoWithIt) {
 
 // A backfill: several days matched in one statement (one transaction) starts each day clean.
 TEST_F(BillReconcile, SeveralDaysInOneTransaction) {
-    reconcile(
-        {trade_file(write_file("d1.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "A1", 100, 60)})))});
-    reconcile(
-        {trade_file(write_file("d2.csv", trade_bill({pay("2026-12-01 10:00:00", "T2", "A2", 200, 120)})),
-                    next_day)},
-        next_day);
+    reconcile({trade_file(
+        write_file("d1.csv", trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60)})))});
+    reconcile({trade_file(
+                  write_file("d2.csv", trade_bill({pay("2026-12-01 10:00:00", "T2", "ORDER-A2", 200, 120)})),
+                  next_day)},
+              next_day);
     EXPECT_EQ(db_.scalar("SELECT string_agg(r.status, ',' ORDER BY r.bill_date) FROM generate_series(DATE '" +
                          std::string(day) + "', DATE '" + next_day +
                          "', interval '1 day') AS g(d), LATERAL wxrecon.reconcile_bill_day('" + test_mchid +
@@ -480,24 +482,24 @@ TEST_F(BillReconcile, SeveralDaysInOneTransaction) {
 
 // `wxrecond report`: the day per order, the ledger beside the bill, with what is still open.
 TEST_F(BillReconcile, DayStatementShowsEachOrderBesideItsBillLine) {
-    paid_order("A1", "T1", 100, "2026-11-30 10:00+08");
-    paid_order("A4", "T4", 400, "2026-11-30 12:00+08");
-    paid_order("A5", "T5", 500, "2026-11-30 15:00+08");
+    paid_order("ORDER-A1", "T1", 100, "2026-11-30 10:00+08");
+    paid_order("ORDER-A4", "T4", 400, "2026-11-30 12:00+08");
+    paid_order("ORDER-A5", "T5", 500, "2026-11-30 15:00+08");
     paid_order("OTHER-DAY", "T9", 900, "2026-12-01 09:00+08");
-    success_refund("A1", "R1", "RID1", 40);
+    success_refund("ORDER-A1", "R1", "RID1", 40);
     reconcile({trade_file(
         write_file("trade.csv", trade_bill({
-                                    pay("2026-11-30 10:00:00", "T1", "A1", 100, 60),
+                                    pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60),
                                     pay("2026-11-30 11:30:00", "T3", "HAND-1", 300, 180),
-                                    pay("2026-11-30 12:00:00", "T4", "A4", 450, 270),
-                                    refund_line("2026-11-30 16:00:00", "T1", "A1", "RID1", "R1", 40),
+                                    pay("2026-11-30 12:00:00", "T4", "ORDER-A4", 450, 270),
+                                    refund_line("2026-11-30 16:00:00", "T1", "ORDER-A1", "RID1", "R1", 40),
                                 })))});
     std::vector<store::statement_row> rows;
     const auto count = run(store::day_statement(
         *pool_, test_mchid, day, [&rows](const store::statement_row& r) { rows.push_back(r); }));
     ASSERT_EQ(count, 4);
     ASSERT_EQ(rows.size(), 4u);
-    EXPECT_EQ(rows[0].out_trade_no, "A1");
+    EXPECT_EQ(rows[0].out_trade_no, "ORDER-A1");
     EXPECT_EQ(rows[0].settled_by, "notify");
     EXPECT_EQ(rows[0].success_time, "2026-11-30 10:00:00");
     EXPECT_EQ(rows[0].amount_total_fen, 100);
@@ -513,12 +515,12 @@ TEST_F(BillReconcile, DayStatementShowsEachOrderBesideItsBillLine) {
     EXPECT_EQ(rows[1].transaction_id, "T3");
     EXPECT_EQ(rows[1].open_discrepancies, "missing_in_ledger");
 
-    EXPECT_EQ(rows[2].out_trade_no, "A4");
+    EXPECT_EQ(rows[2].out_trade_no, "ORDER-A4");
     EXPECT_EQ(rows[2].amount_total_fen, 400);
     EXPECT_EQ(rows[2].bill_order_fen, 450);
     EXPECT_EQ(rows[2].open_discrepancies, "bill_amount_mismatch");
 
-    EXPECT_EQ(rows[3].out_trade_no, "A5");
+    EXPECT_EQ(rows[3].out_trade_no, "ORDER-A5");
     EXPECT_FALSE(rows[3].bill_order_fen.has_value()) << "not in the bill";
     EXPECT_FALSE(rows[3].bill_fee.has_value());
     EXPECT_EQ(rows[3].open_discrepancies, "missing_in_bill");

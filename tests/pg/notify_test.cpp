@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <pqxx/pqxx>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -116,26 +117,29 @@ protected:
 };
 
 TEST_F(NotifyTest, PaymentIsAppliedOnceAndDuplicatesChangeNothing) {
-    register_order("T1", 100);
-    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T1", 100, "4200000001")),
-                                "TRANSACTION.SUCCESS", "EV-1");
+    register_order("ORDER-T1", 100);
+    const auto n =
+        notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T1", 100, "4200000001")),
+                     "TRANSACTION.SUCCESS", "EV-1");
     EXPECT_EQ(send(n).status, 204);
-    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "SUCCESS");
-    EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = 'T1'"), "notify");
-    EXPECT_EQ(db_.scalar("SELECT transaction_id FROM wxrecon.orders WHERE out_trade_no = 'T1'"),
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ORDER-T1'"), "SUCCESS");
+    EXPECT_EQ(db_.scalar("SELECT state_source FROM wxrecon.orders WHERE out_trade_no = 'ORDER-T1'"),
+              "notify");
+    EXPECT_EQ(db_.scalar("SELECT transaction_id FROM wxrecon.orders WHERE out_trade_no = 'ORDER-T1'"),
               "4200000001");
-    EXPECT_EQ(db_.scalar("SELECT notified_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = 'T1'"),
-              "t");
+    EXPECT_EQ(
+        db_.scalar("SELECT notified_at IS NOT NULL FROM wxrecon.orders WHERE out_trade_no = 'ORDER-T1'"),
+        "t");
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1);
     EXPECT_EQ(db_.scalar("SELECT raw_body FROM wxrecon.payment_events"), n.body);
-    EXPECT_EQ(db_.scalar("SELECT payload->>'out_trade_no' FROM wxrecon.payment_events"), "T1");
+    EXPECT_EQ(db_.scalar("SELECT payload->>'out_trade_no' FROM wxrecon.payment_events"), "ORDER-T1");
     EXPECT_EQ(db_.scalar("SELECT raw_headers->>'Wechatpay-Signature' FROM wxrecon.payment_events"),
               n.signature);
 
     // The same notification again, and a re-signed copy with a new id but the same fact identity.
     EXPECT_EQ(send(n).status, 204);
     const auto resent =
-        notification(protocol::v3::transaction_json(test_mchid, payment("T1", 100, "4200000001")),
+        notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T1", 100, "4200000001")),
                      "TRANSACTION.SUCCESS", "EV-1-retry");
     EXPECT_EQ(send(resent).status, 204);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1);
@@ -156,7 +160,7 @@ TEST_F(NotifyTest, ForgeriesWithHostileBytesAreStillRecordedAsRejected) {
     long expected = 0;
     for (const auto& [name, bytes] : hostile) {
         auto forged =
-            notification(protocol::v3::transaction_json(test_mchid, payment("U8", 100, "4200000099")),
+            notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-U8", 100, "4200000099")),
                          "TRANSACTION.SUCCESS", "EV-U8-" + std::to_string(expected));
         forged.body.insert(forged.body.size() - 1, ",\"x\":\"" + bytes + "\"");
         EXPECT_EQ(send(forged).status, 401) << name;
@@ -209,29 +213,56 @@ TEST_F(NotifyTest, SignedNotificationsThatContradictThemselvesAreRefused) {
         400);
     EXPECT_EQ(rejected_with("malformed", 4), 4);
 
+    // An order number WeChat Pay would never issue (its rule: 6 to 32 of [0-9A-Za-z_-|*]) is refused
+    // before the ledger, for payments and refunds alike, and never becomes an order.
+    int refused = 4;
+    for (const std::string& bad :
+         std::vector<std::string>{"X6", "X6-ORDER/../x", "X6 ORDER", std::string(33, '7')}) {
+        const auto paid = payment(bad, 100, "4200000067");
+        EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, paid), "TRANSACTION.SUCCESS",
+                                    "EV-6p-" + std::to_string(refused)))
+                      .status,
+                  400)
+            << bad;
+        auto refunded = closed;
+        refunded.status = domain::refund_status::success;
+        refunded.out_trade_no = bad;
+        EXPECT_EQ(send(notification(protocol::v3::refund_json(test_mchid, refunded), "REFUND.SUCCESS",
+                                    "EV-6r-" + std::to_string(refused)))
+                      .status,
+                  400)
+            << bad;
+        refused += 2;
+        EXPECT_EQ(rejected_with("malformed", refused), refused) << bad;
+    }
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders"), 1);
+
     EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'X6-ORDER'"), "NOTPAY");
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.refunds"), 0);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 0);
 }
 
 TEST_F(NotifyTest, PlatformCertificateAndPublicKeyModesAreAcceptedSideBySide) {
-    register_order("T11", 100);
-    register_order("T12", 100);
-    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, payment("T11", 100, "4200000011")),
-                                "TRANSACTION.SUCCESS", "EV-11", 0, test_platform_serial))
-                  .status,
-              204);
-    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, payment("T12", 100, "4200000012")),
-                                "TRANSACTION.SUCCESS", "EV-12", 0, test_pub_key_id))
-                  .status,
-              204);
+    register_order("ORDER-T11", 100);
+    register_order("ORDER-T12", 100);
+    EXPECT_EQ(
+        send(notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T11", 100, "4200000011")),
+                          "TRANSACTION.SUCCESS", "EV-11", 0, test_platform_serial))
+            .status,
+        204);
+    EXPECT_EQ(
+        send(notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T12", 100, "4200000012")),
+                          "TRANSACTION.SUCCESS", "EV-12", 0, test_pub_key_id))
+            .status,
+        204);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.orders WHERE state = 'SUCCESS'"), 2);
 }
 
 TEST_F(NotifyTest, ConcurrentDeliveriesProduceOneEventAndOneStateChange) {
-    register_order("T2", 100);
-    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T2", 100, "4200000002")),
-                                "TRANSACTION.SUCCESS", "EV-2");
+    register_order("ORDER-T2", 100);
+    const auto n =
+        notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T2", 100, "4200000002")),
+                     "TRANSACTION.SUCCESS", "EV-2");
     std::vector<std::thread> senders;
     std::atomic<int> ok{0};
     for (int i = 0; i < 12; ++i)
@@ -241,7 +272,7 @@ TEST_F(NotifyTest, ConcurrentDeliveriesProduceOneEventAndOneStateChange) {
     for (auto& t : senders) t.join();
     EXPECT_EQ(ok.load(), 12);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1);
-    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'T2'"), "SUCCESS");
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ORDER-T2'"), "SUCCESS");
 }
 
 TEST_F(NotifyTest, UnknownOrderIsCreatedAndFlagged) {
@@ -256,8 +287,8 @@ TEST_F(NotifyTest, UnknownOrderIsCreatedAndFlagged) {
 }
 
 TEST_F(NotifyTest, AmountAndAppidMismatchesAreAppliedAndFlagged) {
-    register_order("T4", 100);
-    auto p = payment("T4", 90, "4200000004");
+    register_order("ORDER-T4", 100);
+    auto p = payment("ORDER-T4", 90, "4200000004");
     p.appid = "wxsomeoneelse";
     EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, p), "TRANSACTION.SUCCESS", "EV-4"))
                   .status,
@@ -271,13 +302,14 @@ TEST_F(NotifyTest, AmountAndAppidMismatchesAreAppliedAndFlagged) {
 }
 
 TEST_F(NotifyTest, RefundMovesThePaidOrderToRefund) {
-    register_order("T5", 100);
-    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, payment("T5", 100, "4200000005")),
-                                "TRANSACTION.SUCCESS", "EV-5"))
-                  .status,
-              204);
+    register_order("ORDER-T5", 100);
+    EXPECT_EQ(
+        send(notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T5", 100, "4200000005")),
+                          "TRANSACTION.SUCCESS", "EV-5"))
+            .status,
+        204);
     domain::refund_fact r;
-    r.out_trade_no = "T5";
+    r.out_trade_no = "ORDER-T5";
     r.out_refund_no = "R5";
     r.refund_id = "50000000005";
     r.transaction_id = "4200000005";
@@ -299,9 +331,9 @@ TEST_F(NotifyTest, RefundMovesThePaidOrderToRefund) {
 }
 
 TEST_F(NotifyTest, RefundForAnUnpaidOrderIsStoredAndFlagged) {
-    register_order("T6", 100);
+    register_order("ORDER-T6", 100);
     domain::refund_fact r;
-    r.out_trade_no = "T6";
+    r.out_trade_no = "ORDER-T6";
     r.out_refund_no = "R6";
     r.transaction_id = "4200000006";
     r.status = domain::refund_status::success;
@@ -322,9 +354,10 @@ TEST_F(NotifyTest, VerifiedEventOfAnotherTypeIsAcknowledgedAndIgnored) {
 // The stored evidence keeps every header as sent; a signed header sent twice could make it say something
 // other than what was verified, so the notification is refused. Sent once each, the same one is accepted.
 TEST_F(NotifyTest, ASignedHeaderSentTwiceIsRefused) {
-    register_order("T9", 100);
-    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T9", 100, "4200000009")),
-                                "TRANSACTION.SUCCESS", "EV-9");
+    register_order("ORDER-T9", 100);
+    const auto n =
+        notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T9", 100, "4200000009")),
+                     "TRANSACTION.SUCCESS", "EV-9");
     const headers once{{"Content-Type", "application/json"},
                        {"Wechatpay-Timestamp", n.timestamp},
                        {"Wechatpay-Nonce", n.nonce},
@@ -342,7 +375,7 @@ TEST_F(NotifyTest, ASignedHeaderSentTwiceIsRefused) {
             << r.body;
     }
     EXPECT_EQ(rejected_with("bad_signature", 4), 4);
-    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'T9'"), "NOTPAY");
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ORDER-T9'"), "NOTPAY");
     EXPECT_EQ(http_post(daemon_->port(), std::string("/wxpay/v3/notify/") + test_mchid, once, n.body).status,
               204);
 }
@@ -368,8 +401,9 @@ TEST(V2Notifications, ABodyOverTheXmlLimitIsFiledAsTooLarge) {
 }
 
 TEST_F(NotifyTest, RefusalsGetTheDocumentedStatusAndARejectedRow) {
-    register_order("T8", 100);
-    const std::string plain = protocol::v3::transaction_json(test_mchid, payment("T8", 100, "4200000008"));
+    register_order("ORDER-T8", 100);
+    const std::string plain =
+        protocol::v3::transaction_json(test_mchid, payment("ORDER-T8", 100, "4200000008"));
 
     auto forged = notification(plain, "TRANSACTION.SUCCESS", "EV-8");
     forged.body.back() = ' ';  // one changed byte after signing
@@ -415,7 +449,7 @@ TEST_F(NotifyTest, RefusalsGetTheDocumentedStatusAndARejectedRow) {
 
     // Decrypts, but names another merchant than the path.
     const auto other =
-        notification(protocol::v3::transaction_json("1900000999", payment("T8", 100, "4200000008")),
+        notification(protocol::v3::transaction_json("1900000999", payment("ORDER-T8", 100, "4200000008")),
                      "TRANSACTION.SUCCESS", "EV-8m");
     EXPECT_EQ(send(other).status, 400);
     EXPECT_EQ(rejected_with("mchid_mismatch", 1), 1);
@@ -453,15 +487,16 @@ std::string v2_payment_xml(const std::string& api_key, const std::string& out_tr
 }
 
 TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
-    register_order("V1", 300);
+    register_order("ORDER-V1", 300);
     const std::string path = std::string("/wxpay/v2/notify/") + test_mchid;
-    auto r = http_post(
-        daemon_->port(), path, {},
-        v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 300, protocol::v2::sign_type::hmac_sha256));
+    auto r = http_post(daemon_->port(), path, {},
+                       v2_payment_xml(merchant_->apiv2_key, "ORDER-V1", "4200000100", 300,
+                                      protocol::v2::sign_type::hmac_sha256));
     EXPECT_EQ(r.status, 200);
     EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
-    EXPECT_EQ(db_.scalar("SELECT state || ' ' || state_source FROM wxrecon.orders WHERE out_trade_no = 'V1'"),
-              "SUCCESS notify");
+    EXPECT_EQ(
+        db_.scalar("SELECT state || ' ' || state_source FROM wxrecon.orders WHERE out_trade_no = 'ORDER-V1'"),
+        "SUCCESS notify");
     EXPECT_EQ(db_.scalar("SELECT source FROM wxrecon.payment_events"), "notify_v2");
     EXPECT_EQ(db_.scalar("SELECT to_char(success_time AT TIME ZONE 'Asia/Shanghai', 'YYYYMMDDHH24MISS') FROM "
                          "wxrecon.orders"),
@@ -470,7 +505,7 @@ TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
     // WeChat Pay's retry of the same notification: success again, nothing new recorded.
     r = http_post(
         daemon_->port(), path, {},
-        v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 300, protocol::v2::sign_type::md5));
+        v2_payment_xml(merchant_->apiv2_key, "ORDER-V1", "4200000100", 300, protocol::v2::sign_type::md5));
     EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 1);
 
@@ -483,7 +518,8 @@ TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
     EXPECT_EQ(http_post(daemon_->port(), path, {}, "<xml>" + std::string(70000, 'a') + "</xml>").status, 413);
 
     // Bad sign and a DTD: APIv2 convention, 200 with FAIL.
-    auto bad = v2_payment_xml(merchant_->apiv2_key, "V1", "4200000100", 1, protocol::v2::sign_type::md5);
+    auto bad =
+        v2_payment_xml(merchant_->apiv2_key, "ORDER-V1", "4200000100", 1, protocol::v2::sign_type::md5);
     bad.replace(bad.find("<total_fee><![CDATA[1]]>"), 24, "<total_fee><![CDATA[2]]>");
     r = http_post(daemon_->port(), path, {}, bad);
     EXPECT_EQ(r.status, 200);
@@ -497,7 +533,7 @@ TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
     // Refund notification: applied when it matches the paid order, refused otherwise.
     auto refund_xml = [&](const std::string& txid, std::int64_t total) {
         const std::string inner =
-            "<root><out_refund_no><![CDATA[RV1]]></out_refund_no><out_trade_no><![CDATA[V1]]>"
+            "<root><out_refund_no><![CDATA[RV1]]></out_refund_no><out_trade_no><![CDATA[ORDER-V1]]>"
             "</out_trade_no><refund_id><![CDATA[5000001]]></refund_id><refund_fee><![CDATA[100]]>"
             "</refund_fee><refund_status><![CDATA[SUCCESS]]></refund_status><success_time>"
             "<![CDATA[2026-11-26 12:30:00]]></success_time><total_fee><![CDATA[" +
@@ -516,19 +552,20 @@ TEST_F(NotifyTest, V2PaymentAndRefundNotifications) {
     EXPECT_EQ(rejected_with("refund_unmatched", 1), 1);
     r = http_post(daemon_->port(), refund_path, {}, refund_xml("4200000100", 300));
     EXPECT_NE(r.body.find("SUCCESS"), std::string::npos) << r.body;
-    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'V1'"), "SUCCESS")
+    EXPECT_EQ(db_.scalar("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ORDER-V1'"), "SUCCESS")
         << "100 of 300 refunded: still paid";
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events"), 2);
 }
 
 TEST_F(NotifyTest, NoCommitWithinFourSecondsIs503AndNothingIsApplied) {
-    register_order("T10", 100);
-    const auto n = notification(protocol::v3::transaction_json(test_mchid, payment("T10", 100, "4200000010")),
-                                "TRANSACTION.SUCCESS", "EV-10");
+    register_order("ORDER-T10", 100);
+    const auto n =
+        notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T10", 100, "4200000010")),
+                     "TRANSACTION.SUCCESS", "EV-10");
     pqxx::connection blocker(db_.url());
     {
         pqxx::work hold(blocker);  // keeps the order row locked past the deadline
-        hold.exec("SELECT 1 FROM wxrecon.orders WHERE out_trade_no = 'T10' FOR UPDATE");
+        hold.exec("SELECT 1 FROM wxrecon.orders WHERE out_trade_no = 'ORDER-T10' FOR UPDATE");
         const auto started = std::chrono::steady_clock::now();
         EXPECT_EQ(send(n).status, 503);
         const auto took = std::chrono::steady_clock::now() - started;
@@ -543,11 +580,12 @@ TEST_F(NotifyTest, NoCommitWithinFourSecondsIs503AndNothingIsApplied) {
 }
 
 TEST_F(NotifyTest, PaymentEventsRefuseUpdateAndDelete) {
-    register_order("T9", 100);
-    EXPECT_EQ(send(notification(protocol::v3::transaction_json(test_mchid, payment("T9", 100, "4200000009")),
-                                "TRANSACTION.SUCCESS", "EV-9"))
-                  .status,
-              204);
+    register_order("ORDER-T9", 100);
+    EXPECT_EQ(
+        send(notification(protocol::v3::transaction_json(test_mchid, payment("ORDER-T9", 100, "4200000009")),
+                          "TRANSACTION.SUCCESS", "EV-9"))
+            .status,
+        204);
     {
         pqxx::nontransaction tx(*conn_);
         EXPECT_THROW(tx.exec("UPDATE wxrecon.payment_events SET amount_total = 1"), pqxx::sql_error);
@@ -642,6 +680,36 @@ TEST(Migrations, ADatabaseMigratedByADifferentBuildIsRefusedByName) {
             "' WHERE version = " + std::to_string(last.version));
     pqxx::connection again(db.url());
     EXPECT_EQ(store::migrate(again).version, last.version);
+}
+
+// Migration 0019 holds orders to WeChat Pay's numbers. A ledger already holding another number stops the
+// migration with the count and an example, changes nothing, and migrates once the row is fixed by hand.
+TEST(Migrations, AnOrderNumberWeChatPayWouldNotIssueStopsTheConstraintUntilFixed) {
+    scratch_database db;
+    pqxx::connection c(db.url());
+    std::vector<store::migration> before_check;
+    for (const auto& m : store::embedded_migrations())
+        if (m.version < 19) before_check.push_back(m);
+    store::migrate(c, before_check);
+    db.exec(
+        "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('1900000109', 'T1', 100),"
+        " ('1900000109', 'GOOD-ORDER-1', 100)");
+    try {
+        store::migrate(c);
+        FAIL() << "the constraint was added over a number WeChat Pay does not issue";
+    } catch (const std::exception& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find("1 orders have a number WeChat Pay does not issue"), std::string::npos)
+            << message;
+        EXPECT_NE(message.find("1900000109/'T1'"), std::string::npos) << message;
+    }
+    pqxx::connection again(db.url());
+    EXPECT_EQ(store::current_schema_version(again), 18);
+    db.exec("UPDATE wxrecon.orders SET out_trade_no = 'T1-FIXED' WHERE out_trade_no = 'T1'");
+    EXPECT_EQ(store::migrate(again).version, store::latest_migration_version());
+    EXPECT_THROW(db.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES"
+                         " ('1900000109', 'T2', 100)"),
+                 std::exception);
 }
 
 }  // namespace

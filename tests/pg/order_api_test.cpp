@@ -80,14 +80,20 @@ TEST_F(OrderApi, RefusesBadFieldsWithTheirNames) {
         std::string names;
     } cases[] = {
         {"not json", "JSON object"},
-        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":100,"colour":"red"})",
+        {R"({"mchid":"1900000109","out_trade_no":"ORDER-A1","amount_total":100,"colour":"red"})",
          "unknown field colour"},
-        {R"({"mchid":"1","out_trade_no":"A1","amount_total":100})", "mchid"},
-        {R"({"mchid":"1900000109","out_trade_no":"A 1","amount_total":100})", "out_trade_no"},
-        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":0})", "amount_total"},
-        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":"100"})", "amount_total"},
-        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":100,"currency":"cny"})", "currency"},
-        {R"({"mchid":"1900000109","out_trade_no":"A1","amount_total":100,"expire_at":"2026-12-01T12:00:00"})",
+        {R"({"mchid":"1","out_trade_no":"ORDER-A1","amount_total":100})", "mchid"},
+        {R"({"mchid":"1900000109","out_trade_no":"ORDER A1","amount_total":100})", "out_trade_no"},
+        // WeChat Pay's rule, which the schema enforces too: 6 to 32 of [0-9A-Za-z_-|*].
+        {R"({"mchid":"1900000109","out_trade_no":"A1234","amount_total":100})", "out_trade_no: 6 to 32"},
+        {R"({"mchid":"1900000109","out_trade_no":"A123456789012345678901234567890123","amount_total":100})",
+         "out_trade_no: 6 to 32"},
+        {R"({"mchid":"1900000109","out_trade_no":"ORDER/A1","amount_total":100})", "out_trade_no"},
+        {R"({"mchid":"1900000109","out_trade_no":"ORDER-A1","amount_total":0})", "amount_total"},
+        {R"({"mchid":"1900000109","out_trade_no":"ORDER-A1","amount_total":"100"})", "amount_total"},
+        {R"({"mchid":"1900000109","out_trade_no":"ORDER-A1","amount_total":100,"currency":"cny"})",
+         "currency"},
+        {R"({"mchid":"1900000109","out_trade_no":"ORDER-A1","amount_total":100,"expire_at":"2026-12-01T12:00:00"})",
          "expire_at"},
     };
     for (const auto& c : cases) {
@@ -96,6 +102,9 @@ TEST_F(OrderApi, RefusesBadFieldsWithTheirNames) {
         EXPECT_NE(r.body.find(c.names), std::string::npos) << c.body << " -> " << r.body;
     }
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders"), "0");
+    // The rule's edges are accepted: six characters, every allowed punctuation mark, and thirty-two.
+    EXPECT_EQ(post(order("a_-|*9", 100)).status, 201);
+    EXPECT_EQ(post(order(std::string(32, 'Z'), 100)).status, 201);
 }
 
 TEST_F(OrderApi, TokenIsRequiredAndFailuresAreThrottled) {

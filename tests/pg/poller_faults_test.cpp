@@ -290,14 +290,23 @@ TEST_F(PollerFaults, OnlyASignedOrderNotExistClosesAnOrderLocally) {
     EXPECT_EQ(metric(daemon.admin_port(), queries_total("v3", "not_found")), 1);
 }
 
-// A number stored by hand, not through the API, cannot steer a query: it goes out as one
-// percent-encoded path segment, whatever it holds.
+// A number stored by hand, not through the API, cannot steer a query: the schema refuses what WeChat
+// Pay would (6 to 32 of [0-9A-Za-z_-|*]), and should that constraint be dropped, the number still goes out
+// as one percent-encoded path segment, whatever it holds.
 TEST_F(PollerFaults, AnOrderNumberStoredByHandStaysOneEncodedPathSegment) {
     sim_key_dir keys(1);
     running_simulator sim(keys, {});
     const std::string mchid = keys.keys.merchants[0].mchid;
-    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('" + mchid +
-             "', 'EVIL/../../v3/x?y#z', 100)");
+    const auto insert = [&](const std::string& out_trade_no) {
+        db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('" + mchid + "', '" +
+                 out_trade_no + "', 100)");
+    };
+    for (const std::string& bad : std::vector<std::string>{"EVIL/../../v3/x?y#z", "SHORT", "WITH SPACE1",
+                                                           "LINE\nBREAK1", std::string(33, 'A')})
+        EXPECT_THROW(insert(bad), std::exception) << "the schema took " << bad;
+    EXPECT_NO_THROW(insert("Ok_-|*12"));
+    db_.exec("ALTER TABLE wxrecon.orders DROP CONSTRAINT orders_out_trade_no_wechat");
+    insert("EVIL/../../v3/x?y#z");
     running_daemon daemon(sim_daemon_config(keys, db_.url(), sim.port(), poller_toml("\"200ms\"", "1h")));
     const std::string sent = "/v3/pay/transactions/out-trade-no/EVIL%2F..%2F..%2Fv3%2Fx%3Fy%23z";
     std::string log;

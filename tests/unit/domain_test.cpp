@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 #include "domain/schedule.hpp"
 #include "domain/transitions.hpp"
@@ -374,6 +376,24 @@ TEST(PollSchedule, EntriesAtOrAfterExpirySkippedAndApiV2ClosesNoEarlierThanFiveM
     EXPECT_EQ(close_due(sch, created, expire, true), 300 * s);
     const poll_schedule no_interval{{5 * s}, 0, 0};
     EXPECT_EQ(query_due(no_interval, created, 3600 * s, 1), std::nullopt);
+}
+
+TEST(OrderNumber, WeChatPaysRuleSixToThirtyTwoOfItsAlphabet) {
+    EXPECT_TRUE(valid_out_trade_no("1217752501201407033233368018"));
+    EXPECT_TRUE(valid_out_trade_no("a_-|*9"));
+    EXPECT_TRUE(valid_out_trade_no(std::string(32, 'Z')));
+    EXPECT_FALSE(valid_out_trade_no("A1234"));
+    EXPECT_FALSE(valid_out_trade_no(std::string(33, 'Z')));
+    EXPECT_FALSE(valid_out_trade_no(""));
+    for (const std::string& bad :
+         std::vector<std::string>{std::string("ORDER/1"), std::string("ORDER?1"), std::string("ORDER#1"),
+                                  std::string("ORDER 1"), std::string("ORDER\r\n1"), std::string("ORDER.1"),
+                                  std::string("ORDER%21"), std::string("ORDER\"1"),
+                                  std::string("ORDER\0"
+                                              "1",
+                                              7),
+                                  std::string("订单号000001")})
+        EXPECT_FALSE(valid_out_trade_no(bad)) << bad;
 }
 
 }  // namespace
