@@ -126,6 +126,6 @@ flood_p99=$(awk '/^latency/ {print $6}' "$work/flood.txt")
 forged=$(awk '/^forgeries:/ {print $2}' "$work/flood.txt")
 echo "flood: genuine p99 $flood_p99 ms vs $base_p99 ms without = $(awk -v a="$flood_p99" -v b="$base_p99" 'BEGIN {printf "%.2f", a / b}')x"
 echo "flood: daemon CPU per forgery $(awk -v f="$forged" -v a=$((c1 - c0)) -v b=$((c2 - c1)) -v hz="$(getconf CLK_TCK)" \
-  'BEGIN {printf "%.1f", f > 0 ? (b - a) / hz / f * 1e6 : 0}') us (flood run minus baseline, over $forged forgeries)"
+  'BEGIN {printf "%.1f", (f > 0 ? (b - a) / hz / f * 1e6 : 0)}') us (flood run minus baseline, over $forged forgeries)"
 echo "flood: rejected_notifications rows kept: $("${psql[@]}" -At -c "SELECT count(*) FROM wxrecon.rejected_notifications")"
 
