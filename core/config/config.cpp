@@ -587,8 +587,7 @@ result<std::string> read_secret_file(const path& file, std::string_view key_name
     auto data = read_whole_file(file, max_secret_bytes);
     if (!data) return make_error(errc::config_error, who + ": cannot read: " + data.err().message);
     std::string secret = std::move(*data);
-    // Editors add one final newline; more than one, or other whitespace, is kept because it may be key
-    // material.
+    // Editors add one final newline; more, or other whitespace, is kept: it may be key material.
     if (secret.ends_with("\r\n")) {
         secret.resize(secret.size() - 2);
     } else if (secret.ends_with('\n')) {
