@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -156,6 +157,24 @@ void migrate_database(const std::string& url) {
         throw startup_error(exit_database, std::string("database unreachable: ") + e.what());
     } catch (const std::exception& e) {
         throw startup_error(exit_database, std::string("migration failed: ") + e.what());
+    }
+}
+
+int command_failure(const std::string& command) {
+    try {
+        throw;
+    } catch (const startup_error& e) {
+        std::fprintf(stderr, "wxrecond: %s: %s\n", command.c_str(), e.what());
+        return e.exit_status;
+    } catch (const store::database_unavailable& e) {
+        std::fprintf(stderr, "wxrecond: %s: database unavailable: %s\n", command.c_str(), e.what());
+        return exit_database;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "wxrecond: %s: %s\n", command.c_str(), e.what());
+        return exit_failure;
+    } catch (...) {
+        std::fprintf(stderr, "wxrecond: %s: unknown failure\n", command.c_str());
+        return exit_failure;
     }
 }
 

@@ -52,4 +52,8 @@ private:
 // migration fails.
 void migrate_database(const std::string& url);
 
+// For a one-shot command's `catch (...)`: prints "wxrecond: <command>: <why>" and returns the exit status
+// what was thrown maps to (a startup_error its own, an unreachable database 3, anything else 1).
+int command_failure(const std::string& command);
+
 }  // namespace wxrecon::daemon

@@ -208,15 +208,8 @@ int run_day(const char* command, const config::config& cfg, Work work) {
             if (file.outcome == store::bill_store_outcome::malformed) return exit_bad_input;
         }
         return exit_ok;
-    } catch (const startup_error& e) {
-        std::fprintf(stderr, "wxrecond: %s: %s\n", command, e.what());
-        return e.exit_status;
-    } catch (const store::database_unavailable& e) {
-        std::fprintf(stderr, "wxrecond: %s: database unavailable: %s\n", command, e.what());
-        return exit_database;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "wxrecond: %s: %s\n", command, e.what());
-        return exit_failure;
+    } catch (...) {
+        return command_failure(command);
     }
 }
 

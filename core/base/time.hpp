@@ -15,6 +15,10 @@
 
 namespace wxrecon {
 
+// Beijing time is UTC+8 all year (China has no daylight saving time); WeChat Pay's days and APIv2
+// times are Beijing's.
+inline constexpr std::int64_t beijing_offset_seconds = 8 * 3600;
+
 // Wall-clock time as WeChat Pay and the ledger see it, the one source every component asks. Injected:
 // a component takes a wall_clock (default: the system's) and a test hands it one it controls.
 class wall_clock {

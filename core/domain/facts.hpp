@@ -39,6 +39,8 @@ bool is_notification(fact_source s) noexcept;
 // WeChat Pay's rule for a merchant order number: 6 to 32 of [0-9A-Za-z_-|*]. The orders table holds the
 // same rule as a CHECK constraint, so a number that fails here is refused before it reaches a statement.
 bool valid_out_trade_no(std::string_view s) noexcept;
+// The rule in words, for the refusals that name it.
+inline constexpr std::string_view out_trade_no_rule = "6 to 32 of [0-9A-Za-z_-|*]";
 
 // What WeChat Pay says about an order.
 struct payment_fact {

@@ -1,7 +1,6 @@
 #include "net/http_server.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <random>
 
@@ -16,6 +15,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+
+#include "base/encoding.hpp"
 
 namespace wxrecon::net {
 
@@ -146,12 +147,6 @@ http::response<http::string_body> to_response(const reply& r, unsigned version, 
     res.keep_alive(keep_alive);
     res.prepare_payload();
     return res;
-}
-
-bool usable_request_id(std::string_view id) {
-    return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-    });
 }
 
 // Unique across restarts and instances without coordination: a random process prefix and a counter.
@@ -293,8 +288,8 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
         req.body = std::move(msg.body());
         req.received = std::chrono::steady_clock::now();
         const std::string_view wechat_id = req.header("Request-ID");
-        req.request_id = usable_request_id(wechat_id) ? std::string(wechat_id)
-                                                      : make_request_id(name_, ++requests_served_);
+        req.request_id = is_wechat_request_id(wechat_id) ? std::string(wechat_id)
+                                                         : make_request_id(name_, ++requests_served_);
         lowest.expires_never();
         const reply r = co_await handler_(req);
         const bool keep_alive = msg.keep_alive() && !stopping_ && !state.evicted;

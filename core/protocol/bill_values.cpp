@@ -14,8 +14,6 @@ namespace wxrecon::protocol::bill {
 
 namespace {
 
-constexpr std::int64_t beijing_offset_seconds = 8 * 3600;  // UTC+8 all year: China has no DST
-
 bool is_digit(char c) {
     return c >= '0' && c <= '9';
 }

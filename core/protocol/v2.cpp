@@ -13,8 +13,6 @@ namespace wxrecon::protocol::v2 {
 
 namespace {
 
-constexpr std::int64_t beijing_offset_seconds = 8 * 3600;  // UTC+8 all year: China has no DST
-
 bool starts_with_at(std::string_view text, std::size_t pos, std::string_view prefix) {
     return text.substr(pos, prefix.size()) == prefix;
 }

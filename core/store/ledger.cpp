@@ -71,7 +71,7 @@ ledger::~ledger() = default;
 boost::asio::awaitable<apply_result> ledger::apply(const domain::fact& f, deadline until) {
     // Every source checks this first; here it keeps a bad number from costing its batch-mates a retry.
     if (!domain::valid_out_trade_no(f.out_trade_no()))
-        throw std::invalid_argument("out_trade_no is not 6 to 32 of [0-9A-Za-z_-|*]");
+        throw std::invalid_argument("out_trade_no is not " + std::string(domain::out_trade_no_rule));
     // Named locals, not temporaries, live across the co_await: GCC 12 mishandles temporaries there.
     auto owned = std::make_shared<const domain::fact>(f);
     auto start = [this, owned, until](std::shared_ptr<delivery<apply_result>> done) {

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "base/encoding.hpp"
+#include "base/time.hpp"
 #include "crypto/crypto.hpp"
 #include "protocol/bill_link.hpp"
 #include "store/bill_store.hpp"
@@ -22,8 +23,6 @@ namespace {
 
 namespace bill = protocol::bill;
 using namespace std::chrono;
-
-constexpr std::int64_t beijing_offset_seconds = 8 * 3600;
 
 std::optional<year_month_day> parse_day(const std::string& text) {
     unsigned y = 0, m = 0, d = 0;

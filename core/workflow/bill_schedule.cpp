@@ -12,12 +12,12 @@
 #include <cstdio>
 
 #include "base/encoding.hpp"
+#include "base/time.hpp"
 #include "store/bill_store.hpp"
 
 namespace wxrecon::workflow {
 namespace {
 
-constexpr std::int64_t beijing_offset_seconds = 8 * 3600;
 constexpr std::int64_t seconds_per_day = 86400;
 
 bill_fetch_policy policy_of(const config::config& cfg) {

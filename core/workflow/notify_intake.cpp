@@ -133,7 +133,8 @@ boost::asio::awaitable<std::optional<reply>> notification_intake::apply(const in
     // Signed by WeChat Pay, yet not a number WeChat Pay issues: refused for good rather than retried for a
     // day against the orders table's constraint.
     if (!domain::valid_out_trade_no(out_trade_no))
-        co_return reject(req, n, reject_reason::malformed, "out_trade_no is not 6 to 32 of [0-9A-Za-z_-|*]");
+        co_return reject(req, n, reject_reason::malformed,
+                         "out_trade_no is not " + std::string(domain::out_trade_no_rule));
     std::string failure;
     try {
         const auto until = started + notification_deadline;

@@ -234,7 +234,7 @@ std::variant<reply, order_api::registration_request> order_api::read_registratio
         return json_error(400, "mchid: no configured merchant has id \"" + r.mchid + "\"");
     r.out_trade_no = text("out_trade_no").value_or("");
     if (!domain::valid_out_trade_no(r.out_trade_no))
-        return json_error(400, "out_trade_no: 6 to 32 characters of [0-9A-Za-z_-|*] required");
+        return json_error(400, "out_trade_no: " + std::string(domain::out_trade_no_rule) + " required");
     std::int64_t amount = 0;
     if (body["amount_total"].get(amount) != simdjson::SUCCESS || amount <= 0)
         return json_error(400, "amount_total: a positive integer number of fen required");

@@ -13,11 +13,13 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "crypto/crypto.hpp"
 #include "net/http_client.hpp"
 #include "net/http_server.hpp"
 #include "sim_env.hpp"
+#include "test_env.hpp"
 
 namespace wxrecon::testing {
 namespace {
@@ -111,10 +113,39 @@ TEST_F(SimHttps, ClientReportsARefusedConnectionAsNeverSent) {
     EXPECT_NE(ex.error.find("cannot connect"), std::string::npos) << ex.error;
 }
 
-std::string read_text(const std::filesystem::path& p) {
-    std::ostringstream out;
-    out << std::ifstream(p, std::ios::binary).rdbuf();
-    return out.str();
+boost::asio::awaitable<wxrecon::reply> answer_request_id(wxrecon::inbound_request& r) {
+    co_return wxrecon::reply{200, "text/plain", r.request_id};
+}
+
+// The id a request goes by in the logs: the caller's Request-ID only when it has WeChat Pay's shape,
+// else one the server makes up, so a caller cannot pose as another request or forge log fields.
+TEST(HttpServerRequestId, KeepsOnlyAnIdShapedLikeWeChatPays) {
+    boost::asio::io_context io;
+    net::http_server server(
+        io.get_executor(), boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
+        net::http_limits{}, answer_request_id,
+        [](std::string_view) {
+            return wxrecon::reply{413, "text/plain", ""};
+        },
+        "public");
+    server.start();
+    std::thread thread([&io] { io.run(); });
+    const unsigned short port = server.local_endpoint().port();
+    const auto id_for = [port](const std::string& request_id) {
+        return http_request(port, "GET", "/", {{"Request-ID", request_id}}).body;
+    };
+    const std::string wechat = "08F78BB5AA0610A7C2D5FC0318D7C3D9F702-268512771";
+    EXPECT_EQ(id_for(wechat), wechat);
+    const std::string made_up = http_request(port, "GET", "/").body;
+    ASSERT_NE(made_up.find("-public-"), std::string::npos) << made_up;
+    for (const std::string& forged :
+         std::vector<std::string>{made_up, "short-1", "0123456789abcdef x=1", std::string(80, 'a')}) {
+        const std::string id = id_for(forged);
+        EXPECT_NE(id, forged);
+        EXPECT_NE(id.find("-public-"), std::string::npos) << id;
+    }
+    boost::asio::co_spawn(io, server.shutdown(std::chrono::milliseconds(100)), boost::asio::detached);
+    thread.join();
 }
 
 // A TLS listener that asks for client certificates issued by the key set's CA (as WeChat Pay does for

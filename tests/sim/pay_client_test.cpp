@@ -22,13 +22,6 @@ namespace {
 using wechat::call_outcome;
 using wechat::retry_safety;
 
-std::string read_text(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 // Everything a merchant_access points at, kept alive for the test.
 struct merchant_view {
     wechat::merchant_access access;

@@ -22,13 +22,6 @@ namespace {
 using namespace std::chrono_literals;
 namespace v2 = protocol::v2;
 
-std::string read_text(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 // A merchant endpoint that fails the first `failures` notifications with 500, then answers 204.
 class flaky_merchant {
 public:

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 
 #include <boost/asio/connect.hpp>
@@ -17,6 +18,14 @@
 namespace wxrecon::testing {
 
 namespace fs = std::filesystem;
+
+std::string read_text(const std::filesystem::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw std::runtime_error("cannot read " + file.string());
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
 
 std::string base_database_url() {
     const char* url = std::getenv("WXRECON_TEST_PG_URL");

@@ -15,6 +15,9 @@
 
 namespace wxrecon::testing {
 
+// The whole file; throws naming it when it cannot be read (a missing fixture must not read as "").
+std::string read_text(const std::filesystem::path& file);
+
 // The server from WXRECON_TEST_PG_URL; tests skip nothing: without it they fail loudly.
 std::string base_database_url();
 

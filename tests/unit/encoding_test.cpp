@@ -173,5 +173,26 @@ TEST(PercentEncode, KeepsWeChatsAlphabetAndEncodesEverythingElse) {
     EXPECT_EQ(percent_encode(std::string("\0", 1)), "%00");
 }
 
+// Only an id shaped like WeChat Pay's names a request in the logs; anything else is replaced by one
+// wxrecond makes up, which a caller cannot imitate (it names the listener, outside the hex alphabet).
+TEST(WeChatRequestId, KeepsWeChatsShapeOnly) {
+    EXPECT_TRUE(is_wechat_request_id("08F78BB5AA0610A7C2D5FC0318D7C3D9F702-268512771"));
+    EXPECT_TRUE(is_wechat_request_id("0123456789abcdef"));
+    EXPECT_TRUE(is_wechat_request_id("3f2504e0-4f89-11d3-9a0c-0305e82c3301"));
+    EXPECT_TRUE(is_wechat_request_id(std::string(64, 'A')));
+    EXPECT_FALSE(is_wechat_request_id(""));
+    EXPECT_FALSE(is_wechat_request_id("0123456789abcde"));     // 15 characters
+    EXPECT_FALSE(is_wechat_request_id(std::string(65, 'A')));  // over 64
+    EXPECT_FALSE(is_wechat_request_id("1a2b3c4d-public-17"));  // the shape of wxrecond's own ids
+    EXPECT_FALSE(is_wechat_request_id("0123-4567-89ab-cde"));  // 18 characters, 15 hex digits
+    EXPECT_FALSE(is_wechat_request_id("-0123456789abcdef"));
+    EXPECT_FALSE(is_wechat_request_id("0123456789abcdef-"));
+    EXPECT_FALSE(is_wechat_request_id("01234567--89abcdef"));
+    EXPECT_FALSE(is_wechat_request_id("0123456789abcdef.1"));
+    EXPECT_FALSE(is_wechat_request_id("0123456789abcdef 1"));
+    EXPECT_FALSE(is_wechat_request_id("0123456789abcdef\r\nx=1"));
+    EXPECT_FALSE(is_wechat_request_id(std::string("0123456789abcdef\0", 17)));
+}
+
 }  // namespace
 }  // namespace wxrecon

@@ -19,7 +19,6 @@ using domain::trade_state;
 
 namespace {
 
-constexpr std::int64_t beijing_offset = 8 * 3600;
 constexpr std::int64_t day_seconds = 24 * 3600;
 
 bool is_paid(const order_record& o) {
@@ -228,22 +227,22 @@ std::optional<std::int64_t> beijing_day_start(std::string_view text) {
     }
     const auto utc = civil_to_unix(parts[0], parts[1], parts[2], 0, 0, 0);
     if (!utc) return std::nullopt;
-    return *utc - beijing_offset;
+    return *utc - beijing_offset_seconds;
 }
 
 std::int64_t beijing_midnight_before(std::int64_t t) noexcept {
-    const std::int64_t local = t + beijing_offset;
+    const std::int64_t local = t + beijing_offset_seconds;
     const std::int64_t floor_days =
         local >= 0 ? local / day_seconds : -((-local + day_seconds - 1) / day_seconds);
-    return floor_days * day_seconds - beijing_offset;
+    return floor_days * day_seconds - beijing_offset_seconds;
 }
 
 std::int64_t earliest_bill_day(std::int64_t now) noexcept {
     using namespace std::chrono;
-    const year_month_day today{floor<days>(sys_seconds{seconds{now + beijing_offset}})};
+    const year_month_day today{floor<days>(sys_seconds{seconds{now + beijing_offset_seconds}})};
     year_month_day earliest = today - months{3};
     if (!earliest.ok()) earliest = earliest.year() / earliest.month() / last;  // 31 May - 3 months
-    return duration_cast<seconds>(sys_days{earliest}.time_since_epoch()).count() - beijing_offset;
+    return duration_cast<seconds>(sys_days{earliest}.time_since_epoch()).count() - beijing_offset_seconds;
 }
 
 std::string dashed_date(std::string_view compact) {

@@ -1,0 +1,135 @@
+// The database pool from many threads at once: callers on two event loops, workers on their own
+// threads, deadlines racing answers, a full queue and a stop with work still queued. Run under
+// ThreadSanitizer too (the tsan label), where a data race in the hand-over fails the test.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <pqxx/pqxx>
+
+#include "store/db_pool.hpp"
+#include "test_env.hpp"
+
+namespace wxrecon::testing {
+namespace {
+
+namespace asio = boost::asio;
+using std::chrono::steady_clock;
+
+// What the callers saw, shared by both event loops.
+struct tally {
+    std::atomic<int> answered{0};       // resumed with its own number
+    std::atomic<int> answered_slow{0};  // of which slow callers that made their deadline after all
+    std::atomic<int> timed_out{0};      // resumed with deadline_exceeded
+    std::atomic<int> overloaded{0};     // resumed with database_overloaded
+    std::atomic<int> wrong{0};          // resumed with another caller's number or another error
+    std::atomic<int> resumed_twice{0};  // resumed more than once
+};
+
+long select_number(pqxx::connection_base& conn, long n, bool slow) {
+    pqxx::nontransaction tx(conn);
+    const std::string sql =
+        slow ? "SELECT " + std::to_string(n) + " FROM pg_sleep(0.05)" : "SELECT " + std::to_string(n);
+    return tx.exec1(sql)[0].as<long>();
+}
+
+// One caller: asks for its own number back; every tenth asks slowly with a deadline it cannot meet.
+asio::awaitable<void> ask(store::db_pool& pool, long n, tally& t, std::shared_ptr<std::atomic<int>> resumes) {
+    const bool slow = n % 10 == 0;
+    std::optional<steady_clock::time_point> until;
+    if (slow) until = steady_clock::now() + std::chrono::milliseconds(1);
+    try {
+        const long got = co_await pool.run<long>(
+            [n, slow](pqxx::connection_base& conn) { return select_number(conn, n, slow); }, until);
+        if (resumes->fetch_add(1) > 0) t.resumed_twice.fetch_add(1);
+        (got == n ? t.answered : t.wrong).fetch_add(1);
+        if (slow) t.answered_slow.fetch_add(1);
+    } catch (const store::deadline_exceeded&) {
+        if (resumes->fetch_add(1) > 0) t.resumed_twice.fetch_add(1);
+        (slow ? t.timed_out : t.wrong).fetch_add(1);
+    } catch (const store::database_overloaded&) {
+        if (resumes->fetch_add(1) > 0) t.resumed_twice.fetch_add(1);
+        t.overloaded.fetch_add(1);
+    } catch (...) {
+        t.wrong.fetch_add(1);
+    }
+}
+
+// Runs `per_loop` callers, counted in t, on each of two event loops, each loop on its own thread, against one
+// pool.
+void ask_from_two_loops(store::db_pool& pool, int per_loop, tally& t) {
+    std::vector<std::thread> threads;
+    for (int loop = 0; loop < 2; ++loop) {
+        threads.emplace_back([&pool, &t, loop, per_loop] {
+            asio::io_context io;
+            for (int i = 0; i < per_loop; ++i)
+                asio::co_spawn(io,
+                               ask(pool, loop * per_loop + i + 1, t, std::make_shared<std::atomic<int>>(0)),
+                               asio::detached);
+            io.run();
+        });
+    }
+    for (auto& th : threads) th.join();
+}
+
+TEST(DbPool, CallersOnTwoLoopsEachGetTheirOwnAnswerExactlyOnce) {
+    scratch_database db;
+    store::db_pool pool(db.url(), 3, 1000);
+    tally t;
+    ask_from_two_loops(pool, 300, t);
+    EXPECT_EQ(t.wrong.load(), 0);
+    EXPECT_EQ(t.resumed_twice.load(), 0);
+    EXPECT_EQ(t.overloaded.load(), 0);
+    EXPECT_EQ(t.answered.load() + t.timed_out.load(), 600);
+    EXPECT_EQ(t.answered.load() - t.answered_slow.load(), 540) << "every quick caller is answered";
+    EXPECT_GT(t.timed_out.load(), 0) << "slow callers give up at their 1 ms deadline";
+    EXPECT_TRUE(pool.up());
+    pool.stop();
+}
+
+TEST(DbPool, AFullQueueRefusesAtOnceAndEveryCallerIsResumedOnce) {
+    scratch_database db;
+    store::db_pool pool(db.url(), 1, 8);  // one worker, eight queued: most of the 400 are refused
+    tally t;
+    ask_from_two_loops(pool, 200, t);
+    EXPECT_EQ(t.wrong.load(), 0);
+    EXPECT_EQ(t.resumed_twice.load(), 0);
+    EXPECT_EQ(t.answered.load() + t.timed_out.load() + t.overloaded.load(), 400);
+    EXPECT_GT(t.overloaded.load(), 0);
+    EXPECT_GT(t.answered.load(), 0);
+}
+
+TEST(DbPool, StopFinishesQueuedJobsAndRefusesLaterOnes) {
+    scratch_database db;
+    store::db_pool pool(db.url(), 2, 1000);
+    std::atomic<int> ran{0};
+    std::atomic<int> refused{0};
+    std::vector<std::thread> posters;
+    for (int p = 0; p < 2; ++p) {
+        posters.emplace_back([&] {
+            for (int i = 0; i < 100; ++i)
+                pool.post([&ran](pqxx::connection_base& conn) {
+                    select_number(conn, 1, false);
+                    ran.fetch_add(1);
+                });
+        });
+    }
+    for (auto& th : posters) th.join();
+    pool.stop();
+    EXPECT_EQ(ran.load(), 200) << "every job queued before stop runs";
+    pool.post([&ran](pqxx::connection_base&) { ran.fetch_add(1); },
+              [&refused](std::exception_ptr) { refused.fetch_add(1); });
+    EXPECT_EQ(refused.load(), 1);
+    EXPECT_EQ(ran.load(), 200);
+    pool.stop();  // idempotent
+}
+
+}  // namespace
+}  // namespace wxrecon::testing
