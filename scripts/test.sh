@@ -2,8 +2,8 @@
 # The test command: installs dependencies, builds with warnings as errors, starts
 # a throwaway PostgreSQL 15 and runs the whole suite with ctest; then, when
 # WXRECON_SANITIZE_RUN is not 0, the unit, simulator and PostgreSQL tiers under ASan+UBSan
-# (the soak with 2,000 orders instead of 10,000 there). The main build compiles in unity
-# batches (WXRECON_UNITY): a quarter less time.
+# (the soak with 2,000 orders instead of 10,000 there) and the concurrency tests under
+# ThreadSanitizer. The main and TSan builds compile in unity batches (WXRECON_UNITY).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
@@ -25,5 +25,12 @@ if [ "${WXRECON_SANITIZE_RUN:-1}" != 0 ]; then
   cmake --build "$asan" -j "$jobs" --target unit_tests sim_tests pg_tests
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 WXRECON_SOAK_ORDERS=2000 WXRECON_PREPAY_ORDERS=400 WXRECON_APP_EVENT_ORDERS=200 \
     ctest --test-dir "$asan" --output-on-failure -j "$jobs" -L 'unit|sim|pg' --timeout 900
+
+  tsan="${build}-tsan"
+  cmake -S "$root" -B "$tsan" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" \
+    -DWXRECON_WERROR=ON -DWXRECON_TSAN=ON -DWXRECON_UNITY=ON >/dev/null
+  cmake --build "$tsan" -j "$jobs" --target tsan_tests
+  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" WXRECON_APP_EVENT_ORDERS=200 \
+    ctest --test-dir "$tsan" --output-on-failure -j "$jobs" -L tsan --timeout 900
 fi
 echo "test: all suites passed"
