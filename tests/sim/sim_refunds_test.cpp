@@ -92,7 +92,7 @@ TEST_F(SimRefunds, RefundPlanSetsTheOutcome) {
         plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-1","status":"CLOSED","notify":false})").first,
         200);
     EXPECT_EQ(
-        plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-2","status":"ABNORMAL","after_ms":300})").first,
+        plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-2","status":"ABNORMAL","after_ms":3000})").first,
         200);
     EXPECT_EQ(plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-3","status":"PROCESSING"})").first, 400);
     EXPECT_EQ(plan(R"({"mchid":"nobody","out_refund_no":"PLAN-3"})").first, 404);
