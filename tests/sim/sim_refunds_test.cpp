@@ -10,7 +10,7 @@ namespace wxrecon::testing::refunds {
 namespace {
 
 TEST_F(SimRefunds, ProcessingThenSuccessAfterTheDelayInBothVersions) {
-    faults(R"({"refund_processing_ms":600})");
+    faults(R"({"refund_processing_ms":3000})");
     paid(v3_merchant, "RP-V3-1", 1000);
     paid(v2_merchant, "RP-V2-1", 800);
 
@@ -91,9 +91,9 @@ TEST_F(SimRefunds, RefundPlanSetsTheOutcome) {
     EXPECT_EQ(
         plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-1","status":"CLOSED","notify":false})").first,
         200);
-    EXPECT_EQ(
-        plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-2","status":"ABNORMAL","after_ms":3000})").first,
-        200);
+    EXPECT_EQ(plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-2","status":"ABNORMAL","after_ms":3000})")
+                  .first,
+              200);
     EXPECT_EQ(plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-3","status":"PROCESSING"})").first, 400);
     EXPECT_EQ(plan(R"({"mchid":"nobody","out_refund_no":"PLAN-3"})").first, 404);
     EXPECT_EQ(plan(R"({"mchid":")" + m + R"(","out_refund_no":"PLAN-3","after":1})").first, 400);

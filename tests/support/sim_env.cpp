@@ -20,13 +20,24 @@ namespace fs = std::filesystem;
 
 sim_key_dir::sim_key_dir(int merchants)
     : dir(fs::temp_directory_path() / ("wxrecon-sim-" + crypto::random_alnum(12))) {
-    sim::keygen_options o;
-    o.out = dir;
-    o.merchants = merchants;
-    o.now = wall_clock{}.seconds();
-    auto written = sim::write_key_set(o);
-    if (!written) throw std::runtime_error(written.err().message);
-    keys = std::move(*written);
+    const fs::path shared =
+        shared_key_folder("sim-" + std::to_string(merchants), [&](const fs::path& folder) {
+            sim::keygen_options o;
+            o.out = folder;
+            o.merchants = merchants;
+            o.now = wall_clock{}.seconds();
+            if (auto made = sim::write_key_set(o); !made) throw std::runtime_error(made.err().message);
+        });
+    fs::copy(shared, dir, fs::copy_options::recursive);
+    // The wxrecond fragment names its files by absolute path: this test's copies, not the shared ones.
+    std::string fragment = read_text(dir / "wxrecond-merchants.toml");
+    const std::string from = (fs::absolute(shared) / "").string(), to = (dir / "").string();
+    for (std::size_t pos = 0; (pos = fragment.find(from, pos)) != std::string::npos; pos += to.size())
+        fragment.replace(pos, from.size(), to);
+    std::ofstream(dir / "wxrecond-merchants.toml", std::ios::binary | std::ios::trunc) << fragment;
+    auto loaded = sim::load_key_set(dir);
+    if (!loaded) throw std::runtime_error(loaded.err().message);
+    keys = std::move(*loaded);
 }
 
 sim_key_dir::~sim_key_dir() {

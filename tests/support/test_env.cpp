@@ -1,5 +1,10 @@
 #include "test_env.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -25,6 +30,47 @@ std::string read_text(const std::filesystem::path& file) {
     std::ostringstream out;
     out << in.rdbuf();
     return out.str();
+}
+
+namespace {
+
+// Older than this, a shared key folder is made again: certificate times stay close to the tests' clock.
+constexpr auto shared_key_lifetime = std::chrono::hours(6);
+
+// An exclusive flock on a file, released when it goes out of scope.
+class folder_lock {
+public:
+    explicit folder_lock(const fs::path& file)
+        : fd_(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+        if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) {
+            if (fd_ >= 0) ::close(fd_);
+            throw std::runtime_error("cannot lock " + file.string());
+        }
+    }
+    ~folder_lock() { ::close(fd_); }
+    folder_lock(const folder_lock&) = delete;
+    folder_lock& operator=(const folder_lock&) = delete;
+
+private:
+    int fd_;
+};
+
+}  // namespace
+
+fs::path shared_key_folder(const std::string& name, const std::function<void(const fs::path&)>& make) {
+    const fs::path cache = WXRECON_TEST_KEY_CACHE;
+    fs::create_directories(cache);
+    const fs::path folder = cache / name;
+    const folder_lock lock(cache / (name + ".lock"));
+    std::error_code ec;
+    const auto made = fs::last_write_time(folder / ".made", ec);
+    if (ec || fs::file_time_type::clock::now() - made > shared_key_lifetime) {
+        fs::remove_all(folder);
+        fs::create_directories(folder);
+        make(folder);
+        std::ofstream(folder / ".made") << "";
+    }
+    return folder;
 }
 
 std::string base_database_url() {
@@ -99,16 +145,18 @@ merchant_fixture::~merchant_fixture() {
 }
 
 std::unique_ptr<merchant_fixture> make_merchant_fixture() {
+    const fs::path shared = shared_key_folder("merchant", [](const fs::path& folder) {
+        const std::string d = folder.string();
+        run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/apiclient_key.pem");
+        run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/wechatpay_key.pem");
+        run("openssl pkey -in " + d + "/wechatpay_key.pem -pubout -out " + d + "/pub_key.pem");
+        run("openssl req -x509 -new -key " + d +
+            "/wechatpay_key.pem -subj '/CN=Tenpay.com sign' -days 30 -set_serial 0x" + test_platform_serial +
+            " -out " + d + "/platform_cert.pem");
+    });
     auto m = std::make_unique<merchant_fixture>();
     m->dir = fs::temp_directory_path() / ("wxrecon-keys-" + random_suffix());
-    fs::create_directories(m->dir);
-    const std::string d = m->dir.string();
-    run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/apiclient_key.pem");
-    run("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out " + d + "/wechatpay_key.pem");
-    run("openssl pkey -in " + d + "/wechatpay_key.pem -pubout -out " + d + "/pub_key.pem");
-    run("openssl req -x509 -new -key " + d +
-        "/wechatpay_key.pem -subj '/CN=Tenpay.com sign' -days 30 -set_serial 0x" + test_platform_serial +
-        " -out " + d + "/platform_cert.pem");
+    fs::copy(shared, m->dir, fs::copy_options::recursive);
     m->apiv3_key = crypto::random_alnum(32);
     m->apiv2_key = crypto::random_alnum(32);
     write_file(m->dir / "apiv3.key", m->apiv3_key + "\n");

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +18,12 @@ namespace wxrecon::testing {
 
 // The whole file; throws naming it when it cannot be read (a missing fixture must not read as "").
 std::string read_text(const std::filesystem::path& file);
+
+// A folder of key material the tests of this build share, made once by make(folder) and made again when
+// hours old. Generating RSA keys was most of a test's setup, and ctest runs tests side by side, so the
+// folder is made under a lock. Copy it before changing anything in it.
+std::filesystem::path shared_key_folder(const std::string& name,
+                                        const std::function<void(const std::filesystem::path&)>& make);
 
 // The server from WXRECON_TEST_PG_URL; tests skip nothing: without it they fail loudly.
 std::string base_database_url();

@@ -218,6 +218,12 @@ asio::awaitable<std::optional<net::outbound_request>> simulator::v3_notification
     spec.associated_data = d.refund ? "refund" : "transaction";
     spec.plaintext = d.plaintext;
     const std::string serial = d.serial;
+    if (kind == "forged" && !forger_key_) {
+        // Made at the first forgery: most runs never forge, and a key costs a search for primes.
+        auto forger = crypto::generate_rsa_key();
+        if (!forger) co_return std::nullopt;
+        forger_key_ = *forger;
+    }
     crypto::private_key key = kind == "forged"                    ? forger_key_
                               : serial.starts_with("PUB_KEY_ID_") ? k.public_key_signer
                                                                   : k.certificates.back().key;

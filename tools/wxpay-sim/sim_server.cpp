@@ -57,9 +57,6 @@ simulator::simulator(asio::io_context& io, sim_keys keys, sim_options options)
         s.style = {s.variants.bill_bom, s.variants.bill_crlf, s.variants.bill_count_dot_zero};
         merchants_.emplace(m.mchid, s);
     }
-    auto forger = crypto::generate_rsa_key();
-    if (!forger) throw std::runtime_error("cannot make the forger's key: " + forger.err().message);
-    forger_key_ = *forger;
     net::client_options copts;
     copts.exchange_timeout = options_.notify_timeout;
     // Every delivery slot may keep its connection: fewer would reconnect for most notifications.

@@ -263,7 +263,7 @@ private:
     std::unique_ptr<net::http_server> server_;
     std::unique_ptr<net::http_client> client_;
     boost::asio::thread_pool signers_;
-    crypto::private_key forger_key_;  // a key WeChat does not have: what forged notifications are signed with
+    crypto::private_key forger_key_;  // a key WeChat does not have, made at the first forgery
     std::deque<delivery> deliveries_;
     std::deque<api_call> calls_;
     std::uint64_t first_call_id_ = 1;
