@@ -3,7 +3,7 @@
 # a throwaway PostgreSQL 15 and runs the whole suite with ctest; then, when
 # WXRECON_SANITIZE_RUN is not 0, the unit, simulator and PostgreSQL tiers under ASan+UBSan
 # (the soak with 2,000 orders instead of 10,000 there) and the concurrency tests under
-# ThreadSanitizer. The main and TSan builds compile in unity batches (WXRECON_UNITY).
+# ThreadSanitizer. All three builds compile in unity batches (WXRECON_UNITY).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
@@ -21,9 +21,11 @@ ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 600
 
 if [ "${WXRECON_SANITIZE_RUN:-1}" != 0 ]; then
   asan="${build}-asan"
-  cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DWXRECON_WERROR=ON -DWXRECON_SANITIZE=ON >/dev/null
+  # -g1 keeps the line tables sanitizer reports need and skips the rest of the debug info.
+  cmake -S "$root" -B "$asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-g1" \
+    -DWXRECON_WERROR=ON -DWXRECON_SANITIZE=ON -DWXRECON_UNITY=ON >/dev/null
   cmake --build "$asan" -j "$jobs" --target unit_tests sim_tests pg_tests
-  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 WXRECON_SOAK_ORDERS=2000 WXRECON_PREPAY_ORDERS=400 WXRECON_APP_EVENT_ORDERS=200 \
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 WXRECON_SOAK_ORDERS=2000 WXRECON_PREPAY_ORDERS=200 WXRECON_APP_EVENT_ORDERS=200 \
     ctest --test-dir "$asan" --output-on-failure -j "$jobs" -L 'unit|sim|pg' --timeout 900
 
   tsan="${build}-tsan"
