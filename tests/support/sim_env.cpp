@@ -31,9 +31,7 @@ sim_key_dir::sim_key_dir(int merchants)
     fs::copy(shared, dir, fs::copy_options::recursive);
     // The wxrecond fragment names its files by absolute path: this test's copies, not the shared ones.
     std::string fragment = read_text(dir / "wxrecond-merchants.toml");
-    const std::string from = (fs::absolute(shared) / "").string(), to = (dir / "").string();
-    for (std::size_t pos = 0; (pos = fragment.find(from, pos)) != std::string::npos; pos += to.size())
-        fragment.replace(pos, from.size(), to);
+    replace_all(fragment, (fs::absolute(shared) / "").string(), (dir / "").string());
     std::ofstream(dir / "wxrecond-merchants.toml", std::ios::binary | std::ios::trunc) << fragment;
     auto loaded = sim::load_key_set(dir);
     if (!loaded) throw std::runtime_error(loaded.err().message);
@@ -73,10 +71,7 @@ config::config sim_daemon_config(const sim_key_dir& keys, const std::string& dat
     std::stringstream fragment;
     fragment << in.rdbuf();
     std::string merchants = fragment.str();
-    const std::string from = "http://127.0.0.1:8480";
-    const std::string to = "http://127.0.0.1:" + std::to_string(sim_port);
-    for (std::size_t pos = 0; (pos = merchants.find(from, pos)) != std::string::npos; pos += to.size())
-        merchants.replace(pos, from.size(), to);
+    replace_all(merchants, "http://127.0.0.1:8480", "http://127.0.0.1:" + std::to_string(sim_port));
     const std::string toml =
         "[server]\nlisten = \"127.0.0.1:0\"\nshutdown_grace = \"5s\"\nmax_connections = "
         "2048\nmax_connections_per_address = 2048\n"

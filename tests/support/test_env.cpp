@@ -32,6 +32,11 @@ std::string read_text(const std::filesystem::path& file) {
     return out.str();
 }
 
+void replace_all(std::string& text, const std::string& from, const std::string& to) {
+    for (std::size_t pos = 0; (pos = text.find(from, pos)) != std::string::npos; pos += to.size())
+        text.replace(pos, from.size(), to);
+}
+
 namespace {
 
 // Older than this, a shared key folder is made again: certificate times stay close to the tests' clock.

@@ -19,6 +19,9 @@ namespace wxrecon::testing {
 // The whole file; throws naming it when it cannot be read (a missing fixture must not read as "").
 std::string read_text(const std::filesystem::path& file);
 
+// Every occurrence of from in text replaced by to.
+void replace_all(std::string& text, const std::string& from, const std::string& to);
+
 // A folder of key material the tests of this build share, made once by make(folder) and made again when
 // hours old. Generating RSA keys was most of a test's setup, and ctest runs tests side by side, so the
 // folder is made under a lock. Copy it before changing anything in it.
