@@ -6,6 +6,7 @@
 
 #include <simdjson.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -242,16 +243,24 @@ TEST_F(AppEvents, ThousandOrdersSurviveAReceiverOutageARestartAndAFailingBatch) 
         "SELECT count(*) FROM wxrecon.orders WHERE out_trade_no LIKE 'EVBULK-%' AND state = 'SUCCESS'",
         std::to_string(orders), 120s));
 
-    // Restarted with everything undelivered; the refunds go through the new instance.
+    // Restarted with everything undelivered; the refunds go through the new instance, eight clients at once.
     daemon_.reset();
     start_daemon(true);
-    for (int i = 1; i <= orders; ++i) {
-        const std::string no = "EVBULK-" + std::to_string(i);
-        const auto r = api_post(daemon_->port(), "/api/v1/refunds",
-                                R"({"mchid":")" + v3().mchid + R"(","out_trade_no":")" + no +
-                                    R"(","out_refund_no":")" + no + R"(-R","amount":990})");
-        ASSERT_EQ(r.status, 201) << no << " " << r.body;
-    }
+    std::atomic<int> refunds_created{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 8; ++c)
+        clients.emplace_back([&, c] {
+            for (int i = 1 + c; i <= orders; i += 8) {
+                const std::string no = "EVBULK-" + std::to_string(i);
+                const auto r = api_post(daemon_->port(), "/api/v1/refunds",
+                                        R"({"mchid":")" + v3().mchid + R"(","out_trade_no":")" + no +
+                                            R"(","out_refund_no":")" + no + R"(-R","amount":990})");
+                EXPECT_EQ(r.status, 201) << no << " " << r.body;
+                refunds_created += r.status == 201;
+            }
+        });
+    for (auto& t : clients) t.join();
+    ASSERT_EQ(refunds_created.load(), orders);
     ASSERT_TRUE(wait_for(
         "SELECT count(*) FROM wxrecon.orders WHERE out_trade_no LIKE 'EVBULK-%' AND state = 'REFUND'",
         std::to_string(orders), 120s));
