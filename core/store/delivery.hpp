@@ -9,11 +9,14 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <utility>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -44,18 +47,21 @@ protected:
 namespace detail {
 
 // Both completions run on the caller's executor, which is single-threaded, so only abandoned_ is shared.
+// Until deliver() the caller's loop counts the work as outstanding, even after a deadline gave up on it:
+// its run() cannot return, and the loop be destroyed, while a worker may still post to it.
 template <class R, class Handler>
 class delivery_impl final : public delivery<R>,
                             public std::enable_shared_from_this<delivery_impl<R, Handler>> {
 public:
     delivery_impl(Handler h, boost::asio::any_io_executor ex)
-        : handler_(std::move(h)), executor_(std::move(ex)) {}
+        : handler_(std::move(h)),
+          executor_(std::move(ex)),
+          work_(boost::asio::prefer(executor_, boost::asio::execution::outstanding_work.tracked)) {}
 
     void deliver(std::exception_ptr error, R value) override {
         boost::asio::post(executor_,
-                          [self = this->shared_from_this(), error, v = std::move(value)]() mutable {
-                              self->complete(error, std::move(v));
-                          });
+                          [self = this->shared_from_this(), work = std::exchange(work_, {}), error,
+                           v = std::move(value)]() mutable { self->complete(error, std::move(v)); });
     }
 
     void arm(std::chrono::steady_clock::time_point until) {
@@ -78,6 +84,7 @@ private:
 
     std::optional<Handler> handler_;
     boost::asio::any_io_executor executor_;
+    boost::asio::any_io_executor work_;  // executor_, tracking outstanding work; empty once delivered
     std::optional<boost::asio::steady_timer> timer_;
 };
 

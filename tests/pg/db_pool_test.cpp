@@ -94,6 +94,40 @@ TEST(DbPool, CallersOnTwoLoopsEachGetTheirOwnAnswerExactlyOnce) {
     pool.stop();
 }
 
+// A caller that gives up at once on a job that then runs for a while.
+asio::awaitable<void> give_up_on_slow_job(store::db_pool& pool, std::atomic<int>& started,
+                                          std::atomic<int>& finished, bool& timed_out) {
+    try {
+        co_await pool.run<int>(
+            [&started, &finished](pqxx::connection_base&) {
+                started.fetch_add(1);
+                std::this_thread::sleep_for(std::chrono::milliseconds(200));
+                finished.fetch_add(1);
+                return 1;
+            },
+            steady_clock::now() + std::chrono::milliseconds(20));
+    } catch (const store::deadline_exceeded&) {
+        timed_out = true;
+    }
+}
+
+TEST(DbPool, ACallersLoopRunsUntilWorkItGaveUpOnHasFinished) {
+    scratch_database db;
+    store::db_pool pool(db.url(), 1, 8);
+    std::atomic<int> started{0};
+    std::atomic<int> finished{0};
+    bool timed_out = false;
+    {
+        asio::io_context io;
+        asio::co_spawn(io, give_up_on_slow_job(pool, started, finished, timed_out), asio::detached);
+        io.run();
+        EXPECT_TRUE(timed_out);
+        // Had run() returned here with the job still running, its answer would be posted to a destroyed loop.
+        EXPECT_EQ(started.load(), finished.load()) << "the loop's run() returned while its job still ran";
+    }
+    pool.stop();
+}
+
 TEST(DbPool, AFullQueueRefusesAtOnceAndEveryCallerIsResumedOnce) {
     scratch_database db;
     store::db_pool pool(db.url(), 1, 8);  // one worker, eight queued: most of the 400 are refused
