@@ -1,6 +1,9 @@
 #include "base/utf8.hpp"
 
 #include <algorithm>
+#include <cstring>
+
+#include <simdjson.h>
 
 namespace wxrecon {
 
@@ -31,6 +34,10 @@ std::size_t utf8_sequence_length(std::string_view s, std::size_t i) noexcept {
 }
 
 std::size_t first_bad_utf8(std::string_view s) noexcept {
+    // Nearly all text is clean: checked whole at SIMD speed (the same rules: RFC 3629), walked byte by byte
+    // only to find where it is not. A million-line bill spent a third of its parsing in the walk.
+    if (simdjson::validate_utf8(s.data(), s.size()) && std::memchr(s.data(), '\0', s.size()) == nullptr)
+        return std::string_view::npos;
     for (std::size_t i = 0; i < s.size();) {
         const std::size_t n = utf8_sequence_length(s, i);
         if (n == 0 || s[i] == '\0') return i;

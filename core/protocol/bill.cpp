@@ -402,6 +402,8 @@ status bill_parser::state::split_value_line(std::string_view text, const std::ve
         return parse_failure(line_at(line) + ": " + std::to_string(fields.size()) +
                              " values where the header has " + std::to_string(column_count) + " columns");
     }
+    // Values split at ASCII bytes, which are never inside a character: a clean line has clean values.
+    if (first_bad_utf8(text) == std::string_view::npos) return ok;
     for (std::size_t i = 0; i < fields.size(); ++i) {
         if (const std::size_t bad = first_bad_utf8(fields[i]); bad != std::string_view::npos) {
             return parse_failure(column_at(line, i + 1, names[i]) + ": " +
