@@ -45,8 +45,9 @@ struct stored_bill {
     std::string error;        // malformed / hash_mismatch: what and where
 };
 
-// Reads the file twice (hash, then parse + COPY), never holding it whole. A file that cannot be read or
-// a database failure throws; a malformed file is an outcome, not an exception.
+// Reads the file once to parse, COPY and hash it when WeChat Pay gave a hash (nothing is committed unless
+// it matches), or hashes it first when not; then once more to store it in parts. Never holds it whole. A file
+// that cannot be read or a database failure throws; a malformed file is an outcome, not an exception.
 boost::asio::awaitable<stored_bill> store_bill_file(db_pool& pool, bill_file file);
 
 // Takes the merchant's day for fetching, for `lease`, unless another owner holds it: true when taken.

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "crypto/sha1_stream.hpp"
 #include "store/bill_store.hpp"
 #include "store/db_pool.hpp"
 #include "store/ledger.hpp"
@@ -245,6 +246,16 @@ TEST_F(BillReconcile, FileIsStoredOnceAndTheSameFileAgainIsNothingNew) {
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.bills"), 2);
 }
 
+TEST_F(BillReconcile, FreeTextReachesItsColumnByteForByte) {
+    // COPY's escapes: a backslash, a tab and the letters COPY would read as an escape after one.
+    const std::string goods = "咖啡\\N 大杯\t加冰\\t\\\\";
+    std::string text = trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60)});
+    text.replace(text.find("`咖啡,"), std::string("`咖啡,").size(), "`" + goods + ",");
+    const auto stored = run(store::store_bill_file(*pool_, trade_file(write_file("goods.csv", text))));
+    ASSERT_EQ(stored.outcome, store::bill_store_outcome::stored) << stored.error;
+    EXPECT_EQ(db_.scalar("SELECT description FROM wxrecon.bill_trade_rows"), goods);
+}
+
 TEST_F(BillReconcile, MalformedFileKeepsItsReasonAndNoRows) {
     std::string text = trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60),
                                    pay("2026-11-30 11:00:00", "T2", "ORDER-A2", 200, 120)});
@@ -269,6 +280,46 @@ TEST_F(BillReconcile, ContentThatIsNotWhatWeChatPaySaidIsNotStored) {
     file.hash_value = stored.hash_value;  // upper or lower case, as long as it is the content's
     for (auto& c : *file.hash_value) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     EXPECT_EQ(run(store::store_bill_file(*pool_, file)).outcome, store::bill_store_outcome::stored);
+}
+
+TEST_F(BillReconcile, WithWeChatPaysHashTheContentIsCheckedInTheReadThatParsesIt) {
+    const auto sha1_of = [](const std::string& bytes) {
+        crypto::sha1_stream sha1;
+        sha1.update(bytes);
+        return sha1.hex();
+    };
+    const std::string text = trade_bill({pay("2026-11-30 10:00:00", "T1", "ORDER-A1", 100, 60)});
+    const std::string malformed = text + "`text after the summary\n";
+
+    // Malformed and not what WeChat Pay said: the mismatch wins (the whole file is hashed although the parse
+    // stopped early) and nothing is stored.
+    auto bad = trade_file(write_file("bad.csv", malformed));
+    bad.hash_value = sha1_of(text);
+    EXPECT_EQ(run(store::store_bill_file(*pool_, bad)).outcome, store::bill_store_outcome::hash_mismatch);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.bills"), 0);
+    // Malformed but exactly what WeChat Pay sent: kept, with its size.
+    bad.hash_value = sha1_of(malformed);
+    EXPECT_EQ(run(store::store_bill_file(*pool_, bad)).outcome, store::bill_store_outcome::malformed);
+    EXPECT_EQ(
+        db_.scalar("SELECT file_bytes || ' ' || file_gzip FROM wxrecon.bills WHERE status = 'malformed'"),
+        std::to_string(malformed.size()) + " false");
+
+    auto good = trade_file(write_file("good.csv", text));
+    good.hash_value = sha1_of(text);
+    const auto stored = run(store::store_bill_file(*pool_, good));
+    EXPECT_EQ(stored.outcome, store::bill_store_outcome::stored);
+    EXPECT_EQ(stored.hash_value, *good.hash_value);
+    EXPECT_EQ(db_.scalar("SELECT file_bytes || ' ' || status FROM wxrecon.bills WHERE id = " +
+                         std::to_string(stored.bill_id)),
+              std::to_string(text.size()) + " parsed");
+    // The same hash again with a damaged copy: not called the same file (it is checked, not taken on trust).
+    std::string damaged = text;
+    damaged[damaged.find("ORDER-A1")] = 'X';
+    auto copy = trade_file(write_file("damaged.csv", damaged));
+    copy.hash_value = good.hash_value;
+    EXPECT_EQ(run(store::store_bill_file(*pool_, copy)).outcome, store::bill_store_outcome::hash_mismatch);
+    EXPECT_EQ(run(store::store_bill_file(*pool_, good)).outcome, store::bill_store_outcome::same_file);
+    EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.bill_trade_rows"), 1);
 }
 
 // ------------------------------------------------------------------ matching
