@@ -93,7 +93,10 @@ std::optional<error> store_value(Record& record, const column_spec<Record>& spec
             return store_number(parse_count(value));
         case value_type::time:
         case value_type::optional_time: {
-            if (value.empty() && spec.type == value_type::optional_time) return std::nullopt;
+            if (value.empty() && spec.type == value_type::optional_time) {
+                record.*spec.optional_number = std::nullopt;
+                return std::nullopt;
+            }
             if (spec.number != nullptr) return store_number(parse_beijing_datetime(value));
             auto parsed = parse_beijing_datetime(value);
             if (!parsed) return parsed.err();
@@ -416,7 +419,8 @@ status bill_parser::state::split_value_line(std::string_view text, const std::ve
 template <class Record>
 status bill_parser::state::read_values(Record& record,
                                        const std::vector<const column_spec<Record>*>& layout) {
-    record = Record{};
+    // Every column of the layout is written below: the record is reused, its strings keep their capacity
+    // (a fresh record per line cost an allocation for each long value). Columns a layout lacks stay default.
     record.line = line;
     for (std::size_t i = 0; i < fields.size(); ++i) {
         if (auto bad = store_value(record, *layout[i], fields[i])) {
