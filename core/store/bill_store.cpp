@@ -254,10 +254,13 @@ stored_bill store_bill_file(pqxx::connection_base& conn, const bill_file& f) {
         out.rows = rows_of(*totals);
         out.totals_json = bill::totals_json(*totals);
         // A large day changes the table's statistics: the matching that follows is planned on fresh ones
-        // (hash joins for a million rows rather than a million index probes).
+        // (hash joins for a million rows rather than a million index probes). Only the columns the
+        // matching filters and joins on: all 32 took about half a second of a million-row day.
         if (out.rows >= 10000)
-            tx.exec(f.kind == bill::bill_kind::trade ? "ANALYZE wxrecon.bill_trade_rows"
-                                                     : "ANALYZE wxrecon.bill_fund_rows");
+            tx.exec(f.kind == bill::bill_kind::trade
+                        ? "ANALYZE wxrecon.bill_trade_rows (bill_id, is_refund, transaction_id, out_trade_no)"
+                        : "ANALYZE wxrecon.bill_fund_rows (bill_id, business_order_id, business_type, "
+                          "business_name, direction)");
         tx.exec_params(
             "UPDATE wxrecon.bills SET rows = $2, status = $3, totals = $4::jsonb, file_bytes = $5, file_gzip "
             "= $6"
