@@ -148,9 +148,10 @@ result<file_content_info> read_file_content(const std::string& path, const gzip_
         if (raw) {
             if (auto taken = raw(bytes); !taken) return taken.err();
         }
+        if (!content) continue;  // the stored bytes only: nothing to decompress
         if (auto fed = inflater ? inflater->feed(bytes, content) : content(bytes); !fed) return fed.err();
     }
-    if (inflater) {
+    if (inflater && content) {
         if (auto ended = inflater->finish(); !ended) return ended.err();
     }
     return info;

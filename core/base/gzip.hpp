@@ -47,8 +47,8 @@ private:
 };
 
 // Reads a file in chunks: each chunk as stored goes to `raw` (when given), and the file's content,
-// decompressed when it starts with gzip's magic, to `content`. Neither is ever held whole. Errors: io_error
-// for a file that cannot be read, parse_error for corrupt gzip, or whatever a sink returned.
+// decompressed when it starts with gzip's magic, to `content` (when given). Neither is ever held whole.
+// Errors: io_error for a file that cannot be read, parse_error for corrupt gzip, or whatever a sink returned.
 struct file_content_info {
     std::uint64_t file_bytes = 0;
     bool gzip = false;

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
 #include <string>
@@ -849,6 +851,32 @@ TEST(gzip, corrupt_truncated_and_concatenated_streams) {
     EXPECT_EQ(*joined, plain);
     // Bytes after a member that are not another member are refused.
     EXPECT_FALSE(gunzip(compressed + "trailing", 64).has_value());
+}
+
+TEST(gzip, a_file_read_as_stored_and_as_content) {
+    const std::string plain = bill_fixture("fundflow_basic.csv");
+    std::string compressed = gzip_compress(plain);
+    compressed[compressed.size() - 6] ^= 0x55;  // a damaged trailer: only decompression can tell
+    const auto path = (std::filesystem::temp_directory_path() / "wxrecon-gzip-read-test.gz").string();
+    std::ofstream(path, std::ios::binary) << compressed;
+    std::string raw, content;
+    const auto append_to = [](std::string& out) {
+        return [&out](std::string_view bytes) -> status {
+            out.append(bytes);
+            return ok;
+        };
+    };
+    // The stored bytes only: handed over whole and as they are, not decompressed (nor checked).
+    const auto stored = read_file_content(path, {}, append_to(raw));
+    ASSERT_TRUE(stored.has_value()) << stored.err().message;
+    EXPECT_EQ(raw, compressed);
+    EXPECT_TRUE(stored->gzip);
+    EXPECT_EQ(stored->file_bytes, compressed.size());
+    // The content: decompressed, and the damage found.
+    const auto read = read_file_content(path, append_to(content));
+    ASSERT_FALSE(read.has_value());
+    EXPECT_EQ(read.err().code, errc::parse_error);
+    std::filesystem::remove(path);
 }
 
 }  // namespace
