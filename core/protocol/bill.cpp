@@ -419,8 +419,7 @@ status bill_parser::state::split_value_line(std::string_view text, const std::ve
 template <class Record>
 status bill_parser::state::read_values(Record& record,
                                        const std::vector<const column_spec<Record>*>& layout) {
-    // Every column of the layout is written below: the record is reused, its strings keep their capacity
-    // (a fresh record per line cost an allocation for each long value). Columns a layout lacks stay default.
+    // Reused, not reset: every column of the layout is written below, and the strings keep their capacity.
     record.line = line;
     for (std::size_t i = 0; i < fields.size(); ++i) {
         if (auto bad = store_value(record, *layout[i], fields[i])) {
