@@ -301,5 +301,40 @@ TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
     pool.stop();
 }
 
+// A batch's plans are cached for the life of its connection: the identity check's, made while
+// payment_events was empty, must still look rows up by index once the table is large and not yet analysed.
+TEST_F(BatchTest, IdentityCheckLooksUpByIndexWhateverTheTableSize) {
+    apply({payment("ORDER-B1", "TX-PLAN", 100, "N-PLAN")});  // the statements are prepared and used
+    const auto generic_plan = [this] {
+        pqxx::work tx(*conn_);
+        tx.exec_prepared("batch_begin", "5000");
+        tx.exec("SET LOCAL plan_cache_mode = force_generic_plan");
+        std::string plan;
+        for (const auto& row : tx.exec("EXPLAIN EXECUTE batch_known_identities('{m}', '{n}', '{m}', '{t}', "
+                                       "'{SUCCESS}', '{m}', '{o}',"
+                                       " '{NOTPAY}', '{m}', '{r}', '{SUCCESS}')"))
+            plan += row[0].as<std::string>() + "\n";
+        return plan;
+    };
+    const std::string small = generic_plan();
+    EXPECT_EQ(small.find("Seq Scan on payment_events"), std::string::npos) << small;
+    EXPECT_EQ(small.find("Hash Join"), std::string::npos) << small;
+    {
+        pqxx::work tx(*conn_);
+        tx.exec(
+            "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, notify_id, "
+            "transaction_id,"
+            " trade_state, payload)"
+            " SELECT 'M' || g % 50, 'O' || g, 'notify_v3', 'TRANSACTION.SUCCESS', 'N' || g, 'T' || g, "
+            "'SUCCESS', '{}'"
+            " FROM generate_series(1, 30000) AS g");
+        tx.commit();
+    }
+    const std::string large = generic_plan();
+    EXPECT_EQ(large.find("Seq Scan on payment_events"), std::string::npos) << large;
+    EXPECT_EQ(large.find("Hash Join"), std::string::npos) << large;
+    EXPECT_NE(large.find("Index"), std::string::npos) << large;
+}
+
 }  // namespace
 }  // namespace wxrecon::testing
