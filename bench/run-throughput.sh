@@ -7,7 +7,10 @@
 # RUN_SECONDS_PACED: genuine notifications alone at PACED_RATE, then genuine ones at FLOOD_RATE with FORGERIES
 # forged ones per genuine one (a 10x flood at 2,500/s would be 27,500 requests/s, more than one generator next to
 # the daemon and PostgreSQL can send on two cores, so the flood runs at a lower genuine rate with the full ratio).
-# Defaults: ORDERS=1000000 NOTIFICATIONS=160000 RUN_SECONDS=30 CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60
+# HISTORY=N first loads N historical payment events (a year of them, rows of the size a notification leaves,
+# analysed) so the hot path runs against a table of production size; the fast run also prints PostgreSQL's
+# CPU per notification (all its processes' CPU time over the run, divided by the notifications).
+# Defaults: ORDERS=1000000 HISTORY=0 NOTIFICATIONS=160000 RUN_SECONDS=30 CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60
 #           PACED_RATE=2500 RUN_SECONDS_PACED=20 FLOOD_RATE=1000 FORGERIES=10
 # The flood (issue 16, Prove 3) is measured against a baseline at the same genuine rate without forgeries:
 # the p99 ratio, the daemon's CPU per forgery (the four kinds in turn: another key's signature, a stale
@@ -16,6 +19,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 orders=${ORDERS:-1000000}
+history=${HISTORY:-0}
 notifications=${NOTIFICATIONS:-160000}
 seconds=${RUN_SECONDS:-30}
 concurrency=${CONCURRENCY:-64}
@@ -82,6 +86,27 @@ echo "loading $orders orders"
                  SELECT '1900000109', 'PERF-' || g, 100, 'wxd678efh567hg6787', now() + interval '1 day'
                  FROM generate_series(1, $orders) g" \
              -c "VACUUM ANALYZE wxrecon.orders"
+if [ "$history" -gt 0 ]; then
+  echo "loading $history historical payment events (a year of them)"
+  "${psql[@]}" -c "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,
+                     transaction_id, amount_total, payer_total, occurred_at, received_at, payload, raw_body, raw_headers)
+                   SELECT '1900000109', 'HIST-' || g, 'notify_v3', 'hist-' || md5(g::text), 'TRANSACTION.SUCCESS',
+                          'SUCCESS', '4200' || lpad(g::text, 24, '0'), 100, 100, t, t,
+                          jsonb_build_object('out_trade_no', 'HIST-' || g, 'pad', repeat('x', 700)),
+                          repeat('y', 900), jsonb_build_object('pad', repeat('z', 700))
+                   FROM generate_series(1, $history) g,
+                        LATERAL (SELECT now() - (g % 365) * interval '1 day' AS t) d" \
+               -c "VACUUM ANALYZE wxrecon.payment_events"
+fi
+# CPU ticks of this cluster's server processes (the daemon's connections stay open through a run).
+pg_ticks() {
+  local total=0 pid postmaster
+  postmaster=$(head -1 "$PG_CLUSTER_DIR/data/postmaster.pid")
+  for pid in $postmaster $(pgrep -P "$postmaster" || true); do
+    [ -r "/proc/$pid/stat" ] && total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 
 flood_only=${FLOOD_ONLY:-0}
 if [ "$flood_only" = 0 ]; then
@@ -103,8 +128,13 @@ load() {  # load <first order> <count> <extra options...>
 }
 if [ "$flood_only" = 0 ]; then
 echo "== wxrecond, as fast as it answers, ${seconds}s"
+p0=$(pg_ticks)
 load 1 "$notifications" --seconds "$seconds" | tee "$work/load.txt"
+p1=$(pg_ticks)
 rate=$(awk '/^notifications:/ {sub("/s,", "", $7); print $7}' "$work/load.txt")
+sent=$(awk '/^notifications:/ {print $2}' "$work/load.txt")
+echo "PostgreSQL CPU per notification: $(awk -v t=$((p1 - p0)) -v n="$sent" -v hz="$(getconf CLK_TCK)" \
+  'BEGIN {printf "%.0f", (n > 0 ? t / hz / n * 1e6 : 0)}') us ($((p1 - p0)) ticks over $sent notifications)"
 echo "ratio: wxrecond $rate/s / pgbench $pgbench_tps/s = $(awk -v a="$rate" -v b="$pgbench_tps" 'BEGIN {printf "%.2f", a / b}')"
 paced=$(awk -v r="$paced_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
 echo "== wxrecond paced at ${paced_rate}/s, ${paced_seconds}s"
