@@ -340,6 +340,9 @@ void application::start() {
         store::with_app_events(store::prepare_ledger_connection, announce));
     s.side_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 256);
     s.ledger = std::make_unique<store::ledger>(*s.fact_pool);
+    s.ledger->on_batch([stats = s.stats](std::size_t facts) {
+        stats->observe("wxrecon_fact_batch_size", static_cast<double>(facts));
+    });
     s.rejected = std::make_unique<store::rejected_log>(*s.side_pool, s.cfg.notifications.rejected_keep,
                                                        rejected_rows_per_second, rejected_burst, s.stats);
     s.intake =

@@ -60,6 +60,16 @@ void metrics::describe(std::string_view name, std::string_view type, std::string
     }
 }
 
+void metrics::describe_histogram(std::string_view name, std::string_view help, std::vector<double> bounds) {
+    std::lock_guard lock(mutex_);
+    auto& f = families_[std::string(name)];
+    f.type = "histogram";
+    f.help = help;
+    f.hist = std::make_unique<histogram>();
+    f.hist->buckets = std::make_unique<std::atomic<std::uint64_t>[]>(bounds.size());
+    f.hist->bounds = std::move(bounds);
+}
+
 metrics::family& metrics::get(std::string_view name) {
     auto it = families_.find(name);
     if (it == families_.end())
@@ -160,6 +170,8 @@ std::shared_ptr<metrics> metrics::make_standard() {
     m->describe("wxrecon_app_events_total", "counter",
                 "App event deliveries, by result (delivered, failed).");
     m->describe("wxrecon_app_events_outbox", "gauge", "App events not yet delivered.");
+    m->describe_histogram("wxrecon_fact_batch_size", "Facts per committed ledger transaction (group commit).",
+                          {1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
     m->describe("wxrecon_app_events_oldest_seconds", "gauge",
                 "Age of the oldest app event not yet delivered.");
     m->describe("wxrecon_app_event_delivery_seconds", "histogram",

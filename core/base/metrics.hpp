@@ -20,6 +20,8 @@ public:
     using labels = std::vector<std::pair<std::string, std::string>>;
 
     void describe(std::string_view name, std::string_view type, std::string_view help);
+    // A histogram with its own bucket bounds (ascending); describe() gives the latency ones.
+    void describe_histogram(std::string_view name, std::string_view help, std::vector<double> bounds);
     void add(std::string_view name, const labels& l = {}, std::uint64_t n = 1);
     void set(std::string_view name, const labels& l, double value);
     void set(std::string_view name, double value) { set(name, {}, value); }

@@ -145,6 +145,7 @@ void ledger::run_batch(pqxx::connection_base& conn, std::vector<item> items) {
     for (int attempt = 0; attempt < batch_attempts; ++attempt) {
         try {
             auto results = apply_batch(conn, facts, until);
+            if (batch_listener_) batch_listener_(items.size());
             for (std::size_t i = 0; i < items.size(); ++i)
                 items[i].done->deliver(nullptr, std::move(results[i]));
             return;

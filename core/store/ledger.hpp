@@ -70,6 +70,8 @@ public:
     // Called on the caller's executor after each fact that changed something is committed, so that
     // whatever reads what facts leave behind (the app-event outbox) can look at once.
     void on_applied(std::function<void()> listener) { applied_listener_ = std::move(listener); }
+    // Called on the pool worker after each committed batch with its number of facts (for the metric).
+    void on_batch(std::function<void(std::size_t)> listener) { batch_listener_ = std::move(listener); }
 
 private:
     struct item {
@@ -86,6 +88,7 @@ private:
     std::mutex mutex_;
     std::deque<item> queue_;
     std::function<void()> applied_listener_;
+    std::function<void(std::size_t)> batch_listener_;
     std::size_t active_drains_ = 0;  // posted or running; each runs until it finds the queue empty
 };
 

@@ -186,7 +186,7 @@ TEST(Service, MetricsPassPromtoolAndCoverTheContract) {
     ASSERT_TRUE(d.start());
     EXPECT_EQ(send(d.port(), payment_notification(*m, "ORDER-M1", "4200000301")), 204);
     std::string text;
-    for (int i = 0; i < 100; ++i) {  // the per-state gauge comes from the first background reading
+    for (int i = 0; i < 300; ++i) {  // the per-state gauge comes from the first background reading
         text = http_get(d.admin_port(), "/metrics").body;
         if (text.find("wxrecon_orders{state=\"SUCCESS\"} ") != std::string::npos) break;
         std::this_thread::sleep_for(100ms);

@@ -37,6 +37,21 @@ TEST(Metrics, HistogramBucketsAreCumulativeWithSumAndCount) {
     EXPECT_NE(text.find("wxrecon_test_seconds_sum 30.20"), std::string::npos) << text;
 }
 
+TEST(Metrics, AHistogramCanHaveItsOwnBuckets) {
+    const auto m = metrics::make_standard();
+    for (double v : {1.0, 3.0, 64.0, 64.0, 100.0}) m->observe("wxrecon_fact_batch_size", v);
+    const std::string text = m->render();
+    EXPECT_TRUE(has_line(text, "# TYPE wxrecon_fact_batch_size histogram")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_fact_batch_size_bucket{le=\"1\"} 1")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_fact_batch_size_bucket{le=\"2\"} 1")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_fact_batch_size_bucket{le=\"4\"} 2")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_fact_batch_size_bucket{le=\"64\"} 4")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_fact_batch_size_bucket{le=\"128\"} 5")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_fact_batch_size_bucket{le=\"512\"} 5")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_fact_batch_size_count 5")) << text;
+    EXPECT_TRUE(has_line(text, "wxrecon_fact_batch_size_sum 232")) << text;
+}
+
 TEST(Metrics, ReplacedGaugeFamilyKeepsOnlyTheNewSeries) {
     metrics m;
     m.describe("wxrecon_key_expiry_timestamp_seconds", "gauge", "Expiry.");
