@@ -1,5 +1,8 @@
 #include "base/http_message.hpp"
 
+#include <algorithm>
+#include <iterator>
+
 #include <simdjson.h>
 
 #include "base/encoding.hpp"
@@ -27,6 +30,18 @@ std::string_view inbound_request::query() const noexcept {
 std::string inbound_request::headers_json() const {
     json_object o;
     for (const auto& [k, v] : headers) o.add(k, v);
+    return o.str();
+}
+
+std::string inbound_request::evidence_headers_json() const {
+    static constexpr std::string_view kept[] = {"Content-Type",     "Wechatpay-Timestamp",
+                                                "Wechatpay-Nonce",  "Wechatpay-Signature",
+                                                "Wechatpay-Serial", "Wechatpay-Signature-Type"};
+    json_object o;
+    for (const auto& header : headers)
+        if (std::any_of(std::begin(kept), std::end(kept),
+                        [&header](std::string_view name) { return iequals(header.first, name); }))
+            o.add(header.first, header.second);
     return o.str();
 }
 

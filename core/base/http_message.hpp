@@ -31,6 +31,9 @@ struct inbound_request {
     std::size_t header_count(std::string_view name) const noexcept;  // case-insensitive
     std::string_view query() const noexcept;                         // after '?', "" when none
     std::string headers_json() const;
+    // Only what re-verifying a notification needs (Content-Type and WeChat Pay's signature headers), as
+    // received: the evidence kept with an applied fact. Everything else a proxy or client adds is left out.
+    std::string evidence_headers_json() const;
 };
 
 struct reply {

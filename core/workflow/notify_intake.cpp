@@ -52,7 +52,7 @@ domain::fact notification_fact(const inbound_request& req, const std::string& mc
     f.event_type = std::move(event_type);
     f.observed_at = now_us;
     f.raw_body = req.body;
-    f.raw_headers_json = req.headers_json();
+    f.raw_headers_json = req.evidence_headers_json();
     return f;
 }
 

@@ -135,6 +135,11 @@ TEST_F(NotifyTest, PaymentIsAppliedOnceAndDuplicatesChangeNothing) {
     EXPECT_EQ(db_.scalar("SELECT payload->>'out_trade_no' FROM wxrecon.payment_events"), "ORDER-T1");
     EXPECT_EQ(db_.scalar("SELECT raw_headers->>'Wechatpay-Signature' FROM wxrecon.payment_events"),
               n.signature);
+    // Only the headers re-verifying needs are kept with the fact; the client's others are not evidence.
+    EXPECT_EQ(db_.scalar("SELECT string_agg(k, ',' ORDER BY k) FROM wxrecon.payment_events,"
+                         " jsonb_object_keys(raw_headers) AS k"),
+              "Content-Type,Wechatpay-Nonce,Wechatpay-Serial,Wechatpay-Signature,Wechatpay-Signature-Type,"
+              "Wechatpay-Timestamp");
 
     // The same notification again, and a re-signed copy with a new id but the same fact identity.
     EXPECT_EQ(send(n).status, 204);
