@@ -67,6 +67,9 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
                  " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])"
                  " AS n(mchid, out_trade_no, appid, amount_total, currency, origin)"
                  " ON CONFLICT DO NOTHING RETURNING 1");
+    // A plain INSERT: the identities were looked up under the orders' locks, so a unique index refuses a
+    // row only when another transaction recorded the same fact meanwhile (the batch is then retried). The
+    // ON CONFLICT form checked every arbiter index before each insert: 6.5 % of PostgreSQL's CPU.
     conn.prepare(
         "batch_append_events",
         "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,"
@@ -83,7 +86,7 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
         "transaction_id,"
         " out_refund_no, amount_total, payer_total, amount_refund, occurred_at, received_at, payload,"
         " raw_body, raw_headers, arrival)"
-        " ORDER BY arrival ON CONFLICT DO NOTHING RETURNING 1");
+        " ORDER BY arrival");
     conn.prepare(
         "batch_update_orders",
         "UPDATE wxrecon.orders o SET"

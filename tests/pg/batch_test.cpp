@@ -3,6 +3,7 @@
 // batch are recognised; a poisoned fact fails alone.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -263,10 +264,33 @@ TEST_F(BatchTest, ValuesSurviveTheArrayLiteralsExactly) {
               "t | ");
 }
 
+// Numbers travel as 8-byte big-endian array elements: values past 32 bits, and a missing one as NULL.
+TEST_F(BatchTest, WideNumbersAndNullsSurviveTheBinaryArrays) {
+    fact wide = payment("ORDER-WIDE", "TW", 987'654'321'012, "EW");  // an order first seen here
+    std::get<payment_fact>(wide.body).payer_total = 4'294'967'297;   // 2^32 + 1
+    std::get<payment_fact>(wide.body).success_time = 1'764'123'456'789'012;
+    fact no_payer_total = payment("ORDER-B2", "T2", 100, "E2");
+    std::get<payment_fact>(no_payer_total.body).payer_total.reset();
+    const auto results = apply({wide, no_payer_total});
+    ASSERT_EQ(results[0].outcome, outcome::applied);
+    EXPECT_EQ(rows("SELECT amount_total, payer_total, wxrecon.to_micros(success_time) FROM wxrecon.orders"
+                   " WHERE out_trade_no = 'ORDER-WIDE'"),
+              "987654321012 4294967297 1764123456789012 | ");
+    EXPECT_EQ(
+        rows(
+            "SELECT amount_total, payer_total FROM wxrecon.payment_events WHERE out_trade_no = 'ORDER-WIDE'"),
+        "987654321012 4294967297 | ");
+    EXPECT_EQ(rows("SELECT payer_total IS NULL, amount_total FROM wxrecon.payment_events"
+                   " WHERE out_trade_no = 'ORDER-B2'"),
+              "t 100 | ");
+}
+
 // Through the ledger: concurrent facts are coalesced, and the poisoned one gets its error alone.
 TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
     store::db_pool pool(db_.url(), 1, 64, store::prepare_ledger_connection);
     store::ledger ledger(pool);
+    std::atomic<std::size_t> committed_facts{0};  // as the batch-size metric counts them
+    ledger.on_batch([&](std::size_t n) { committed_facts += n; });
     boost::asio::io_context io;
     std::vector<fact> facts;
     for (int i = 0; i < 40; ++i) {
@@ -295,9 +319,45 @@ TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
         }
     }
     EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "39 | ");
+    EXPECT_EQ(committed_facts.load(), 39U);
     EXPECT_EQ(
         rows("SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'PBATCH17' AND state = 'NOTPAY'"),
         "1 | ");
+    pool.stop();
+}
+
+// The identities are looked up before the events are written: a transaction that records the same fact in
+// between (here one still open when the batch looks) makes the batch's INSERT fail on the unique index. The
+// ledger retries the batch, which then finds the fact recorded: a duplicate, never an error or a second row.
+TEST_F(BatchTest, AFactRecordedConcurrentlyAfterTheLookupIsADuplicateOnRetry) {
+    pqxx::connection other(db_.url());
+    pqxx::work racing(other);
+    racing.exec_params(
+        "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,"
+        " transaction_id, payload) VALUES ($1, 'ORDER-B3', 'notify_v3', 'EP-RACE', 'TRANSACTION.SUCCESS',"
+        " 'SUCCESS', 'TP-RACE-OTHER', '{}')",
+        test_mchid);
+    store::db_pool pool(db_.url(), 1, 8, store::prepare_ledger_connection);
+    store::ledger ledger(pool);
+    boost::asio::io_context io;
+    const fact f = payment("ORDER-B1", "TP-RACE", 100, "EP-RACE");
+    auto result = boost::asio::co_spawn(
+        io, ledger.apply(f, std::chrono::steady_clock::now() + std::chrono::seconds(10)),
+        boost::asio::use_future);
+    std::thread runner([&] { io.run(); });
+    // The batch is blocked on the open transaction's index entry once it holds its order's lock.
+    for (int i = 0;
+         i < 200 &&
+         rows("SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted") == "0 | ";
+         ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(rows("SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' AND NOT granted"), "1 | ");
+    racing.commit();
+    runner.join();
+    const auto r = result.get();
+    EXPECT_TRUE(r.duplicate);
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events WHERE notify_id = 'EP-RACE'"), "1 | ");
+    EXPECT_EQ(rows("SELECT state FROM wxrecon.orders WHERE out_trade_no = 'ORDER-B1'"), "NOTPAY | ");
     pool.stop();
 }
 
