@@ -46,6 +46,10 @@ struct options {
     double forgeries = 0;      // forged notifications per genuine one, on their own connections
     int concurrency = 64;
     int daemon_pid = 0;
+    double report_every = 0;  // print the rate of each interval of this many seconds (0: only the total)
+    int api_register = 0;  // orders to register through POST /api/v1/orders first (the first ones notified)
+    unsigned short api_port = 0;
+    std::string api_token_file;
 };
 
 std::string slurp(const std::string& path) {
@@ -62,6 +66,41 @@ long peak_rss_kib(int pid) {
     while (std::getline(in, line))
         if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
     return -1;
+}
+
+// Registers the first api_register orders the way an application does, at the load's concurrency.
+void register_through_api(const options& o, const std::string& prefix) {
+    const std::string token = slurp(o.api_token_file);
+    boost::asio::io_context io;
+    int next = 0, refused = 0;
+    auto client = [&]() -> boost::asio::awaitable<void> {
+        beast::tcp_stream stream(io);
+        co_await stream.async_connect(
+            boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address(o.host), o.api_port),
+            boost::asio::use_awaitable);
+        beast::flat_buffer buffer;
+        while (next < o.api_register) {
+            const int n = o.first + next++;
+            http::request<http::string_body> req{http::verb::post, "/api/v1/orders", 11};
+            req.set(http::field::host, o.host);
+            req.set(http::field::content_type, "application/json");
+            req.set(http::field::authorization, "Bearer " + token);
+            req.body() = "{\"mchid\":\"" + o.mchid + "\",\"out_trade_no\":\"" + prefix + std::to_string(n) +
+                         "\",\"amount_total\":100}";
+            req.prepare_payload();
+            co_await http::async_write(stream, req, boost::asio::use_awaitable);
+            http::response<http::string_body> res;
+            co_await http::async_read(stream, buffer, res, boost::asio::use_awaitable);
+            if (res.result_int() != 201 && res.result_int() != 200) ++refused;
+        }
+    };
+    const auto t0 = clock_type::now();
+    for (int w = 0; w < o.concurrency; ++w) boost::asio::co_spawn(io, client(), boost::asio::detached);
+    io.run();
+    const double s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    std::printf("registered %d orders through the API in %.1f s = %.0f/s, refused: %d\n", o.api_register, s,
+                o.api_register / s, refused);
+    if (refused > 0) throw std::runtime_error("the API refused registrations");
 }
 
 int run(const options& o) {
@@ -82,12 +121,24 @@ int run(const options& o) {
         std::printf("registered %d orders\n", to_register);
     }
 
-    // Pre-sign on every core: signing is WeChat Pay's cost, not the daemon's.
+    // Pre-sign on every core: signing is WeChat Pay's cost, not the daemon's. wxrecond accepts a
+    // Wechatpay-Timestamp within 300 s of its clock, and signing a long run's notifications takes minutes:
+    // they carry the time the signing is expected to end plus half the run (at most 150 s), so they are
+    // all fresh from the first to the last second of a run of up to 5 minutes.
     std::vector<protocol::v3::signed_notification> notes(o.orders);
-    const auto now = std::time(nullptr);
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    const auto signing_seconds = [&] {
+        const auto t0 = clock_type::now();
+        for (int i = 0; i < 50; ++i) (void)crypto::rsa_sha256_sign(*key, "calibration " + std::to_string(i));
+        const double each = std::chrono::duration<double>(clock_type::now() - t0).count() / 50;
+        return each * o.orders / cores;
+    }();
+    const auto now = std::time(nullptr) + static_cast<std::time_t>(signing_seconds) +
+                     static_cast<std::time_t>(std::min(150.0, o.seconds / 2));
+    const auto signing_started = clock_type::now();
     {
         std::vector<std::thread> signers;
-        const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+        const unsigned n = cores;
         for (unsigned t = 0; t < n; ++t)
             signers.emplace_back([&, t] {
                 for (int i = static_cast<int>(t); i < o.orders; i += static_cast<int>(n)) {
@@ -111,7 +162,9 @@ int run(const options& o) {
             });
         for (auto& t : signers) t.join();
     }
-    std::printf("pre-signed %d notifications\n", o.orders);
+    std::printf("pre-signed %d notifications in %.0f s (expected %.0f s)\n", o.orders,
+                std::chrono::duration<double>(clock_type::now() - signing_started).count(), signing_seconds);
+    if (o.api_register > 0) register_through_api(o, prefix);
 
     // One thread, one coroutine per connection: the generator must not eat the cores it measures.
     int next = 0;
@@ -120,6 +173,7 @@ int run(const options& o) {
     long genuine_slot = 0, forged_slot = 0;
     std::vector<double> all;
     all.reserve(o.orders);
+    std::vector<long> per_interval;
     boost::asio::io_context io;
     const auto started = clock_type::now();
     const auto running = [&] {
@@ -163,8 +217,15 @@ int run(const options& o) {
             co_await http::async_write(stream, req, boost::asio::use_awaitable);
             http::response<http::string_body> res;
             co_await http::async_read(stream, buffer, res, boost::asio::use_awaitable);
-            all.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+            const auto t1 = clock_type::now();
+            all.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
             if (res.result_int() != 204) ++failures;
+            if (o.report_every > 0) {
+                const auto interval = static_cast<std::size_t>(
+                    std::chrono::duration<double>(t1 - started).count() / o.report_every);
+                if (interval >= per_interval.size()) per_interval.resize(interval + 1);
+                ++per_interval[interval];
+            }
         }
     };
     // Forgeries, the four kinds in turn: a signature made by another key, a stale timestamp, a serial no
@@ -207,6 +268,13 @@ int run(const options& o) {
     std::printf("notifications: %d in %.2f s = %.0f/s, concurrency %d, non-204 replies: %d%s\n", done,
                 seconds, done / seconds, o.concurrency, failures,
                 o.seconds > 0 && done >= o.orders ? " (ran out of pre-signed notifications)" : "");
+    for (std::size_t i = 0; i < per_interval.size(); ++i) {
+        const double from = static_cast<double>(i) * o.report_every;
+        const double length = std::min(o.report_every, seconds - from);
+        if (length >= o.report_every / 2)  // a last interval cut short is left out
+            std::printf("interval %zu (%.0f-%.0f s): %.0f/s\n", i + 1, from, from + length,
+                        static_cast<double>(per_interval[i]) / length);
+    }
     std::printf("latency ms: p50 %.2f  p99 %.2f  max %.2f\n", pct(0.50), pct(0.99),
                 all.empty() ? 0 : all.back());
     if (o.forgeries > 0)
@@ -219,6 +287,7 @@ int run(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a script acts on each line as it comes
     options o;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string k = argv[i], v = argv[i + 1];
@@ -254,6 +323,14 @@ int main(int argc, char** argv) {
             o.concurrency = std::stoi(v);
         else if (k == "--daemon-pid")
             o.daemon_pid = std::stoi(v);
+        else if (k == "--report-every")
+            o.report_every = std::stod(v);
+        else if (k == "--api-register")
+            o.api_register = std::stoi(v);
+        else if (k == "--api-port")
+            o.api_port = static_cast<unsigned short>(std::stoi(v));
+        else if (k == "--api-token-file")
+            o.api_token_file = v;
         else {
             std::fprintf(stderr, "notify_load: unknown option %s\n", k.c_str());
             return 2;

@@ -10,8 +10,13 @@
 # HISTORY=N first loads N historical payment events (a year of them, rows of the size a notification leaves,
 # analysed) so the hot path runs against a table of production size; the fast run also prints PostgreSQL's
 # CPU per notification (all its processes' CPU time over the run, divided by the notifications).
-# Defaults: ORDERS=1000000 HISTORY=0 NOTIFICATIONS=160000 RUN_SECONDS=30 CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60
-#           PACED_RATE=2500 RUN_SECONDS_PACED=20 FLOOD_RATE=1000 FORGERIES=10
+# API_ORDERS of the orders are registered through POST /api/v1/orders (the rest by SQL) and are the first notified.
+# The fast run prints its rate every REPORT_EVERY seconds (decay shows there), the batch-size distribution
+# (wxrecon_fact_batch_size) and, from pg_stat_statements, the statements' execution time per notification.
+# A production-size run: HISTORY=2000000 RUN_SECONDS=300 NOTIFICATIONS=2400000 (signing those takes minutes).
+# Defaults: ORDERS=1000000 API_ORDERS=20000 HISTORY=0 NOTIFICATIONS=160000 RUN_SECONDS=30 REPORT_EVERY=10
+#           CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60 PACED_RATE=2500 RUN_SECONDS_PACED=20 FLOOD_RATE=1000
+#           FORGERIES=10
 # The flood (issue 16, Prove 3) is measured against a baseline at the same genuine rate without forgeries:
 # the p99 ratio, the daemon's CPU per forgery (the four kinds in turn: another key's signature, a stale
 # timestamp, an unknown serial, the probe) and the rows rejected_notifications kept. FLOOD_ONLY=1 runs only
@@ -19,6 +24,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 orders=${ORDERS:-1000000}
+api_orders=${API_ORDERS:-20000}
+report_every=${REPORT_EVERY:-10}
 history=${HISTORY:-0}
 notifications=${NOTIFICATIONS:-160000}
 seconds=${RUN_SECONDS:-30}
@@ -46,7 +53,10 @@ cleanup() {
 trap cleanup EXIT
 pg_cluster_start
 psql=(psql "$WXRECON_TEST_PG_URL" -X -q -v ON_ERROR_STOP=1)
-"${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
+"${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" \
+             -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+"$PG_CLUSTER_DIR/ctl" stop >/dev/null && "$PG_CLUSTER_DIR/ctl" start >/dev/null
+"${psql[@]}" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" --target wxrecond notify_load >/dev/null
@@ -56,7 +66,8 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/keys/ap
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/keys/wechatpay_key.pem" 2>/dev/null
 openssl pkey -in "$work/keys/wechatpay_key.pem" -pubout -out "$work/keys/pub_key.pem" 2>/dev/null
 head -c 24 /dev/urandom | base64 | tr -d '\n' > "$work/keys/apiv3.key"
-port=$(pg_cluster_free_port); admin=$((port + 1000))
+head -c 24 /dev/urandom | base64 | tr -d '\n' > "$work/keys/api.token"
+port=$(pg_cluster_free_port); admin=$((port + 1000)); api=$((port + 2000))
 serial=PUB_KEY_ID_0119000001092026112600000001
 cat > "$work/wxrecond.toml" <<TOML
 [server]
@@ -65,6 +76,9 @@ max_connections = 4096
 max_connections_per_address = 4096
 [admin]
 listen = "127.0.0.1:$admin"
+[api]
+listen = "127.0.0.1:$api"
+token_file = "keys/api.token"
 [database]
 url = "$WXRECON_TEST_PG_URL"
 pool_size = ${WXRECON_BENCH_POOL:-8}
@@ -80,11 +94,11 @@ wechatpay_public_key_file = "keys/pub_key.pem"
 wechatpay_public_key_id = "$serial"
 TOML
 "$build/wxrecond" --config "$work/wxrecond.toml" migrate 2>/dev/null
-echo "loading $orders orders"
+echo "loading $((orders - api_orders)) orders by SQL"
 # Their first query is a day away: the benchmark measures notifications, not the poller.
 "${psql[@]}" -c "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid, next_poll_at)
                  SELECT '1900000109', 'PERF-' || g, 100, 'wxd678efh567hg6787', now() + interval '1 day'
-                 FROM generate_series(1, $orders) g" \
+                 FROM generate_series($((api_orders + 1)), $orders) g" \
              -c "VACUUM ANALYZE wxrecon.orders"
 if [ "$history" -gt 0 ]; then
   echo "loading $history historical payment events (a year of them)"
@@ -128,9 +142,31 @@ load() {  # load <first order> <count> <extra options...>
 }
 if [ "$flood_only" = 0 ]; then
 echo "== wxrecond, as fast as it answers, ${seconds}s"
-p0=$(pg_ticks)
-load 1 "$notifications" --seconds "$seconds" | tee "$work/load.txt"
-p1=$(pg_ticks)
+batch_sizes() { curl -fs "http://127.0.0.1:$admin/metrics" | grep '^wxrecon_fact_batch_size'; }
+batch_sizes > "$work/batches0.txt"
+"${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null
+# The load signs first (minutes for a long run), so PostgreSQL's ticks are taken when it starts sending.
+load 1 "$notifications" --seconds "$seconds" --report-every "$report_every" --api-register "$api_orders" \
+  --api-port "$api" --api-token-file "$work/keys/api.token" | while IFS= read -r line; do
+  case "$line" in pre-signed*|registered*API*) pg_ticks > "$work/p0"; "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null ;; esac
+  echo "$line"
+done | tee "$work/load.txt"
+p1=$(pg_ticks); p0=$(cat "$work/p0")
+batch_sizes > "$work/batches1.txt"
+echo "facts per batch (wxrecon_fact_batch_size during the run):"
+join <(sed -n 's/.*le="\([^"]*\)"} \(.*\)/\1 \2/p' "$work/batches0.txt") \
+     <(sed -n 's/.*le="\([^"]*\)"} \(.*\)/\1 \2/p' "$work/batches1.txt") 2>/dev/null \
+  | awk '{n = $3 - $2; printf "  <= %-5s %8d batches (%d in this bucket)\n", $1, n, n - prev; prev = n}'
+awk 'FNR == 1 {f++} /_sum / {s[f] = $2} /_count / {c[f] = $2}
+     END {if (c[2] > c[1]) printf "  mean %.1f facts per batch over %d batches\n", (s[2] - s[1]) / (c[2] - c[1]), c[2] - c[1]}' \
+  "$work/batches0.txt" "$work/batches1.txt"
+sent_now=$(awk '/^notifications:/ {print $2}' "$work/load.txt")
+echo "statements, execution time per notification (pg_stat_statements):"
+"${psql[@]}" -At -F ' ' -c "SELECT round(sum(total_exec_time)::numeric * 1000 / $sent_now, 1) FROM pg_stat_statements" \
+  | sed 's/^/  all statements: /; s/$/ us/'
+"${psql[@]}" -At -F ' | ' -c "SELECT round((total_exec_time * 1000 / $sent_now)::numeric, 1) || ' us', calls,
+                                     left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+                              FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" | sed 's/^/  /'
 rate=$(awk '/^notifications:/ {sub("/s,", "", $7); print $7}' "$work/load.txt")
 sent=$(awk '/^notifications:/ {print $2}' "$work/load.txt")
 echo "PostgreSQL CPU per notification: $(awk -v t=$((p1 - p0)) -v n="$sent" -v hz="$(getconf CLK_TCK)" \
