@@ -11,10 +11,12 @@ registration_result register_order(pqxx::connection_base& conn, const order_regi
     const auto inserted = tx.exec_params(
         "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid, currency, description, "
         "payer_openid,"
-        " expire_at, origin) VALUES ($1, $2, $3, $4, $5, $6, $7, wxrecon.from_micros($8), 'api')"
+        " expire_at, origin, next_poll_at) VALUES ($1, $2, $3, $4, $5, $6, $7, wxrecon.from_micros($8), "
+        "'api',"
+        " wxrecon.from_micros($9))"
         " ON CONFLICT (mchid, out_trade_no) DO NOTHING RETURNING 1",
         r.mchid, r.out_trade_no, r.amount_total, r.appid, r.currency, r.description, r.payer_openid,
-        r.expire_at);
+        r.expire_at, r.first_poll_at);
     if (inserted.empty()) {
         const auto row = tx.exec_params1(
             "SELECT amount_total, appid, currency, origin FROM wxrecon.orders"

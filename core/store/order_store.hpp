@@ -24,6 +24,7 @@ struct order_registration {
     std::optional<std::string> description;
     std::optional<std::string> payer_openid;
     domain::micros expire_at = 0;
+    std::optional<domain::micros> first_poll_at;  // the poller's first look; nullopt: at once
 };
 
 enum class registration_outcome {

@@ -1,6 +1,11 @@
 #include "store/poll_store.hpp"
 
+#include <map>
+#include <utility>
+
 #include <pqxx/pqxx>
+
+#include "store/pg_array.hpp"
 
 namespace wxrecon::store {
 namespace {
@@ -76,40 +81,52 @@ order_lease lease_order(pqxx::connection_base& conn, const std::string& mchid,
     return out;
 }
 
-void finish_poll(pqxx::connection_base& conn, const std::string& owner, const poll_update& u) {
-    // One statement, one round trip: release the lease and record the outcome, then open or resolve the
-    // `stuck` discrepancy from the row as updated.
+void write_poll_outcomes(pqxx::connection_base& conn, const std::string& owner,
+                         const std::vector<poll_update>& updates) {
+    // The last update of each order counts, as if they had been written one after another.
+    std::map<std::pair<std::string, std::string>, const poll_update*> last;
+    for (const auto& u : updates) last[{u.mchid, u.out_trade_no}] = &u;
+    constexpr auto int8 = pg_array::element::int8;
+    pg_array mchid, out_trade_no, next_poll_at{int8}, answered{pg_array::element::boolean}, error,
+        fill_expire_at{int8}, stuck_after{int8};
+    for (const auto& [key, u] : last) {
+        mchid.add(u->mchid);
+        out_trade_no.add(u->out_trade_no);
+        next_poll_at.add(u->next_poll_at);
+        answered.add(u->answered);
+        error.add(u->error);
+        fill_expire_at.add(u->fill_expire_at);
+        stuck_after.add(u->stuck_after);
+    }
+    // One statement, one round trip for the whole batch: lock the rows in key order (as the ledger's
+    // batches do, so the two cannot deadlock), release the leases and record the outcomes, then open or
+    // resolve each order's `stuck` discrepancy from the row as updated.
     pqxx::nontransaction tx(conn);
-    tx.exec_params(
-        "WITH o AS ("
-        " UPDATE wxrecon.orders SET"
-        "  next_poll_at = CASE WHEN state IN ('NOTPAY', 'USERPAYING') THEN wxrecon.from_micros($4) END,"
-        "  poll_attempts = poll_attempts + CASE WHEN $5 THEN 1 ELSE 0 END,"
-        "  last_polled_at = CASE WHEN $5 THEN now() ELSE last_polled_at END,"
-        "  last_poll_error = $6,"
-        "  expire_at = coalesce(expire_at, wxrecon.from_micros($7)),"
-        "  poll_lease_until = NULL, poll_lease_owner = NULL, updated_at = now()"
-        " WHERE mchid = $1 AND out_trade_no = $2 AND poll_lease_owner = $3"
-        " RETURNING mchid, out_trade_no, state, expire_at, last_polled_at, last_poll_error, poll_attempts,"
-        "  $8::bigint > 0 AND state IN ('NOTPAY', 'USERPAYING')"
-        "  AND (expire_at < now() - $8::float8 * interval '1 microsecond'"
-        "       OR (last_poll_error IS NOT NULL"
-        "           AND coalesce(last_polled_at, created_at) < now() - $8::float8 * interval '1 "
-        "microsecond')) AS stuck),"
-        " opened AS ("
-        " INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
-        " SELECT mchid, out_trade_no, 'stuck', jsonb_build_object('state', state, 'expire_at', "
-        "wxrecon.rfc3339(expire_at),"
-        "  'last_polled_at', wxrecon.rfc3339(last_polled_at), 'last_poll_error', last_poll_error,"
-        "  'poll_attempts', poll_attempts)"
-        " FROM o WHERE stuck ON CONFLICT DO NOTHING RETURNING 1)"
-        " UPDATE wxrecon.discrepancies d"
-        " SET resolved_at = now(), status = 'resolved', resolved_by = 'wxrecond',"
-        "  resolution = 'no longer stuck: the order left its unpaid state or its queries succeed'"
-        " FROM o"
-        " WHERE $8::bigint > 0 AND NOT o.stuck AND d.mchid = o.mchid AND d.out_trade_no = o.out_trade_no"
-        " AND d.kind = 'stuck' AND d.resolved_at IS NULL",
-        u.mchid, u.out_trade_no, owner, u.next_poll_at, u.answered, u.error, u.fill_expire_at, u.stuck_after);
+    tx.exec_prepared("finish_polls", owner, mchid.param(), out_trade_no.param(), next_poll_at.param(),
+                     answered.param(), error.param(), fill_expire_at.param(), stuck_after.param());
+}
+
+std::vector<std::optional<std::string>> finish_polls(pqxx::connection_base& conn, const std::string& owner,
+                                                     const std::vector<poll_update>& updates) {
+    std::vector<std::optional<std::string>> refused(updates.size());
+    try {
+        write_poll_outcomes(conn, owner, updates);
+        return refused;
+    } catch (const pqxx::sql_error& e) {
+        if (updates.size() == 1) {
+            refused[0] = e.what();
+            return refused;
+        }
+    }
+    // One outcome the database refuses must not cost its round mates theirs: each is written alone.
+    for (std::size_t i = 0; i < updates.size(); ++i) {
+        try {
+            write_poll_outcomes(conn, owner, {updates[i]});
+        } catch (const pqxx::sql_error& e) {
+            refused[i] = e.what();
+        }
+    }
+    return refused;
 }
 
 poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_state) {
@@ -136,6 +153,48 @@ void prepare_poll_connection(pqxx::connection_base& conn) {
     // Claims, leases and schedules are bookkeeping, not payment facts (those go through the ledger, which
     // commits them synchronously): lost in a crash, an order is only claimed or polled again.
     pqxx::nontransaction(conn).exec("SET synchronous_commit = off");
+    conn.prepare(
+        "finish_polls",
+        "WITH u AS ("
+        " SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::boolean[], $6::text[], $7::bigint[],"
+        "  $8::bigint[]) AS u(mchid, out_trade_no, next_poll_at, answered, error, fill_expire_at, "
+        "stuck_after)),"
+        " locked AS ("
+        " SELECT t.mchid, t.out_trade_no FROM wxrecon.orders t JOIN u"
+        "  ON t.mchid = u.mchid AND t.out_trade_no = u.out_trade_no AND t.poll_lease_owner = $1"
+        " ORDER BY t.mchid, t.out_trade_no FOR UPDATE OF t),"
+        " o AS ("
+        " UPDATE wxrecon.orders t SET"
+        "  next_poll_at = CASE WHEN t.state IN ('NOTPAY', 'USERPAYING') THEN "
+        "wxrecon.from_micros(u.next_poll_at)"
+        "   END,"
+        "  poll_attempts = t.poll_attempts + CASE WHEN u.answered THEN 1 ELSE 0 END,"
+        "  last_polled_at = CASE WHEN u.answered THEN now() ELSE t.last_polled_at END,"
+        "  last_poll_error = u.error,"
+        "  expire_at = coalesce(t.expire_at, wxrecon.from_micros(u.fill_expire_at)),"
+        "  poll_lease_until = NULL, poll_lease_owner = NULL, updated_at = now()"
+        " FROM locked JOIN u ON u.mchid = locked.mchid AND u.out_trade_no = locked.out_trade_no"
+        " WHERE t.mchid = locked.mchid AND t.out_trade_no = locked.out_trade_no AND t.poll_lease_owner = $1"
+        " RETURNING t.mchid, t.out_trade_no, t.state, t.expire_at, t.last_polled_at, t.last_poll_error,"
+        "  t.poll_attempts, u.stuck_after > 0 AS watched,"
+        "  u.stuck_after > 0 AND t.state IN ('NOTPAY', 'USERPAYING')"
+        "  AND (t.expire_at < now() - u.stuck_after * interval '1 microsecond'"
+        "       OR (t.last_poll_error IS NOT NULL"
+        "           AND coalesce(t.last_polled_at, t.created_at) < now() - u.stuck_after * interval '1 "
+        "microsecond'))"
+        "  AS stuck),"
+        " opened AS ("
+        " INSERT INTO wxrecon.discrepancies (mchid, out_trade_no, kind, detail)"
+        " SELECT mchid, out_trade_no, 'stuck', jsonb_build_object('state', state,"
+        "  'expire_at', wxrecon.rfc3339(expire_at), 'last_polled_at', wxrecon.rfc3339(last_polled_at),"
+        "  'last_poll_error', last_poll_error, 'poll_attempts', poll_attempts)"
+        " FROM o WHERE stuck ON CONFLICT DO NOTHING RETURNING 1)"
+        " UPDATE wxrecon.discrepancies d"
+        " SET resolved_at = now(), status = 'resolved', resolved_by = 'wxrecond',"
+        "  resolution = 'no longer stuck: the order left its unpaid state or its queries succeed'"
+        " FROM o"
+        " WHERE o.watched AND NOT o.stuck AND d.mchid = o.mchid AND d.out_trade_no = o.out_trade_no"
+        " AND d.kind = 'stuck' AND d.resolved_at IS NULL");
 }
 
 boost::asio::awaitable<std::vector<claimed_order>> claim_due_orders(db_pool& pool, std::string owner,
@@ -147,12 +206,12 @@ boost::asio::awaitable<std::vector<claimed_order>> claim_due_orders(db_pool& poo
     co_return co_await pool.run<std::vector<claimed_order>>(std::move(job));
 }
 
-boost::asio::awaitable<void> finish_poll(db_pool& pool, std::string owner, poll_update update) {
-    auto job = [owner = std::move(owner), update = std::move(update)](pqxx::connection_base& c) {
-        finish_poll(c, owner, update);
-        return true;
+boost::asio::awaitable<std::vector<std::optional<std::string>>> finish_polls(
+    db_pool& pool, std::string owner, std::vector<poll_update> updates) {
+    auto job = [owner = std::move(owner), updates = std::move(updates)](pqxx::connection_base& c) {
+        return finish_polls(c, owner, updates);
     };
-    co_await pool.run<bool>(std::move(job));
+    co_return co_await pool.run<std::vector<std::optional<std::string>>>(std::move(job));
 }
 
 boost::asio::awaitable<poll_gauges> read_poll_gauges(db_pool& pool, bool with_orders_by_state,

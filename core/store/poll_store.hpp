@@ -58,16 +58,22 @@ struct poll_update {
     domain::micros stuck_after = 0;                // alerts.stuck_after; 0 leaves stuck discrepancies alone
 };
 
-// Releases the lease and records the outcome, only while the lease is still ours. A terminal order gets
-// next_poll_at null whatever the update says: what is left of its schedule is cancelled.
+// Releases each lease and records its outcome, only while the lease is still ours; all in one statement
+// (a statement per poll cost about 250 us of PostgreSQL time, as much as 20 notifications). Of several
+// updates of one order the last counts. A terminal order gets next_poll_at null whatever the update says:
+// what is left of its schedule is cancelled.
 // It also opens a `stuck` discrepancy when the order is still open stuck_after past its expiry, or has
 // been failing to poll for stuck_after (since its last answer, or its creation), and resolves an open one
 // once neither holds. Done here because every stuck order is still visited by the poller (backoff or
 // close retries), so idle orders cost nothing.
-boost::asio::awaitable<void> finish_poll(db_pool& pool, std::string owner, poll_update update);
+// Returns, for each update, why the database refused it (nullopt: written). When one is refused the others
+// are written one by one, so it costs only its own order its outcome (that order's lease runs out). Throws
+// only when nothing could be written (the database is unreachable).
+boost::asio::awaitable<std::vector<std::optional<std::string>>> finish_polls(
+    db_pool& pool, std::string owner, std::vector<poll_update> updates);
 
 // Session setup for the poller's own connections (the pool's prepare step): asynchronous commit for its
-// bookkeeping.
+// bookkeeping, and its prepared statements.
 void prepare_poll_connection(pqxx::connection_base& conn);
 
 // What the poller's gauges show, read in the background (never per scrape).

@@ -271,6 +271,7 @@ std::variant<reply, order_api::registration_request> order_api::read_registratio
             clock_.micros() +
             std::chrono::duration_cast<std::chrono::microseconds>(cfg_.poller.default_expiry).count();
     }
+    r.first_poll_at = closer_.first_due(*merchant, clock_.micros(), r.expire_at);
     return registration_request{std::move(r), merchant, prepay};
 }
 

@@ -7,6 +7,10 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <exception>
+#include <memory>
+#include <stdexcept>
+#include <vector>
 
 #include "base/encoding.hpp"
 #include "base/json_writer.hpp"
@@ -284,10 +288,55 @@ asio::awaitable<bool> poller::apply_close(const store::claimed_order& order, std
     co_return r.outcome != domain::outcome::stale;
 }
 
+struct poller::finish_round {
+    explicit finish_round(const asio::any_io_executor& ex)
+        : done(ex, asio::steady_timer::time_point::max()) {}
+    std::vector<store::poll_update> updates;
+    std::vector<std::exception_ptr> failures;  // one per update
+    asio::steady_timer done;                   // cancelled once written
+    bool written = false;
+};
+
 asio::awaitable<std::string> poller::finish(store::poll_update update) {
     std::string error = update.error.value_or("");
-    co_await store::finish_poll(pool_, options_.owner, std::move(update));
+    if (!next_round_) next_round_ = std::make_shared<finish_round>(executor_);
+    const auto round = next_round_;
+    const std::size_t mine = round->updates.size();
+    round->updates.push_back(std::move(update));
+    round->failures.emplace_back();
+    if (!writing_finishes_) {
+        writing_finishes_ = true;
+        asio::co_spawn(executor_, write_finishes(), report_escapes(metrics_, "poller"));
+    }
+    while (!round->written) co_await round->done.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (round->failures[mine]) std::rethrow_exception(round->failures[mine]);
     co_return error;
+}
+
+asio::awaitable<void> poller::write_finishes() {
+    // Bounded by the polls in flight: each waits for its round before it frees its slot.
+    while (next_round_) {
+        const auto round = std::move(next_round_);  // outcomes from now on go to the next round
+        try {
+            const auto refused = co_await store::finish_polls(pool_, options_.owner, round->updates);
+            for (std::size_t i = 0; i < refused.size(); ++i)
+                if (refused[i])
+                    round->failures[i] = std::make_exception_ptr(
+                        std::runtime_error("poll outcome not recorded: " + *refused[i]));
+        } catch (const std::exception&) {
+            std::fill(round->failures.begin(), round->failures.end(), std::current_exception());
+        }
+        round->written = true;
+        round->done.cancel();
+    }
+    writing_finishes_ = false;
+}
+
+micros poller::first_due(const config::merchant_config& m, micros created_at, micros expire_at) const {
+    const micros close_at =
+        domain::close_due(schedule_, created_at, expire_at, m.version == config::api_version::v2);
+    const auto due = domain::query_due(schedule_, created_at, expire_at, 0);
+    return due ? std::min(*due, close_at) : close_at;
 }
 
 asio::awaitable<poller::out_of_turn_result> poller::close_now(std::string mchid, std::string out_trade_no) {
@@ -351,7 +400,7 @@ asio::awaitable<std::string> poller::poll(store::claimed_order order, poll_reaso
     const bool closing = now >= close_at && !repoll;  // a repoll asks; it never closes
     if (!closing && reason == poll_reason::scheduled) {
         const auto due = domain::query_due(schedule_, order.created_at, expire, order.poll_attempts);
-        if (!due || *due > now) {  // not due yet: a new row, or only the close is left
+        if (!due || *due > now) {  // not due yet: a row registered by SQL, or only the close is left
             update.next_poll_at = due ? std::min(*due, close_at) : close_at;
             co_return co_await finish(std::move(update));
         }

@@ -59,6 +59,10 @@ public:
         out_of_turn_outcome outcome = out_of_turn_outcome::done;
         std::string error;
     };
+    // When a new order is first due (its first query, or its close when no query fits before it): an order
+    // registered with this schedule is not claimed before, so registration costs the poller nothing.
+    domain::micros first_due(const config::merchant_config& m, domain::micros created_at,
+                             domain::micros expire_at) const;
     // The application asks to close an open order now (POST …/close): it is made to expire now, queried a
     // final time and closed at WeChat Pay unless it was paid (the poller's own close, so one code path). An
     // APIv2 order in its first 5 minutes cannot be closed yet: it is queried and closed by the poller once
@@ -100,7 +104,10 @@ private:
                                                                       domain::micros sent_at);
     boost::asio::awaitable<bool> apply_close(const store::claimed_order& order, std::string state_desc,
                                              domain::micros sent_at);
+    // Records a poll's outcome; returns its error ("" when none). The outcomes of polls that end while one
+    // round is being written go together in the next (store::finish_polls).
     boost::asio::awaitable<std::string> finish(store::poll_update update);
+    boost::asio::awaitable<void> write_finishes();
     boost::asio::awaitable<void> take_token(const std::string& mchid);
     domain::micros backoff(const wechat::call_result& r) const;
 
@@ -120,6 +127,9 @@ private:
     bool running_ = false;
     bool refreshing_ = false;
     boost::asio::steady_timer gauge_timer_;
+    struct finish_round;  // outcomes written together, and their writer's answer
+    std::shared_ptr<finish_round> next_round_;
+    bool writing_finishes_ = false;
 };
 
 }  // namespace wxrecon::workflow

@@ -6,7 +6,9 @@
 
 #include <pqxx/pqxx>
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include "test_env.hpp"
 
 namespace wxrecon::testing {
@@ -72,6 +74,19 @@ TEST_F(OrderApi, RegistersOnceAndComparesRepeats) {
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders"), "1");
     // Registered orders are scheduled for polling.
     EXPECT_EQ(db_.scalar("SELECT next_poll_at IS NOT NULL FROM wxrecon.orders"), "t");
+}
+
+// The schedule is computed at registration: the order is first due at its first query (5 s after creation
+// by default), so the poller neither claims it at once nor writes anything for it before then.
+TEST_F(OrderApi, ARegisteredOrderIsFirstDueAtItsFirstQuery) {
+    ASSERT_EQ(post(order("API-DUE", 100)).status, 201);
+    EXPECT_EQ(db_.scalar("SELECT extract(epoch FROM next_poll_at - created_at) BETWEEN 4 AND 6"
+                         " FROM wxrecon.orders WHERE out_trade_no = 'API-DUE'"),
+              "t");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // several poller ticks
+    EXPECT_EQ(db_.scalar("SELECT poll_lease_owner IS NULL AND poll_attempts = 0 AND last_poll_error IS NULL"
+                         " AND updated_at = created_at FROM wxrecon.orders WHERE out_trade_no = 'API-DUE'"),
+              "t");
 }
 
 TEST_F(OrderApi, RefusesBadFieldsWithTheirNames) {
