@@ -148,7 +148,9 @@ batch_sizes > "$work/batches0.txt"
 # The load signs first (minutes for a long run), so PostgreSQL's ticks are taken when it starts sending.
 load 1 "$notifications" --seconds "$seconds" --report-every "$report_every" --api-register "$api_orders" \
   --api-port "$api" --api-token-file "$work/keys/api.token" | while IFS= read -r line; do
-  case "$line" in pre-signed*|registered*API*) pg_ticks > "$work/p0"; "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null ;; esac
+  case "$line" in pre-signed*|registered*API*)
+    pg_ticks > "$work/p0"; "${psql[@]}" -c "SELECT pg_stat_statements_reset()" -c "SELECT pg_stat_reset()" >/dev/null ;;
+  esac
   echo "$line"
 done | tee "$work/load.txt"
 p1=$(pg_ticks); p0=$(cat "$work/p0")
@@ -167,6 +169,9 @@ echo "statements, execution time per notification (pg_stat_statements):"
 "${psql[@]}" -At -F ' | ' -c "SELECT round((total_exec_time * 1000 / $sent_now)::numeric, 1) || ' us', calls,
                                      left(regexp_replace(query, '\s+', ' ', 'g'), 90)
                               FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" | sed 's/^/  /'
+# An order update that changes no indexed column and finds room on its page is HOT: no index entries.
+"${psql[@]}" -At -c "SELECT 'orders: ' || n_tup_upd || ' row updates, ' || round(100.0 * n_tup_hot_upd / greatest(n_tup_upd, 1), 1)
+                            || ' % HOT' FROM pg_stat_user_tables WHERE relid = 'wxrecon.orders'::regclass" | sed 's/^/  /'
 rate=$(awk '/^notifications:/ {sub("/s,", "", $7); print $7}' "$work/load.txt")
 sent=$(awk '/^notifications:/ {print $2}' "$work/load.txt")
 echo "PostgreSQL CPU per notification: $(awk -v t=$((p1 - p0)) -v n="$sent" -v hz="$(getconf CLK_TCK)" \
