@@ -13,10 +13,10 @@ registration_result register_order(pqxx::connection_base& conn, const order_regi
         "payer_openid,"
         " expire_at, origin, next_poll_at) VALUES ($1, $2, $3, $4, $5, $6, $7, wxrecon.from_micros($8), "
         "'api',"
-        " wxrecon.from_micros($9))"
+        " now() + $9::bigint * interval '1 microsecond')"
         " ON CONFLICT (mchid, out_trade_no) DO NOTHING RETURNING 1",
         r.mchid, r.out_trade_no, r.amount_total, r.appid, r.currency, r.description, r.payer_openid,
-        r.expire_at, r.first_poll_at);
+        r.expire_at, r.first_poll_after);
     if (inserted.empty()) {
         const auto row = tx.exec_params1(
             "SELECT amount_total, appid, currency, origin FROM wxrecon.orders"

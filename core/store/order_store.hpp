@@ -24,7 +24,8 @@ struct order_registration {
     std::optional<std::string> description;
     std::optional<std::string> payer_openid;
     domain::micros expire_at = 0;
-    std::optional<domain::micros> first_poll_at;  // the poller's first look; nullopt: at once
+    // The poller's first look, this long after created_at (the database's now()); nullopt: at once.
+    std::optional<domain::micros> first_poll_after;
 };
 
 enum class registration_outcome {

@@ -39,6 +39,8 @@ public:
         put32(static_cast<std::uint32_t>(u));
     }
     void add(std::optional<std::int64_t> v) { v ? add(*v) : add_null(); }
+    template <class T>
+    void add(const std::optional<T>&) = delete;  // e.g. optional<bool> would convert to optional<int64_t>
     void add(bool v) {
         expect(element::boolean);
         put32(1);

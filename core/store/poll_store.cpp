@@ -118,8 +118,12 @@ std::vector<std::optional<std::string>> finish_polls(pqxx::connection_base& conn
             return refused;
         }
     }
-    // One outcome the database refuses must not cost its round mates theirs: each is written alone.
+    // One outcome the database refuses must not cost its round mates theirs: each is written alone. An
+    // update superseded by a later one of the same order is skipped, as the whole round skips it.
+    std::map<std::pair<std::string, std::string>, std::size_t> last;
+    for (std::size_t i = 0; i < updates.size(); ++i) last[{updates[i].mchid, updates[i].out_trade_no}] = i;
     for (std::size_t i = 0; i < updates.size(); ++i) {
+        if (last.at({updates[i].mchid, updates[i].out_trade_no}) != i) continue;
         try {
             write_poll_outcomes(conn, owner, {updates[i]});
         } catch (const pqxx::sql_error& e) {
@@ -152,7 +156,9 @@ poll_gauges read_poll_gauges(pqxx::connection_base& conn, bool with_orders_by_st
 void prepare_poll_connection(pqxx::connection_base& conn) {
     // Claims, leases and schedules are bookkeeping, not payment facts (those go through the ledger, which
     // commits them synchronously): lost in a crash, an order is only claimed or polled again.
-    pqxx::nontransaction(conn).exec("SET synchronous_commit = off");
+    // A row lock held elsewhere (an operator's transaction) must not hold up a round of outcomes, and every
+    // poll behind it, for longer than this: the round fails and is written one by one, each waiting alone.
+    pqxx::nontransaction(conn).exec("SET synchronous_commit = off; SET lock_timeout = '5s'");
     conn.prepare(
         "finish_polls",
         "WITH u AS ("

@@ -66,9 +66,10 @@ struct poll_update {
 // been failing to poll for stuck_after (since its last answer, or its creation), and resolves an open one
 // once neither holds. Done here because every stuck order is still visited by the poller (backoff or
 // close retries), so idle orders cost nothing.
-// Returns, for each update, why the database refused it (nullopt: written). When one is refused the others
-// are written one by one, so it costs only its own order its outcome (that order's lease runs out). Throws
-// only when nothing could be written (the database is unreachable).
+// Returns, for each update, why the database refused it (nullopt: written, or superseded by a later update
+// of its order). When one is refused the others are written one by one, so it costs only its own order its
+// outcome (that order's lease runs out); a row lock held elsewhere fails a round after lock_timeout (5 s).
+// Throws when the database cannot be reached (outcomes not written are retried when the leases run out).
 boost::asio::awaitable<std::vector<std::optional<std::string>>> finish_polls(
     db_pool& pool, std::string owner, std::vector<poll_update> updates);
 

@@ -271,7 +271,10 @@ std::variant<reply, order_api::registration_request> order_api::read_registratio
             clock_.micros() +
             std::chrono::duration_cast<std::chrono::microseconds>(cfg_.poller.default_expiry).count();
     }
-    r.first_poll_at = closer_.first_due(*merchant, clock_.micros(), r.expire_at);
+    // An offset from the row's created_at (the database's clock), so the poller's own reckoning from
+    // created_at finds the order due when it is first claimed.
+    const domain::micros now = clock_.micros();
+    r.first_poll_after = closer_.first_due(*merchant, now, r.expire_at) - now;
     return registration_request{std::move(r), merchant, prepay};
 }
 

@@ -142,22 +142,30 @@ TEST_F(PollStore, ARoundWaitsForARowAnotherTransactionHolds) {
     runner.join();
     done.get();
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.orders WHERE last_poll_error = 'x'"), "2");
+    // A lock held for longer does not hold the round (and every poll waiting on it) for longer than this.
+    auto lock_timeout = [](pqxx::connection_base& c) {
+        return pqxx::nontransaction(c).exec1("SHOW lock_timeout")[0].as<std::string>();
+    };
+    EXPECT_EQ(run(pool_.run<std::string>(lock_timeout)), "5s");
 }
 
 // What the database refuses (here an error text that is not UTF-8) fails the whole statement: the round's
 // outcomes are then written one by one, so only the refused one is lost (its lease runs out).
 TEST_F(PollStore, AnOutcomeTheDatabaseRefusesCostsOnlyItsOwnOrder) {
     ASSERT_EQ(run(store::claim_due_orders(pool_, "A", 60s, 10)).size(), 4U);
-    auto good = update("POLL-1"), bad = update("POLL-2"), also_good = update("POLL-LATE");
-    good.error = "fine";
+    auto superseded = update("POLL-1"), good = update("POLL-1"), bad = update("POLL-2"),
+         also_good = update("POLL-LATE");
+    superseded.error = "superseded";
+    good.error = "fine";  // the last of POLL-1's updates: it counts, written alone as in a round
     bad.error = std::string("broken \xff\xfe");
     also_good.answered = true;
-    const auto refused = finish({good, bad, also_good});
-    ASSERT_EQ(refused.size(), 3U);
+    const auto refused = finish({superseded, good, bad, also_good});
+    ASSERT_EQ(refused.size(), 4U);
     EXPECT_FALSE(refused[0]);
-    ASSERT_TRUE(refused[1]);
-    EXPECT_NE(refused[1]->find("UTF8"), std::string::npos) << *refused[1];
-    EXPECT_FALSE(refused[2]);
+    EXPECT_FALSE(refused[1]);
+    ASSERT_TRUE(refused[2]);
+    EXPECT_NE(refused[2]->find("UTF8"), std::string::npos) << *refused[2];
+    EXPECT_FALSE(refused[3]);
     EXPECT_EQ(db_.scalar("SELECT string_agg(out_trade_no || ':' || coalesce(last_poll_error, '-') || ':' ||"
                          " coalesce(poll_lease_owner, '-'), ' ' ORDER BY out_trade_no) FROM wxrecon.orders"
                          " WHERE out_trade_no IN ('POLL-1', 'POLL-2', 'POLL-LATE')"),
