@@ -35,6 +35,7 @@
 #include "workflow/bill_schedule.hpp"
 #include "workflow/certificate_refresher.hpp"
 #include "workflow/escapes.hpp"
+#include "workflow/event_partition_keeper.hpp"
 #include "workflow/notify_intake.hpp"
 #include "workflow/order_api.hpp"
 #include "workflow/poller.hpp"
@@ -196,6 +197,7 @@ struct application::impl {
     std::unique_ptr<workflow::poller> poller;
     std::unique_ptr<workflow::certificate_refresher> certificates;
     std::unique_ptr<workflow::alert_pusher> alerts;
+    std::unique_ptr<workflow::event_partition_keeper> partitions;
     std::unique_ptr<store::db_pool> bill_pool;
     std::unique_ptr<workflow::bill_schedule> bills;
     std::unique_ptr<workflow::refund_tracker> refunds;
@@ -307,6 +309,7 @@ struct application::impl {
         }
         co_await alerts->stop(left());
         if (bills) bills->stop();
+        partitions->stop();
         co_await certificates->stop(left());
         co_await admin_server->shutdown(std::chrono::milliseconds(100));
         io.stop();
@@ -373,6 +376,9 @@ void application::start() {
         s.io.get_executor(), s.cfg, s.keys, *s.wechat, s.stats, certificate_options);
     s.alert_pool = std::make_unique<store::db_pool>(s.cfg.database.url, 1, 64);
     s.alerts = std::make_unique<workflow::alert_pusher>(s.io.get_executor(), s.cfg, *s.alert_pool, s.stats);
+    // On the alert pusher's connection: a round is a few statements an hour.
+    s.partitions = std::make_unique<workflow::event_partition_keeper>(s.io.get_executor(), s.cfg.database,
+                                                                      *s.alert_pool, s.stats);
     if (s.cfg.bills) {
         // Its own connection: a bill's COPY takes seconds and must not hold up rejected-row writes.
         s.bill_pool =
@@ -464,6 +470,7 @@ void application::start() {
     }
     s.certificates->start();
     s.alerts->start();
+    s.partitions->start();
     if (s.bills) s.bills->start();
     spdlog::info("wxrecond: listening public={} admin={}", public_port(), admin_port());
 }

@@ -176,6 +176,8 @@ std::shared_ptr<metrics> metrics::make_standard() {
                 "Age of the oldest app event not yet delivered.");
     m->describe("wxrecon_app_event_delivery_seconds", "histogram",
                 "Time from sending an app event to its 2xx.");
+    m->describe("wxrecon_event_partition_months_ahead", "gauge",
+                "Months after the current one whose payment events have a partition made.");
     m->describe("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
     m->describe("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
     m->describe("process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");

@@ -328,10 +328,14 @@ void read_api(reader& r, const scope& s, api_config& out) {
 }
 
 void read_database(reader& r, const scope& s, database_config& out) {
-    r.reject_unknown(s, {"url", "pool_size", "auto_migrate"});
+    r.reject_unknown(s, {"url", "pool_size", "auto_migrate", "keep_months"});
     if (auto v = r.get_string(s, "url", need::required)) out.url = std::move(*v);
     r.get_integer(s, "pool_size", out.pool_size, 1, 256);
     r.get_bool(s, "auto_migrate", out.auto_migrate);
+    // At least 13: a refund may come up to a year after its payment, and it reads the payment's events.
+    int keep_months = 0;
+    r.get_integer(s, "keep_months", keep_months, 13, 1200);
+    if (keep_months > 0) out.keep_months = keep_months;
 }
 
 void read_delays(reader& r, const scope& s, const char* key, std::vector<duration>& out) {

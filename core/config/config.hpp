@@ -45,6 +45,9 @@ struct database_config {
     std::string url;
     std::uint32_t pool_size = 8;
     bool auto_migrate = true;
+    // Months of payment_events partitions kept attached; older ones are detached (kept as tables of
+    // their own). Unset: none is ever detached.
+    std::optional<int> keep_months;
 };
 
 struct poller_config {

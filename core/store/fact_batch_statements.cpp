@@ -39,27 +39,19 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
                  " set_config('statement_timeout', $1, true), set_config('enable_seqscan', 'off', true),"
                  " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)");
     // Which of the batch's identities are recorded already: notification ids, paid and unpaid payment
-    // facts, refund facts. Each branch matches its partial unique index.
-    conn.prepare(
-        "batch_known_identities",
-        "SELECT 'n', e.mchid, e.notify_id, NULL FROM wxrecon.payment_events e"
-        " JOIN unnest($1::text[], $2::text[]) AS k(mchid, notify_id)"
-        " ON e.mchid = k.mchid AND e.notify_id = k.notify_id AND e.notify_id IS NOT NULL"
-        " UNION ALL"
-        " SELECT 'p', e.mchid, e.transaction_id, e.trade_state FROM wxrecon.payment_events e"
-        " JOIN unnest($3::text[], $4::text[], $5::text[]) AS k(mchid, transaction_id, trade_state)"
-        " ON e.mchid = k.mchid AND e.transaction_id = k.transaction_id AND e.trade_state = k.trade_state"
-        " AND e.out_refund_no IS NULL AND e.transaction_id IS NOT NULL"
-        " UNION ALL"
-        " SELECT 'u', e.mchid, e.out_trade_no, e.trade_state FROM wxrecon.payment_events e"
-        " JOIN unnest($6::text[], $7::text[], $8::text[]) AS k(mchid, out_trade_no, trade_state)"
-        " ON e.mchid = k.mchid AND e.out_trade_no = k.out_trade_no AND e.trade_state = k.trade_state"
-        " AND e.transaction_id IS NULL AND e.out_refund_no IS NULL"
-        " UNION ALL"
-        " SELECT 'r', e.mchid, e.out_refund_no, e.refund_status FROM wxrecon.payment_events e"
-        " JOIN unnest($9::text[], $10::text[], $11::text[]) AS k(mchid, out_refund_no, refund_status)"
-        " ON e.mchid = k.mchid AND e.out_refund_no = k.out_refund_no AND e.refund_status = k.refund_status"
-        " AND e.out_refund_no IS NOT NULL");
+    // facts, refund facts, each a primary-key lookup in fact_identities (migration 0025), whichever
+    // partition of payment_events holds the event and whether or not it is still attached.
+    const auto known = [](const char* kind, const char* subject_and_state) {
+        return std::string("SELECT '") + kind + "', i.mchid, i.subject, nullif(i.state, '')" +
+               " FROM wxrecon.fact_identities i JOIN unnest(" + subject_and_state +
+               ") AS k(mchid, subject, state) ON i.mchid = k.mchid AND i.subject = k.subject" +
+               " AND i.state = k.state AND i.kind = '" + kind + "'";
+    };
+    conn.prepare("batch_known_identities",
+                 known("n", "$1::text[], $2::text[], array_fill(''::text, ARRAY[cardinality($1::text[])])") +
+                     " UNION ALL " + known("p", "$3::text[], $4::text[], $5::text[]") + " UNION ALL " +
+                     known("u", "$6::text[], $7::text[], $8::text[]") + " UNION ALL " +
+                     known("r", "$9::text[], $10::text[], $11::text[]"));
     conn.prepare("batch_create_orders",
                  "INSERT INTO wxrecon.orders (mchid, out_trade_no, appid, amount_total, currency, origin, "
                  "state_source)"

@@ -11,7 +11,7 @@
 namespace wxrecon::testing {
 namespace {
 
-const std::string token = "test-token-0123456789abcdef";
+const std::string listing_token = "test-token-0123456789abcdef";
 
 struct page {
     int status = 0;
@@ -24,7 +24,7 @@ class OrderList : public ::testing::Test {
 protected:
     void SetUp() override {
         merchant_ = make_merchant_fixture();
-        std::ofstream(merchant_->dir / "api.token", std::ios::binary) << token << "\n";
+        std::ofstream(merchant_->dir / "api.token", std::ios::binary) << listing_token << "\n";
         auto cfg = make_config(*merchant_, db_.url());
         cfg.api = config::api_config{merchant_->dir / "api.token", std::nullopt};
         daemon_ = std::make_unique<running_daemon>(std::move(cfg));
@@ -32,7 +32,7 @@ protected:
 
     page list(const std::string& query) {
         const auto r = http_request(daemon_->app().api_port(), "GET", "/api/v1/orders" + query,
-                                    {{"Authorization", "Bearer " + token}});
+                                    {{"Authorization", "Bearer " + listing_token}});
         page p{r.status, {}, {}, r.body};
         if (r.status != 200) return p;
         simdjson::dom::parser parser;
@@ -125,7 +125,7 @@ TEST_F(OrderList, BadParametersAreNamed) {
     }
     EXPECT_EQ(http_request(daemon_->app().api_port(), "GET", "/api/v1/orders").status, 401);
     EXPECT_EQ(http_request(daemon_->app().api_port(), "DELETE", "/api/v1/orders",
-                           {{"Authorization", "Bearer " + token}})
+                           {{"Authorization", "Bearer " + listing_token}})
                   .status,
               405);
 }

@@ -582,6 +582,10 @@ TEST(ConfigRangeTest, BoundsAreEnforced) {
         {"database", "pool_size = 256", true},
         {"database", "pool_size = 0", false},
         {"database", "pool_size = 257", false},
+        {"database", "keep_months = 13", true},
+        {"database", "keep_months = 1200", true},
+        {"database", "keep_months = 12", false},
+        {"database", "keep_months = 0", false},
         {"poller", "concurrency = 1", true},
         {"poller", "concurrency = 0", false},
         {"poller", "concurrency = 4294967296", false},
@@ -627,6 +631,13 @@ TEST(ConfigRangeTest, BoundsAreEnforced) {
             EXPECT_TRUE(fails_at(cfg, key));
         }
     }
+}
+
+TEST(ConfigDatabaseTest, KeepMonthsIsUnsetUnlessGiven) {
+    EXPECT_FALSE(parse_with([](toml_doc&) {})->database.keep_months.has_value());
+    const auto cfg = parse_with([](toml_doc& d) { *d.database += "keep_months = 25\n"; });
+    ASSERT_TRUE(parses(cfg));
+    EXPECT_EQ(cfg->database.keep_months, 25);
 }
 
 TEST(ConfigRangeTest, IntegerRangeMessageGivesBoundsAndValue) {
