@@ -63,10 +63,20 @@ CREATE FUNCTION wxrecon.beijing_month_start(timestamptz, months integer DEFAULT 
 -- its end when some arrived this month: attaching a table scans it once but rewrites nothing, where copying
 -- a year of evidence into monthly partitions would rewrite it all during the upgrade. It is detached whole
 -- once its last month is past keep_months. A new installation starts with this month's partition.
--- The finance view binds to the table itself, so it is made again on the partitioned table.
+-- Views and SQL-standard function bodies bind to the table itself, not its name (daily_summary,
+-- order_json): each is made again from its own definition on the partitioned table.
 DO $$
 DECLARE
-    v_summary text := pg_get_viewdef('wxrecon.daily_summary'::regclass);
+    v_views     text[] := ARRAY(SELECT DISTINCT format('CREATE OR REPLACE VIEW %s AS %s', r.ev_class::regclass,
+                                                       pg_get_viewdef(r.ev_class))
+                                  FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+                                 WHERE d.classid = 'pg_rewrite'::regclass
+                                   AND d.refobjid = 'wxrecon.payment_events'::regclass
+                                   AND r.ev_class <> 'wxrecon.payment_events'::regclass);
+    v_functions text[] := ARRAY(SELECT DISTINCT pg_get_functiondef(d.objid) FROM pg_depend d
+                                 WHERE d.classid = 'pg_proc'::regclass
+                                   AND d.refobjid = 'wxrecon.payment_events'::regclass);
+    v_def       text;
     v_newest  timestamptz := (SELECT max(received_at) FROM wxrecon.payment_events);
     v_until   timestamptz := CASE WHEN v_newest >= wxrecon.beijing_month_start(now())
                                   THEN wxrecon.beijing_month_start(v_newest, 1)
@@ -133,7 +143,9 @@ BEGIN
         BEFORE TRUNCATE ON wxrecon.payment_events_later
         FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.refuse_event_change();
 
-    EXECUTE 'CREATE OR REPLACE VIEW wxrecon.daily_summary AS ' || v_summary;
+    FOREACH v_def IN ARRAY v_views || v_functions LOOP
+        EXECUTE v_def;
+    END LOOP;
 
     -- Finance and operators read the events as they did (default privileges cover tables made later).
     IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'wxrecon_finance')

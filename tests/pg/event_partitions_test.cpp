@@ -111,6 +111,17 @@ TEST_F(EventPartitions, AnUpgradeKeepsEveryEventAndItsIdentity) {
                         " ON i.event_id = e.id AND i.subject = 'N4' WHERE e.id > 4"),
               1);
     EXPECT_NO_THROW(db_.scalar("SELECT count(*) FROM wxrecon.daily_summary"));
+    // Nothing is left bound to the table as it was (a view or a SQL-standard function body would read
+    // only the months before): order_json shows an event of a later month.
+    EXPECT_EQ(db_.count("SELECT count(*) FROM pg_depend WHERE refobjid ="
+                        " 'wxrecon.payment_events_before_partitioning'::regclass"
+                        " AND classid IN ('pg_proc'::regclass, 'pg_rewrite'::regclass)"),
+              0);
+    db_.exec("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ('M', 'ORDER-O5', 100)");
+    db_.exec(
+        "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, notify_id, payload,"
+        " received_at) VALUES ('M', 'ORDER-O5', 'notify_v3', 'X', 'N5', '{}', now() + interval '40 days')");
+    EXPECT_EQ(db_.scalar("SELECT jsonb_array_length(wxrecon.order_json('M', 'ORDER-O5')->'events')"), "1");
     EXPECT_THROW(db_.exec("DELETE FROM wxrecon.payment_events_before_partitioning"), pqxx::sql_error);
     EXPECT_THROW(db_.exec("TRUNCATE wxrecon.payment_events_before_partitioning"), pqxx::sql_error);
 }
