@@ -98,7 +98,7 @@ echo "loading $orders orders"
 cpu_snapshot() {
   local f line rest
   for f in /proc/[0-9]*/stat; do
-    read -r line <"$f" 2>/dev/null || continue
+    { read -r line <"$f"; } 2>/dev/null || continue  # a process gone since the glob
     rest=${line##*) }
     # shellcheck disable=SC2086
     set -- $rest

@@ -22,7 +22,8 @@ using connection_setup = std::function<void(pqxx::connection_base&)>;
 connection_setup with_app_events(connection_setup prepare, bool on);
 // The pusher's own connections. Its writes (leases, deliveries) commit without waiting for the WAL flush:
 // one lost in a crash only means an event is sent again (at least once, as promised), and waiting would
-// put its flushes in the queue of the fact batches' commits.
+// put its flushes in the queue of the fact batches' commits. Prepares the statements of the operations
+// below, which run only on such connections.
 void prepare_app_event_connection(pqxx::connection_base& conn);
 
 struct app_event {

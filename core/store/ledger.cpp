@@ -92,9 +92,7 @@ boost::asio::awaitable<apply_result> ledger::apply(const domain::fact& f, deadli
             pool_.post([this](pqxx::connection_base& conn) { drain(conn); },
                        [this](std::exception_ptr error) { fail_queued(error); });
     };
-    apply_result result = co_await await_delivery<apply_result>(std::move(start), until);
-    if (result.outcome == domain::outcome::applied && applied_listener_) applied_listener_();
-    co_return result;
+    co_return co_await await_delivery<apply_result>(std::move(start), until);
 }
 
 void ledger::fail_queued(std::exception_ptr error) {
@@ -146,8 +144,12 @@ void ledger::run_batch(pqxx::connection_base& conn, std::vector<item> items) {
         try {
             auto results = apply_batch(conn, facts, until);
             if (batch_listener_) batch_listener_(items.size());
+            const bool changed = std::any_of(results.begin(), results.end(), [](const apply_result& r) {
+                return r.outcome == domain::outcome::applied;
+            });
             for (std::size_t i = 0; i < items.size(); ++i)
                 items[i].done->deliver(nullptr, std::move(results[i]));
+            if (changed && applied_listener_) applied_listener_();
             return;
         } catch (const batch_conflict&) {
             failure = std::current_exception();  // lost a race: the retry sees the winner's rows

@@ -67,8 +67,9 @@ public:
     ~ledger();
     // f is copied before the first suspension; the caller's object may go away afterwards.
     boost::asio::awaitable<apply_result> apply(const domain::fact& f, deadline until);
-    // Called on the caller's executor after each fact that changed something is committed, so that
-    // whatever reads what facts leave behind (the app-event outbox) can look at once.
+    // Called on the pool worker once per committed batch in which a fact changed something, so that
+    // whatever reads what facts leave behind (the app-event outbox) can look at once: one wake-up for
+    // the batch rather than a cross-thread post per fact.
     void on_applied(std::function<void()> listener) { applied_listener_ = std::move(listener); }
     // Called on the pool worker after each committed batch with its number of facts (for the metric).
     void on_batch(std::function<void(std::size_t)> listener) { batch_listener_ = std::move(listener); }

@@ -21,6 +21,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include "sim_env.hpp"
+#include "store/app_event_store.hpp"
 #include "store/db_pool.hpp"
 #include "store/migrations.hpp"
 #include "workflow/app_event_pusher.hpp"
@@ -357,11 +358,11 @@ TEST(AppEventTriggers, AnOrderIsAnnouncedRefundedOnceWhateverSharesItsTransactio
 }
 
 // The pusher looks for events when told something was committed (the daemon's ledger tells it after each
-// applied fact), not only at its tick: with a tick of an hour an event waits until the wake-up, then
-// leaves at once.
+// batch that changed something), not only at its tick: with a tick of an hour an event waits until the
+// wake-up, then leaves at once.
 TEST_F(AppEvents, AWakeUpSendsWhatWasCommittedWithoutWaitingForTheTick) {
     sim_control(sim_->port(), "/sim/app-events-config", R"({"secret":")" + secret + R"(","status":200})");
-    store::db_pool pool(db_.url(), 1, 64);
+    store::db_pool pool(db_.url(), 1, 64, store::prepare_app_event_connection);
     boost::asio::io_context io;
     config::app_events_config cfg;
     cfg.url = "http://127.0.0.1:" + std::to_string(sim_->port()) + "/sim/app-events";

@@ -290,7 +290,13 @@ TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
     store::db_pool pool(db_.url(), 1, 64, store::prepare_ledger_connection);
     store::ledger ledger(pool);
     std::atomic<std::size_t> committed_facts{0};  // as the batch-size metric counts them
-    ledger.on_batch([&](std::size_t n) { committed_facts += n; });
+    std::atomic<int> committed_batches{0};
+    std::atomic<int> wake_ups{0};  // the app-event pusher's: once per batch that changed something
+    ledger.on_batch([&](std::size_t n) {
+        committed_facts += n;
+        ++committed_batches;
+    });
+    ledger.on_applied([&] { ++wake_ups; });
     boost::asio::io_context io;
     std::vector<fact> facts;
     for (int i = 0; i < 40; ++i) {
@@ -320,9 +326,18 @@ TEST_F(BatchTest, LedgerIsolatesAPoisonedFactFromItsBatchMates) {
     }
     EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "39 | ");
     EXPECT_EQ(committed_facts.load(), 39U);
+    EXPECT_EQ(wake_ups.load(), committed_batches.load());
+    EXPECT_LT(wake_ups.load(), 39);
     EXPECT_EQ(
         rows("SELECT count(*) FROM wxrecon.orders WHERE out_trade_no = 'PBATCH17' AND state = 'NOTPAY'"),
         "1 | ");
+    // A batch of duplicates commits and changes nothing: no wake-up.
+    const int before = wake_ups.load();
+    boost::asio::io_context again;
+    auto dup = boost::asio::co_spawn(again, ledger.apply(facts[0], until), boost::asio::use_future);
+    again.run();
+    EXPECT_TRUE(dup.get().duplicate);
+    EXPECT_EQ(wake_ups.load(), before);
     pool.stop();
 }
 
