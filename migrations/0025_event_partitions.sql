@@ -8,6 +8,10 @@
 -- detached, because there is only one table to be unique in. A statement trigger on payment_events
 -- writes the identities of the rows it inserts, whoever inserts them, in the inserting statement: two
 -- transactions recording one fact collide on the key exactly as they collided on the partial indexes.
+-- No event may be written between the copy of the identities below and the swap of the table (another
+-- instance still running the previous build during a rolling upgrade): it would have no identity.
+LOCK TABLE wxrecon.payment_events IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE wxrecon.fact_identities (
     mchid    text   NOT NULL,
     kind     "char" NOT NULL CHECK (kind IN ('n', 'p', 'u', 'r')),  -- notify id, paid, unpaid, refund
@@ -16,6 +20,26 @@ CREATE TABLE wxrecon.fact_identities (
     event_id bigint NOT NULL,  -- the event that first recorded it
     PRIMARY KEY (mchid, subject, state, kind)
 );
+
+-- Rows go in through wxrecon.payment_events, whose statement trigger records their identities. A
+-- statement trigger fires only for the table an INSERT names, so on a partition (attached or detached)
+-- this refuses exactly the inserts that would bypass it.
+CREATE FUNCTION wxrecon.refuse_partition_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'events are inserted into wxrecon.payment_events, not into its partition % (their identities are recorded there)',
+        TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+
+-- The triggers a partition needs of its own: statement triggers are not inherited from the table.
+CREATE FUNCTION wxrecon.guard_event_partition(p_name text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER payment_events_no_truncate BEFORE TRUNCATE ON wxrecon.%I'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.refuse_event_change()', p_name);
+    EXECUTE format('CREATE TRIGGER payment_events_inserted_through_table BEFORE INSERT ON wxrecon.%I'
+                   ' FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.refuse_partition_insert()', p_name);
+END;
+$$;
 
 -- The identities of a set of events, as the partial indexes had them (a NULL state identified nothing).
 CREATE FUNCTION wxrecon.record_fact_identities() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -60,9 +84,10 @@ CREATE FUNCTION wxrecon.beijing_month_start(timestamptz, months integer DEFAULT 
                                      + make_interval(months => $2))::date);
 
 -- The rows already recorded become one partition, from the beginning to the start of this month, or to
--- its end when some arrived this month: attaching a table scans it once but rewrites nothing, where copying
--- a year of evidence into monthly partitions would rewrite it all during the upgrade. It is detached whole
--- once its last month is past keep_months. A new installation starts with this month's partition.
+-- its end when some arrived this month: attaching the table reads it once (to check the range) and builds
+-- its (id, received_at) key, where copying a year of evidence into monthly partitions would rewrite it
+-- all during the upgrade (minutes for millions of events, while wxrecond waits to start). It is detached
+-- whole once its last month is past keep_months. A new installation starts with this month's partition.
 -- Views and SQL-standard function bodies bind to the table itself, not its name (daily_summary,
 -- order_json): each is made again from its own definition on the partitioned table.
 DO $$
@@ -77,11 +102,16 @@ DECLARE
                                  WHERE d.classid = 'pg_proc'::regclass
                                    AND d.refobjid = 'wxrecon.payment_events'::regclass);
     v_def       text;
+    v_role      text;
     v_newest  timestamptz := (SELECT max(received_at) FROM wxrecon.payment_events);
     v_until   timestamptz := CASE WHEN v_newest >= wxrecon.beijing_month_start(now())
                                   THEN wxrecon.beijing_month_start(v_newest, 1)
                                   ELSE wxrecon.beijing_month_start(now()) END;
 BEGIN
+    IF v_until > wxrecon.beijing_month_start(now(), 1) THEN
+        RAISE WARNING 'events received as late as % (a clock ahead when they were written) keep every event up to then in wxrecon.payment_events_before_partitioning; monthly partitions start after it',
+            v_newest;
+    END IF;
     ALTER TABLE wxrecon.payment_events RENAME TO payment_events_before_partitioning;
     DROP INDEX wxrecon.payment_events_notify_id, wxrecon.payment_events_payment_fact,
                wxrecon.payment_events_unpaid_fact, wxrecon.payment_events_refund_fact;
@@ -139,31 +169,33 @@ BEGIN
     -- Rows past the last partition (a clock far ahead, the maintenance task stopped for months) are
     -- kept rather than refused. It is never detached.
     CREATE TABLE wxrecon.payment_events_later PARTITION OF wxrecon.payment_events DEFAULT;
-    CREATE TRIGGER payment_events_no_truncate
-        BEFORE TRUNCATE ON wxrecon.payment_events_later
-        FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.refuse_event_change();
+    PERFORM wxrecon.guard_event_partition('payment_events_later');
+    CREATE TRIGGER payment_events_inserted_through_table
+        BEFORE INSERT ON wxrecon.payment_events_before_partitioning
+        FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.refuse_partition_insert();
 
     FOREACH v_def IN ARRAY v_views || v_functions LOOP
         EXECUTE v_def;
     END LOOP;
 
     -- Finance and operators read the events as they did (default privileges cover tables made later).
-    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'wxrecon_finance')
-       AND has_table_privilege('wxrecon_finance', 'wxrecon.payment_events_before_partitioning', 'SELECT') THEN
-        GRANT SELECT ON wxrecon.payment_events, wxrecon.fact_identities, wxrecon.event_partitions TO wxrecon_finance;
-    END IF;
-    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'wxrecon_operator')
-       AND has_table_privilege('wxrecon_operator', 'wxrecon.payment_events_before_partitioning', 'SELECT') THEN
-        GRANT SELECT ON wxrecon.payment_events, wxrecon.fact_identities, wxrecon.event_partitions TO wxrecon_operator;
-    END IF;
+    FOREACH v_role IN ARRAY ARRAY['wxrecon_finance', 'wxrecon_operator'] LOOP
+        IF EXISTS (SELECT FROM pg_roles WHERE rolname = v_role)
+           AND has_table_privilege(v_role, 'wxrecon.payment_events_before_partitioning', 'SELECT') THEN
+            EXECUTE format('GRANT SELECT ON wxrecon.payment_events, wxrecon.fact_identities,'
+                           ' wxrecon.event_partitions TO %I', v_role);
+        END IF;
+    END LOOP;
 END;
 $$;
 
 -- The monthly partitions from the end of the last one through the month p_months_ahead after p_now's;
--- returns the names made. wxrecond calls it at start and every hour. A statement trigger is not
--- inherited, so each partition gets its own refusal of TRUNCATE. A month whose rows already went to the
--- default partition (PostgreSQL would refuse the new partition) is left there, with a warning, and the
--- months after it are made: the events stay where they are, which is what matters.
+-- returns the names made. wxrecond calls it at start and every hour, from every instance (an advisory
+-- lock makes them take turns). Each month is made as a table of its own, then attached: ATTACH takes
+-- the table's SHARE UPDATE EXCLUSIVE lock, which inserts do not wait for, where CREATE TABLE ... PARTITION
+-- OF would take its ACCESS EXCLUSIVE lock and, waiting behind a long reader, make every insert queue
+-- behind it. A month whose rows already went to the default partition (PostgreSQL would refuse to attach
+-- it) is left there, with a warning, and the months after it are made.
 CREATE FUNCTION wxrecon.create_event_partitions(p_months_ahead integer, p_now timestamptz DEFAULT now())
     RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE
@@ -171,7 +203,10 @@ DECLARE
     v_start timestamptz;
     v_end   timestamptz;
     v_name  text;
+    v_from  text;
+    v_to    text;
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('wxrecon.event_partitions'));
     SELECT max(ends_at) INTO v_start FROM wxrecon.event_partitions;
     WHILE v_start < v_until LOOP
         v_end := wxrecon.beijing_month_start(v_start, 1);
@@ -181,11 +216,18 @@ BEGIN
             v_start := v_end;
             CONTINUE;
         END IF;
-        EXECUTE format('CREATE TABLE wxrecon.%I PARTITION OF wxrecon.payment_events FOR VALUES FROM (%L) TO (%L)',
-                       v_name, to_char(v_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'),
-                       to_char(v_end AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00'));
-        EXECUTE format('CREATE TRIGGER payment_events_no_truncate BEFORE TRUNCATE ON wxrecon.%I'
-                       ' FOR EACH STATEMENT EXECUTE FUNCTION wxrecon.refuse_event_change()', v_name);
+        -- Bounds written in UTC with an explicit offset: the session's DateStyle and TimeZone do not matter.
+        v_from := to_char(v_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00');
+        v_to := to_char(v_end AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS+00');
+        EXECUTE format('CREATE TABLE wxrecon.%I (LIKE wxrecon.payment_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)',
+                       v_name);
+        -- The range as a constraint lets ATTACH skip its check of the rows (there are none).
+        EXECUTE format('ALTER TABLE wxrecon.%I ADD CONSTRAINT %I CHECK (received_at >= %L AND received_at < %L)',
+                       v_name, v_name || '_range', v_from, v_to);
+        PERFORM wxrecon.guard_event_partition(v_name);
+        EXECUTE format('ALTER TABLE wxrecon.payment_events ATTACH PARTITION wxrecon.%I FOR VALUES FROM (%L) TO (%L)',
+                       v_name, v_from, v_to);
+        EXECUTE format('ALTER TABLE wxrecon.%I DROP CONSTRAINT %I', v_name, v_name || '_range');
         INSERT INTO wxrecon.event_partitions (name, starts_at, ends_at) VALUES (v_name, v_start, v_end);
         RETURN NEXT v_name;
         v_start := v_end;
@@ -203,6 +245,7 @@ DECLARE
     v_before timestamptz := wxrecon.beijing_month_start(p_now, -p_keep_months);
     v_name   text;
 BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('wxrecon.event_partitions'));
     FOR v_name IN SELECT name FROM wxrecon.event_partitions
                    WHERE detached_at IS NULL AND ends_at <= v_before ORDER BY starts_at LOOP
         EXECUTE format('ALTER TABLE wxrecon.payment_events DETACH PARTITION wxrecon.%I', v_name);
@@ -218,3 +261,5 @@ END;
 $$;
 
 SELECT wxrecon.create_event_partitions(3);
+-- A partitioned table is never analysed by autovacuum (its partitions are): the views' plans need it.
+ANALYZE wxrecon.payment_events;

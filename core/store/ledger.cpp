@@ -147,9 +147,10 @@ void ledger::run_batch(pqxx::connection_base& conn, std::vector<item> items) {
             const bool changed = std::any_of(results.begin(), results.end(), [](const apply_result& r) {
                 return r.outcome == domain::outcome::applied;
             });
+            // Committed: the listener may look now, before the callers resume.
+            if (changed && applied_listener_) applied_listener_();
             for (std::size_t i = 0; i < items.size(); ++i)
                 items[i].done->deliver(nullptr, std::move(results[i]));
-            if (changed && applied_listener_) applied_listener_();
             return;
         } catch (const batch_conflict&) {
             failure = std::current_exception();  // lost a race: the retry sees the winner's rows

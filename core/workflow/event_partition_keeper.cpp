@@ -43,12 +43,19 @@ boost::asio::awaitable<bool> event_partition_keeper::maintain() {
         spdlog::warn("database: maintaining the event partitions failed (tried again in 5 minutes): {}",
                      log_quote(e.what()));
     }
+    try {
+        stats_->set("wxrecon_event_partition_months_ahead",
+                    co_await store::event_partition_months_ahead(pool_));
+    } catch (const std::exception&) {
+        // The database is out of reach: the gauge keeps its last value, and the database alerts fire.
+    }
     co_return false;
 }
 
 boost::asio::awaitable<void> event_partition_keeper::run() {
     while (!stopping_) {
         const bool done = co_await maintain();
+        if (stopping_) break;
         timer_.expires_after(done ? every_ : std::min<std::chrono::seconds>(every_, std::chrono::minutes(5)));
         boost::system::error_code ec;
         co_await timer_.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));

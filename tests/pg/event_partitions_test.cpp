@@ -111,6 +111,15 @@ TEST_F(EventPartitions, AnUpgradeKeepsEveryEventAndItsIdentity) {
                         " ON i.event_id = e.id AND i.subject = 'N4' WHERE e.id > 4"),
               1);
     EXPECT_NO_THROW(db_.scalar("SELECT count(*) FROM wxrecon.daily_summary"));
+    // Finance reads the events and their identities as it read the table before.
+    EXPECT_EQ(db_.scalar("SELECT has_table_privilege('wxrecon_finance', 'wxrecon.payment_events', 'SELECT')"
+                         " AND has_table_privilege('wxrecon_finance', 'wxrecon.fact_identities', 'SELECT')"
+                         " FROM pg_roles WHERE rolname = 'wxrecon_finance'"
+                         " AND has_table_privilege('wxrecon_finance',"
+                         " 'wxrecon.payment_events_before_partitioning', 'SELECT')"),
+              db_.scalar("SELECT 't' FROM pg_roles WHERE rolname = 'wxrecon_finance'"
+                         " AND has_table_privilege('wxrecon_finance',"
+                         " 'wxrecon.payment_events_before_partitioning', 'SELECT')"));
     // Nothing is left bound to the table as it was (a view or a SQL-standard function body would read
     // only the months before): order_json shows an event of a later month.
     EXPECT_EQ(db_.count("SELECT count(*) FROM pg_depend WHERE refobjid ="
@@ -153,6 +162,31 @@ TEST_F(EventPartitions, MonthsAreMadeAheadAndDetachedNotDroppedPastKeepMonths) {
                          " 'Asia/Shanghai', '\"y\"YYYY\"m\"MM'))::regclass FROM wxrecon.payment_events"
                          " WHERE notify_id = 'N-NOW'"),
               "t");
+    // Rows go in through the table, which records their identities; a partition named directly refuses
+    // them, the default one included, and refuses DELETE and TRUNCATE like the others.
+    const struct {
+        std::string partition;
+        std::string received_at;  // a row of it, inserted through the table
+    } partitions[] = {
+        {month, "(SELECT starts_at FROM wxrecon.event_partitions WHERE name = '" + month + "')"},
+        {"payment_events_later", "now() + interval '50 years'"}};
+    for (const auto& p : partitions) {
+        db_.exec(
+            "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, event_type, payload, "
+            "received_at)"
+            " VALUES ('M', 'O-THROUGH', 'close', 'CLOSE', '{}', " +
+            p.received_at + ")");
+        EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon." + p.partition), 1) << p.partition;
+        EXPECT_THROW(db_.exec("INSERT INTO wxrecon." + p.partition +
+                              " (mchid, out_trade_no, source, event_type, payload, received_at)"
+                              " VALUES ('M', 'O-BYPASS', 'close', 'CLOSE', '{}', " +
+                              p.received_at + ")"),
+                     pqxx::sql_error)
+            << p.partition;
+        EXPECT_THROW(db_.exec("DELETE FROM wxrecon." + p.partition), pqxx::sql_error) << p.partition;
+        EXPECT_THROW(db_.exec("TRUNCATE wxrecon." + p.partition), pqxx::sql_error) << p.partition;
+        EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon." + p.partition), 1) << p.partition;
+    }
     ASSERT_EQ(apply(conn, paid("PART-1", "N-PART-1")).outcome, outcome::applied);
     ASSERT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE out_trade_no = 'PART-1'"), 1);
 
@@ -166,6 +200,16 @@ TEST_F(EventPartitions, MonthsAreMadeAheadAndDetachedNotDroppedPastKeepMonths) {
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events WHERE out_trade_no = 'PART-1'"), 0);
     EXPECT_EQ(db_.count("SELECT count(*) FROM wxrecon.payment_events_before_partitioning"), 1);
     EXPECT_THROW(db_.exec("DELETE FROM wxrecon.payment_events_before_partitioning"), pqxx::sql_error);
+    // A detached month refuses changes and new rows alike (they would have no identity).
+    const std::string detached_month = changes.detached.at(1);
+    EXPECT_THROW(db_.exec("DELETE FROM wxrecon." + detached_month), pqxx::sql_error);
+    EXPECT_THROW(db_.exec("TRUNCATE wxrecon." + detached_month), pqxx::sql_error);
+    EXPECT_THROW(db_.exec("INSERT INTO wxrecon." + detached_month +
+                          " (mchid, out_trade_no, source, event_type, notify_id, payload, received_at)"
+                          " SELECT 'M', 'PART-1', 'notify_v3', 'X', 'N-PART-1', '{}', starts_at"
+                          " FROM wxrecon.event_partitions WHERE name = '" +
+                          detached_month + "'"),
+                 pqxx::sql_error);
     for (const auto& name : changes.detached)
         EXPECT_EQ(
             db_.scalar("SELECT relispartition FROM pg_class WHERE oid = 'wxrecon." + name + "'::regclass"),
@@ -190,6 +234,23 @@ TEST_F(EventPartitions, MonthsAreMadeAheadAndDetachedNotDroppedPastKeepMonths) {
     const auto second = run(store::maintain_event_partitions(pool, 3, 13, later));
     EXPECT_TRUE(second.created.empty());
     EXPECT_TRUE(second.detached.empty());
+    pool.stop();
+}
+
+// Maintenance that keeps failing must show: the months-ahead figure is read on its own, so it falls as
+// the months pass (here: eight months on) while no partition can be made.
+TEST_F(EventPartitions, WhileMaintenanceFailsTheMonthsAheadStillTellTheTruth) {
+    pqxx::connection conn(db_.url());
+    store::migrate(conn);
+    store::db_pool pool(db_.url(), 1, 16);
+    const std::int64_t later =
+        std::stoll(db_.scalar("SELECT extract(epoch FROM now())::bigint")) + 240 * 86400;
+    pqxx::connection other(db_.url());
+    pqxx::nontransaction(other).exec("SELECT pg_advisory_lock(hashtext('wxrecon.event_partitions'))");
+    EXPECT_THROW(run(store::maintain_event_partitions(pool, 3, std::nullopt, later)), pqxx::sql_error);
+    EXPECT_EQ(run(store::event_partition_months_ahead(pool, later)), 0);
+    pqxx::nontransaction(other).exec("SELECT pg_advisory_unlock(hashtext('wxrecon.event_partitions'))");
+    EXPECT_EQ(run(store::maintain_event_partitions(pool, 3, std::nullopt, later)).months_ahead, 3);
     pool.stop();
 }
 
