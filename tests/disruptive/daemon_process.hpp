@@ -84,15 +84,13 @@ public:
                    const std::string& extra_toml = {})
         : port_(free_port()), admin_(free_port()) {
         make_config(m, database_url);  // writes wxrecond.toml next to the keys; pin its listeners
-        std::string toml;
         {
             std::ifstream in(m.dir / "wxrecond.toml");
-            toml.assign(std::istreambuf_iterator<char>(in), {});
+            toml_.assign(std::istreambuf_iterator<char>(in), {});
         }
-        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(port_));
-        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(admin_));
+        toml_ += extra_toml;
         config_ = (m.dir / "wxrecond.toml").string();
-        std::ofstream(config_) << toml << extra_toml;
+        write_config();
         stderr_path_ = (m.dir / "wxrecond.stderr").string();
     }
     ~daemon_process() {
@@ -104,8 +102,32 @@ public:
 
     // Starts the binary with `env` added to the environment and `args` before "serve"; its stderr goes to
     // stderr_path(). Returns once /readyz answers 200.
+    // A port found free may be taken by another test's connection before wxrecond binds it: then it is
+    // started again on other ports (port() says which).
     bool start(const std::map<std::string, std::string>& env = {},
                const std::vector<std::string>& args = {}) {
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            const auto logged_before = stderr_text().size();
+            if (start_once(env, args)) return true;
+            if (pid_ > 0 || stderr_text().find("Address already in use", logged_before) == std::string::npos)
+                return false;
+            port_ = free_port();
+            admin_ = free_port();
+            write_config();
+        }
+        return false;
+    }
+
+private:
+    void write_config() {
+        std::string toml = toml_;
+        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(port_));
+        toml.replace(toml.find("127.0.0.1:0"), 11, "127.0.0.1:" + std::to_string(admin_));
+        std::ofstream(config_, std::ios::trunc) << toml;
+    }
+
+    // One start: true once /readyz answers 200; false if it exits first (pid_ is then -1) or never does.
+    bool start_once(const std::map<std::string, std::string>& env, const std::vector<std::string>& args) {
         // Everything the child needs is prepared before fork: the parent has threads.
         std::vector<std::string> argv_text = {WXRECOND_PATH, "--config", config_};
         argv_text.insert(argv_text.end(), args.begin(), args.end());
@@ -135,10 +157,16 @@ public:
                 if (http_get(admin_, "/readyz").status == 200) return true;
             } catch (const std::exception&) {
             }
+            if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+                pid_ = -1;
+                return false;
+            }
             std::this_thread::sleep_for(50ms);
         }
         return false;
     }
+
+public:
     // Sends sig and returns the exit status (or 128 + signal).
     int stop(int sig) {
         ::kill(pid_, sig);
@@ -158,6 +186,7 @@ public:
 
 private:
     unsigned short port_, admin_;
+    std::string toml_;  // the configuration with its two listeners at 127.0.0.1:0
     std::string config_;
     std::string stderr_path_;
     pid_t pid_ = -1;

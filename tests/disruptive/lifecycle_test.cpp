@@ -119,6 +119,27 @@ std::set<std::string> stored_orders(const std::string& url) {
     return stored;
 }
 
+// The harness picks free ports before wxrecond binds them; another test's connection may take one in
+// between (a crash-campaign cycle once failed so). The daemon is then started on other ports.
+TEST(Lifecycle, APortTakenBeforeTheDaemonBindsItIsReplaced) {
+    scratch_database db;
+    auto m = make_merchant_fixture();
+    daemon_process d(*m, db.url());
+    const unsigned short taken = d.port();
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(taken);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(fd, 1), 0);
+    ASSERT_TRUE(d.start()) << d.stderr_text();
+    EXPECT_NE(d.port(), taken);
+    EXPECT_EQ(send(d.port(), payment_notification(*m, "ORDER-PORT", "4200000009")), 204);
+    ::close(fd);
+    EXPECT_EQ(d.stop(SIGTERM), 0);
+}
+
 TEST(Lifecycle, SigtermWithRequestsInFlightKeepsEveryAcknowledgedNotification) {
     scratch_database db;
     auto m = make_merchant_fixture();
