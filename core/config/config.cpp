@@ -591,12 +591,7 @@ result<std::string> read_secret_file(const path& file, std::string_view key_name
     auto data = read_whole_file(file, max_secret_bytes);
     if (!data) return make_error(errc::config_error, who + ": cannot read: " + data.err().message);
     std::string secret = std::move(*data);
-    // Editors add one final newline; more, or other whitespace, is kept: it may be key material.
-    if (secret.ends_with("\r\n")) {
-        secret.resize(secret.size() - 2);
-    } else if (secret.ends_with('\n')) {
-        secret.pop_back();
-    }
+    text::strip_final_newline(secret);
     if (secret.empty()) return make_error(errc::config_error, who + ": the file is empty");
     return secret;
 }

@@ -6,6 +6,7 @@
 #include <system_error>
 
 #include "base/time.hpp"
+#include "config/value_checks.hpp"
 
 namespace wxrecon::config {
 
@@ -53,17 +54,10 @@ public:
         return content;
     }
 
-    // Same rule as config::read_secret_file (kept local so every message has this file's format):
-    // exactly one trailing "\n" or "\r\n" is not part of the secret.
+    // Same rule as config::read_secret_file; read here so every message has this file's format.
     result<std::string> read_secret(std::string_view key, const path& file) const {
         auto content = read_file(key, file);
-        if (!content) return content;
-        std::string& secret = *content;
-        if (secret.ends_with("\r\n")) {
-            secret.resize(secret.size() - 2);
-        } else if (secret.ends_with('\n')) {
-            secret.pop_back();
-        }
+        if (content) text::strip_final_newline(*content);
         return content;
     }
 

@@ -40,6 +40,14 @@ bool iequals(std::string_view a, std::string_view b) {
            });
 }
 
+void strip_final_newline(std::string& secret) {
+    if (secret.ends_with("\r\n")) {
+        secret.resize(secret.size() - 2);
+    } else if (secret.ends_with('\n')) {
+        secret.pop_back();
+    }
+}
+
 std::string quote(std::string_view text) {
     static constexpr char hex_digits[] = "0123456789ABCDEF";
     std::string out = "\"";

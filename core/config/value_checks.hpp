@@ -26,6 +26,10 @@ std::size_t edit_distance(std::string_view a, std::string_view b);
 // Values are echoed in messages; escaping keeps a stray control byte from corrupting a log line.
 std::string quote(std::string_view text);
 
+// Editors add one final newline to a secret file; exactly one "\n" or "\r\n" is dropped. More, or
+// other whitespace, is kept: it may be key material.
+void strip_final_newline(std::string& secret);
+
 // What is wrong with a listen address ("host:port", IPv6 as "[::1]:8080"), or nullopt.
 std::optional<std::string> listen_problem(std::string_view text);
 
