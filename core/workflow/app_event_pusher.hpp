@@ -29,8 +29,8 @@ std::string app_event_signature(std::string_view secret, std::int64_t t, std::st
 
 struct app_event_pusher_options {
     std::chrono::milliseconds tick{200};  // how often due events are looked for when idle
-    // After a wake-up, how long to let more events arrive before claiming them together: one claim per
-    // event committed would cost the database more than the events themselves.
+    // After a wake-up or a finished delivery, how long to let more arrive before one round claims the new
+    // events and records the finished ones together (no wait while there is a backlog).
     std::chrono::milliseconds gather{10};
     std::chrono::milliseconds lease{60000};  // how long a claimed event keeps other instances away
     std::string owner;
@@ -71,8 +71,9 @@ private:
     std::vector<std::int64_t> delivered_;  // 2xx received, not yet recorded
     int in_flight_ = 0;
     bool stopping_ = false;
-    bool woken_ = false;      // a claim is due as soon as the gathering moment has passed
+    bool woken_ = false;      // a round is due once the gathering moment has passed
     bool gathering_ = false;  // waiting the gather moment: a wake-up must not cut it short
+    bool backlog_ = false;    // the last claim filled every free slot: more are due now
     bool running_ = false;
 };
 
