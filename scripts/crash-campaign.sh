@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The crash campaign at length: wxrecond SIGKILLed at a random moment in each of
-# N cycles (default 100), PostgreSQL crashed in every tenth, then every
+# N cycles (default 100), PostgreSQL crashed in every fifth, then every
 # acknowledged notification, order, lease and outbox row checked. Uses its own
 # throwaway PostgreSQL cluster. Prints the campaign's figures at the end.
 #   scripts/crash-campaign.sh [CYCLES] [SEED]

@@ -93,7 +93,7 @@ asio::awaitable<void> http_server::accept_loop() {
         auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
         if (ec) {
             if (stopping_ || ec == asio::error::operation_aborted) break;
-            spdlog::warn("http: accept failed listener={} error=\"{}\"", name_, ec.message());
+            spdlog::warn("http: accept failed listener={} error={}", name_, log_quote(ec.message()));
             continue;
         }
         boost::system::error_code ec_remote;
@@ -205,8 +205,10 @@ asio::awaitable<void> http_server::run_session(tcp::socket socket, std::string r
             stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
             stream.socket().close(ignored);
         }
-    } catch (const std::exception& e) {
-        spdlog::error("http: session failed listener={} remote={} error=\"{}\"", name_, remote, e.what());
+    } catch (...) {
+        // A fault of ours (the handlers answer every failure they know): logged and counted by the observer.
+        spdlog::warn("http: session failed listener={} remote={}", name_, remote);
+        escape_reporter()(std::current_exception());
     }
     sessions_.erase(self);
     if (--connections_by_address_[remote] == 0) connections_by_address_.erase(remote);

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <pqxx/pqxx>
 
+#include "base/encoding.hpp"
 #include "base/json_writer.hpp"
 #include "store/db_pool.hpp"
 
@@ -62,7 +63,7 @@ void rejected_log::record(rejected_entry e) {
             try {
                 std::rethrow_exception(ep);
             } catch (const std::exception& ex) {
-                spdlog::debug("rejected_log: not written reason={} error=\"{}\"", reason, ex.what());
+                spdlog::debug("rejected_log: not written reason={} error={}", reason, log_quote(ex.what()));
             }
         });
 }

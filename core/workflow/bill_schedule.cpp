@@ -14,6 +14,7 @@
 #include "base/encoding.hpp"
 #include "base/time.hpp"
 #include "store/bill_store.hpp"
+#include "workflow/escapes.hpp"
 
 namespace wxrecon::workflow {
 namespace {
@@ -41,18 +42,12 @@ bill_schedule::bill_schedule(boost::asio::any_io_executor ex, const config::conf
       keys_(keys),
       pool_(pool),
       clock_(clock),
+      metrics_(stats),
       fetcher_(ex, pool, ledger, std::move(stats), clock, policy_of(cfg)),
       timer_(ex) {}
 
 void bill_schedule::start() {
-    boost::asio::co_spawn(timer_.get_executor(), run(), [](std::exception_ptr e) {
-        if (!e) return;
-        try {
-            std::rethrow_exception(e);
-        } catch (const std::exception& ex) {
-            spdlog::error("bills: the daily fetch stopped: {}", log_quote(ex.what()));
-        }
-    });
+    boost::asio::co_spawn(timer_.get_executor(), run(), report_escapes(metrics_, "bill_schedule"));
 }
 
 void bill_schedule::stop() {

@@ -41,6 +41,7 @@ private:
     key_holder& keys_;
     store::db_pool& pool_;
     wall_clock clock_;
+    std::shared_ptr<metrics> metrics_;
     bill_fetcher fetcher_;
     boost::asio::steady_timer timer_;
     std::map<std::string, std::string> done_;  // mchid -> the bill day last fetched for it

@@ -109,8 +109,8 @@ asio::awaitable<void> poller::refresh_gauges() {
                 }
             }
         } catch (const std::exception& e) {
-            spdlog::debug("poll: gauges not refreshed error=\"{}\"",
-                          e.what());  // the database is down: db_up says so
+            // The database is down: db_up says so.
+            spdlog::debug("poll: gauges not refreshed error={}", log_quote(e.what()));
         }
         gauge_timer_.expires_after(options_.gauges);
         co_await gauge_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -142,7 +142,7 @@ asio::awaitable<void> poller::run() {
                 claimed = co_await store::claim_due_orders(pool_, options_.owner, options_.lease,
                                                            static_cast<std::size_t>(free));
             } catch (const std::exception& e) {
-                spdlog::warn("poll: cannot claim due orders error=\"{}\"", e.what());
+                spdlog::warn("poll: cannot claim due orders error={}", log_quote(e.what()));
             }
             for (auto& order : claimed) {
                 ++in_flight_;

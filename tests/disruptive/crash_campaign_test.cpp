@@ -1,7 +1,7 @@
 // The crash campaign (issue 16, "Prove 2"): cycle after cycle the real wxrecond takes signed payment and
 // refund notifications (some delivered twice), queries the orders that never got one at wxpay-sim, announces
-// every change as an app event, and is SIGKILLed at a random moment; in every tenth cycle PostgreSQL crashes
-// as well (a backend SIGKILLed in the fifth, the server stopped in immediate mode in the tenth). After each
+// every change as an app event, and is SIGKILLed at a random moment; in every fifth cycle PostgreSQL crashes
+// as well (a backend SIGKILLed in the fifth of every ten, the server stopped in immediate mode in the tenth). After each
 // kill, and at the end once WeChat Pay's retries have delivered the rest, the ledger is checked: every
 // acknowledged notification recorded exactly once, every order's state backed by its events, no lease past
 // its term, no outbox row missing. WXRECON_CRASH_CYCLES (default 10) and WXRECON_CRASH_SEED (printed, so a
@@ -399,7 +399,7 @@ delivery_counts crash_campaign::deliver(unsigned short port, const std::vector<s
     return counts;
 }
 
-// The cycle's random moment: wxrecond SIGKILLed, and in every tenth cycle PostgreSQL crashed a while
+// The cycle's random moment: wxrecond SIGKILLed, and in every fifth cycle PostgreSQL crashed a while
 // before it (wxrecond lives on through that and must find its way back). Returns what happened when.
 std::string crash_campaign::crash(int cycle, daemon_process& daemon) {
     const auto started = steady::now();

@@ -10,8 +10,10 @@
 
 #include <boost/asio/ssl/context.hpp>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -144,6 +146,37 @@ TEST(HttpServerRequestId, KeepsOnlyAnIdShapedLikeWeChatPays) {
         EXPECT_NE(id, forged);
         EXPECT_NE(id.find("-public-"), std::string::npos) << id;
     }
+    boost::asio::co_spawn(io, server.shutdown(std::chrono::milliseconds(100)), boost::asio::detached);
+    thread.join();
+}
+
+// A handler that throws is a fault of ours: that connection is dropped, the escape reaches the observer
+// (wxrecond counts it in wxrecon_internal_errors_total{component="http_<listener>"}) and the listener serves
+// on.
+TEST(HttpServerEscapes, AHandlerThatThrowsIsReportedAndTheListenerServesOn) {
+    boost::asio::io_context io;
+    std::atomic<int> escaped{0};
+    net::http_observer observer;
+    observer.escaped = [&escaped](std::exception_ptr e) {
+        if (e) ++escaped;
+    };
+    net::http_server server(
+        io.get_executor(), boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0),
+        net::http_limits{},
+        [](wxrecon::inbound_request& r) -> boost::asio::awaitable<wxrecon::reply> {
+            if (r.path == "/throw") throw std::logic_error("a fault in a handler");
+            co_return wxrecon::reply{200, "text/plain", "ok"};
+        },
+        [](std::string_view) {
+            return wxrecon::reply{413, "text/plain", ""};
+        },
+        "public", observer);
+    server.start();
+    std::thread thread([&io] { io.run(); });
+    const unsigned short port = server.local_endpoint().port();
+    EXPECT_ANY_THROW(http_request(port, "GET", "/throw"));
+    EXPECT_EQ(http_request(port, "GET", "/").status, 200);
+    EXPECT_EQ(escaped.load(), 1);
     boost::asio::co_spawn(io, server.shutdown(std::chrono::milliseconds(100)), boost::asio::detached);
     thread.join();
 }
