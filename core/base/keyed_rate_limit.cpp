@@ -5,6 +5,14 @@
 
 namespace wxrecon {
 
+bool token_bucket::take(clock::time_point now) {
+    tokens_ = std::min(burst_, tokens_ + std::chrono::duration<double>(now - refilled_).count() * rate_);
+    refilled_ = now;
+    if (tokens_ < 1) return false;
+    tokens_ -= 1;
+    return true;
+}
+
 double keyed_rate_limit::refill(bucket& b, clock::time_point now) const {
     b.tokens = std::min(burst_, b.tokens + std::chrono::duration<double>(now - b.refilled).count() * rate_);
     b.refilled = now;

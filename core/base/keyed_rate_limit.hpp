@@ -12,6 +12,22 @@
 
 namespace wxrecon {
 
+// One bucket: `burst` tokens at once, `rate` regained per second. Not thread-safe: its owner serialises.
+class token_bucket {
+public:
+    using clock = std::chrono::steady_clock;
+
+    token_bucket(double rate_per_second, double burst)
+        : rate_(rate_per_second), burst_(burst), tokens_(burst), refilled_(clock::now()) {}
+
+    // Takes one token: false when none is left.
+    bool take(clock::time_point now);
+
+private:
+    double rate_, burst_, tokens_;
+    clock::time_point refilled_;
+};
+
 class keyed_rate_limit {
 public:
     using clock = std::chrono::steady_clock;

@@ -15,22 +15,11 @@ constexpr std::size_t max_body_kept = 16 * 1024;
 
 rejected_log::rejected_log(db_pool& pool, std::uint64_t keep, double rows_per_second, double burst,
                            std::shared_ptr<metrics> m)
-    : pool_(pool),
-      keep_(keep),
-      rate_(rows_per_second),
-      burst_(burst),
-      metrics_(std::move(m)),
-      tokens_(burst),
-      refilled_(std::chrono::steady_clock::now()) {}
+    : pool_(pool), keep_(keep), metrics_(std::move(m)), rows_(rows_per_second, burst) {}
 
 bool rejected_log::take_token() {
     std::lock_guard lock(mutex_);
-    const auto now = std::chrono::steady_clock::now();
-    tokens_ = std::min(burst_, tokens_ + rate_ * std::chrono::duration<double>(now - refilled_).count());
-    refilled_ = now;
-    if (tokens_ < 1) return false;
-    tokens_ -= 1;
-    return true;
+    return rows_.take(std::chrono::steady_clock::now());
 }
 
 void rejected_log::record(rejected_entry e) {

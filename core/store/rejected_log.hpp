@@ -3,12 +3,12 @@
 // and counted instead of competing with genuine facts for the database.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
 
+#include "base/keyed_rate_limit.hpp"
 #include "base/metrics.hpp"
 
 namespace wxrecon::store {
@@ -38,12 +38,9 @@ private:
 
     db_pool& pool_;
     std::uint64_t keep_;
-    double rate_;
-    double burst_;
     std::shared_ptr<metrics> metrics_;
     std::mutex mutex_;
-    double tokens_;
-    std::chrono::steady_clock::time_point refilled_;
+    token_bucket rows_;
 };
 
 }  // namespace wxrecon::store

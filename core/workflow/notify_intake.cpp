@@ -90,14 +90,25 @@ void notification_intake::count(const notice& n, notify_result result) {
 void notification_intake::finish(const inbound_request& req, const notice& n, notify_result result,
                                  std::string_view out_trade_no, std::string_view detail) {
     count(n, result);
+    const auto now = steady_clock::now();
+    std::string unlogged;
+    if (result == notify_result::rejected) {
+        if (!rejected_lines_.take(now)) {
+            ++unlogged_rejections_;
+            if (on_finished) on_finished(result, detail);
+            return;
+        }
+        if (unlogged_rejections_ > 0) unlogged = fmt::format(" unlogged_rejections={}", unlogged_rejections_);
+        unlogged_rejections_ = 0;
+    }
     const double ms = req.received == steady_clock::time_point{}
                           ? 0.0
-                          : duration<double, std::milli>(steady_clock::now() - req.received).count();
+                          : duration<double, std::milli>(now - req.received).count();
     spdlog::log(result == notify_result::error ? spdlog::level::warn : spdlog::level::info,
-                "notify: result={} api={} kind={} mchid={} out_trade_no={} request_id={} ms={:.1f}{}{}",
+                "notify: result={} api={} kind={} mchid={} out_trade_no={} request_id={} ms={:.1f}{}{}{}",
                 to_string(result), to_string(n.api), to_string(n.kind), n.mchid,
                 out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, detail.empty() ? "" : " ",
-                detail);
+                detail, unlogged);
     if (on_finished) on_finished(result, detail);
 }
 

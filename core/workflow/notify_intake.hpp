@@ -17,6 +17,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include "base/http_message.hpp"
+#include "base/keyed_rate_limit.hpp"
 #include "base/metrics.hpp"
 #include "base/time.hpp"
 #include "config/key_material.hpp"
@@ -74,7 +75,8 @@ private:
     // Counts, logs and records the refusal (a rejected row), and builds the reply for the notice's API.
     reply reject(const inbound_request& req, const notice& n, reject_reason reason, std::string message);
     void count(const notice& n, notify_result result);
-    // The one log line (and count) every notification leaves, whatever became of it.
+    // The one log line (and count) every notification leaves, whatever became of it; refusals beyond
+    // rejected_lines_ are counted but not logged one by one (the next logged one says how many).
     void finish(const inbound_request& req, const notice& n, notify_result result,
                 std::string_view out_trade_no, std::string_view detail);
 
@@ -91,6 +93,11 @@ private:
     store::rejected_log& rejected_;
     std::shared_ptr<metrics> metrics_;
     wall_clock clock_;
+    // A flood of forgeries must not become a flood of log lines (at 10,000 a second, the daemon's own
+    // writes and the journal's work cost more than refusing them): 200 at once, then 20 a second. The
+    // intake runs on one event loop, so the bucket needs no lock.
+    token_bucket rejected_lines_{20, 200};
+    std::uint64_t unlogged_rejections_ = 0;
 };
 
 }  // namespace wxrecon::workflow

@@ -7,9 +7,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <pqxx/pqxx>
+#include <sstream>
 #include <thread>
 #include <vector>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -641,6 +644,51 @@ TEST(RejectedNotifications, BoundedInRowsAndSampledUnderAFlood) {
     EXPECT_NE(
         metrics.find("wxrecon_notifications_total{api=\"v3\",kind=\"unknown\",result=\"rejected\"} 400"),
         std::string::npos);
+}
+
+// A flood of forgeries is counted in full but logged within a budget (200 lines at once, then 20 a second);
+// the next refusal logged says how many went unlogged before it, so the lines still add up.
+TEST(RejectedNotifications, AFloodIsCountedInFullButLoggedWithinABudget) {
+    scratch_database db;
+    auto m = make_merchant_fixture();
+    running_daemon d(make_config(*m, db.url()));
+    std::ostringstream log_text;
+    const auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_text);
+    sink->set_pattern("%v");
+    const auto logger = spdlog::default_logger();
+    const auto level_before = logger->level();
+    logger->set_level(spdlog::level::info);
+    logger->sinks().push_back(sink);
+    const headers forged{{"Wechatpay-Timestamp", std::to_string(now_unix())},
+                         {"Wechatpay-Nonce", "n"},
+                         {"Wechatpay-Signature", "Zm9yZ2Vk"},
+                         {"Wechatpay-Serial", test_pub_key_id}};
+    const int flood = 600;
+    const auto started = std::chrono::steady_clock::now();
+    for (int i = 0; i < flood; ++i)
+        EXPECT_EQ(http_post(d.port(), std::string("/wxpay/v3/notify/") + test_mchid, forged, "{}").status,
+                  401);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // a token comes back
+    EXPECT_EQ(http_post(d.port(), std::string("/wxpay/v3/notify/") + test_mchid, forged, "{}").status, 401);
+    logger->sinks().pop_back();
+    logger->set_level(level_before);
+
+    long lines = 0, unlogged = 0;
+    std::istringstream in(log_text.str());
+    for (std::string line; std::getline(in, line);) {
+        if (line.find("notify: result=rejected") == std::string::npos) continue;
+        ++lines;
+        const auto at = line.find("unlogged_rejections=");
+        if (at != std::string::npos) unlogged += std::stol(line.substr(at + 20));
+    }
+    EXPECT_LE(lines, 200 + static_cast<long>(20 * seconds) + 2) << "in " << seconds << " s";
+    EXPECT_GT(unlogged, 0);
+    EXPECT_EQ(lines + unlogged, flood + 1);
+    const auto metrics = http_get(d.admin_port(), "/metrics").body;
+    EXPECT_NE(metrics.find("wxrecon_notifications_total{api=\"v3\",kind=\"unknown\",result=\"rejected\"} " +
+                           std::to_string(flood + 1)),
+              std::string::npos);
 }
 
 TEST(Migrations, ConcurrentInstancesApplyEachFileOnce) {
