@@ -159,7 +159,9 @@ first=$((per_run + 1))
 for i in $(seq "$repeat"); do
   for events in 0 1; do
     echo "== run $i, [app_events] $([ "$events" = 1 ] && echo on || echo off): ${rate}/s for ${seconds}s"
-    "${psql[@]}" -c "TRUNCATE wxrecon.app_events"
+    # Each run starts with everything before it on disk (a checkpoint, then the kernel's write-back): no run
+    # pays for the writes of the one before, which would queue before its commits' WAL flushes.
+    "${psql[@]}" -c "TRUNCATE wxrecon.app_events" -c "CHECKPOINT" && sync
     run "$events" "$first" | tee "$work/run-$events-$i.txt"
     first=$((first + per_run))
   done

@@ -37,6 +37,17 @@ paced_seconds=${RUN_SECONDS_PACED:-20}
 flood_rate=${FLOOD_RATE:-1000}
 forgeries=${FORGERIES:-10}
 build="${WXRECON_BUILD_DIR:-$root/build}"
+flood_only=${FLOOD_ONLY:-0}
+# Every run pays orders that exist and that no run before it paid (an unknown order is a discrepancy, a
+# heavier path): the fast run 1..NOTIFICATIONS, the paced run after it, the two flood runs the last ones.
+paced=$(awk -v r="$paced_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
+flood=$(awk -v r="$flood_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
+paced_first=$((notifications > 200000 ? notifications + 1 : 200001))
+flood_first=$((orders - 2 * flood + 1))
+if [ "$flood_first" -le "$((flood_only == 1 ? api_orders : paced_first + paced - 1))" ]; then
+  echo "ORDERS=$orders is too few for the runs asked for (NOTIFICATIONS=$notifications): raise ORDERS" >&2
+  exit 2
+fi
 
 "$root/scripts/bootstrap.sh"
 # shellcheck source=../scripts/pg-cluster.sh
@@ -116,6 +127,9 @@ if [ "$history" -gt 0 ]; then
   done
   "${psql[@]}" -c "VACUUM ANALYZE wxrecon.payment_events, wxrecon.fact_identities"
 fi
+# What the loading wrote goes to disk now (a checkpoint, then the kernel's write-back), not during a
+# measured run, where its writes would queue before the commits' WAL flushes.
+"${psql[@]}" -c "CHECKPOINT" && sync
 # CPU ticks of this cluster's server processes (the daemon's connections stay open through a run).
 pg_ticks() {
   local total=0 pid postmaster
@@ -126,7 +140,6 @@ pg_ticks() {
   echo "$total"
 }
 
-flood_only=${FLOOD_ONLY:-0}
 if [ "$flood_only" = 0 ]; then
 echo "pgbench: $clients clients, ${pgbench_seconds}s, bench/pgbench_fact.sql"
 pgbench_tps=$("$PG_CLUSTER_BIN/pgbench" -n -c "$clients" -j 2 -T "$pgbench_seconds" -f "$root/bench/pgbench_fact.sql" \
@@ -181,20 +194,18 @@ sent=$(awk '/^notifications:/ {print $2}' "$work/load.txt")
 echo "PostgreSQL CPU per notification: $(awk -v t=$((p1 - p0)) -v n="$sent" -v hz="$(getconf CLK_TCK)" \
   'BEGIN {printf "%.0f", (n > 0 ? t / hz / n * 1e6 : 0)}') us ($((p1 - p0)) ticks over $sent notifications)"
 echo "ratio: wxrecond $rate/s / pgbench $pgbench_tps/s = $(awk -v a="$rate" -v b="$pgbench_tps" 'BEGIN {printf "%.2f", a / b}')"
-paced=$(awk -v r="$paced_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
 echo "== wxrecond paced at ${paced_rate}/s, ${paced_seconds}s"
-load 200001 "$paced" --seconds "$paced_seconds" --rate "$paced_rate" | grep -E "^(notifications|latency)"
+load "$paced_first" "$paced" --seconds "$paced_seconds" --rate "$paced_rate" | grep -E "^(notifications|latency)"
 fi
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$daemon_pid/stat"; }
-flood=$(awk -v r="$flood_rate" -v s="$paced_seconds" 'BEGIN {printf "%d", r * s * 1.05}')
 echo "== baseline: wxrecond paced at ${flood_rate}/s without forgeries, ${paced_seconds}s"
 c0=$(cpu_ticks)
-load 400001 "$flood" --seconds "$paced_seconds" --rate "$flood_rate" | tee "$work/baseline.txt" \
-  | grep -E "^(notifications|latency)"
+load "$flood_first" "$flood" --seconds "$paced_seconds" --rate "$flood_rate" | tee "$work/baseline.txt" \
+  | grep -E "^(notifications|latency|generator)"
 c1=$(cpu_ticks)
 echo "== wxrecond paced at ${flood_rate}/s with ${forgeries}x forgeries, ${paced_seconds}s"
-load 500001 "$flood" --seconds "$paced_seconds" --rate "$flood_rate" --forgeries "$forgeries" \
-  | tee "$work/flood.txt" | grep -E "^(notifications|latency|forgeries|daemon)"
+load "$((flood_first + flood))" "$flood" --seconds "$paced_seconds" --rate "$flood_rate" --forgeries "$forgeries" \
+  | tee "$work/flood.txt" | grep -E "^(notifications|latency|forgeries|daemon|generator)"
 c2=$(cpu_ticks)
 base_p99=$(awk '/^latency/ {print $6}' "$work/baseline.txt")
 flood_p99=$(awk '/^latency/ {print $6}' "$work/flood.txt")
