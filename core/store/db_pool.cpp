@@ -8,6 +8,13 @@
 
 namespace wxrecon::store {
 
+bool is_database_error(const std::exception& e) noexcept {
+    return dynamic_cast<const database_unavailable*>(&e) != nullptr ||
+           dynamic_cast<const database_overloaded*>(&e) != nullptr ||
+           dynamic_cast<const deadline_exceeded*>(&e) != nullptr ||
+           dynamic_cast<const pqxx::failure*>(&e) != nullptr;
+}
+
 db_pool::db_pool(std::string url, unsigned connections, std::size_t max_queued,
                  std::function<void(pqxx::connection_base&)> prepare)
     : url_(std::move(url)), max_queued_(max_queued), prepare_(std::move(prepare)) {

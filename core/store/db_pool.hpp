@@ -35,6 +35,10 @@ struct database_overloaded : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Whether an exception out of a pool job is the database's (unreachable, overloaded, too slow, or an error
+// PostgreSQL reported): the caller may answer "retry later". Anything else is a fault of ours.
+bool is_database_error(const std::exception& e) noexcept;
+
 class db_pool {
 public:
     // prepare runs once on every new connection (session settings, prepared statements).

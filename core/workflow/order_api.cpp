@@ -157,6 +157,7 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
     }
     const std::string_view path = req.path;
     std::string failure;
+    bool database = false;
     try {
         if (path == "/api/v1/orders") {
             if (req.method == "GET") co_return co_await list_orders(pool_, req.query());
@@ -201,9 +202,15 @@ boost::asio::awaitable<reply> order_api::handle(inbound_request& req) {
         }
         co_return json_error(404, "no such API endpoint");
     } catch (const std::exception& e) {
-        failure = e.what();  // the database is down, overloaded or too slow: nothing was registered for sure
+        failure = e.what();
+        // The database is down, overloaded, too slow or refused the statement: retry later. Anything else
+        // is a fault of ours, said as such and counted, not passed off as the database's.
+        database = store::is_database_error(e);
     }
-    co_return json_error(503, "database unavailable, retry: " + failure);
+    if (database) co_return json_error(503, "database unavailable, retry: " + failure);
+    spdlog::error("api: internal error path={} error={}", log_quote(req.path, 120), log_quote(failure));
+    metrics_->add("wxrecon_internal_errors_total", {{"component", "api"}});
+    co_return json_error(500, "internal error");
 }
 
 // The registration a request asks for, checked field by field; or the 400 (500) to answer with.

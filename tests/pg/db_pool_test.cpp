@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <pqxx/pqxx>
 
 #include "store/db_pool.hpp"
@@ -163,6 +166,50 @@ TEST(DbPool, StopFinishesQueuedJobsAndRefusesLaterOnes) {
     EXPECT_EQ(refused.load(), 1);
     EXPECT_EQ(ran.load(), 200);
     pool.stop();  // idempotent
+}
+
+// What the API answers "retry later" (503) for: the database's own errors, and only those; anything else
+// a job throws is a fault of ours (500, counted).
+TEST(DbPool, OnlyTheDatabasesOwnErrorsAreDatabaseErrors) {
+    scratch_database db;
+    store::db_pool pool(db.url(), 1, 10);
+    const auto thrown_by = [&pool](std::function<void(pqxx::connection_base&)> job) -> std::exception_ptr {
+        asio::io_context io;
+        auto done = asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                co_await pool.run<bool>([&job](pqxx::connection_base& c) {
+                    job(c);
+                    return true;
+                });
+            },
+            asio::use_future);
+        io.run();
+        try {
+            done.get();
+        } catch (...) {
+            return std::current_exception();
+        }
+        return nullptr;
+    };
+    const auto is_database_error = [](std::exception_ptr e) {
+        try {
+            std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+            return store::is_database_error(x);
+        }
+    };
+    const auto refused =
+        thrown_by([](pqxx::connection_base& c) { pqxx::nontransaction(c).exec("SELECT 1 / 0"); });
+    ASSERT_TRUE(refused);
+    EXPECT_TRUE(is_database_error(refused));
+    const auto ours = thrown_by([](pqxx::connection_base&) { throw std::logic_error("a fault of ours"); });
+    ASSERT_TRUE(ours);
+    EXPECT_FALSE(is_database_error(ours));
+    EXPECT_TRUE(store::is_database_error(store::database_unavailable("down")));
+    EXPECT_TRUE(store::is_database_error(store::database_overloaded("full")));
+    EXPECT_TRUE(store::is_database_error(store::deadline_exceeded("slow")));
+    EXPECT_FALSE(store::is_database_error(std::runtime_error("elsewhere")));
 }
 
 }  // namespace
