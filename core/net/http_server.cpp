@@ -17,6 +17,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "base/encoding.hpp"
+#include "base/http_request_head.hpp"
 
 namespace wxrecon::net {
 
@@ -232,9 +233,8 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
         // From its first byte a request has header_timeout for its header and read_timeout in all, however
         // slowly its bytes trickle in.
         const auto started = std::chrono::steady_clock::now();
-        http::request_parser<http::string_body> parser;
-        parser.header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-        parser.body_limit(limits_.max_body_bytes);
+        request_parser parser;
+        limit_request(parser, limits_.max_header_bytes, limits_.max_body_bytes);
         lowest.expires_at(started + std::min(limits_.header_timeout, limits_.read_timeout));
         auto [ec, header_bytes] =
             co_await http::async_read_header(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
@@ -279,23 +279,19 @@ asio::awaitable<void> http_server::serve(Stream& stream, const std::string& remo
 
         state.enter(session_state::phase::busy);
         auto& msg = parser.get();
-        inbound_request req;
-        req.method = std::string(msg.method_string());
-        req.target = std::string(msg.target());
-        req.path = req.target.substr(0, req.target.find('?'));
+        const bool wants_keep_alive = msg.keep_alive();
+        const unsigned version = msg.version();
+        inbound_request req = to_inbound(std::move(msg));
         req.remote_addr = remote;
         req.client_certificate_subject = client_subject;
-        for (const auto& h : msg)
-            req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
-        req.body = std::move(msg.body());
         req.received = std::chrono::steady_clock::now();
         const std::string_view wechat_id = req.header("Request-ID");
         req.request_id = is_wechat_request_id(wechat_id) ? std::string(wechat_id)
                                                          : make_request_id(name_, ++requests_served_);
         lowest.expires_never();
         const reply r = co_await handler_(req);
-        const bool keep_alive = msg.keep_alive() && !stopping_ && !state.evicted;
-        const auto res = to_response(r, msg.version(), keep_alive);
+        const bool keep_alive = wants_keep_alive && !stopping_ && !state.evicted;
+        const auto res = to_response(r, version, keep_alive);
         if (observer_.answered) observer_.answered(r.status);
         lowest.expires_after(limits_.read_timeout);
         auto [wec, written] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));

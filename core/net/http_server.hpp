@@ -18,6 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "base/http_message.hpp"
+#include "base/http_request_head.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -38,8 +39,8 @@ struct http_observer {
 };
 
 struct http_limits {
-    std::size_t max_body_bytes = 65536;
-    std::size_t max_header_bytes = 16 * 1024;
+    std::size_t max_body_bytes = default_max_body_bytes;
+    std::size_t max_header_bytes = default_max_header_bytes;
     std::chrono::milliseconds read_timeout{10000};   // a whole request, from its first byte
     std::chrono::milliseconds header_timeout{5000};  // its header (and a TLS handshake), from the first byte
     std::chrono::milliseconds idle_timeout{10000};   // a connection waiting for its next request

@@ -1,8 +1,9 @@
-// libFuzzer target for a request as the public listener reads it: Beast's request parser with the
-// listener's header and body limits, fed in pieces (the first input byte picks their size), then what the
-// handlers read from the parsed request (headers, the query string, the headers' JSON kept as evidence).
-// Whatever the bytes: no crash, no hang, and the parser never accepts more than the limits. Like the
-// listener, it stops at a chunked body (Boost 1.74's chunk parser asserts on some split inputs).
+// libFuzzer target for a request as the public listener reads it: the listener's parser with its default
+// header and body limits (base/http_request_head, shared with the server), fed in pieces (the first input
+// byte picks their size), then what the handlers read from the parsed request (headers, the query string, the
+// headers' JSON kept as evidence). Whatever the bytes: no crash, no hang, and the parser never accepts more
+// than the limits. Like the listener, it stops at a chunked body (Boost 1.74's chunk parser asserts on some
+// split inputs).
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -13,7 +14,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
-#include "base/http_message.hpp"
+#include "base/http_request_head.hpp"
 
 namespace http = boost::beast::http;
 
@@ -21,9 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     if (size == 0) return 0;
     const std::size_t piece = 1 + bytes[0] % 64;
     const std::string_view data(reinterpret_cast<const char*>(bytes) + 1, size - 1);
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(16 * 1024);
-    parser.body_limit(65536);
+    wxrecon::request_parser parser;
+    wxrecon::limit_request(parser, wxrecon::default_max_header_bytes, wxrecon::default_max_body_bytes);
     parser.eager(true);
     boost::beast::error_code ec;
     std::string pending;
@@ -35,14 +35,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
         if (parser.is_header_done() && parser.chunked()) return 0;  // the listener refuses it here (411)
     }
     if (ec || !parser.is_done()) return 0;
-    auto& msg = parser.get();
-    if (msg.body().size() > 65536) std::abort();
-    wxrecon::inbound_request req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    req.path = req.target.substr(0, req.target.find('?'));
-    for (const auto& h : msg) req.headers.emplace_back(std::string(h.name_string()), std::string(h.value()));
-    req.body = msg.body();
+    if (parser.get().body().size() > wxrecon::default_max_body_bytes) std::abort();
+    const wxrecon::inbound_request req = wxrecon::to_inbound(parser.release());
     (void)req.header("Wechatpay-Signature");
     (void)req.header_count("Wechatpay-Serial");
     (void)req.headers_json();
