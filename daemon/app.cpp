@@ -1,6 +1,7 @@
 #include "app.hpp"
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -53,6 +54,7 @@ namespace {
 // Where rejected notifications may go: enough for a genuine misconfiguration to be visible,
 // far below what a forgery flood would need to crowd out genuine facts.
 constexpr double rejected_rows_per_second = 20;
+constexpr int app_event_thread_nice = 10;
 constexpr double rejected_burst = 100;
 constexpr std::size_t fact_queue_per_connection = 512;
 constexpr unsigned api_connections = 4;
@@ -464,6 +466,10 @@ void application::start() {
     if (s.app_events) {
         s.app_events->start();
         s.event_thread = std::thread([&io = s.event_io] {
+            // Telling the application can wait (lag target 1 s); acknowledging a payment cannot. Niced, the
+            // delivery thread yields the cores to the notifications whenever both want them.
+            if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), app_event_thread_nice) != 0)
+                spdlog::debug("app-events: delivery thread not niced errno={}", errno);
             auto busy = asio::make_work_guard(io);  // until shutdown stops it
             io.run();
         });
