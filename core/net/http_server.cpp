@@ -17,7 +17,7 @@
 #include <boost/beast/ssl.hpp>
 
 #include "base/encoding.hpp"
-#include "base/http_request_head.hpp"
+#include "net/http_request_head.hpp"
 
 namespace wxrecon::net {
 

@@ -18,7 +18,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "base/http_message.hpp"
-#include "base/http_request_head.hpp"
+#include "net/http_request_head.hpp"
 
 namespace boost::asio::ssl {
 class context;

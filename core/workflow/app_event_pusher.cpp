@@ -141,6 +141,9 @@ asio::awaitable<void> app_event_pusher::run() {
                          log_quote(e.what()));  // kept for the next round
         }
         if (stopping_) break;
+        // Woken while the database had the round (a cancel then finds no wait to cut short): go round
+        // again rather than sleep through it. Without a database call since the top, woken_ is false here.
+        if (woken_) continue;
         // Cut short by a wake-up or a finished delivery (which then gather, unless there is a backlog: a
         // full claim left no slot free, so there is nothing to do until one is).
         timer_.expires_after(options_.tick);

@@ -1,11 +1,11 @@
 // The crash campaign (issue 16, "Prove 2"): cycle after cycle the real wxrecond takes signed payment and
 // refund notifications (some delivered twice), queries the orders that never got one at wxpay-sim, announces
 // every change as an app event, and is SIGKILLed at a random moment; in every fifth cycle PostgreSQL crashes
-// as well (a backend SIGKILLed in the fifth of every ten, the server stopped in immediate mode in the tenth). After each
-// kill, and at the end once WeChat Pay's retries have delivered the rest, the ledger is checked: every
-// acknowledged notification recorded exactly once, every order's state backed by its events, no lease past
-// its term, no outbox row missing. WXRECON_CRASH_CYCLES (default 10) and WXRECON_CRASH_SEED (printed, so a
-// failure's random choices can be replayed) set the run; scripts/crash-campaign.sh runs 100 cycles.
+// as well (a backend SIGKILLed in the fifth of every ten, the server stopped in immediate mode in the tenth).
+// After each kill, and at the end once WeChat Pay's retries have delivered the rest, the ledger is checked:
+// every acknowledged notification recorded exactly once, every order's state backed by its events, no lease
+// past its term, no outbox row missing. WXRECON_CRASH_CYCLES (default 10) and WXRECON_CRASH_SEED (printed, so
+// a failure's random choices can be replayed) set the run; scripts/crash-campaign.sh runs 100 cycles.
 #include <gtest/gtest.h>
 #include <simdjson.h>
 

@@ -34,7 +34,7 @@ stamp="$work_dir/obj/.built"
 if [ ! -e "$stamp" ] || [ -n "$(find "$source_dir/core" -newer "$stamp" -print -quit)" ]; then
   rm -f "$work_dir"/obj/*.o
   (cd "$source_dir" && ls core/base/*.cpp core/crypto/*.cpp core/protocol/*.cpp core/domain/*.cpp \
-      core/config/*.cpp) |
+      core/config/*.cpp core/net/http_request_head.cpp) |
     xargs -P "$(nproc)" -I{} sh -c 'o="$1/obj/$(echo "$2" | tr / _).o"; shift 2; exec "$@" -c "$0" -o "$o"' \
       "$source_dir/{}" "$work_dir" {} "$cxx" "${flags[@]}" -fsanitize=fuzzer-no-link
   touch "$stamp"

@@ -1,5 +1,5 @@
 // libFuzzer target for a request as the public listener reads it: the listener's parser with its default
-// header and body limits (base/http_request_head, shared with the server), fed in pieces (the first input
+// header and body limits (net/http_request_head, shared with the server), fed in pieces (the first input
 // byte picks their size), then what the handlers read from the parsed request (headers, the query string, the
 // headers' JSON kept as evidence). Whatever the bytes: no crash, no hang, and the parser never accepts more
 // than the limits. Like the listener, it stops at a chunked body (Boost 1.74's chunk parser asserts on some
@@ -14,7 +14,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
-#include "base/http_request_head.hpp"
+#include "net/http_request_head.hpp"
 
 namespace http = boost::beast::http;
 

@@ -1,4 +1,4 @@
-#include "base/http_request_head.hpp"
+#include "net/http_request_head.hpp"
 
 #include <cstdint>
 #include <string>
