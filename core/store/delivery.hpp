@@ -58,10 +58,14 @@ public:
           executor_(std::move(ex)),
           work_(boost::asio::prefer(executor_, boost::asio::execution::outstanding_work.tracked)) {}
 
+    // The worker keeps its own hold on the loop until post() has returned: post() signals the loop's
+    // thread after queueing, and that thread may run the handler and leave run() in between.
     void deliver(std::exception_ptr error, R value) override {
-        boost::asio::post(executor_,
-                          [self = this->shared_from_this(), work = std::exchange(work_, {}), error,
-                           v = std::move(value)]() mutable { self->complete(error, std::move(v)); });
+        const boost::asio::any_io_executor held = std::exchange(work_, {});
+        boost::asio::post(
+            executor_, [self = this->shared_from_this(), work = held, error, v = std::move(value)]() mutable {
+                self->complete(error, std::move(v));
+            });
     }
 
     void arm(std::chrono::steady_clock::time_point until) {
