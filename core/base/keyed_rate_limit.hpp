@@ -17,13 +17,17 @@ class token_bucket {
 public:
     using clock = std::chrono::steady_clock;
 
-    token_bucket(double rate_per_second, double burst)
-        : rate_(rate_per_second), burst_(burst), tokens_(burst), refilled_(clock::now()) {}
+    token_bucket(double rate_per_second, double burst, clock::time_point now = clock::now())
+        : rate_(rate_per_second), burst_(burst), tokens_(burst), refilled_(now) {}
 
     // Takes one token: false when none is left.
     bool take(clock::time_point now);
+    // True when the bucket has refilled to its burst: it is then no different from a new one.
+    bool full(clock::time_point now);
 
 private:
+    void refill(clock::time_point now);
+
     double rate_, burst_, tokens_;
     clock::time_point refilled_;
 };
@@ -41,16 +45,11 @@ public:
     std::size_t keys() const noexcept { return buckets_.size(); }
 
 private:
-    struct bucket {
-        double tokens;
-        clock::time_point refilled;
-    };
-    double refill(bucket& b, clock::time_point now) const;
     void forget_full(clock::time_point now);
 
     double rate_, burst_;
     std::size_t max_keys_;
-    std::unordered_map<std::string, bucket> buckets_;
+    std::unordered_map<std::string, token_bucket> buckets_;
 };
 
 }  // namespace wxrecon

@@ -22,11 +22,15 @@ bool rejected_log::take_token() {
     return rows_.take(std::chrono::steady_clock::now());
 }
 
-void rejected_log::record(rejected_entry e) {
+void rejected_log::record(std::string_view reason, const std::function<rejected_entry()>& entry) {
     if (!take_token()) {
-        metrics_->add("wxrecon_rejected_sampled_total", {{"reason", e.reason}});
+        metrics_->add("wxrecon_rejected_sampled_total", {{"reason", std::string(reason)}});
         return;
     }
+    write(entry());
+}
+
+void rejected_log::write(rejected_entry e) {
     e.body = sanitize_utf8(e.body, max_body_kept);
     e.path = sanitize_utf8(e.path, 1024);
     e.mchid = sanitize_utf8(e.mchid, 64);

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "base/keyed_rate_limit.hpp"
 #include "base/metrics.hpp"
@@ -30,11 +32,13 @@ public:
     rejected_log(db_pool& pool, std::uint64_t keep, double rows_per_second, double burst,
                  std::shared_ptr<metrics> m);
 
-    // Never blocks and never fails the caller: queued for writing, or counted as sampled.
-    void record(rejected_entry e);
+    // Never blocks and never fails the caller: queued for writing, or counted as sampled. The entry is
+    // made by entry() only once the row budget has a token for it (a flood copies nothing).
+    void record(std::string_view reason, const std::function<rejected_entry()>& entry);
 
 private:
     bool take_token();
+    void write(rejected_entry e);
 
     db_pool& pool_;
     std::uint64_t keep_;

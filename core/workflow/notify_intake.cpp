@@ -89,27 +89,34 @@ void notification_intake::count(const notice& n, notify_result result) {
 
 void notification_intake::finish(const inbound_request& req, const notice& n, notify_result result,
                                  std::string_view out_trade_no, std::string_view detail) {
+    finish_with(req, n, result, out_trade_no, [detail] { return detail; });
+}
+
+template <class Detail>
+void notification_intake::finish_with(const inbound_request& req, const notice& n, notify_result result,
+                                      std::string_view out_trade_no, Detail&& detail) {
     count(n, result);
     const auto now = steady_clock::now();
-    std::string unlogged;
-    if (result == notify_result::rejected) {
-        if (!rejected_lines_.take(now)) {
-            ++unlogged_rejections_;
-            if (on_finished) on_finished(result, detail);
-            return;
+    const bool logged = result != notify_result::rejected || rejected_lines_.take(now);
+    if (!logged) ++unlogged_rejections_;
+    if (!logged && !on_finished) return;
+    const auto text = detail();
+    if (logged) {
+        std::string unlogged;
+        if (result == notify_result::rejected && unlogged_rejections_ > 0) {
+            unlogged = fmt::format(" unlogged_rejections={}", unlogged_rejections_);
+            unlogged_rejections_ = 0;
         }
-        if (unlogged_rejections_ > 0) unlogged = fmt::format(" unlogged_rejections={}", unlogged_rejections_);
-        unlogged_rejections_ = 0;
+        const double ms = req.received == steady_clock::time_point{}
+                              ? 0.0
+                              : duration<double, std::milli>(now - req.received).count();
+        spdlog::log(result == notify_result::error ? spdlog::level::warn : spdlog::level::info,
+                    "notify: result={} api={} kind={} mchid={} out_trade_no={} request_id={} ms={:.1f}{}{}{}",
+                    to_string(result), to_string(n.api), to_string(n.kind), n.mchid,
+                    out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms,
+                    std::string_view(text).empty() ? "" : " ", text, unlogged);
     }
-    const double ms = req.received == steady_clock::time_point{}
-                          ? 0.0
-                          : duration<double, std::milli>(now - req.received).count();
-    spdlog::log(result == notify_result::error ? spdlog::level::warn : spdlog::level::info,
-                "notify: result={} api={} kind={} mchid={} out_trade_no={} request_id={} ms={:.1f}{}{}{}",
-                to_string(result), to_string(n.api), to_string(n.kind), n.mchid,
-                out_trade_no.empty() ? "-" : out_trade_no, req.request_id, ms, detail.empty() ? "" : " ",
-                detail, unlogged);
-    if (on_finished) on_finished(result, detail);
+    if (on_finished) on_finished(result, text);
 }
 
 reply notification_intake::too_large(std::string_view target) {
@@ -127,11 +134,15 @@ reply notification_intake::too_large(std::string_view target) {
 
 reply notification_intake::reject(const inbound_request& req, const notice& n, reject_reason reason,
                                   std::string message) {
-    finish(
-        req, n, notify_result::rejected, {},
-        fmt::format("reason={} remote={} detail={}", to_string(reason), req.remote_addr, log_quote(message)));
-    rejected_.record(store::rejected_entry{req.path, std::string(n.mchid), std::string(to_string(reason)),
-                                           req.remote_addr, req.headers_json(), req.body});
+    // Under a flood most refusals are neither logged nor kept: nothing is formatted or copied for them.
+    finish_with(req, n, notify_result::rejected, {}, [&] {
+        return fmt::format("reason={} remote={} detail={}", to_string(reason), req.remote_addr,
+                           log_quote(message));
+    });
+    rejected_.record(to_string(reason), [&] {
+        return store::rejected_entry{req.path,        std::string(n.mchid), std::string(to_string(reason)),
+                                     req.remote_addr, req.headers_json(),   req.body};
+    });
     return n.api == notify_api::v2 ? v2_failure(message) : v3_failure(v3_status_of(reason), message);
 }
 

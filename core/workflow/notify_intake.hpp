@@ -79,6 +79,10 @@ private:
     // rejected_lines_ are counted but not logged one by one (the next logged one says how many).
     void finish(const inbound_request& req, const notice& n, notify_result result,
                 std::string_view out_trade_no, std::string_view detail);
+    // As finish(), with the detail made by detail() only when a line is written or on_finished is set.
+    template <class Detail>
+    void finish_with(const inbound_request& req, const notice& n, notify_result result,
+                     std::string_view out_trade_no, Detail&& detail);
 
     // What both APIv2 endpoints check first: a merchant with an APIv2 key, UTF-8, a flat XML document.
     struct v2_document {

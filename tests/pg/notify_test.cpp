@@ -19,10 +19,13 @@
 #include <boost/asio/write.hpp>
 
 #include "base/encoding.hpp"
+#include "base/metrics.hpp"
 #include "base/time.hpp"
 #include "protocol/v2.hpp"
 #include "protocol/v3.hpp"
+#include "store/db_pool.hpp"
 #include "store/migrations.hpp"
+#include "store/rejected_log.hpp"
 #include "test_env.hpp"
 
 namespace wxrecon::testing {
@@ -689,6 +692,31 @@ TEST(RejectedNotifications, AFloodIsCountedInFullButLoggedWithinABudget) {
     EXPECT_NE(metrics.find("wxrecon_notifications_total{api=\"v3\",kind=\"unknown\",result=\"rejected\"} " +
                            std::to_string(flood + 1)),
               std::string::npos);
+}
+
+// Beyond the row budget a refusal costs a count and nothing else: its entry (headers, a copy of the body) is
+// never made.
+TEST(RejectedNotifications, AnEntryBeyondTheRowBudgetIsNeverMade) {
+    scratch_database db;
+    {
+        pqxx::connection c(db.url());
+        store::migrate(c);
+    }
+    store::db_pool pool(db.url(), 1, 16);
+    const auto m = metrics::make_standard();
+    store::rejected_log log(pool, 100, 0, 3, m);  // three rows at once, none regained
+    int made = 0;
+    for (int i = 0; i < 10; ++i)
+        log.record("bad_signature", [&made] {
+            ++made;
+            return store::rejected_entry{"/wxpay/v3/notify/x", "x", "bad_signature", "127.0.0.1", "{}", "{}"};
+        });
+    pool.stop();
+    EXPECT_EQ(made, 3);
+    EXPECT_NE(m->render().find("wxrecon_rejected_sampled_total{reason=\"bad_signature\"} 7"),
+              std::string::npos)
+        << m->render();
+    EXPECT_EQ(db.count("SELECT count(*) FROM wxrecon.rejected_notifications"), 3);
 }
 
 TEST(Migrations, ConcurrentInstancesApplyEachFileOnce) {

@@ -34,5 +34,21 @@ TEST(KeyedRateLimit, TableIsBoundedAndForgetsKeysThatRecovered) {
     EXPECT_LE(limit.keys(), 4u);
 }
 
+TEST(TokenBucket, SpendsItsBurstRefillsAndKnowsWhenItIsFull) {
+    const auto t0 = token_bucket::clock::time_point{} + 1h;
+    token_bucket bucket(20, 2, t0);
+    EXPECT_TRUE(bucket.full(t0));
+    EXPECT_TRUE(bucket.take(t0));
+    EXPECT_FALSE(bucket.full(t0));
+    EXPECT_TRUE(bucket.take(t0));
+    EXPECT_FALSE(bucket.take(t0)) << "burst spent";
+    EXPECT_TRUE(bucket.take(t0 + 50ms)) << "one token regained at 20 per second";
+    EXPECT_FALSE(bucket.full(t0 + 99ms));
+    EXPECT_TRUE(bucket.full(t0 + 1s)) << "never more than the burst";
+    EXPECT_TRUE(bucket.take(t0 + 1s));
+    EXPECT_TRUE(bucket.take(t0 + 1s));
+    EXPECT_FALSE(bucket.take(t0 + 1s));
+}
+
 }  // namespace
 }  // namespace wxrecon
