@@ -357,6 +357,50 @@ TEST(AppEventTriggers, AnOrderIsAnnouncedRefundedOnceWhateverSharesItsTransactio
     EXPECT_EQ(db.scalar("SELECT count(*) FROM wxrecon.app_events WHERE type = 'refund.succeeded'"), "4");
 }
 
+// A claim leases every due event it finds, page after page: each new version must fit on its own page, or
+// the claim writes a whole new tuple and three index entries per event (migration 0027). The delivery
+// mark after it fits too.
+TEST(AppEventOutbox, ClaimedAndDeliveredEventsKeepTheirPages) {
+    scratch_database db;
+    {
+        pqxx::connection conn(db.url());
+        store::migrate(conn);
+        pqxx::nontransaction tx(conn);
+        tx.exec("SET wxrecon.app_events = 'on'");
+        tx.exec(
+            "INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, payer_total, state, "
+            "transaction_id,"
+            " description, appid)"
+            " SELECT '1900000109', 'PAGE-' || g, 100, 100, 'SUCCESS', '42000000' || g,"
+            " 'a description as long as a shop would write', 'wxd678efh567hg6787'"
+            " FROM generate_series(1, 200) g");
+    }
+    const std::string pages =
+        "SELECT string_agg((ctid::text::point)[0]::text, ',' ORDER BY id) FROM wxrecon.app_events";
+    const std::string before = db.scalar(pages);
+    ASSERT_GT(db.count("SELECT count(DISTINCT (ctid::text::point)[0]) FROM wxrecon.app_events"), 10)
+        << "the events fill many pages";
+    store::db_pool pool(db.url(), 1, 8, store::prepare_app_event_connection);
+    boost::asio::io_context io;
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    auto claimed = boost::asio::co_spawn(io, store::claim_app_events(pool, "page-test", 60s, 500, until),
+                                         boost::asio::use_future);
+    io.run();
+    const auto events = claimed.get();
+    ASSERT_EQ(events.size(), 200u);
+    EXPECT_EQ(db.scalar(pages), before) << "a claimed event moved to another page";
+    std::vector<std::int64_t> ids;
+    for (const auto& e : events) ids.push_back(e.id);
+    io.restart();
+    auto finished = boost::asio::co_spawn(io, store::finish_app_events(pool, ids, "page-test", until),
+                                          boost::asio::use_future);
+    io.run();
+    finished.get();
+    EXPECT_EQ(db.count("SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NOT NULL"), 200);
+    EXPECT_EQ(db.scalar(pages), before) << "a delivered event moved to another page";
+    pool.stop();
+}
+
 // The pusher looks for events when told something was committed (the daemon's ledger tells it after each
 // batch that changed something), not only at its tick: with a tick of an hour an event waits until the
 // wake-up, then leaves at once.
