@@ -36,9 +36,15 @@ trap cleanup EXIT
 pg_cluster_start
 psql=(psql "$WXRECON_TEST_PG_URL" -X -q -At -v ON_ERROR_STOP=1)
 "${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" \
-  -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+  -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements', 'auto_explain'" >/dev/null
 "$WXRECON_TEST_PG_CTL" stop >/dev/null && "$WXRECON_TEST_PG_CTL" start >/dev/null
 "${psql[@]}" -c "CREATE EXTENSION pg_stat_statements"
+# SLOW_PLANS_MS=N: the plan of every statement slower than N ms goes to the server log, printed at the end.
+if [ -n "${SLOW_PLANS_MS:-}" ]; then
+  "${psql[@]}" -c "ALTER SYSTEM SET auto_explain.log_min_duration = '${SLOW_PLANS_MS}ms'" \
+    -c "ALTER SYSTEM SET auto_explain.log_analyze = on" -c "ALTER SYSTEM SET auto_explain.log_timing = off" \
+    -c "ALTER SYSTEM SET log_autovacuum_min_duration = 0" -c "SELECT pg_reload_conf()" >/dev/null
+fi
 
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" --target wxrecond wxpay-sim notify_load >/dev/null
@@ -114,6 +120,12 @@ cpu_report() {  # cpu_report <before> <after>
          for (i = 1; i <= n; i++) printf " %s %.1f", c[i], d[c[i]] / hz; print ""}' <(echo "$1") <(echo "$2")
 }
 
+# Autovacuum runs so far per table of wxrecon, sorted by name (for join).
+autovacuums() {
+  "${psql[@]}" -F ' ' -c "SELECT relname, autovacuum_count + autoanalyze_count FROM pg_stat_user_tables
+                          WHERE schemaname = 'wxrecon' ORDER BY 1"
+}
+
 run() {  # run <app events 0|1> <first order>
   config "$1" >"$work/wxrecond.toml"
   "$build/wxrecond" --config "$work/wxrecond.toml" serve >"$work/daemon.log" 2>&1 &
@@ -124,11 +136,14 @@ run() {  # run <app events 0|1> <first order>
   local before
   "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null
   before=$(cpu_snapshot)
+  local vacuums_before
+  vacuums_before=$(autovacuums)
   "$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \
     --wechatpay-key-file "$work/keys/wechatpay_key.pem" --serial "$serial" --database-url "$WXRECON_TEST_PG_URL" \
     --prefix PERF- --register 0 --first "$2" --orders "$count" --concurrency "$concurrency" --seconds "$seconds" \
     --rate "$rate" --daemon-pid "$daemon_pid" | grep -E "^(notifications|latency|daemon)"
   cpu_report "$before" "$(cpu_snapshot)"
+  echo "autovacuum runs: $(join -a 2 <(echo "$vacuums_before") <(autovacuums) | awk '{n = $NF - (NF == 3 ? $2 : 0); if (n > 0) printf "%s %d ", $1, n}')"
   # Where PostgreSQL's time went: the statements that took most of it.
   "${psql[@]}" -F ' | ' -c "SELECT round(total_exec_time)::text || ' ms', calls, round((1000 * total_exec_time / calls)::numeric, 1) || ' us/call',
                                    left(regexp_replace(query, '\s+', ' ', 'g'), 90)
@@ -168,6 +183,10 @@ for i in $(seq "$repeat"); do
     first=$((first + per_run))
   done
 done
+if [ -n "${SLOW_PLANS_MS:-}" ]; then
+  echo "== plans slower than ${SLOW_PLANS_MS} ms, and autovacuum, from the server log"
+  grep -A 30 -E "duration: |automatic (vacuum|analyze)" "$PG_CLUSTER_DIR/log" | cut -c1-220 | head -400
+fi
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 p99_off=$(cat "$work"/run-0-*.txt | awk '/^latency ms:/ {print $6}' | median)
 p99_on=$(cat "$work"/run-1-*.txt | awk '/^latency ms:/ {print $6}' | median)
