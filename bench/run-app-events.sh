@@ -184,8 +184,12 @@ for i in $(seq "$repeat"); do
   done
 done
 if [ -n "${SLOW_PLANS_MS:-}" ]; then
-  echo "== plans slower than ${SLOW_PLANS_MS} ms, and autovacuum, from the server log"
-  grep -A 30 -E "duration: |automatic (vacuum|analyze)" "$PG_CLUSTER_DIR/log" | cut -c1-220 | head -400
+  echo "== plans slower than ${SLOW_PLANS_MS} ms of statements on app_events, and its autovacuums"
+  # A log entry is a line with a timestamp and the tab-indented lines after it.
+  awk '/^[0-9][0-9][0-9][0-9]-/ {if (keep) printf "%s", entry; entry = ""; keep = 0}
+       {entry = entry substr($0, 1, 220) "\n"}
+       /app_events/ {keep = keep || entry ~ /duration: |automatic (vacuum|analyze)/}
+       END {if (keep) printf "%s", entry}' "$PG_CLUSTER_DIR/log" | head -600
 fi
 median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 p99_off=$(cat "$work"/run-0-*.txt | awk '/^latency ms:/ {print $6}' | median)

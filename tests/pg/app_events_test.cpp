@@ -401,6 +401,48 @@ TEST(AppEventOutbox, ClaimedAndDeliveredEventsKeepTheirPages) {
     pool.stop();
 }
 
+// The claim's plan does not depend on the statistics: its head-of-order probe cannot use the claim's queue
+// index (which also holds the entries of events delivered since the last vacuum, so a probe through it walks
+// them all), even with app_events_pending gone; and forgetting delivered events reads only those old enough.
+TEST(AppEventOutbox, TheClaimAndTheTidyCannotWalkTheWholeOutbox) {
+    scratch_database db;
+    pqxx::connection conn(db.url());
+    store::migrate(conn);
+    store::prepare_app_event_connection(conn);
+    const auto plan = [](pqxx::work& tx, const std::string& statement) {
+        std::string text;
+        for (const auto& row : tx.exec("EXPLAIN (COSTS OFF) EXECUTE " + statement))
+            text += row[0].as<std::string>() + "\n";
+        return text;
+    };
+    const auto probe_of = [](const std::string& plan_text) {
+        const auto at = plan_text.find("SubPlan");
+        return at == std::string::npos ? std::string() : plan_text.substr(at);
+    };
+    pqxx::work tx(conn);
+    // A day of delivered events, a few older than that, a few pending: what the outbox holds at any time.
+    tx.exec(
+        "INSERT INTO wxrecon.app_events (mchid, out_trade_no, type, occurred_at, object_key, delivered_at)"
+        " SELECT '1900000109', 'PLAN-' || g, 'order.paid', now(), 'order',"
+        " CASE WHEN g <= 50 THEN NULL ELSE now() - make_interval(secs => 86400.0 * (20000 - g) / 19000) END"
+        " FROM generate_series(1, 20000) g");
+    tx.exec("ANALYZE wxrecon.app_events");
+    tx.exec("SET LOCAL enable_sort = off");
+    tx.exec_prepared("app_events_claim", "plan-test", 60000, 32);  // prepared on the server at first use
+    tx.exec_prepared("app_events_forget");
+    const std::string claim = plan(tx, "app_events_claim('plan-test', 60000, 32)");
+    EXPECT_NE(claim.find("app_events_claim_queue on app_events a"), std::string::npos) << claim;
+    EXPECT_NE(probe_of(claim).find("app_events_pending"), std::string::npos) << claim;
+    tx.exec("DROP INDEX wxrecon.app_events_pending");  // rolled back below
+    const std::string without_pending = plan(tx, "app_events_claim('plan-test', 60000, 32)");
+    ASSERT_FALSE(probe_of(without_pending).empty()) << without_pending;
+    EXPECT_EQ(probe_of(without_pending).find("queue"), std::string::npos) << without_pending;
+    const std::string forget = plan(tx, "app_events_forget");
+    EXPECT_NE(forget.find("app_events_delivered"), std::string::npos) << forget;
+    EXPECT_EQ(forget.find("Seq Scan"), std::string::npos) << forget;
+    tx.abort();
+}
+
 // The pusher looks for events when told something was committed (the daemon's ledger tells it after each
 // batch that changed something), not only at its tick: with a tick of an hour an event waits until the
 // wake-up, then leaves at once.
