@@ -48,14 +48,14 @@ void prepare_app_event_connection(pqxx::connection_base& conn) {
     // (SET LOCAL in its transaction) the only plan left is that walk; the head-of-order test is a scalar
     // subquery so that it stays an index probe per candidate instead of becoming a join over the whole
     // backlog. Prepared: planned per call it cost 0.44 ms of planning, several times its execution.
-    // `attempts >= 0` (true of every event) is what lets the walk, and only the walk, use
+    // `id > 0` (true of every event) is what lets the walk, and only the walk, use
     // app_events_claim_queue: the head-of-order probe cannot, so it never walks the delivered events'
     // entries in that index (migration 0028).
     conn.prepare("app_events_claim",
                  "UPDATE wxrecon.app_events e SET lease_until = now() + make_interval(secs => $2::double "
                  "precision / 1000), lease_owner = $1, attempts = e.attempts + 1"
                  " FROM (SELECT a.id FROM wxrecon.app_events a"
-                 "       WHERE a.delivered_at IS NULL AND a.attempts >= 0 AND a.due_at <= now()"
+                 "       WHERE a.delivered_at IS NULL AND a.id > 0 AND a.due_at <= now()"
                  "       AND (a.lease_until IS NULL OR a.lease_until < now())"
                  "       AND a.id = (SELECT min(b.id) FROM wxrecon.app_events b WHERE b.delivered_at IS NULL"
                  "                   AND b.mchid = a.mchid AND b.out_trade_no = a.out_trade_no)"

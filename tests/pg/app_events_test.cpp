@@ -24,6 +24,7 @@
 #include "store/app_event_store.hpp"
 #include "store/db_pool.hpp"
 #include "store/migrations.hpp"
+#include "store/pg_array.hpp"
 #include "workflow/app_event_pusher.hpp"
 
 namespace wxrecon::testing {
@@ -380,25 +381,29 @@ TEST(AppEventOutbox, ClaimedAndDeliveredEventsKeepTheirPages) {
     const std::string before = db.scalar(pages);
     ASSERT_GT(db.count("SELECT count(DISTINCT (ctid::text::point)[0]) FROM wxrecon.app_events"), 10)
         << "the events fill many pages";
-    store::db_pool pool(db.url(), 1, 8, store::prepare_app_event_connection);
-    boost::asio::io_context io;
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    auto claimed = boost::asio::co_spawn(io, store::claim_app_events(pool, "page-test", 60s, 500, until),
-                                         boost::asio::use_future);
-    io.run();
-    const auto events = claimed.get();
-    ASSERT_EQ(events.size(), 200u);
-    EXPECT_EQ(db.scalar(pages), before) << "a claimed event moved to another page";
+    // The pusher's statements, on a connection of the test's own: its transaction's counts say whether
+    // each update was heap-only (no new index entries).
+    pqxx::connection conn(db.url());
+    store::prepare_app_event_connection(conn);
+    const std::string updates =
+        "SELECT pg_stat_get_xact_tuples_updated('wxrecon.app_events'::regclass) || ' ' ||"
+        " pg_stat_get_xact_tuples_hot_updated('wxrecon.app_events'::regclass)";
     std::vector<std::int64_t> ids;
-    for (const auto& e : events) ids.push_back(e.id);
-    io.restart();
-    auto finished = boost::asio::co_spawn(io, store::finish_app_events(pool, ids, "page-test", until),
-                                          boost::asio::use_future);
-    io.run();
-    finished.get();
+    {
+        pqxx::work tx(conn);
+        tx.exec("SET LOCAL enable_sort = off");
+        for (const auto& row : tx.exec_prepared("app_events_claim", "page-test", 60000, 500))
+            ids.push_back(row[0].as<std::int64_t>());
+        EXPECT_EQ(tx.exec1(updates)[0].as<std::string>(), "200 200") << "updated, of which heap-only";
+        tx.commit();
+    }
+    ASSERT_EQ(ids.size(), 200u);
+    EXPECT_EQ(db.scalar(pages), before) << "a claimed event moved to another page";
+    store::pg_array list(store::pg_array::element::int8);
+    for (const auto id : ids) list.add(id);
+    pqxx::nontransaction(conn).exec_prepared("app_events_delivered", list.param(), "page-test");
     EXPECT_EQ(db.count("SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NOT NULL"), 200);
     EXPECT_EQ(db.scalar(pages), before) << "a delivered event moved to another page";
-    pool.stop();
 }
 
 // The claim's plan does not depend on the statistics: its head-of-order probe cannot use the claim's queue
