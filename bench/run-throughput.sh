@@ -16,7 +16,7 @@
 # A production-size run: HISTORY=2000000 RUN_SECONDS=300 NOTIFICATIONS=2400000 (signing those takes minutes).
 # Defaults: ORDERS=1000000 API_ORDERS=20000 HISTORY=0 NOTIFICATIONS=160000 RUN_SECONDS=30 REPORT_EVERY=10
 #           CONCURRENCY=64 CLIENTS=16 PGBENCH_SECONDS=60 PACED_RATE=2500 RUN_SECONDS_PACED=20 FLOOD_RATE=1000
-#           FORGERIES=10 PG_SHARED_BUFFERS=128MB (PostgreSQL's default)
+#           FORGERIES=10; PostgreSQL's defaults PG_SHARED_BUFFERS=128MB PG_MAX_WAL_SIZE=1GB PG_WAL_COMPRESSION=off
 # The flood (issue 16, Prove 3) is measured against a baseline at the same genuine rate without forgeries:
 # the p99 ratio, the daemon's CPU per forgery (the four kinds in turn: another key's signature, a stale
 # timestamp, an unknown serial, the probe) and the rows rejected_notifications kept. FLOOD_ONLY=1 runs only
@@ -66,7 +66,9 @@ pg_cluster_start
 psql=(psql "$WXRECON_TEST_PG_URL" -X -q -v ON_ERROR_STOP=1)
 "${psql[@]}" -c "ALTER SYSTEM SET synchronous_commit = on" \
              -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
-             -c "ALTER SYSTEM SET shared_buffers = '${PG_SHARED_BUFFERS:-128MB}'" >/dev/null
+             -c "ALTER SYSTEM SET shared_buffers = '${PG_SHARED_BUFFERS:-128MB}'" \
+             -c "ALTER SYSTEM SET max_wal_size = '${PG_MAX_WAL_SIZE:-1GB}'" \
+             -c "ALTER SYSTEM SET wal_compression = '${PG_WAL_COMPRESSION:-off}'" >/dev/null
 "$PG_CLUSTER_DIR/ctl" stop >/dev/null && "$PG_CLUSTER_DIR/ctl" start >/dev/null
 "${psql[@]}" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
 # PGSS_NESTED=1: pg_stat_statements also counts the statements of triggers and functions, and planning.
@@ -179,7 +181,7 @@ load 1 "$notifications" --seconds "$seconds" --report-every "$report_every" --ap
   --api-port "$api" --api-token-file "$work/keys/api.token" | while IFS= read -r line; do
   case "$line" in pre-signed*|registered*API*)
     pg_ticks > "$work/p0"; "${psql[@]}" -c "SELECT pg_stat_statements_reset()" -c "SELECT pg_stat_reset()" \
-      -c "SELECT pg_stat_reset_shared('bgwriter')" >/dev/null ;;
+      -c "SELECT pg_stat_reset_shared('bgwriter')" -c "SELECT pg_stat_reset_shared('wal')" >/dev/null ;;
   esac
   echo "$line"
 done | tee "$work/load.txt"
@@ -207,6 +209,11 @@ echo "statements, execution time per notification (pg_stat_statements):"
                             || ' checkpoints ' || round(buffers_checkpoint::numeric / $sent_now, 2)
                             || ', the background writer ' || round(buffers_clean::numeric / $sent_now, 2)
                             || ', backends ' || round(buffers_backend::numeric / $sent_now, 2) FROM pg_stat_bgwriter"
+# After a checkpoint the first change to a page logs the whole page (a full-page image): with updates spread
+# over millions of orders, most updates are such a first change when checkpoints come often.
+"${psql[@]}" -At -c "SELECT '  WAL per notification: ' || round(wal_bytes / $sent_now) || ' bytes, '
+                            || round(wal_records::numeric / $sent_now, 1) || ' records, '
+                            || round(wal_fpi::numeric / $sent_now, 2) || ' full-page images' FROM pg_stat_wal"
 "${psql[@]}" -At -F ' | ' -c "SELECT round((total_exec_time * 1000 / $sent_now)::numeric, 1) || ' us', calls,
                                      CASE WHEN plans > 0 THEN plans || ' plans, '
                                           || round((total_plan_time * 1000 / $sent_now)::numeric, 1) || ' us planning' END,
