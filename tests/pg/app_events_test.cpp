@@ -358,6 +358,58 @@ TEST(AppEventTriggers, AnOrderIsAnnouncedRefundedOnceWhateverSharesItsTransactio
     EXPECT_EQ(db.scalar("SELECT count(*) FROM wxrecon.app_events WHERE type = 'refund.succeeded'"), "4");
 }
 
+// An order event keeps the order as a row and is made JSON when sent (migration 0029): the body shows the
+// order as it was when the event was written, as the listing showed it then, whatever happened to the order
+// before delivery; each of the three triggers that announce orders writes it so.
+TEST(AppEventTriggers, AnOrderEventShowsTheOrderAsListedWhenItWasWritten) {
+    scratch_database db;
+    pqxx::connection conn(db.url());
+    store::migrate(conn);
+    pqxx::nontransaction(conn).exec("SET wxrecon.app_events = 'on'");
+    const auto listed = [&](const std::string& no) {
+        return db.scalar(
+            "SELECT wxrecon.order_list_json(o)::text FROM wxrecon.orders o WHERE out_trade_no = '" + no +
+            "'");
+    };
+    const auto body_order = [&](const std::string& no, const std::string& type) {
+        return db.scalar(
+            "SELECT (wxrecon.app_event_body(e)::jsonb -> 'order')::text FROM wxrecon.app_events e"
+            " WHERE out_trade_no = '" +
+            no + "' AND type = '" + type + "'");
+    };
+    const auto run = [&](const std::string& sql) { pqxx::nontransaction(conn).exec(sql); };
+    // Paid by the statement trigger (an UPDATE), then partly and fully refunded.
+    run("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, appid, description, expire_at)"
+        " VALUES ('1900000109', 'SNAP-1', 500, 'wxd678efh567hg6787', 'snapshot', now() + interval '1 hour')");
+    run("UPDATE wxrecon.orders SET state = 'SUCCESS', transaction_id = '4200000101', payer_total = 500,"
+        " success_time = now(), trade_type = 'JSAPI', bank_type = 'OTHERS' WHERE out_trade_no = 'SNAP-1'");
+    const std::string when_paid = listed("SNAP-1");
+    run("INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund, status)"
+        " VALUES ('1900000109', 'SNAP-R1', 'SNAP-1', 200, 'SUCCESS')");
+    run("UPDATE wxrecon.orders SET state = 'REFUND' WHERE out_trade_no = 'SNAP-1'");
+    run("INSERT INTO wxrecon.refunds (mchid, out_refund_no, out_trade_no, amount_refund, status)"
+        " VALUES ('1900000109', 'SNAP-R2', 'SNAP-1', 300, 'SUCCESS')");
+    const std::string when_refunded = listed("SNAP-1");
+    EXPECT_NE(when_paid, when_refunded);
+    EXPECT_EQ(body_order("SNAP-1", "order.paid"), when_paid);
+    EXPECT_NE(when_paid.find("\"refunded_total\": 0"), std::string::npos) << when_paid;
+    EXPECT_EQ(body_order("SNAP-1", "order.refunded"), when_refunded);  // written by the refunds trigger
+    EXPECT_NE(when_refunded.find("\"refunded_total\": 500"), std::string::npos) << when_refunded;
+    // Learned closed at once (the row trigger of an INSERT).
+    run("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total, state) VALUES ('1900000109', "
+        "'SNAP-2',"
+        " 100, 'CLOSED')");
+    EXPECT_EQ(body_order("SNAP-2", "order.closed"), listed("SNAP-2"));
+    // Kept as rows, not JSON, in the outbox.
+    EXPECT_EQ(db.scalar("SELECT count(*) FILTER (WHERE object IS NULL AND (order_snapshot).mchid IS NOT NULL)"
+                        " || '/' || count(*) FROM wxrecon.app_events WHERE object_key = 'order'"),
+              "3/3");
+    // The rest of the body around it.
+    EXPECT_EQ(db.scalar("SELECT string_agg(k, ',' ORDER BY k) FROM wxrecon.app_events e,"
+                        " jsonb_object_keys(wxrecon.app_event_body(e)::jsonb) k WHERE type = 'order.paid'"),
+              "id,occurred_at,order,type");
+}
+
 // A claim leases every due event it finds, page after page: each new version must fit on its own page, or
 // the claim writes a whole new tuple and three index entries per event (migration 0027). (Whether the
 // delivery mark after it stays on the page depends on the page being pruned first: not checked.)
