@@ -5,21 +5,21 @@
 #include "store/pg_array.hpp"
 
 namespace wxrecon::store {
-namespace {
 
-std::vector<app_event> claim(pqxx::connection_base& conn, const std::string& owner,
-                             std::chrono::milliseconds lease, std::size_t limit) {
-    pqxx::work tx(conn);
-    tx.exec("SET LOCAL enable_sort = off");
-    const auto rows = tx.exec_prepared("app_events_claim", owner, static_cast<std::int64_t>(lease.count()),
-                                       static_cast<std::int64_t>(limit));
-    tx.commit();
+std::vector<app_event> claim_app_events_now(pqxx::connection_base& conn, const std::string& owner,
+                                            std::chrono::milliseconds lease, std::size_t limit) {
+    // One statement: atomic on its own, without a transaction's two more round trips.
+    const auto rows = pqxx::nontransaction(conn).exec_prepared("app_events_claim", owner,
+                                                               static_cast<std::int64_t>(lease.count()),
+                                                               static_cast<std::int64_t>(limit));
     std::vector<app_event> out;
     out.reserve(rows.size());
     for (const auto& row : rows)
         out.push_back(app_event{row[0].as<std::int64_t>(), row[1].as<std::string>(), row[2].as<int>()});
     return out;
 }
+
+namespace {
 
 app_event_gauges tidy(pqxx::connection_base& conn) {
     pqxx::nontransaction tx(conn);
@@ -41,16 +41,21 @@ connection_setup with_app_events(connection_setup prepare, bool on) {
 }
 
 void prepare_app_event_connection(pqxx::connection_base& conn) {
-    pqxx::nontransaction(conn).exec("SET synchronous_commit = off");
-    // The claim must walk the pending events in id order and stop after `limit`, whatever the statistics
-    // say: planned as a sort of every pending event (as it was when the table was analysed nearly empty),
-    // each claim cost O(backlog), 7 ms at 1,500 pending, and a backlog fed itself. With sorting ruled out
-    // (SET LOCAL in its transaction) the only plan left is that walk; the head-of-order test is a scalar
-    // subquery so that it stays an index probe per candidate instead of becoming a join over the whole
-    // backlog. Prepared: planned per call it cost 0.44 ms of planning, several times its execution.
-    // `id > 0` (true of every event) is what lets the walk, and only the walk, use
-    // app_events_claim_queue: the head-of-order probe cannot, so it never walks the delivered events'
-    // entries in that index (migration 0028).
+    // These statements are planned once and keep their plans for the connection's life, made from the
+    // statistics of the moment; on these connections the planner may use nothing but the outbox's indexes,
+    // whatever those statistics said. Made while the outbox was empty (a new install, a daemon started
+    // after it emptied), the claim's head-of-order probe was a sequential scan per candidate, and a backlog
+    // of 60,000 events made one claim run for minutes while nothing was delivered. Planned as a sort of
+    // every pending event (as when the table was analysed nearly empty), each claim cost O(backlog).
+    pqxx::nontransaction(conn).exec(
+        "SET synchronous_commit = off; SET enable_sort = off; SET enable_seqscan = off;"
+        " SET enable_hashjoin = off; SET enable_mergejoin = off");
+    // The claim walks the pending events in id order and stops after `limit`; the head-of-order test is a
+    // scalar subquery so that it stays an index probe per candidate instead of becoming a join over the
+    // whole backlog. Prepared: planned per call it cost 0.44 ms of planning, several times its execution.
+    // `id > 0` (true of every event) is what lets the walk, and only the walk, use app_events_claim_queue:
+    // the head-of-order probe cannot, so it never walks the delivered events' entries in that index
+    // (migration 0028).
     conn.prepare("app_events_claim",
                  "UPDATE wxrecon.app_events e SET lease_until = now() + make_interval(secs => $2::double "
                  "precision / 1000), lease_owner = $1, attempts = e.attempts + 1"
@@ -79,7 +84,7 @@ boost::asio::awaitable<std::vector<app_event>> claim_app_events(db_pool& pool, s
                                                                 std::chrono::milliseconds lease,
                                                                 std::size_t limit, deadline until) {
     auto job = [owner = std::move(owner), lease, limit](pqxx::connection_base& c) {
-        return claim(c, owner, lease, limit);
+        return claim_app_events_now(c, owner, lease, limit);
     };
     co_return co_await pool.run<std::vector<app_event>>(std::move(job), until);
 }

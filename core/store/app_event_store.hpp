@@ -33,6 +33,9 @@ struct app_event {
 };
 
 // Claims up to `limit` due events, each the oldest undelivered one of its order, leased for `lease`.
+std::vector<app_event> claim_app_events_now(pqxx::connection_base& conn, const std::string& owner,
+                                            std::chrono::milliseconds lease, std::size_t limit);
+// The same on a connection of the pool.
 boost::asio::awaitable<std::vector<app_event>> claim_app_events(db_pool& pool, std::string owner,
                                                                 std::chrono::milliseconds lease,
                                                                 std::size_t limit, deadline until);
