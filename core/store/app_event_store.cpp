@@ -41,31 +41,34 @@ connection_setup with_app_events(connection_setup prepare, bool on) {
 }
 
 void prepare_app_event_connection(pqxx::connection_base& conn) {
-    // These statements are planned once and keep their plans for the connection's life, made from the
-    // statistics of the moment; on these connections the planner may use nothing but the outbox's indexes,
-    // whatever those statistics said. Made while the outbox was empty (a new install, a daemon started
-    // after it emptied), the claim's head-of-order probe was a sequential scan per candidate, and a backlog
-    // of 60,000 events made one claim run for minutes while nothing was delivered. Planned as a sort of
-    // every pending event (as when the table was analysed nearly empty), each claim cost O(backlog).
+    // A prepared statement's plan may be made once and kept for the connection's life, from the outbox's
+    // size at that moment. Made while the outbox was nearly empty (a new install, a daemon started after
+    // it emptied) and kept as a backlog of 60,000 events arrived, the claim walked the primary key for
+    // every head-of-order probe and ran the whole walk again for each event it leased: 1.6 s a claim, and
+    // nothing delivered for minutes (found by bench/run-app-events.sh, auto_explain). Here every execution
+    // is planned for the outbox as it is (about 0.4 ms a claim of some twenty events), and the planner may
+    // use nothing but the outbox's indexes. The claim must walk the pending events in id order and stop
+    // after `limit`; sorting ruled out, nothing else is left (planned as a sort of every pending event, as
+    // when the table was analysed nearly empty, each claim cost O(backlog)).
     pqxx::nontransaction(conn).exec(
-        "SET synchronous_commit = off; SET enable_sort = off; SET enable_seqscan = off;"
-        " SET enable_hashjoin = off; SET enable_mergejoin = off");
-    // The claim walks the pending events in id order and stops after `limit`; the head-of-order test is a
+        "SET synchronous_commit = off; SET plan_cache_mode = force_custom_plan; SET enable_sort = off;"
+        " SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off");
+    // The events to lease are chosen once (the array), then leased by primary key: as a join, the planner
+    // could make the leased rows the outer side and choose again for each. The head-of-order test is a
     // scalar subquery so that it stays an index probe per candidate instead of becoming a join over the
-    // whole backlog. Prepared: planned per call it cost 0.44 ms of planning, several times its execution.
-    // `id > 0` (true of every event) is what lets the walk, and only the walk, use app_events_claim_queue:
-    // the head-of-order probe cannot, so it never walks the delivered events' entries in that index
-    // (migration 0028).
+    // whole backlog. `id > 0` (true of every event) is what lets the walk, and only the walk, use
+    // app_events_claim_queue: the head-of-order probe cannot, so it never walks the delivered events'
+    // entries in that index (migration 0028).
     conn.prepare("app_events_claim",
                  "UPDATE wxrecon.app_events e SET lease_until = now() + make_interval(secs => $2::double "
                  "precision / 1000), lease_owner = $1, attempts = e.attempts + 1"
-                 " FROM (SELECT a.id FROM wxrecon.app_events a"
+                 " WHERE e.id = ANY (ARRAY(SELECT a.id FROM wxrecon.app_events a"
                  "       WHERE a.delivered_at IS NULL AND a.id > 0 AND a.due_at <= now()"
                  "       AND (a.lease_until IS NULL OR a.lease_until < now())"
                  "       AND a.id = (SELECT min(b.id) FROM wxrecon.app_events b WHERE b.delivered_at IS NULL"
                  "                   AND b.mchid = a.mchid AND b.out_trade_no = a.out_trade_no)"
-                 "       ORDER BY a.id LIMIT $3 FOR UPDATE SKIP LOCKED) head"
-                 " WHERE e.id = head.id RETURNING e.id, wxrecon.app_event_body(e), e.attempts");
+                 "       ORDER BY a.id LIMIT $3 FOR UPDATE SKIP LOCKED))"
+                 " RETURNING e.id, wxrecon.app_event_body(e), e.attempts");
     // Through app_events_delivered (migration 0028): without it, a scan of a day of events every tidy.
     conn.prepare("app_events_forget",
                  "DELETE FROM wxrecon.app_events WHERE id = ANY (ARRAY(SELECT id FROM wxrecon.app_events"

@@ -456,23 +456,30 @@ TEST(AppEventOutbox, ClaimedEventsKeepTheirPages) {
     EXPECT_EQ(db.count("SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NOT NULL"), 200);
 }
 
-// A claim planned while the outbox was empty (a new install, or a daemon started after the outbox was
-// emptied) keeps that plan as the outbox grows until the next analyse: planned for an empty table, the
-// head-of-order probe was a sequential scan per candidate, and with 60,000 pending events (a receiver down
-// for half a minute at 2,000/s) one claim ran for minutes while nothing was delivered. Whatever the plan's
-// age, the claim walks its queue index and probes by index.
+// A claim first used while the outbox was nearly empty (a new install, or a daemon started after the outbox
+// was emptied) could keep that plan as the outbox grew: a sequential scan, or a walk of the primary key, per
+// head-of-order probe, and with 60,000 pending events (a receiver down for half a minute at 2,000/s) claims
+// of seconds to minutes while nothing was delivered. Whatever happened before, the claim walks its queue
+// index and probes by index.
 TEST(AppEventOutbox, AClaimPlannedOnAnEmptyOutboxStaysAnIndexWalk) {
     scratch_database db;
     pqxx::connection conn(db.url());
     store::migrate(conn);
     store::prepare_app_event_connection(conn);
-    {
-        pqxx::work tx(conn);
-        tx.exec("ANALYZE wxrecon.app_events");
-        tx.commit();
+    // Emptied after a day of events (as after a TRUNCATE, or a first install's empty table), then the first
+    // few events of a backlog arrive and are claimed.
+    pqxx::nontransaction(conn).exec(
+        "INSERT INTO wxrecon.app_events (mchid, out_trade_no, type, occurred_at, object_key, delivered_at)"
+        " SELECT '1900000109', 'DELIVERED-' || g, 'order.paid', now(), 'order', now()"
+        " FROM generate_series(1, 20000) g; ANALYZE wxrecon.app_events; TRUNCATE wxrecon.app_events");
+    for (int i = 0; i < 8; ++i) {  // past the custom plans of the first uses: the plan may be cached
+        pqxx::nontransaction(conn).exec(
+            "INSERT INTO wxrecon.app_events (mchid, out_trade_no, type, occurred_at, object_key)"
+            " SELECT '1900000109', 'FIRST-" +
+            std::to_string(i) + "-' || g, 'order.paid', now(), 'order' FROM generate_series(1, 4) g");
+        EXPECT_EQ(store::claim_app_events_now(conn, "plan-test", std::chrono::milliseconds(60000), 32).size(),
+                  4u);
     }
-    for (int i = 0; i < 8; ++i)  // past the custom plans of the first uses: the plan is cached from here on
-        store::claim_app_events_now(conn, "plan-test", std::chrono::milliseconds(60000), 32);
     pqxx::work tx(conn);
     tx.exec(
         "INSERT INTO wxrecon.app_events (mchid, out_trade_no, type, occurred_at, object_key, due_at)"
@@ -483,6 +490,10 @@ TEST(AppEventOutbox, AClaimPlannedOnAnEmptyOutboxStaysAnIndexWalk) {
         plan += row[0].as<std::string>() + "\n";
     EXPECT_EQ(plan.find("Seq Scan"), std::string::npos) << plan;
     EXPECT_NE(plan.find("app_events_claim_queue on app_events a"), std::string::npos) << plan;
+    // Planned again at every use, for the outbox as it is then, never from a plan kept since it was empty.
+    EXPECT_EQ(tx.exec1("SHOW plan_cache_mode")[0].as<std::string>(), "force_custom_plan");
+    const auto probe = plan.substr(std::min(plan.size(), plan.find("SubPlan")));
+    EXPECT_NE(probe.find("app_events_pending on app_events b"), std::string::npos) << plan;
     tx.abort();
 }
 
