@@ -148,14 +148,14 @@ public:
         return apply_result{d.result, false, d.open};
     }
 
-    void write(pqxx::work& tx) const;
+    void write(pqxx::transaction_base& tx) const;
 
 private:
-    void write_created_orders(pqxx::work& tx) const;
-    void write_events(pqxx::work& tx) const;
-    void write_order_changes(pqxx::work& tx) const;
-    void write_refund_changes(pqxx::work& tx) const;
-    void write_discrepancies(pqxx::work& tx) const;
+    void write_created_orders(pqxx::transaction_base& tx) const;
+    void write_events(pqxx::transaction_base& tx) const;
+    void write_order_changes(pqxx::transaction_base& tx) const;
+    void write_refund_changes(pqxx::transaction_base& tx) const;
+    void write_discrepancies(pqxx::transaction_base& tx) const;
 
     decision decide_refund(const fact& f, const std::optional<order_snapshot>& order) const {
         const auto& r = std::get<refund_fact>(f.body);
@@ -259,7 +259,7 @@ private:
     std::vector<std::string> discrepancy_order_;
 };
 
-void batch_plan::write(pqxx::work& tx) const {
+void batch_plan::write(pqxx::transaction_base& tx) const {
     write_created_orders(tx);
     write_events(tx);
     write_order_changes(tx);
@@ -268,7 +268,7 @@ void batch_plan::write(pqxx::work& tx) const {
 }
 
 // Orders first seen in a notification or a bill: created before their events reference them.
-void batch_plan::write_created_orders(pqxx::work& tx) const {
+void batch_plan::write_created_orders(pqxx::transaction_base& tx) const {
     if (created_.empty()) return;
     pg_array mchid, otn, appid, amount{pg_array::element::int8}, currency, origin;
     for (const fact* f : created_) {
@@ -286,7 +286,7 @@ void batch_plan::write_created_orders(pqxx::work& tx) const {
 }
 
 // Every applied fact as received: the evidence, in arrival order.
-void batch_plan::write_events(pqxx::work& tx) const {
+void batch_plan::write_events(pqxx::transaction_base& tx) const {
     if (events_.empty()) return;
     constexpr auto int8 = pg_array::element::int8;
     pg_array mchid, otn, source, nid, etype, tstate, rstatus, txid, orn, total{int8}, payer_total{int8},
@@ -332,7 +332,7 @@ void batch_plan::write_events(pqxx::work& tx) const {
 }
 
 // The net change to each order row.
-void batch_plan::write_order_changes(pqxx::work& tx) const {
+void batch_plan::write_order_changes(pqxx::transaction_base& tx) const {
     if (order_keys_.empty()) return;
     constexpr auto int8 = pg_array::element::int8;
     pg_array mchid, otn, state, source, desc, txid, ttype, btype, openid, payer_total{int8}, success{int8},
@@ -359,7 +359,7 @@ void batch_plan::write_order_changes(pqxx::work& tx) const {
 }
 
 // The net change to each refund row.
-void batch_plan::write_refund_changes(pqxx::work& tx) const {
+void batch_plan::write_refund_changes(pqxx::transaction_base& tx) const {
     if (refund_order_.empty()) return;
     constexpr auto int8 = pg_array::element::int8;
     pg_array mchid, orn, otn, rid, txid, amount{int8}, total{int8}, status, success{int8}, observed{int8};
@@ -382,7 +382,7 @@ void batch_plan::write_refund_changes(pqxx::work& tx) const {
 }
 
 // Discrepancies opened and resolved by the batch.
-void batch_plan::write_discrepancies(pqxx::work& tx) const {
+void batch_plan::write_discrepancies(pqxx::transaction_base& tx) const {
     // Net effect per (order, kind), matching one-at-a-time application: a resolve that precedes an open
     // closes the existing row first; an open lands before a resolve that follows it.
     pg_array resolve_first[3], open[4], resolve_last[3];
@@ -415,14 +415,10 @@ void batch_plan::write_discrepancies(pqxx::work& tx) const {
                          resolve_last[2].param());
 }
 
-// Locks every order and refund the batch touches (in key order, so concurrent batches cannot deadlock)
-// and reads which of its identities are already recorded.
-batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& facts,
-                             long statement_timeout_ms) {
-    // One round trip: this transaction's settings and its clock. synchronous_commit is on whatever the
-    // server default; the statement timeout bounds lock waits so workers give up before callers do.
-    const micros now =
-        tx.exec_prepared1("batch_begin", std::to_string(statement_timeout_ms))[0].as<std::int64_t>();
+// Locks every order and refund the batch touches (in key order, so concurrent batches cannot deadlock),
+// then reads, in one statement begun once the locks are held, the clock, the orders' refunded totals and
+// which of the batch's identities are already recorded.
+batch_plan read_locked_state(pqxx::transaction_base& tx, const std::vector<const fact*>& facts) {
     pg_array order_mchid, order_otn, refund_mchid, refund_orn;
     pg_array nid_m, nid_v, pay_m, pay_t, pay_s, unpaid_m, unpaid_o, unpaid_s, ref_m, ref_o, ref_s;
     for (const fact* f : facts) {
@@ -454,11 +450,6 @@ batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& fac
         s.currency = row[9].as<std::string>();
         orders.emplace(key_of(row[0].c_str(), row[1].c_str()), s);
     }
-    if (!orders.empty())
-        for (const auto& row :
-             tx.exec_prepared("batch_refunded_totals", order_mchid.param(), order_otn.param()))
-            if (const auto it = orders.find(key_of(row[0].c_str(), row[1].c_str())); it != orders.end())
-                it->second.refunded_total = row[2].as<std::int64_t>();
     std::map<std::string, refund_snapshot> refunds;
     if (!refund_mchid.empty())
         for (const auto& row :
@@ -467,25 +458,77 @@ batch_plan read_locked_state(pqxx::work& tx, const std::vector<const fact*>& fac
                 key_of(row[0].c_str(), row[1].c_str()),
                 refund_snapshot{parse_refund_status(row[2].c_str()).value_or(refund_status::processing),
                                 row[3].as<std::int64_t>()});
+    std::optional<micros> now;
     std::set<std::string> recorded;
     for (const auto& row :
-         tx.exec_prepared("batch_known_identities", nid_m.param(), nid_v.param(), pay_m.param(),
-                          pay_t.param(), pay_s.param(), unpaid_m.param(), unpaid_o.param(), unpaid_s.param(),
-                          ref_m.param(), ref_o.param(), ref_s.param())) {
+         tx.exec_prepared("batch_read_state", order_mchid.param(), order_otn.param(), nid_m.param(),
+                          nid_v.param(), pay_m.param(), pay_t.param(), pay_s.param(), unpaid_m.param(),
+                          unpaid_o.param(), unpaid_s.param(), ref_m.param(), ref_o.param(), ref_s.param())) {
         const std::string kind = row[0].c_str();
-        if (kind == "n")
+        if (kind == "c") {
+            now = row[1].as<std::int64_t>();
+        } else if (kind == "t") {
+            if (const auto it = orders.find(key_of(row[1].c_str(), row[2].c_str())); it != orders.end())
+                it->second.refunded_total = row[3].as<std::int64_t>();
+        } else if (kind == "n") {
             recorded.insert(key_of("n" + std::string(row[1].c_str()), row[2].c_str()));
-        else
+        } else {
             recorded.insert(key_of(kind + row[1].c_str(), key_of(row[2].c_str(), row[3].c_str())));
+        }
     }
-    return batch_plan(now, std::move(orders), std::move(refunds), std::move(recorded));
+    if (!now) throw std::logic_error("batch_read_state returned no clock row");
+    return batch_plan(*now, std::move(orders), std::move(refunds), std::move(recorded));
+}
+
+// After a failure the connection may be inside a failed transaction; the next batch must not find it so.
+// A fresh transaction object: libpqxx may refuse more work from the one an error went through.
+void rollback_quietly(pqxx::connection_base& conn) noexcept {
+    try {
+        pqxx::nontransaction(conn).exec("ROLLBACK");
+    } catch (const std::exception&) {
+        // A broken connection: the pool replaces it, and the server rolled back already.
+    }
 }
 
 }  // namespace
 
-std::vector<apply_result> apply_in(pqxx::work& tx, const std::vector<const fact*>& facts,
-                                   long statement_timeout_ms) {
-    batch_plan plan = read_locked_state(tx, facts, statement_timeout_ms);
+std::string batch_settings(long statement_timeout_ms) {
+    return "SET LOCAL synchronous_commit = on; SET LOCAL statement_timeout = " +
+           std::to_string(statement_timeout_ms) +
+           "; SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off;"
+           " SET LOCAL enable_mergejoin = off; SET LOCAL plan_cache_mode = force_generic_plan";
+}
+
+batch_transaction::batch_transaction(pqxx::connection_base& conn, long statement_timeout_ms) : conn_(conn) {
+    tx_.emplace(conn);
+    try {
+        // One simple query: BEGIN and the settings, none of them planned.
+        tx_->exec("BEGIN; " + batch_settings(statement_timeout_ms));
+    } catch (...) {
+        // The settings may have failed after BEGIN: the connection must not stay in the failed transaction.
+        tx_.reset();
+        open_ = false;
+        rollback_quietly(conn);
+        throw;
+    }
+}
+
+batch_transaction::~batch_transaction() {
+    tx_.reset();
+    if (open_) rollback_quietly(conn_);
+}
+
+void batch_transaction::commit() {
+    open_ = false;  // whatever happens now, nothing is left to roll back
+    // A COMMIT in a failed transaction answers ROLLBACK without an error. It cannot meet one here: no error
+    // of a batch's statements is swallowed (a unique violation becomes batch_conflict), and the batch
+    // ends at its first.
+    tx_->exec("COMMIT");
+}
+
+std::vector<apply_result> apply_in(batch_transaction& batch, const std::vector<const fact*>& facts) {
+    pqxx::transaction_base& tx = batch.tx();
+    batch_plan plan = read_locked_state(tx, facts);
     std::vector<apply_result> results;
     results.reserve(facts.size());
     for (const fact* f : facts) results.push_back(plan.add(*f));

@@ -22,16 +22,6 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
                      " ORDER BY 1, 2) AS k"
                      " CROSS JOIN LATERAL (SELECT * FROM wxrecon.orders o WHERE o.mchid = k.mchid"
                      " AND o.out_trade_no = k.out_trade_no LIMIT 1 FOR UPDATE) AS o");
-    // The orders' SUCCESS refunds together, read in a statement of its own once the order rows are locked:
-    // under READ COMMITTED a statement sees what committed before it began, so a subquery of the locking
-    // statement would miss a refund another batch committed while this one waited for the lock (found by
-    // the crash campaign: two partial refunds adding up to the whole left the order SUCCESS).
-    conn.prepare("batch_refunded_totals",
-                 "SELECT k.mchid, k.out_trade_no, t.total"
-                 " FROM (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k(mchid, out_trade_no)"
-                 " CROSS JOIN LATERAL (SELECT sum(r.amount_refund)::bigint AS total FROM wxrecon.refunds r"
-                 " WHERE r.mchid = k.mchid AND r.out_trade_no = k.out_trade_no AND r.status = 'SUCCESS') AS t"
-                 " WHERE t.total IS NOT NULL");
     conn.prepare("batch_lock_refunds",
                  "SELECT r.mchid, r.out_refund_no, r.status,"
                  " wxrecon.to_micros(coalesce(r.status_observed_at, r.status_changed_at))"
@@ -42,20 +32,21 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
     // A batch's statements look rows up by key, a few at a time. Their plans are cached for the life of
     // the connection, made once from the statistics of the moment: made while payment_events was small,
     // the identity check stayed a hash join over a sequential scan as the table grew (9.6 ms a batch at
-    // 15,000 rows, against 0.27 ms by index). Inside a batch the planner may choose nothing else.
-    // And the plans are kept: with the default plan_cache_mode, a statement over arrays was planned again
-    // at every batch (a custom plan knows the arrays' length, so the generic plan always looked dearer):
-    // 78-166 us of planning a statement, about 500 us a batch, more than the statements' execution at
-    // 2,000 notifications/s (pg_stat_statements.track_planning). Forced generic, each is planned once per
-    // connection, under the settings above, which leave it nothing but key probes.
-    conn.prepare("batch_begin",
-                 "SELECT wxrecon.to_micros(now()), set_config('synchronous_commit', 'on', true),"
-                 " set_config('statement_timeout', $1, true), set_config('enable_seqscan', 'off', true),"
-                 " set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),"
-                 " set_config('plan_cache_mode', 'force_generic_plan', true)");
-    // Which of the batch's identities are recorded already: notification ids, paid and unpaid payment
-    // facts, refund facts, each a primary-key lookup in fact_identities (migration 0025), whichever
-    // partition of payment_events holds the event and whether or not it is still attached.
+    // 15,000 rows, against 0.27 ms by index). Inside a batch the planner may choose nothing else
+    // (batch_settings). And the plans are kept: with the default plan_cache_mode, a statement over arrays
+    // was planned again at every batch (a custom plan knows the arrays' length, so the generic plan always
+    // looked dearer): 78-166 us of planning a statement, about 500 us a batch, more than the statements'
+    // execution at 2,000 notifications/s (pg_stat_statements.track_planning). Forced generic, each is
+    // planned once per connection, under settings that leave it nothing but key probes.
+    //
+    // What the batch reads once its locks are held, in one statement (one round trip): the clock (the
+    // transaction's start), the orders' SUCCESS refunds summed, and which of the batch's identities are
+    // recorded already: notification ids, paid and unpaid payment facts, refund facts, each a primary-key
+    // lookup in fact_identities (migration 0025), whichever partition of payment_events holds the event
+    // and whether or not it is still attached. It must not be part of the locking statement: under READ
+    // COMMITTED a statement sees what committed before it began, so it would miss a refund another batch
+    // committed while this one waited for the lock (found by the crash campaign: two partial refunds
+    // adding up to the whole left the order SUCCESS).
     const auto known = [](const char* kind, const char* subject_and_state) {
         return std::string("SELECT '") + kind + "', k.mchid, k.subject, nullif(k.state, '')" +
                " FROM unnest(" + subject_and_state +
@@ -63,11 +54,18 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
                " WHERE i.mchid = k.mchid AND i.subject = k.subject AND i.state = k.state AND i.kind = '" +
                kind + "' LIMIT 1) AS found";
     };
-    conn.prepare("batch_known_identities",
-                 known("n", "$1::text[], $2::text[], array_fill(''::text, ARRAY[cardinality($1::text[])])") +
-                     " UNION ALL " + known("p", "$3::text[], $4::text[], $5::text[]") + " UNION ALL " +
-                     known("u", "$6::text[], $7::text[], $8::text[]") + " UNION ALL " +
-                     known("r", "$9::text[], $10::text[], $11::text[]"));
+    conn.prepare(
+        "batch_read_state",
+        "SELECT 'c', wxrecon.to_micros(now())::text, NULL::text, NULL::text"
+        " UNION ALL SELECT 't', k.mchid, k.out_trade_no, t.total::text"
+        " FROM (SELECT DISTINCT * FROM unnest($1::text[], $2::text[])) AS k(mchid, out_trade_no)"
+        " CROSS JOIN LATERAL (SELECT sum(r.amount_refund)::bigint AS total FROM wxrecon.refunds r"
+        " WHERE r.mchid = k.mchid AND r.out_trade_no = k.out_trade_no AND r.status = 'SUCCESS') AS t"
+        " WHERE t.total IS NOT NULL UNION ALL " +
+            known("n", "$3::text[], $4::text[], array_fill(''::text, ARRAY[cardinality($3::text[])])") +
+            " UNION ALL " + known("p", "$5::text[], $6::text[], $7::text[]") + " UNION ALL " +
+            known("u", "$8::text[], $9::text[], $10::text[]") + " UNION ALL " +
+            known("r", "$11::text[], $12::text[], $13::text[]"));
     conn.prepare("batch_create_orders",
                  "INSERT INTO wxrecon.orders (mchid, out_trade_no, appid, amount_total, currency, origin, "
                  "state_source)"

@@ -38,14 +38,12 @@ std::vector<apply_result> apply_batch(pqxx::connection_base& conn, const std::ve
         timeout_ms = static_cast<long>(left.count());
     }
     try {
-        pqxx::work tx(conn);
-        std::vector<apply_result> results = apply_in(tx, facts, timeout_ms);
+        batch_transaction tx(conn, timeout_ms);
+        std::vector<apply_result> results = apply_in(tx, facts);
         if (until && std::chrono::steady_clock::now() > *until - commit_margin)
             throw commit_not_confirmed("the callers' deadline is too close to commit; rolled back");
         try {
             tx.commit();
-        } catch (const pqxx::in_doubt_error& e) {
-            throw commit_not_confirmed(std::string("commit outcome unknown: ") + e.what());
         } catch (const pqxx::broken_connection& e) {
             throw commit_not_confirmed(std::string("connection lost during commit: ") + e.what());
         }
