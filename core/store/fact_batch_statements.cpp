@@ -73,14 +73,16 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
                  " FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])"
                  " AS n(mchid, out_trade_no, appid, amount_total, currency, origin)"
                  " ON CONFLICT DO NOTHING RETURNING 1");
-    // A plain INSERT: the identities were looked up under the orders' locks, so a unique index refuses a
-    // row only when another transaction recorded the same fact meanwhile (the batch is then retried). The
-    // ON CONFLICT form checked every arbiter index before each insert: 6.5 % of PostgreSQL's CPU.
+    // The events and the orders' changes, one statement: a data-modifying WITH runs its INSERT exactly once
+    // whether or not anything reads it. A plain INSERT: the identities were looked up under the orders'
+    // locks, so a unique index refuses a row only when another transaction recorded the same fact meanwhile
+    // (the batch is then retried). The ON CONFLICT form checked every arbiter index before each insert: 6.5 %
+    // of PostgreSQL's CPU.
     conn.prepare(
-        "batch_append_events",
-        "INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id, event_type, trade_state,"
-        " refund_status, transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
-        " occurred_at, received_at, payload, raw_body, raw_headers)"
+        "batch_write_events_and_orders",
+        "WITH appended AS (INSERT INTO wxrecon.payment_events (mchid, out_trade_no, source, notify_id,"
+        " event_type, trade_state, refund_status, transaction_id, out_refund_no, amount_total, payer_total,"
+        " amount_refund, occurred_at, received_at, payload, raw_body, raw_headers)"
         " SELECT mchid, out_trade_no, source, notify_id, event_type, trade_state, refund_status,"
         " transaction_id, out_refund_no, amount_total, payer_total, amount_refund,"
         " wxrecon.from_micros(occurred_at), wxrecon.from_micros(received_at), payload::jsonb, raw_body,"
@@ -92,10 +94,8 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
         "transaction_id,"
         " out_refund_no, amount_total, payer_total, amount_refund, occurred_at, received_at, payload,"
         " raw_body, raw_headers, arrival)"
-        " ORDER BY arrival");
-    conn.prepare(
-        "batch_update_orders",
-        "UPDATE wxrecon.orders o SET"
+        " ORDER BY arrival)"
+        " UPDATE wxrecon.orders o SET"
         " state = coalesce(u.state, o.state),"
         " state_source = CASE WHEN u.state IS NULL THEN o.state_source ELSE u.state_source END,"
         " state_changed_at = CASE WHEN u.state IS NULL THEN o.state_changed_at ELSE now() END,"
@@ -110,8 +110,9 @@ void prepare_fact_batch(pqxx::connection_base& conn) {
         " success_time = coalesce(o.success_time, wxrecon.from_micros(u.success_time)),"
         " notified_at = CASE WHEN u.notified THEN coalesce(o.notified_at, now()) ELSE o.notified_at END,"
         " updated_at = now()"
-        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-        " $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::boolean[], $13::bigint[])"
+        " FROM unnest($18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],"
+        " $24::text[], $25::text[], $26::text[], $27::bigint[], $28::bigint[], $29::boolean[],"
+        " $30::bigint[])"
         " AS u(mchid, out_trade_no, state, state_source, state_desc, transaction_id, trade_type, bank_type,"
         " payer_openid, payer_total, success_time, notified, observed_at)"
         " WHERE o.mchid = u.mchid AND o.out_trade_no = u.out_trade_no");

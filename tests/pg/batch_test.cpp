@@ -458,9 +458,9 @@ TEST_F(BatchTest, TheStatementsAreNotPlannedAgainForEveryBatch) {
              " ', ' ORDER BY name), 'none') FROM pg_prepared_statements"
              " WHERE name LIKE 'batch\\_%' AND custom_plans > 1"),
         "batch statements planned per use: none | ");
-    EXPECT_EQ(
-        rows("SELECT generic_plans >= 7 FROM pg_prepared_statements WHERE name = 'batch_update_orders'"),
-        "t | ");
+    EXPECT_EQ(rows("SELECT generic_plans >= 7 FROM pg_prepared_statements WHERE name = "
+                   "'batch_write_events_and_orders'"),
+              "t | ");
 }
 
 }  // namespace
