@@ -76,6 +76,9 @@ void prepare_app_event_connection(pqxx::connection_base& conn) {
     conn.prepare("app_events_delivered",
                  "UPDATE wxrecon.app_events SET delivered_at = now(), last_status = 200, last_error = NULL,"
                  " lease_until = NULL, lease_owner = NULL WHERE id = ANY($1::bigint[]) AND lease_owner = $2");
+    conn.prepare("app_events_release",
+                 "UPDATE wxrecon.app_events SET lease_until = NULL, lease_owner = NULL,"
+                 " attempts = greatest(attempts - 1, 0) WHERE id = ANY($1::bigint[]) AND lease_owner = $2");
     conn.prepare(
         "app_events_retry",
         "UPDATE wxrecon.app_events SET due_at = now() + make_interval(secs => $5::double precision / "
@@ -92,15 +95,30 @@ boost::asio::awaitable<std::vector<app_event>> claim_app_events(db_pool& pool, s
     co_return co_await pool.run<std::vector<app_event>>(std::move(job), until);
 }
 
-boost::asio::awaitable<void> finish_app_events(db_pool& pool, std::vector<std::int64_t> ids,
-                                               std::string owner, deadline until) {
-    auto job = [ids = std::move(ids), owner = std::move(owner)](pqxx::connection_base& c) {
+namespace {
+
+// A statement over many events at once ($1 their ids, $2 the owner of their leases).
+boost::asio::awaitable<void> update_leased(db_pool& pool, const char* statement,
+                                           std::vector<std::int64_t> ids, std::string owner, deadline until) {
+    auto job = [statement, ids = std::move(ids), owner = std::move(owner)](pqxx::connection_base& c) {
         pg_array list(pg_array::element::int8);
         for (const auto id : ids) list.add(id);
-        pqxx::nontransaction(c).exec_prepared("app_events_delivered", list.param(), owner);
+        pqxx::nontransaction(c).exec_prepared(statement, list.param(), owner);
         return true;
     };
     co_await pool.run<bool>(std::move(job), until);
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> finish_app_events(db_pool& pool, std::vector<std::int64_t> ids,
+                                               std::string owner, deadline until) {
+    co_await update_leased(pool, "app_events_delivered", std::move(ids), std::move(owner), until);
+}
+
+boost::asio::awaitable<void> release_app_events(db_pool& pool, std::vector<std::int64_t> ids,
+                                                std::string owner, deadline until) {
+    co_await update_leased(pool, "app_events_release", std::move(ids), std::move(owner), until);
 }
 
 boost::asio::awaitable<void> retry_app_event(db_pool& pool, std::int64_t id, std::string owner, int status,

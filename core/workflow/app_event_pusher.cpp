@@ -54,6 +54,9 @@ app_event_pusher::app_event_pusher(asio::any_io_executor ex, const config::app_e
       client_(ex, delivery_options(cfg)),
       timer_(ex) {
     if (options_.owner.empty()) options_.owner = "wxrecond-" + crypto::random_alnum(8);
+    // A delivery ends within its lease, however long [app_events] timeout is: past the lease another
+    // instance may claim the event and send the order's next one first.
+    options_.lease = std::max(options_.lease, duration_cast<milliseconds>(2 * (cfg.timeout + seconds(1))));
 }
 
 void app_event_pusher::start() {
@@ -78,6 +81,18 @@ asio::awaitable<void> app_event_pusher::stop(milliseconds grace) {
                                               steady_clock::now() + seconds(2));
         } catch (const std::exception& e) {
             spdlog::warn("app-events: deliveries not recorded at stop error={}", log_quote(e.what()));
+        }
+    }
+    if (!queued_
+             .empty()) {  // claimed and never sent: free for the next instance now, not when the lease ends
+        std::vector<std::int64_t> ids;
+        for (const auto& q : queued_) ids.push_back(q.event.id);
+        queued_.clear();
+        try {
+            co_await store::release_app_events(pool_, std::move(ids), options_.owner,
+                                               steady_clock::now() + seconds(2));
+        } catch (const std::exception& e) {
+            spdlog::warn("app-events: claims not released at stop error={}", log_quote(e.what()));
         }
     }
 }
@@ -113,10 +128,9 @@ asio::awaitable<void> app_event_pusher::run() {
                 metrics_->set("wxrecon_app_events_outbox", static_cast<double>(g.pending));
                 metrics_->set("wxrecon_app_events_oldest_seconds", g.oldest_seconds);
             }
-            // With a backlog every free slot is filled at once, but a claim per finished delivery would make
-            // the claim's round trip the limit: it waits for a quarter of the slots.
-            const int free = concurrency - in_flight_;
-            const bool claim = free > 0 && (!backlog_ || free >= std::max(1, concurrency / 4));
+            // A claim is due when the queue can no longer keep every slot busy: with a backlog at once, else
+            // after the gather moment.
+            const bool claim = queued_.size() < static_cast<std::size_t>(concurrency);
             if (!delivered_.empty() && (claim || in_flight_ == 0)) {
                 // The 2xx of the last round, recorded together: one statement, whatever their number. Until
                 // then the next event of those orders waits, so the order per order holds.
@@ -126,15 +140,14 @@ asio::awaitable<void> app_event_pusher::run() {
                                                   steady_clock::now() + database_deadline);
             }
             if (claim) {
-                auto due = co_await store::claim_app_events(pool_, options_.owner, options_.lease,
-                                                            static_cast<std::size_t>(free),
+                const std::size_t limit =
+                    std::max(options_.claim_limit, static_cast<std::size_t>(concurrency)) - queued_.size();
+                const auto lease_ends = steady_clock::now() + options_.lease;
+                auto due = co_await store::claim_app_events(pool_, options_.owner, options_.lease, limit,
                                                             steady_clock::now() + database_deadline);
-                backlog_ = static_cast<int>(due.size()) == free;
-                for (auto& e : due) {
-                    ++in_flight_;
-                    asio::co_spawn(executor_, deliver(std::move(e)),
-                                   report_escapes(metrics_, "app_event_pusher"));
-                }
+                backlog_ = due.size() == limit;
+                for (auto& e : due) queued_.push_back(claimed_event{std::move(e), lease_ends});
+                send_queued();
             }
         } catch (const std::exception& e) {
             spdlog::warn("app-events: outbox not read error={}",
@@ -144,12 +157,28 @@ asio::awaitable<void> app_event_pusher::run() {
         // Woken while the database had the round (a cancel then finds no wait to cut short): go round
         // again rather than sleep through it. Without a database call since the top, woken_ is false here.
         if (woken_) continue;
-        // Cut short by a wake-up or a finished delivery (which then gather, unless there is a backlog: a
-        // full claim left no slot free, so there is nothing to do until one is).
+        // Cut short by a wake-up or a finished delivery (which then gather, unless there is a backlog: then
+        // the queue is refilled as soon as it runs low).
         timer_.expires_after(options_.tick);
         co_await timer_.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     running_ = false;
+}
+
+void app_event_pusher::send_queued() {
+    const int concurrency = static_cast<int>(std::max<std::uint32_t>(1, cfg_.concurrency));
+    // An event whose lease would end before its answer could come back is not sent: another instance may
+    // claim it then, and two senders of one order could put its events out of order. It is claimed again
+    // once the lease has run out.
+    const auto latest_start = duration_cast<steady_clock::duration>(cfg_.timeout) + seconds(1);
+    while (in_flight_ < concurrency && !queued_.empty()) {
+        claimed_event next = std::move(queued_.front());
+        queued_.pop_front();
+        if (steady_clock::now() + latest_start >= next.lease_ends) continue;
+        ++in_flight_;
+        asio::co_spawn(executor_, deliver(std::move(next.event)),
+                       report_escapes(metrics_, "app_event_pusher"));
+    }
 }
 
 asio::awaitable<void> app_event_pusher::deliver(store::app_event e) {
@@ -186,7 +215,8 @@ asio::awaitable<void> app_event_pusher::deliver(store::app_event e) {
         spdlog::warn("app-events: outcome not recorded id={} error={}", e.id, log_quote(x.what()));
     }
     --in_flight_;
-    wake_here();  // a slot is free, and a 2xx waits to be recorded
+    if (!stopping_) send_queued();
+    wake_here();  // a 2xx waits to be recorded, and the queue may need more
 }
 
 milliseconds app_event_pusher::backoff(int attempts) const {

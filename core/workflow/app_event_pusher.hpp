@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -31,7 +32,10 @@ struct app_event_pusher_options {
     std::chrono::milliseconds tick{200};  // how often due events are looked for when idle
     // After a wake-up or a finished delivery, how long to let more arrive before one round claims the new
     // events and records the finished ones together (no wait while there is a backlog).
-    std::chrono::milliseconds gather{10};
+    std::chrono::milliseconds gather{50};
+    // At most this many events are claimed by one round and wait in memory for a free slot: a claim's cost
+    // is mostly its own (planning, a round trip), so a round claims what has gathered, not one per slot.
+    std::size_t claim_limit = 512;
     std::chrono::milliseconds lease{60000};  // how long a claimed event keeps other instances away
     std::string owner;
     std::chrono::milliseconds tidy_every{5000};  // gauges and clean-up
@@ -54,7 +58,12 @@ public:
     void wake();
 
 private:
+    struct claimed_event {
+        store::app_event event;
+        std::chrono::steady_clock::time_point lease_ends;
+    };
     boost::asio::awaitable<void> run();
+    void send_queued();
     boost::asio::awaitable<void> deliver(store::app_event e);
     void wake_here();
     std::chrono::milliseconds backoff(int attempts) const;
@@ -69,11 +78,12 @@ private:
     boost::asio::steady_timer timer_;
     std::chrono::steady_clock::time_point next_tidy_{};
     std::vector<std::int64_t> delivered_;  // 2xx received, not yet recorded
+    std::deque<claimed_event> queued_;     // claimed, waiting for a free slot
     int in_flight_ = 0;
     bool stopping_ = false;
     bool woken_ = false;      // a round is due once the gathering moment has passed
     bool gathering_ = false;  // waiting the gather moment: a wake-up must not cut it short
-    bool backlog_ = false;    // the last claim filled every free slot: more are due now
+    bool backlog_ = false;    // the last claim got all it asked for: more are due now
     bool running_ = false;
 };
 

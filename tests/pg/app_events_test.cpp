@@ -20,6 +20,11 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "sim_env.hpp"
 #include "store/app_event_store.hpp"
 #include "store/db_pool.hpp"
@@ -536,6 +541,57 @@ TEST(AppEventOutbox, TheClaimAndTheTidyCannotWalkTheWholeOutbox) {
     EXPECT_NE(forget.find("app_events_delivered"), std::string::npos) << forget;
     EXPECT_EQ(forget.find("Seq Scan"), std::string::npos) << forget;
     tx.abort();
+}
+
+// A round claims what has gathered, not one event per delivery slot (a claim costs the database about a
+// millisecond whatever its size), and keeps the rest in memory until a slot is free. Stopped, the pusher
+// frees what it claimed and never sent, so the next instance need not wait out the lease. The receiver
+// here takes connections and never answers: the two slots stay busy.
+TEST_F(AppEvents, ARoundClaimsMoreThanItsSlotsAndAStopFreesWhatItNeverSent) {
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(listener, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+    ASSERT_EQ(::listen(listener, 64), 0);  // the kernel completes the connections; nothing reads them
+    ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+    db_.exec(
+        "INSERT INTO wxrecon.app_events (mchid, out_trade_no, type, occurred_at, object_key, object)"
+        " SELECT '1900000109', 'SLOTS-' || g, 'order.paid', now(), 'order', '{}' FROM generate_series(1, 20) "
+        "g");
+    store::db_pool pool(db_.url(), 1, 64, store::prepare_app_event_connection);
+    boost::asio::io_context io;
+    config::app_events_config cfg;
+    cfg.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/events";
+    cfg.concurrency = 2;
+    cfg.timeout = 60s;
+    workflow::app_event_pusher_options options;
+    options.owner = "slots-test";
+    workflow::app_event_pusher pusher(io.get_executor(), cfg, secret, pool, std::make_shared<metrics>(),
+                                      options);
+    pusher.start();
+    std::thread runner([&io] {
+        auto work = boost::asio::make_work_guard(io);
+        io.run();
+    });
+    EXPECT_TRUE(
+        wait_for("SELECT count(*) FROM wxrecon.app_events WHERE lease_owner = 'slots-test'", "20", 5s))
+        << "one claim leases every due event, though only two can be in flight";
+    boost::asio::co_spawn(io, pusher.stop(300ms), boost::asio::use_future).get();
+    EXPECT_EQ(
+        db_.scalar("SELECT count(*) FROM wxrecon.app_events WHERE lease_owner IS NULL AND attempts = 0"),
+        "18")
+        << "the events never sent are free again, and their claim was no attempt";
+    EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.app_events WHERE lease_owner = 'slots-test'"
+                         " AND attempts = 1 AND delivered_at IS NULL"),
+              "2")
+        << "the two sent and never answered keep their lease: they may have arrived";
+    io.stop();
+    runner.join();
+    pool.stop();
+    ::close(listener);
 }
 
 // The pusher looks for events when told something was committed (the daemon's ledger tells it after each
