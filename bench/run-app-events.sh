@@ -116,7 +116,7 @@ cpu_snapshot() {
 }
 cpu_report() {  # cpu_report <before> <after>
   awk -v hz="$(getconf CLK_TCK)" 'NR == FNR {b[$1] = $2; next} {d[$1] = $2 - b[$1]}
-    END {printf "cpu seconds:"; n = split("postgres wxrecond wxpay-sim notify_load", c, " ")
+    END {printf "cpu seconds:"; n = split("postgres wxrecond wxpay-sim notify_load python3", c, " ")
          for (i = 1; i <= n; i++) printf " %s %.1f", c[i], d[c[i]] / hz; print ""}' <(echo "$1") <(echo "$2")
 }
 
@@ -144,9 +144,10 @@ run() {  # run <app events 0|1> <first order>
     --rate "$rate" --daemon-pid "$daemon_pid" | grep -E "^(notifications|latency|daemon)"
   cpu_report "$before" "$(cpu_snapshot)"
   echo "autovacuum runs: $(join -a 2 <(echo "$vacuums_before") <(autovacuums) | awk '{n = $NF - (NF == 3 ? $2 : 0); if (n > 0) printf "%s %d ", $1, n}')"
-  # Where PostgreSQL's time went: the statements that took most of it.
+  # Where PostgreSQL's time went: the statements that took most of it, and the WAL each wrote (a commit waits
+  # for the flush of all WAL before it, the pusher's too).
   "${psql[@]}" -F ' | ' -c "SELECT round(total_exec_time)::text || ' ms', calls, round((1000 * total_exec_time / calls)::numeric, 1) || ' us/call',
-                                   left(regexp_replace(query, '\s+', ' ', 'g'), 90)
+                                   round(wal_bytes / calls) || ' WAL bytes/call', left(regexp_replace(query, '\s+', ' ', 'g'), 90)
                             FROM pg_stat_statements WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 8"
   if [ "$1" = 1 ]; then
     for _ in $(seq 600); do
@@ -164,6 +165,16 @@ run() {  # run <app events 0|1> <first order>
   fi
   kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
 }
+# BURN_PERCENT=N (a control): the second run of each pair keeps [app_events] off and runs a process that
+# keeps N % of one core busy in 1 ms slices instead: does any load of the events' size raise p99 as much?
+burn() {
+  exec python3 -c 'import sys, time
+busy = float(sys.argv[1]) / 100 * 0.01
+while True:
+    end = time.perf_counter() + busy
+    while time.perf_counter() < end: pass
+    time.sleep(0.01 - busy)' "$1"
+}
 # A warm-up fills payment_events before anything is measured: a daemon whose statements were first planned
 # against an empty table keeps plans that degrade as it grows (issue 15), which would burden whichever run
 # came first. Each measured run starts a new daemon, so its statements are planned against this table.
@@ -175,11 +186,18 @@ seconds=$seconds_measured
 first=$((per_run + 1))
 for i in $(seq "$repeat"); do
   for events in 0 1; do
-    echo "== run $i, [app_events] $([ "$events" = 1 ] && echo on || echo off): ${rate}/s for ${seconds}s"
     # Each run starts with everything before it on disk (a checkpoint, then the kernel's write-back): no run
     # pays for the writes of the one before, which would queue before its commits' WAL flushes.
     "${psql[@]}" -c "TRUNCATE wxrecon.app_events" -c "CHECKPOINT" && sync
-    run "$events" "$first" | tee "$work/run-$events-$i.txt"
+    if [ "$events" = 1 ] && [ -n "${BURN_PERCENT:-}" ]; then
+      echo "== run $i, [app_events] off, a burner at ${BURN_PERCENT} % of a core: ${rate}/s for ${seconds}s"
+      burn "$BURN_PERCENT" & burner_pid=$!
+      run 0 "$first" | tee "$work/run-$events-$i.txt"
+      kill "$burner_pid"; wait "$burner_pid" 2>/dev/null || true
+    else
+      echo "== run $i, [app_events] $([ "$events" = 1 ] && echo on || echo off): ${rate}/s for ${seconds}s"
+      run "$events" "$first" | tee "$work/run-$events-$i.txt"
+    fi
     first=$((first + per_run))
   done
 done
@@ -195,5 +213,6 @@ median() { sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (
 p99_off=$(cat "$work"/run-0-*.txt | awk '/^latency ms:/ {print $6}' | median)
 p99_on=$(cat "$work"/run-1-*.txt | awk '/^latency ms:/ {print $6}' | median)
 lag_p99=$(cat "$work"/run-1-*.txt | awk '/^app events:/ {print $12}' | median)
-echo "== summary over $repeat runs each (receiver at nice ${RECEIVER_NICE:-0}): notification p99 ms (median) off $p99_off, on $p99_on," \
+echo "== summary over $repeat runs each (receiver at nice ${RECEIVER_NICE:-0}): notification p99 ms (median) off $p99_off," \
+  "$([ -n "${BURN_PERCENT:-}" ] && echo "off with the burner" || echo on) $p99_on," \
   "ratio $(awk -v a="$p99_on" -v b="$p99_off" 'BEGIN {printf "%.2f", a / b}'); outbox lag p99 ms (median) $lag_p99"
