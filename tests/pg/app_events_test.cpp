@@ -543,6 +543,30 @@ TEST(AppEventOutbox, TheClaimAndTheTidyCannotWalkTheWholeOutbox) {
     tx.abort();
 }
 
+// A pusher on an event loop of its own thread, as the daemon runs it. `cfg` must outlive it.
+struct pusher_on_thread {
+    pusher_on_thread(store::db_pool& pool, const config::app_events_config& cfg,
+                     workflow::app_event_pusher_options options)
+        : pusher(io.get_executor(), cfg, secret, pool, std::make_shared<metrics>(), std::move(options)) {
+        pusher.start();
+        runner = std::thread([this] {
+            auto work = boost::asio::make_work_guard(io);
+            io.run();
+        });
+    }
+    ~pusher_on_thread() { stop(std::chrono::milliseconds(0)); }
+    void stop(std::chrono::milliseconds grace) {
+        if (!runner.joinable()) return;
+        boost::asio::co_spawn(io, pusher.stop(grace), boost::asio::use_future).get();
+        io.stop();
+        runner.join();
+    }
+
+    boost::asio::io_context io;
+    workflow::app_event_pusher pusher;
+    std::thread runner;
+};
+
 // A round claims what has gathered, not one event per delivery slot (a claim costs the database about a
 // millisecond whatever its size), and keeps the rest in memory until a slot is free. Stopped, the pusher
 // frees what it claimed and never sent, so the next instance need not wait out the lease. The receiver
@@ -562,24 +586,17 @@ TEST_F(AppEvents, ARoundClaimsMoreThanItsSlotsAndAStopFreesWhatItNeverSent) {
         " SELECT '1900000109', 'SLOTS-' || g, 'order.paid', now(), 'order', '{}' FROM generate_series(1, 20) "
         "g");
     store::db_pool pool(db_.url(), 1, 64, store::prepare_app_event_connection);
-    boost::asio::io_context io;
     config::app_events_config cfg;
     cfg.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/events";
     cfg.concurrency = 2;
     cfg.timeout = 60s;
     workflow::app_event_pusher_options options;
     options.owner = "slots-test";
-    workflow::app_event_pusher pusher(io.get_executor(), cfg, secret, pool, std::make_shared<metrics>(),
-                                      options);
-    pusher.start();
-    std::thread runner([&io] {
-        auto work = boost::asio::make_work_guard(io);
-        io.run();
-    });
+    pusher_on_thread running(pool, cfg, options);
     EXPECT_TRUE(
         wait_for("SELECT count(*) FROM wxrecon.app_events WHERE lease_owner = 'slots-test'", "20", 5s))
         << "one claim leases every due event, though only two can be in flight";
-    boost::asio::co_spawn(io, pusher.stop(300ms), boost::asio::use_future).get();
+    running.stop(300ms);
     EXPECT_EQ(
         db_.scalar("SELECT count(*) FROM wxrecon.app_events WHERE lease_owner IS NULL AND attempts = 0"),
         "18")
@@ -588,8 +605,6 @@ TEST_F(AppEvents, ARoundClaimsMoreThanItsSlotsAndAStopFreesWhatItNeverSent) {
                          " AND attempts = 1 AND delivered_at IS NULL"),
               "2")
         << "the two sent and never answered keep their lease: they may have arrived";
-    io.stop();
-    runner.join();
     pool.stop();
     ::close(listener);
 }
@@ -600,18 +615,11 @@ TEST_F(AppEvents, ARoundClaimsMoreThanItsSlotsAndAStopFreesWhatItNeverSent) {
 TEST_F(AppEvents, AWakeUpSendsWhatWasCommittedWithoutWaitingForTheTick) {
     sim_control(sim_->port(), "/sim/app-events-config", R"({"secret":")" + secret + R"(","status":200})");
     store::db_pool pool(db_.url(), 1, 64, store::prepare_app_event_connection);
-    boost::asio::io_context io;
     config::app_events_config cfg;
     cfg.url = "http://127.0.0.1:" + std::to_string(sim_->port()) + "/sim/app-events";
     workflow::app_event_pusher_options options;
     options.tick = std::chrono::hours(1);
-    workflow::app_event_pusher pusher(io.get_executor(), cfg, secret, pool, std::make_shared<metrics>(),
-                                      options);
-    pusher.start();
-    std::thread runner([&io] {
-        auto work = boost::asio::make_work_guard(io);
-        io.run();
-    });
+    pusher_on_thread running(pool, cfg, options);
     std::this_thread::sleep_for(300ms);  // its first look found nothing: now it waits for the tick
     db_.exec(
         "INSERT INTO wxrecon.app_events (mchid, out_trade_no, type, occurred_at, object_key, object)"
@@ -619,11 +627,9 @@ TEST_F(AppEvents, AWakeUpSendsWhatWasCommittedWithoutWaitingForTheTick) {
     std::this_thread::sleep_for(1s);
     EXPECT_EQ(db_.scalar("SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NOT NULL"), "0")
         << "nothing told the pusher, and its tick is an hour away";
-    pusher.wake();
+    running.pusher.wake();
     EXPECT_TRUE(wait_for("SELECT count(*) FROM wxrecon.app_events WHERE delivered_at IS NOT NULL", "1", 5s));
-    boost::asio::co_spawn(io, pusher.stop(2s), boost::asio::use_future).get();
-    io.stop();
-    runner.join();
+    running.stop(2s);
     pool.stop();
 }
 
