@@ -83,8 +83,8 @@ asio::awaitable<void> app_event_pusher::stop(milliseconds grace) {
             spdlog::warn("app-events: deliveries not recorded at stop error={}", log_quote(e.what()));
         }
     }
-    if (!queued_
-             .empty()) {  // claimed and never sent: free for the next instance now, not when the lease ends
+    // Claimed and never sent: free for the next instance now, not when the lease ends.
+    if (!queued_.empty()) {
         std::vector<std::int64_t> ids;
         for (const auto& q : queued_) ids.push_back(q.event.id);
         queued_.clear();
@@ -166,6 +166,7 @@ asio::awaitable<void> app_event_pusher::run() {
 }
 
 void app_event_pusher::send_queued() {
+    if (stopping_) return;  // what is left is released by stop()
     const int concurrency = static_cast<int>(std::max<std::uint32_t>(1, cfg_.concurrency));
     // An event whose lease would end before its answer could come back is not sent: another instance may
     // claim it then, and two senders of one order could put its events out of order. It is claimed again
@@ -215,7 +216,7 @@ asio::awaitable<void> app_event_pusher::deliver(store::app_event e) {
         spdlog::warn("app-events: outcome not recorded id={} error={}", e.id, log_quote(x.what()));
     }
     --in_flight_;
-    if (!stopping_) send_queued();
+    send_queued();
     wake_here();  // a 2xx waits to be recorded, and the queue may need more
 }
 
