@@ -32,6 +32,13 @@ net::client_options delivery_options(const config::app_events_config& cfg) {
     return o;
 }
 
+// The longest one delivery can take: the client tries a reused connection that turns out closed once more
+// on a new one, and each try may spend connect_timeout connecting, again on the TLS handshake, then the
+// exchange (a name lookup is not bounded: the receiver's address is best configured as an IP or in hosts).
+milliseconds longest_send(const net::client_options& o) {
+    return 2 * (2 * o.connect_timeout + o.exchange_timeout) + seconds(1);
+}
+
 }  // namespace
 
 std::string app_event_signature(std::string_view secret, std::int64_t t, std::string_view body) {
@@ -52,11 +59,12 @@ app_event_pusher::app_event_pusher(asio::any_io_executor ex, const config::app_e
       metrics_(std::move(m)),
       options_(std::move(options)),
       client_(ex, delivery_options(cfg)),
-      timer_(ex) {
+      timer_(ex),
+      send_margin_(longest_send(delivery_options(cfg))) {
     if (options_.owner.empty()) options_.owner = "wxrecond-" + crypto::random_alnum(8);
-    // A delivery ends within its lease, however long [app_events] timeout is: past the lease another
-    // instance may claim the event and send the order's next one first.
-    options_.lease = std::max(options_.lease, duration_cast<milliseconds>(2 * (cfg.timeout + seconds(1))));
+    // A delivery started with send_margin_ of its lease left ends within it, however long [app_events]
+    // timeout is: past the lease another instance may claim the event and send the order's next one first.
+    options_.lease = std::max(options_.lease, 2 * send_margin_);
 }
 
 void app_event_pusher::start() {
@@ -83,17 +91,24 @@ asio::awaitable<void> app_event_pusher::stop(milliseconds grace) {
             spdlog::warn("app-events: deliveries not recorded at stop error={}", log_quote(e.what()));
         }
     }
-    // Claimed and never sent: free for the next instance now, not when the lease ends.
-    if (!queued_.empty()) {
-        std::vector<std::int64_t> ids;
-        for (const auto& q : queued_) ids.push_back(q.event.id);
-        queued_.clear();
-        try {
-            co_await store::release_app_events(pool_, std::move(ids), options_.owner,
-                                               steady_clock::now() + seconds(2));
-        } catch (const std::exception& e) {
-            spdlog::warn("app-events: claims not released at stop error={}", log_quote(e.what()));
-        }
+    drop_queue();
+    co_await release_unsent(steady_clock::now() + seconds(2));
+}
+
+void app_event_pusher::drop_queue() {
+    for (const auto& q : queued_) unsent_.push_back(q.event.id);
+    queued_.clear();
+}
+
+asio::awaitable<void> app_event_pusher::release_unsent(store::deadline until) {
+    // Claimed and never sent: free for any instance now, not when the lease ends.
+    if (unsent_.empty()) co_return;
+    std::vector<std::int64_t> ids;
+    ids.swap(unsent_);
+    try {
+        co_await store::release_app_events(pool_, std::move(ids), options_.owner, until);
+    } catch (const std::exception& e) {
+        spdlog::warn("app-events: claims not released error={}", log_quote(e.what()));  // the lease ends them
     }
 }
 
@@ -131,14 +146,18 @@ asio::awaitable<void> app_event_pusher::run() {
             // A claim is due when the queue can no longer keep every slot busy: with a backlog at once, else
             // after the gather moment.
             const bool claim = queued_.size() < static_cast<std::size_t>(concurrency);
-            if (!delivered_.empty() && (claim || in_flight_ == 0)) {
-                // The 2xx of the last round, recorded together: one statement, whatever their number. Until
-                // then the next event of those orders waits, so the order per order holds.
+            if (!delivered_.empty() &&
+                (claim || in_flight_ == 0 || steady_clock::now() - first_delivered_ >= options_.gather)) {
+                // The 2xx received since the last record, recorded together: one statement, whatever their
+                // number, at least every gather moment. Until then the next event of those orders waits, so
+                // the order per order holds; lost (the statement failed), they are sent again after the
+                // lease.
                 std::vector<std::int64_t> ids;
                 ids.swap(delivered_);
                 co_await store::finish_app_events(pool_, std::move(ids), options_.owner,
                                                   steady_clock::now() + database_deadline);
             }
+            if (!unsent_.empty()) co_await release_unsent(steady_clock::now() + database_deadline);
             if (claim) {
                 const std::size_t limit =
                     std::max(options_.claim_limit, static_cast<std::size_t>(concurrency)) - queued_.size();
@@ -147,11 +166,15 @@ asio::awaitable<void> app_event_pusher::run() {
                                                             steady_clock::now() + database_deadline);
                 backlog_ = due.size() == limit;
                 for (auto& e : due) queued_.push_back(claimed_event{std::move(e), lease_ends});
+                if (stopping_) {  // stopped while the claim ran: stop() may have released the queue already
+                    drop_queue();
+                    co_await release_unsent(steady_clock::now() + seconds(2));
+                }
                 send_queued();
             }
         } catch (const std::exception& e) {
-            spdlog::warn("app-events: outbox not read error={}",
-                         log_quote(e.what()));  // kept for the next round
+            backlog_ = false;  // the next round gathers first rather than calling a failing database at once
+            spdlog::warn("app-events: outbox not read error={}", log_quote(e.what()));
         }
         if (stopping_) break;
         // Woken while the database had the round (a cancel then finds no wait to cut short): go round
@@ -168,14 +191,15 @@ asio::awaitable<void> app_event_pusher::run() {
 void app_event_pusher::send_queued() {
     if (stopping_) return;  // what is left is released by stop()
     const int concurrency = static_cast<int>(std::max<std::uint32_t>(1, cfg_.concurrency));
-    // An event whose lease would end before its answer could come back is not sent: another instance may
-    // claim it then, and two senders of one order could put its events out of order. It is claimed again
-    // once the lease has run out.
-    const auto latest_start = duration_cast<steady_clock::duration>(cfg_.timeout) + seconds(1);
+    // An event whose lease could end before its answer came back is not sent: another instance may claim
+    // it then, and two senders of one order could put its events out of order. Its claim is released.
     while (in_flight_ < concurrency && !queued_.empty()) {
         claimed_event next = std::move(queued_.front());
         queued_.pop_front();
-        if (steady_clock::now() + latest_start >= next.lease_ends) continue;
+        if (steady_clock::now() + send_margin_ >= next.lease_ends) {
+            unsent_.push_back(next.event.id);
+            continue;
+        }
         ++in_flight_;
         asio::co_spawn(executor_, deliver(std::move(next.event)),
                        report_escapes(metrics_, "app_event_pusher"));
@@ -195,6 +219,7 @@ asio::awaitable<void> app_event_pusher::deliver(store::app_event e) {
     const int status = ex.response ? ex.response->status : 0;
     try {
         if (status >= 200 && status < 300) {
+            if (delivered_.empty()) first_delivered_ = steady_clock::now();
             delivered_.push_back(e.id);
             metrics_->add("wxrecon_app_events_total", {{"result", "delivered"}});
             metrics_->observe("wxrecon_app_event_delivery_seconds",

@@ -33,8 +33,8 @@ struct app_event_pusher_options {
     // After a wake-up or a finished delivery, how long to let more arrive before one round claims the new
     // events and records the finished ones together (no wait while there is a backlog).
     std::chrono::milliseconds gather{50};
-    // At most this many events are claimed by one round and wait in memory for a free slot: a claim's cost
-    // is mostly its own (planning, a round trip), so a round claims what has gathered, not one per slot.
+    // At most this many events (or `concurrency`, if more) wait in memory for a free slot, claimed: a
+    // claim's cost is mostly its own (planning, a round trip), so a round claims what has gathered.
     std::size_t claim_limit = 512;
     std::chrono::milliseconds lease{60000};  // how long a claimed event keeps other instances away
     std::string owner;
@@ -52,6 +52,7 @@ public:
 
     void start();
     // Stops claiming and waits (bounded) for the deliveries in flight; leases make them safe to abandon.
+    // Records the 2xx received and releases the claims of events never sent.
     boost::asio::awaitable<void> stop(std::chrono::milliseconds grace);
     // Something that may have written events was committed here: look for them now, not at the next tick
     // (events committed by other instances or connections are still found by the tick).
@@ -64,6 +65,8 @@ private:
     };
     boost::asio::awaitable<void> run();
     void send_queued();
+    void drop_queue();  // the queue's events are not to be sent: to unsent_
+    boost::asio::awaitable<void> release_unsent(store::deadline until);
     boost::asio::awaitable<void> deliver(store::app_event e);
     void wake_here();
     std::chrono::milliseconds backoff(int attempts) const;
@@ -77,8 +80,11 @@ private:
     net::http_client client_;
     boost::asio::steady_timer timer_;
     std::chrono::steady_clock::time_point next_tidy_{};
-    std::vector<std::int64_t> delivered_;  // 2xx received, not yet recorded
-    std::deque<claimed_event> queued_;     // claimed, waiting for a free slot
+    std::vector<std::int64_t> delivered_;                    // 2xx received, not yet recorded
+    std::chrono::steady_clock::time_point first_delivered_;  // when delivered_ got its first id
+    std::deque<claimed_event> queued_;                       // claimed, waiting for a free slot
+    std::vector<std::int64_t> unsent_;       // claimed, not to be sent by this claim: to be released
+    std::chrono::milliseconds send_margin_;  // the longest one delivery can take
     int in_flight_ = 0;
     bool stopping_ = false;
     bool woken_ = false;      // a round is due once the gathering moment has passed

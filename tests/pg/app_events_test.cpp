@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -574,12 +575,30 @@ struct pusher_on_thread {
 TEST_F(AppEvents, ARoundClaimsMoreThanItsSlotsAndAStopFreesWhatItNeverSent) {
     const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
     ASSERT_GE(listener, 0);
+    std::vector<int> accepted;
+    struct closer {
+        const int& listener;
+        std::vector<int>& accepted;
+        ~closer() {
+            for (const int fd : accepted) ::close(fd);
+            ::close(listener);
+        }
+    } close_at_end{listener, accepted};
+    // A connection the pusher opened, taken within `wait` (and then held open, never answered).
+    const auto accept_one = [&](int wait_ms) {
+        pollfd ready{listener, POLLIN, 0};
+        if (::poll(&ready, 1, wait_ms) != 1) return false;
+        const int fd = ::accept(listener, nullptr, nullptr);
+        if (fd < 0) return false;
+        accepted.push_back(fd);
+        return true;
+    };
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t length = sizeof address;
     ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-    ASSERT_EQ(::listen(listener, 64), 0);  // the kernel completes the connections; nothing reads them
+    ASSERT_EQ(::listen(listener, 64), 0);
     ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
     db_.exec(
         "INSERT INTO wxrecon.app_events (mchid, out_trade_no, type, occurred_at, object_key, object)"
@@ -596,6 +615,8 @@ TEST_F(AppEvents, ARoundClaimsMoreThanItsSlotsAndAStopFreesWhatItNeverSent) {
     EXPECT_TRUE(
         wait_for("SELECT count(*) FROM wxrecon.app_events WHERE lease_owner = 'slots-test'", "20", 5s))
         << "one claim leases every due event, though only two can be in flight";
+    ASSERT_TRUE(accept_one(5000) && accept_one(5000)) << "both slots send";
+    EXPECT_FALSE(accept_one(300)) << "no third delivery while both slots wait for their answer";
     running.stop(300ms);
     EXPECT_EQ(
         db_.scalar("SELECT count(*) FROM wxrecon.app_events WHERE lease_owner IS NULL AND attempts = 0"),
@@ -606,7 +627,6 @@ TEST_F(AppEvents, ARoundClaimsMoreThanItsSlotsAndAStopFreesWhatItNeverSent) {
               "2")
         << "the two sent and never answered keep their lease: they may have arrived";
     pool.stop();
-    ::close(listener);
 }
 
 // The pusher looks for events when told something was committed (the daemon's ledger tells it after each
