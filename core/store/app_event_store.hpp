@@ -43,7 +43,8 @@ boost::asio::awaitable<std::vector<app_event>> claim_app_events(db_pool& pool, s
 // Delivered (a 2xx came back): recorded for many at once, one statement. Or to be tried again after `after`.
 boost::asio::awaitable<void> finish_app_events(db_pool& pool, std::vector<std::int64_t> ids,
                                                std::string owner, deadline until);
-// Claimed and not sent (the pusher stops): the lease ends now, and the claim does not count as an attempt.
+// Claimed and not sent (the pusher stops, or too little of the lease was left to send): the lease ends now,
+// and the claim does not count as an attempt.
 boost::asio::awaitable<void> release_app_events(db_pool& pool, std::vector<std::int64_t> ids,
                                                 std::string owner, deadline until);
 boost::asio::awaitable<void> retry_app_event(db_pool& pool, std::int64_t id, std::string owner, int status,
