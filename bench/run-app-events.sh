@@ -3,7 +3,8 @@
 # registered orders; wxrecond fed genuine APIv3 payment notifications by bench/notify_load at RATE per second
 # for RUN_SECONDS, REPEAT times [app_events] off then on (with wxpay-sim's receiver, which verifies every
 # signature), alternating so that the machine's drift burdens both alike. Each run prints the notification
-# latency (p50/p99), the CPU seconds of each process and PostgreSQL's costliest statements; with events on
+# latency (p50/p99), the CPU seconds of each process (the load generator's as it reports them), the seconds
+# each spent runnable but waiting for a core, and PostgreSQL's costliest statements; with events on
 # also the outbox lag: how long from an event's commit to its 2xx (p50/p99/max, from wxrecon.app_events),
 # events delivered and signatures that failed. The summary compares the medians. Targets: lag p99 < 1 s,
 # notification p99 with events on at most 1.2x with events off.
@@ -120,6 +121,23 @@ cpu_report() {  # cpu_report <before> <after>
          for (i = 1; i <= n; i++) printf " %s %.1f", c[i], d[c[i]] / hz; print ""}' <(echo "$1") <(echo "$2")
 }
 
+# Seconds spent runnable but waiting for a core, per command name (the second field of each thread's
+# schedstat): how long the processes queued behind one another on this machine's two cores.
+queue_snapshot() {
+  local dir comm stat wait
+  for dir in /proc/[0-9]*; do
+    { read -r comm <"$dir/comm"; } 2>/dev/null || continue
+    for stat in "$dir"/task/[0-9]*/schedstat; do
+      { read -r _ wait _ <"$stat"; } 2>/dev/null && echo "$comm $wait"
+    done
+  done | awk '{s[$1] += $2} END {for (c in s) print c, s[c]}'
+}
+queue_report() {  # queue_report <before> <after>
+  awk 'NR == FNR {b[$1] = $2; next} {d[$1] = $2 - b[$1]}
+    END {printf "waiting for a core, seconds:"; n = split("postgres wxrecond wxpay-sim", c, " ")
+         for (i = 1; i <= n; i++) printf " %s %.1f", c[i], d[c[i]] / 1e9; print ""}' <(echo "$1") <(echo "$2")
+}
+
 # Autovacuum runs so far per table of wxrecon, sorted by name (for join).
 autovacuums() {
   "${psql[@]}" -F ' ' -c "SELECT relname, autovacuum_count + autoanalyze_count FROM pg_stat_user_tables
@@ -131,18 +149,28 @@ run() {  # run <app events 0|1> <first order>
   "$build/wxrecond" --config "$work/wxrecond.toml" serve >"$work/daemon.log" 2>&1 &
   daemon_pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null && break; sleep 0.1; done
+  # The daemon's first count of orders by state (a scan of every order, then once a minute) belongs to its
+  # start, not to the run: it pruned the pages the run before had updated and wrote them whole to the WAL
+  # (13 MB in 0.3-0.4 s, which the commits behind it waited for). Measured from readiness, it fell inside
+  # the window of every run with events on and of none with them off.
+  for _ in $(seq 300); do
+    curl -fs "http://127.0.0.1:$admin/metrics" | grep -q '^wxrecon_orders{' && break; sleep 0.1
+  done
   local count
   count=$(awk -v r="$rate" -v s="$seconds" 'BEGIN {printf "%d", r * s * 1.05}')
   local before
   "${psql[@]}" -c "SELECT pg_stat_statements_reset()" >/dev/null
   before=$(cpu_snapshot)
+  local queued_before
+  queued_before=$(queue_snapshot)
   local vacuums_before
   vacuums_before=$(autovacuums)
   "$build/bench/notify_load" --port "$port" --apiv3-key-file "$work/keys/apiv3.key" \
     --wechatpay-key-file "$work/keys/wechatpay_key.pem" --serial "$serial" --database-url "$WXRECON_TEST_PG_URL" \
     --prefix PERF- --register 0 --first "$2" --orders "$count" --concurrency "$concurrency" --seconds "$seconds" \
-    --rate "$rate" --daemon-pid "$daemon_pid" | grep -E "^(notifications|latency|daemon)"
+    --rate "$rate" --daemon-pid "$daemon_pid" | grep -E "^(notifications|latency|daemon|generator)"
   cpu_report "$before" "$(cpu_snapshot)"
+  queue_report "$queued_before" "$(queue_snapshot)"
   echo "autovacuum runs: $(join -a 2 <(echo "$vacuums_before") <(autovacuums) | awk '{n = $NF - (NF == 3 ? $2 : 0); if (n > 0) printf "%s %d ", $1, n}')"
   # Where PostgreSQL's time went: the statements that took most of it, and the WAL each wrote (a commit waits
   # for the flush of all WAL before it, the pusher's too).
