@@ -83,7 +83,9 @@ boost::asio::awaitable<apply_result> ledger::apply(const domain::fact& f, deadli
             queue_.push_back(item{owned, std::move(done), until});
             // A drain keeps taking batches until it finds the queue empty (checked under this lock), so a
             // fact queued while the limit is reached is always picked up by a running drain.
-            schedule = active_drains_ < std::min(limits_.max_concurrent_batches, pool_.workers());
+            schedule = active_drains_ == 0 ||
+                       (active_drains_ < std::min(limits_.max_concurrent_batches, pool_.workers()) &&
+                        queue_.size() >= limits_.facts_for_another_batch);
             if (schedule) ++active_drains_;
         }
         if (schedule)
@@ -109,6 +111,11 @@ void ledger::drain(pqxx::connection_base& conn) {
         std::vector<item> batch;
         {
             std::lock_guard lock(mutex_);
+            // Another drain is running and what waits is too little to need two: it takes them next.
+            if (active_drains_ > 1 && queue_.size() < limits_.facts_for_another_batch) {
+                --active_drains_;
+                return;
+            }
             // A fact whose caller has (almost) given up is left out: it would only shorten the batch's time.
             const auto soon = std::chrono::steady_clock::now() + std::chrono::milliseconds(250);
             while (!queue_.empty() && batch.size() < limits_.max_batch) {

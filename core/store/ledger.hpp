@@ -58,6 +58,10 @@ struct ledger_limits {
     // Transactions in flight at once. Two keep one batch filling while the other commits; more only
     // shrink the batches and make the server work harder per fact.
     std::size_t max_concurrent_batches = 2;
+    // A further transaction starts only once this many facts wait. Below that, one batch after another
+    // keeps up, and a second would only split the same facts between two batches that each cost the
+    // server their fixed part: round trips, a snapshot, a commit.
+    std::size_t facts_for_another_batch = 16;
 };
 
 // The interface callers use: hand over a fact, resume after the commit that contains it.

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 #include <pqxx/pqxx>
@@ -461,6 +463,62 @@ TEST_F(BatchTest, TheStatementsAreNotPlannedAgainForEveryBatch) {
     EXPECT_EQ(rows("SELECT generic_plans >= 7 FROM pg_prepared_statements WHERE name = "
                    "'batch_write_events_and_orders'"),
               "t | ");
+}
+
+// A second transaction starts only once enough facts wait (ledger_limits::facts_for_another_batch): a
+// trickle is taken by one batch after another, and each batch costs the server its fixed part only once.
+// Here the first batch waits for a row lock held elsewhere; fifteen facts queued behind it wait too, the
+// sixteenth starts a second transaction, which commits all sixteen while the first still waits.
+TEST_F(BatchTest, ASecondTransactionStartsOnlyOnceEnoughFactsWait) {
+    store::db_pool pool(db_.url(), 2, 256, store::prepare_ledger_connection);
+    store::ledger ledger(pool);
+    std::vector<fact> facts;
+    for (int i = 0; i <= 16; ++i) {
+        const std::string n = std::to_string(i);
+        pqxx::work tx(*conn_);
+        tx.exec_params("INSERT INTO wxrecon.orders (mchid, out_trade_no, amount_total) VALUES ($1,$2,100)",
+                       test_mchid, "DRAIN" + n);
+        tx.commit();
+        facts.push_back(payment("DRAIN" + n, "TD" + n, 100, "ED" + n));
+    }
+    pqxx::connection holder(db_.url());
+    pqxx::work hold(holder);
+    hold.exec("SELECT 1 FROM wxrecon.orders WHERE out_trade_no = 'DRAIN0' FOR UPDATE");
+
+    boost::asio::io_context io;
+    auto guard = boost::asio::make_work_guard(io);
+    std::thread runner([&] { io.run(); });
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    const auto submit = [&](const fact& f) {
+        return boost::asio::co_spawn(io, ledger.apply(f, until), boost::asio::use_future);
+    };
+    const auto waiting_for_lock = [&] {
+        return rows("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'");
+    };
+    std::vector<std::future<store::apply_result>> results;
+    results.push_back(submit(facts[0]));
+    for (int i = 0; i < 100 && waiting_for_lock() != "1 | "; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_EQ(waiting_for_lock(), "1 | ") << "the first batch waits for the order's lock";
+
+    for (int i = 1; i <= 15; ++i) results.push_back(submit(facts[i]));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "0 | ")
+        << "fifteen waiting facts did not start a second transaction";
+
+    results.push_back(submit(facts[16]));
+    for (int i = 1; i <= 16; ++i) {
+        ASSERT_EQ(results[i].wait_for(std::chrono::seconds(10)), std::future_status::ready) << i;
+        EXPECT_EQ(results[i].get().outcome, outcome::applied) << i;
+    }
+    EXPECT_EQ(results[0].wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+    hold.commit();
+    ASSERT_EQ(results[0].wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    EXPECT_EQ(results[0].get().outcome, outcome::applied);
+    EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "17 | ");
+    guard.reset();
+    runner.join();
+    pool.stop();
 }
 
 }  // namespace
