@@ -465,13 +465,15 @@ TEST_F(BatchTest, TheStatementsAreNotPlannedAgainForEveryBatch) {
               "t | ");
 }
 
-// A second transaction starts only once enough facts wait (ledger_limits::facts_for_another_batch): a
-// trickle is taken by one batch after another, and each batch costs the server its fixed part only once.
-// Here the first batch waits for a row lock held elsewhere; fifteen facts queued behind it wait too, the
-// sixteenth starts a second transaction, which commits all sixteen while the first still waits.
+// A second transaction starts only once enough facts wait (ledger_limits::facts_for_another_batch, 16
+// here): a trickle is taken by one batch after another, and each batch costs the server its fixed part
+// only once. Here the first batch waits for a row lock held elsewhere; fifteen facts queued behind it wait
+// too, the sixteenth starts a second transaction, which commits all sixteen while the first still waits.
 TEST_F(BatchTest, ASecondTransactionStartsOnlyOnceEnoughFactsWait) {
     store::db_pool pool(db_.url(), 2, 256, store::prepare_ledger_connection);
-    store::ledger ledger(pool);
+    store::ledger_limits limits;
+    limits.facts_for_another_batch = 16;
+    store::ledger ledger(pool, limits);
     std::vector<fact> facts;
     for (int i = 0; i <= 16; ++i) {
         const std::string n = std::to_string(i);
