@@ -81,8 +81,9 @@ boost::asio::awaitable<apply_result> ledger::apply(const domain::fact& f, deadli
                 return;
             }
             queue_.push_back(item{owned, std::move(done), until});
-            // A drain keeps taking batches until it finds the queue empty (checked under this lock), so a
-            // fact queued while the limit is reached is always picked up by a running drain.
+            // A drain keeps taking batches until it finds the queue empty, or finds few facts while another
+            // drain runs (both checked under this lock), so a fact queued without a new drain is always
+            // picked up by a running one.
             schedule = active_drains_ == 0 ||
                        (active_drains_ < std::min(limits_.max_concurrent_batches, pool_.workers()) &&
                         queue_.size() >= limits_.facts_for_another_batch);

@@ -62,7 +62,9 @@ struct ledger_limits {
     // keeps up, and a second would only split the same facts between two batches that each cost the
     // server their fixed part: round trips, a snapshot, a commit. Not more: with at most 64 notifications
     // in flight, 16 often kept the second transaction from starting under full load (bench/run-
-    // throughput.sh: 1.96x pgbench against 2.44x with 1 and 2.37x with 4).
+    // throughput.sh: 1.96x pgbench against 2.44x with 1 and 2.37x with 4). The price: up to three facts
+    // can wait behind a batch that is held up (a row lock) until it ends or their deadline nears; then
+    // the caller gets an error, never an acknowledgement, and WeChat Pay sends the notification again.
     std::size_t facts_for_another_batch = 4;
 };
 
@@ -96,7 +98,9 @@ private:
     std::deque<item> queue_;
     std::function<void()> applied_listener_;
     std::function<void(std::size_t)> batch_listener_;
-    std::size_t active_drains_ = 0;  // posted or running; each runs until it finds the queue empty
+    // Posted or running; each runs until it finds the queue empty, or too few facts for two while another
+    // runs.
+    std::size_t active_drains_ = 0;
 };
 
 }  // namespace wxrecon::store

@@ -4,7 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <boost/asio/co_spawn.hpp>
@@ -207,7 +209,9 @@ TEST_F(BatchTest, ARefundCommittedWhileTheBatchWaitedForTheOrderCounts) {
     pqxx::connection watcher(db_.url());
     for (int i = 0; i < 200; ++i) {  // until the batch waits for the lock
         pqxx::nontransaction tx(watcher);
-        if (tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0].as<int>() > 0)
+        if (tx.exec1("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                     " AND datname = current_database()")[0]
+                .as<int>() > 0)
             break;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -474,6 +478,12 @@ TEST_F(BatchTest, ASecondTransactionStartsOnlyOnceEnoughFactsWait) {
     store::ledger_limits limits;
     limits.facts_for_another_batch = 16;
     store::ledger ledger(pool, limits);
+    std::mutex sizes_mutex;
+    std::vector<std::size_t> batch_sizes;  // committed batches, in commit order
+    ledger.on_batch([&](std::size_t n) {
+        std::lock_guard lock(sizes_mutex);
+        batch_sizes.push_back(n);
+    });
     std::vector<fact> facts;
     for (int i = 0; i <= 16; ++i) {
         const std::string n = std::to_string(i);
@@ -484,18 +494,30 @@ TEST_F(BatchTest, ASecondTransactionStartsOnlyOnceEnoughFactsWait) {
         facts.push_back(payment("DRAIN" + n, "TD" + n, 100, "ED" + n));
     }
     pqxx::connection holder(db_.url());
-    pqxx::work hold(holder);
-    hold.exec("SELECT 1 FROM wxrecon.orders WHERE out_trade_no = 'DRAIN0' FOR UPDATE");
+    auto hold = std::make_unique<pqxx::work>(holder);
+    hold->exec("SELECT 1 FROM wxrecon.orders WHERE out_trade_no = 'DRAIN0' FOR UPDATE");
 
     boost::asio::io_context io;
     auto guard = boost::asio::make_work_guard(io);
     std::thread runner([&] { io.run(); });
+    // Whatever the outcome, the lock is let go and the runner ends before anything it uses is destroyed.
+    struct finish {
+        std::function<void()> run;
+        ~finish() { run(); }
+    } const cleanup{[&] {
+        hold.reset();
+        guard.reset();
+        runner.join();
+        pool.stop();
+    }};
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     const auto submit = [&](const fact& f) {
         return boost::asio::co_spawn(io, ledger.apply(f, until), boost::asio::use_future);
     };
     const auto waiting_for_lock = [&] {
-        return rows("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'");
+        return rows(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()");
     };
     std::vector<std::future<store::apply_result>> results;
     results.push_back(submit(facts[0]));
@@ -513,14 +535,15 @@ TEST_F(BatchTest, ASecondTransactionStartsOnlyOnceEnoughFactsWait) {
         ASSERT_EQ(results[i].wait_for(std::chrono::seconds(10)), std::future_status::ready) << i;
         EXPECT_EQ(results[i].get().outcome, outcome::applied) << i;
     }
+    {
+        std::lock_guard lock(sizes_mutex);
+        EXPECT_EQ(batch_sizes, std::vector<std::size_t>{16}) << "the sixteen in one batch";
+    }
     EXPECT_EQ(results[0].wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
-    hold.commit();
+    hold->commit();
     ASSERT_EQ(results[0].wait_for(std::chrono::seconds(10)), std::future_status::ready);
     EXPECT_EQ(results[0].get().outcome, outcome::applied);
     EXPECT_EQ(rows("SELECT count(*) FROM wxrecon.payment_events"), "17 | ");
-    guard.reset();
-    runner.join();
-    pool.stop();
 }
 
 }  // namespace
