@@ -76,6 +76,15 @@ void db_pool::worker_loop() {
             }
             try {
                 conn = std::make_unique<pqxx::connection>(url_);
+                // libpqxx 6 would otherwise reconnect a broken connection by itself at its next use, without
+                // the session's settings (wxrecon.app_events, the planner's and commit settings of
+                // prepare_): after a PostgreSQL crash-restart a ledger connection applied facts without
+                // their app events (found by the crash campaign). Broken, it is dropped here and made
+                // again with prepare_. (libpqxx 7 never reconnects by itself.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+                conn->inhibit_reactivation(true);
+#pragma GCC diagnostic pop
                 if (prepare_) prepare_(*conn);
                 up_.store(true, std::memory_order_relaxed);
             } catch (const std::exception& e) {
